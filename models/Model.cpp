@@ -1,0 +1,89 @@
+#include "models/Model.h"
+
+#include <cmath>
+
+#include "models/core/Error.h"
+#include "models/core/Hash.h"
+#include "models/kernels/KernelBackend.h"
+
+namespace dptrain {
+
+Model::Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device device)
+    : root_(std::move(root)), input_shape_(input_shape), device_(device) {
+  ParamRegistry registry;
+  output_shape_ = root_->setup(input_shape, registry);
+  int64_t n = registry.size();
+  params_ = Tensor::zeros({n}, device);
+  grads_ = Tensor::zeros({n}, device);
+  registry.bind(params_.data(), grads_.data(), device);
+  for (const auto& e : registry.entries()) {
+    infos_.push_back({e.path, e.shape, e.offset});
+    inits_.push_back(e.init);
+  }
+}
+
+void Model::initialize(uint64_t seed) {
+  std::vector<float> host(static_cast<size_t>(flat_size()), 0.0f);
+  for (size_t i = 0; i < infos_.size(); ++i) {
+    const ParamInit& init = inits_[i];
+    Philox rng(seed, RandomPurpose::init, static_cast<uint32_t>(i));
+    float* p = host.data() + infos_[i].offset;
+    int64_t n = infos_[i].shape.numel();
+    float bound = init.scale;
+    switch (init.kind) {
+      case ParamInit::zeros: break;
+      case ParamInit::ones: std::fill(p, p + n, 1.0f); break;
+      case ParamInit::he_uniform: bound = std::sqrt(6.0f / static_cast<float>(init.fan_in)); [[fallthrough]];
+      case ParamInit::uniform:
+        for (int64_t j = 0; j < n; ++j) p[j] = (2.0f * rng.uniform() - 1.0f) * bound;
+        break;
+      case ParamInit::xavier_uniform:
+        bound = std::sqrt(6.0f / static_cast<float>(init.fan_in + init.fan_out));
+        for (int64_t j = 0; j < n; ++j) p[j] = (2.0f * rng.uniform() - 1.0f) * bound;
+        break;
+      case ParamInit::normal:
+        for (int64_t j = 0; j < n; ++j) p[j] = rng.normal() * init.scale;
+        break;
+    }
+  }
+  params_.copy_from(Tensor::view(host.data(), params_.shape()));
+}
+
+const Tensor& Model::forward(const Tensor& x, const StepContext& ctx) {
+  if (x.shape().drop_first() != input_shape_)
+    fail_input("model input per sample is " + input_shape_.str() + ", got a batch of " + x.shape().str());
+  last_input_ = &x;
+  root_->forward(x, output_, ctx);
+  return output_;
+}
+
+void Model::backward(const Tensor& dout, const StepContext& ctx, Tensor* din) {
+  DPT_ASSERT(last_input_ != nullptr, "backward before forward");
+  root_->backward(*last_input_, output_, dout, din, ctx);
+}
+
+void Model::zero_grad() { grads_.fill(0.0f); }
+
+int64_t Model::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : infos_) n += p.shape.numel();
+  return n;
+}
+
+uint64_t Model::layout_hash() const {
+  uint64_t h = stable_hash(input_shape_.str());
+  for (const auto& p : infos_) {
+    h = stable_hash(p.path, h);
+    h = stable_hash(p.shape.str(), h);
+    h = stable_hash(&p.offset, sizeof p.offset, h);
+  }
+  return h;
+}
+
+Tensor Model::param(const std::string& path) {
+  for (const auto& p : infos_)
+    if (p.path == path) return Tensor::view(params_.data() + p.offset, p.shape, device_);
+  fail_input("the model has no parameter '" + path + "'");
+}
+
+}  // namespace dptrain

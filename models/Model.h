@@ -1,0 +1,61 @@
+// A model: a root layer, its parameters and gradients in one flat buffer each (DESIGN.md rule 1),
+// and the names of every parameter by layer path. Optimizer states, gradient buckets and
+// checkpoint slices all use the same layout: a float offset into these buffers.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/layers/Layer.h"
+
+namespace dptrain {
+
+struct ParamInfo {
+  std::string path;  // "02_conv2d/weight"
+  Shape shape;
+  int64_t offset;    // in floats into the flat buffers
+};
+
+class Model {
+ public:
+  // Sets the root up for samples of `input_shape` and allocates the flat buffers on `device`.
+  Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device device);
+
+  const Shape& input_shape() const { return input_shape_; }
+  const Shape& output_shape() const { return output_shape_; }
+  Device device() const { return device_; }
+  Layer& root() { return *root_; }
+
+  // Draws every parameter from the counter-based generator keyed by (seed, parameter index).
+  void initialize(uint64_t seed);
+  // Runs forward on a batch x [n, ...input_shape]; the result lives until the next forward.
+  const Tensor& forward(const Tensor& x, const StepContext& ctx);
+  // Backward from d(loss)/d(output) of the last forward; din (optional) receives d/dx.
+  void backward(const Tensor& dout, const StepContext& ctx, Tensor* din = nullptr);
+  void zero_grad();
+
+  Tensor& params() { return params_; }
+  Tensor& grads() { return grads_; }
+  const Tensor& params() const { return params_; }
+  int64_t flat_size() const { return params_.numel(); }
+  const std::vector<ParamInfo>& param_infos() const { return infos_; }
+  // Number of real parameters (flat size without alignment padding).
+  int64_t parameter_count() const;
+  // Hash of the layout (paths, shapes, offsets) that ranks compare at start-up.
+  uint64_t layout_hash() const;
+  // A view of one parameter by path; throws naming the path when there is none.
+  Tensor param(const std::string& path);
+
+ private:
+  std::unique_ptr<Layer> root_;
+  Shape input_shape_, output_shape_;
+  Device device_;
+  std::vector<ParamInfo> infos_;
+  std::vector<ParamInit> inits_;
+  Tensor params_, grads_;
+  const Tensor* last_input_ = nullptr;
+  Tensor output_;
+};
+
+}  // namespace dptrain

@@ -1,0 +1,571 @@
+#include "models/kernels/cpu/CpuKernels.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "models/core/Error.h"
+
+namespace dptrain {
+
+namespace {
+
+// Loops shorter than this stay on one thread: forking costs more than they do.
+constexpr int64_t parallel_threshold = 1 << 15;
+
+inline float activate(Activation act, float slope, float v) {
+  switch (act) {
+    case Activation::identity: return v;
+    case Activation::relu: return v > 0.0f ? v : 0.0f;
+    case Activation::leaky_relu: return v > 0.0f ? v : slope * v;
+    case Activation::sigmoid: return 1.0f / (1.0f + std::exp(-v));
+    case Activation::tanh: return std::tanh(v);
+  }
+  return v;
+}
+
+template <Activation A>
+inline void activate_range(float slope, int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = activate(A, slope, x[i]);
+}
+
+template <Activation A>
+inline void bias_act_range(float slope, int64_t n, float b, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = activate(A, slope, y[i] + b);
+}
+
+template <Activation A>
+void bias_activation_t(float slope, int64_t rows, int64_t cols, int64_t hw, const float* bias, float* y) {
+  const int64_t total = rows * cols * hw;
+#pragma omp parallel for schedule(static) if (total > parallel_threshold)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* yr = y + r * cols * hw;
+    if (hw == 1) {
+      if (bias) {
+        for (int64_t c = 0; c < cols; ++c) yr[c] = activate(A, slope, yr[c] + bias[c]);
+      } else {
+        activate_range<A>(slope, cols, yr, yr);
+      }
+    } else {
+      for (int64_t c = 0; c < cols; ++c) bias_act_range<A>(slope, hw, bias ? bias[c] : 0.0f, yr + c * hw);
+    }
+  }
+}
+
+template <Activation A>
+void activation_backward_t(float slope, int64_t n, const float* y, const float* dy, float* dx) {
+#pragma omp parallel for simd schedule(static) if (n > parallel_threshold)
+  for (int64_t i = 0; i < n; ++i) {
+    float d;
+    if constexpr (A == Activation::identity) d = 1.0f;
+    else if constexpr (A == Activation::relu) d = y[i] > 0.0f ? 1.0f : 0.0f;
+    else if constexpr (A == Activation::leaky_relu) d = y[i] > 0.0f ? 1.0f : slope;
+    else if constexpr (A == Activation::sigmoid) d = y[i] * (1.0f - y[i]);
+    else d = 1.0f - y[i] * y[i];
+    dx[i] = dy[i] * d;
+  }
+}
+
+// Row-wise log-sum-exp and the index of the largest value.
+inline float log_sum_exp(int64_t cols, const float* z, int64_t* argmax) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < cols; ++j)
+    if (z[j] > z[best]) best = j;
+  float m = z[best];
+  float s = 0.0f;
+  for (int64_t j = 0; j < cols; ++j) s += std::exp(z[j] - m);
+  if (argmax) *argmax = best;
+  return m + std::log(s);
+}
+
+inline int64_t argmax_of(int64_t cols, const float* v) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < cols; ++j)
+    if (v[j] > v[best]) best = j;
+  return best;
+}
+
+void check_label(int32_t label, int64_t cols) {
+  if (label < 0 || label >= cols)
+    fail_input("label " + std::to_string(label) + " out of range for " + std::to_string(cols) + " outputs");
+}
+
+class CpuKernels final : public KernelBackend {
+ public:
+  Device device() const override { return Device::cpu; }
+
+  void* allocate(size_t bytes) override {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) throw Error(ErrorKind::internal, "out of host memory allocating " + std::to_string(bytes) + " bytes");
+    return p;
+  }
+  void release(void* p) override { std::free(p); }
+  void synchronize() override {}
+
+  void fill(int64_t n, float value, float* x) override {
+    if (value == 0.0f) {
+      std::memset(x, 0, static_cast<size_t>(n) * sizeof(float));
+      return;
+    }
+    std::fill(x, x + n, value);
+  }
+  void copy(int64_t n, const float* x, float* y) override {
+    if (x != y) std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
+  }
+  void axpy(int64_t n, float a, const float* x, float* y) override {
+#pragma omp parallel for simd schedule(static) if (n > parallel_threshold)
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  }
+  void scale(int64_t n, float a, float* x) override {
+#pragma omp parallel for simd schedule(static) if (n > parallel_threshold)
+    for (int64_t i = 0; i < n; ++i) x[i] *= a;
+  }
+  void add(int64_t n, const float* a, const float* b, float* y) override {
+#pragma omp parallel for simd schedule(static) if (n > parallel_threshold)
+    for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+  }
+  void multiply(int64_t n, const float* a, const float* b, float* y) override {
+#pragma omp parallel for simd schedule(static) if (n > parallel_threshold)
+    for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+  }
+  double sum_squares(int64_t n, const float* x) override {
+    // Blocks of float sums added in double: vectorizes, stays accurate, same order every run.
+    double total = 0.0;
+    for (int64_t b = 0; b < n; b += 1024) {
+      int64_t e = std::min(n, b + 1024);
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = b; i < e; ++i) s += x[i] * x[i];
+      total += s;
+    }
+    return total;
+  }
+  double sum(int64_t n, const float* x) override {
+    double total = 0.0;
+    for (int64_t b = 0; b < n; b += 1024) {
+      int64_t e = std::min(n, b + 1024);
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = b; i < e; ++i) s += x[i];
+      total += s;
+    }
+    return total;
+  }
+
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+      return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  }
+
+  void row_bias_grad(int64_t rows, int64_t cols, const float* dy, float* dbias) override {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* d = dy + r * cols;
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) dbias[c] += d[c];
+    }
+  }
+  void channel_bias_grad(int64_t n, int64_t c, int64_t hw, const float* dy, float* dbias) override {
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float* d = dy + (s * c + ch) * hw;
+        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = 0; i < hw; ++i) acc += d[i];
+        dbias[ch] += acc;
+      }
+  }
+
+  void bias_activation(Activation act, float slope, int64_t rows, int64_t cols, int64_t hw, const float* bias,
+                       float* y) override {
+    if (act == Activation::identity && !bias) return;
+    switch (act) {
+      case Activation::identity: return bias_activation_t<Activation::identity>(slope, rows, cols, hw, bias, y);
+      case Activation::relu: return bias_activation_t<Activation::relu>(slope, rows, cols, hw, bias, y);
+      case Activation::leaky_relu: return bias_activation_t<Activation::leaky_relu>(slope, rows, cols, hw, bias, y);
+      case Activation::sigmoid: return bias_activation_t<Activation::sigmoid>(slope, rows, cols, hw, bias, y);
+      case Activation::tanh: return bias_activation_t<Activation::tanh>(slope, rows, cols, hw, bias, y);
+    }
+  }
+  void activation(Activation act, float slope, int64_t n, const float* x, float* y) override {
+#pragma omp parallel for schedule(static) if (n > parallel_threshold)
+    for (int64_t b = 0; b < n; b += 4096) {
+      int64_t len = std::min<int64_t>(4096, n - b);
+      switch (act) {
+        case Activation::identity: activate_range<Activation::identity>(slope, len, x + b, y + b); break;
+        case Activation::relu: activate_range<Activation::relu>(slope, len, x + b, y + b); break;
+        case Activation::leaky_relu: activate_range<Activation::leaky_relu>(slope, len, x + b, y + b); break;
+        case Activation::sigmoid: activate_range<Activation::sigmoid>(slope, len, x + b, y + b); break;
+        case Activation::tanh: activate_range<Activation::tanh>(slope, len, x + b, y + b); break;
+      }
+    }
+  }
+  void activation_backward(Activation act, float slope, int64_t n, const float* y, const float* dy,
+                           float* dx) override {
+    switch (act) {
+      case Activation::identity: return activation_backward_t<Activation::identity>(slope, n, y, dy, dx);
+      case Activation::relu: return activation_backward_t<Activation::relu>(slope, n, y, dy, dx);
+      case Activation::leaky_relu: return activation_backward_t<Activation::leaky_relu>(slope, n, y, dy, dx);
+      case Activation::sigmoid: return activation_backward_t<Activation::sigmoid>(slope, n, y, dy, dx);
+      case Activation::tanh: return activation_backward_t<Activation::tanh>(slope, n, y, dy, dx);
+    }
+  }
+
+  void maxout(int64_t rows, int64_t out_cols, int64_t pieces, const float* x, float* y) override {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < out_cols; ++j) {
+        const float* xi = x + (r * out_cols + j) * pieces;
+        float m = xi[0];
+        for (int64_t i = 1; i < pieces; ++i) m = std::max(m, xi[i]);
+        y[r * out_cols + j] = m;
+      }
+  }
+  void maxout_backward(int64_t rows, int64_t out_cols, int64_t pieces, const float* x, const float* y,
+                       const float* dy, float* dx) override {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < out_cols; ++j) {
+        int64_t o = r * out_cols + j;
+        const float* xi = x + o * pieces;
+        float* di = dx + o * pieces;
+        bool routed = false;  // the first piece equal to the max takes the gradient
+        for (int64_t i = 0; i < pieces; ++i) {
+          bool take = !routed && xi[i] == y[o];
+          di[i] = take ? dy[o] : 0.0f;
+          routed = routed || take;
+        }
+      }
+  }
+
+  void dropout(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* x, float* y) override {
+    const float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static) if (rows * row_size > parallel_threshold)
+    for (int64_t r = 0; r < rows; ++r) {
+      uint64_t sample = static_cast<uint64_t>(keys.row0 + r);
+      for (int64_t i = 0; i < row_size; ++i) {
+        bool keep = philox_uniform(keys.key, keys.step, sample, static_cast<uint64_t>(i)) > p;
+        y[r * row_size + i] = keep ? x[r * row_size + i] * keep_scale : 0.0f;
+      }
+    }
+  }
+  void dropout_backward(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* dy,
+                        float* dx) override {
+    dropout(rows, row_size, p, keys, dy, dx);  // the same mask and scale apply to the gradient
+  }
+
+  void im2col(const Conv2dGeometry& g, const float* x, float* col) override {
+    const int64_t oh = g.out_h(), ow = g.out_w();
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t ki = 0; ki < g.kernel_h; ++ki)
+        for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+          float* out = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * oh * ow;
+          const float* plane = x + c * g.height * g.width;
+          for (int64_t oy = 0; oy < oh; ++oy) {
+            int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+            float* orow = out + oy * ow;
+            if (iy < 0 || iy >= g.height) {
+              std::fill(orow, orow + ow, 0.0f);
+              continue;
+            }
+            const float* irow = plane + iy * g.width;
+            int64_t x0 = -g.pad_w + kj * g.dilation_w;
+            if (g.stride_w == 1 && x0 >= 0 && x0 + ow <= g.width) {
+              std::memcpy(orow, irow + x0, static_cast<size_t>(ow) * sizeof(float));
+              continue;
+            }
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              int64_t ix = x0 + ox * g.stride_w;
+              orow[ox] = (ix >= 0 && ix < g.width) ? irow[ix] : 0.0f;
+            }
+          }
+        }
+  }
+  void col2im(const Conv2dGeometry& g, const float* col, float* dx) override {
+    const int64_t oh = g.out_h(), ow = g.out_w();
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t ki = 0; ki < g.kernel_h; ++ki)
+        for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+          const float* in = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * oh * ow;
+          float* plane = dx + c * g.height * g.width;
+          for (int64_t oy = 0; oy < oh; ++oy) {
+            int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+            if (iy < 0 || iy >= g.height) continue;
+            float* drow = plane + iy * g.width;
+            const float* crow = in + oy * ow;
+            int64_t x0 = -g.pad_w + kj * g.dilation_w;
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              int64_t ix = x0 + ox * g.stride_w;
+              if (ix >= 0 && ix < g.width) drow[ix] += crow[ox];
+            }
+          }
+        }
+  }
+
+  void max_pool(int64_t n, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax) override {
+    const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels;
+#pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > parallel_threshold)
+    for (int64_t p = 0; p < planes; ++p) {
+      const float* in = x + p * g.height * g.width;
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float best = -std::numeric_limits<float>::infinity();
+          int32_t where = -1;
+          for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+            int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+            if (iy < 0 || iy >= g.height) continue;
+            for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+              int64_t ix = ox * g.stride_w - g.pad_w + kj * g.dilation_w;
+              if (ix < 0 || ix >= g.width) continue;
+              float v = in[iy * g.width + ix];
+              if (v > best || where < 0) {
+                best = v;
+                where = static_cast<int32_t>(iy * g.width + ix);
+              }
+            }
+          }
+          y[(p * oh + oy) * ow + ox] = best;
+          argmax[(p * oh + oy) * ow + ox] = where;
+        }
+    }
+  }
+  void max_pool_backward(int64_t n, const Conv2dGeometry& g, const float* dy, const int32_t* argmax,
+                         float* dx) override {
+    const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels, hw = g.height * g.width;
+    std::memset(dx, 0, static_cast<size_t>(planes * hw) * sizeof(float));
+#pragma omp parallel for schedule(static) if (planes * oh * ow > parallel_threshold)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t o = 0; o < oh * ow; ++o) {
+        int32_t where = argmax[p * oh * ow + o];
+        if (where >= 0) dx[p * hw + where] += dy[p * oh * ow + o];
+      }
+  }
+  void avg_pool(int64_t n, const Conv2dGeometry& g, const float* x, float* y) override {
+    const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels;
+    const float inv = 1.0f / static_cast<float>(g.kernel_h * g.kernel_w);  // padding counts (PyTorch default)
+#pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > parallel_threshold)
+    for (int64_t p = 0; p < planes; ++p) {
+      const float* in = x + p * g.height * g.width;
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float s = 0.0f;
+          for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+            int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+            if (iy < 0 || iy >= g.height) continue;
+            for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+              int64_t ix = ox * g.stride_w - g.pad_w + kj * g.dilation_w;
+              if (ix >= 0 && ix < g.width) s += in[iy * g.width + ix];
+            }
+          }
+          y[(p * oh + oy) * ow + ox] = s * inv;
+        }
+    }
+  }
+  void avg_pool_backward(int64_t n, const Conv2dGeometry& g, const float* dy, float* dx) override {
+    const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels, hw = g.height * g.width;
+    const float inv = 1.0f / static_cast<float>(g.kernel_h * g.kernel_w);
+    std::memset(dx, 0, static_cast<size_t>(planes * hw) * sizeof(float));
+#pragma omp parallel for schedule(static) if (planes * oh * ow > parallel_threshold)
+    for (int64_t p = 0; p < planes; ++p) {
+      float* d = dx + p * hw;
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float v = dy[(p * oh + oy) * ow + ox] * inv;
+          for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+            int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+            if (iy < 0 || iy >= g.height) continue;
+            for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+              int64_t ix = ox * g.stride_w - g.pad_w + kj * g.dilation_w;
+              if (ix >= 0 && ix < g.width) d[iy * g.width + ix] += v;
+            }
+          }
+        }
+    }
+  }
+
+  void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
+                             const float* targets, float scale, float* dlogits, float* stats) override {
+    double loss = 0.0, correct = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* z = logits + r * cols;
+      int64_t pred;
+      float lse = log_sum_exp(cols, z, &pred);
+      float* d = dlogits ? dlogits + r * cols : nullptr;
+      if (labels) {
+        int32_t y = labels[r];
+        check_label(y, cols);
+        loss += lse - z[y];
+        correct += pred == y;
+        if (d) {
+          for (int64_t j = 0; j < cols; ++j) d[j] = scale * std::exp(z[j] - lse);
+          d[y] -= scale;
+        }
+      } else {
+        const float* t = targets + r * cols;
+        float tsum = 0.0f;
+        double l = 0.0;
+        for (int64_t j = 0; j < cols; ++j) {
+          l += static_cast<double>(t[j]) * (lse - z[j]);
+          tsum += t[j];
+        }
+        loss += l;
+        correct += pred == argmax_of(cols, t);
+        if (d)
+          for (int64_t j = 0; j < cols; ++j) d[j] = scale * (std::exp(z[j] - lse) * tsum - t[j]);
+      }
+    }
+    stats[stat_loss] += static_cast<float>(loss);
+    stats[stat_correct] += static_cast<float>(correct);
+    stats[stat_count] += static_cast<float>(rows);
+  }
+
+  void sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
+                             const float* targets, float scale, float* dlogits, float* stats) override {
+    double loss = 0.0, correct = 0.0;
+    const float inv_cols = 1.0f / static_cast<float>(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      double row_loss = 0.0, row_correct = 0.0;
+      for (int64_t j = 0; j < cols; ++j) {
+        int64_t i = r * cols + j;
+        float t;
+        if (labels) {
+          if (labels[r] != 0 && labels[r] != 1)
+            fail_input("label " + std::to_string(labels[r]) + " is not 0 or 1 for binary cross-entropy");
+          t = static_cast<float>(labels[r]);
+        } else {
+          t = targets[i];
+        }
+        float z = logits[i];
+        row_loss += std::max(z, 0.0f) - z * t + std::log1p(std::exp(-std::fabs(z)));
+        row_correct += (z > 0.0f) == (t > 0.5f);
+        if (dlogits) dlogits[i] = scale * inv_cols * (1.0f / (1.0f + std::exp(-z)) - t);
+      }
+      loss += row_loss * inv_cols;
+      correct += row_correct * inv_cols;
+    }
+    stats[stat_loss] += static_cast<float>(loss);
+    stats[stat_correct] += static_cast<float>(correct);
+    stats[stat_count] += static_cast<float>(rows);
+  }
+
+  void mean_squared_error(int64_t rows, int64_t cols, const float* pred, const float* targets, float scale,
+                          float* dpred, float* stats) override {
+    double loss = 0.0;
+    const float inv_cols = 1.0f / static_cast<float>(cols);
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      float e = pred[i] - targets[i];
+      loss += static_cast<double>(e) * e;
+      if (dpred) dpred[i] = scale * 2.0f * inv_cols * e;
+    }
+    stats[stat_loss] += static_cast<float>(loss * inv_cols);
+    stats[stat_count] += static_cast<float>(rows);
+  }
+
+  void multiclass_hinge(int64_t rows, int64_t cols, const float* scores, const int32_t* labels, float margin,
+                        float scale, float* dscores, float* stats) override {
+    double loss = 0.0, correct = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* s = scores + r * cols;
+      int32_t y = labels[r];
+      check_label(y, cols);
+      float* d = dscores ? dscores + r * cols : nullptr;
+      int64_t violated = 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        if (j == y) continue;
+        float m = margin + s[j] - s[y];
+        bool active = m > 0.0f;
+        if (active) {
+          loss += m;
+          ++violated;
+        }
+        if (d) d[j] = active ? scale : 0.0f;
+      }
+      if (d) d[y] = -scale * static_cast<float>(violated);
+      correct += argmax_of(cols, s) == y;
+    }
+    stats[stat_loss] += static_cast<float>(loss);
+    stats[stat_correct] += static_cast<float>(correct);
+    stats[stat_count] += static_cast<float>(rows);
+  }
+
+  void prediction_entropy(int64_t rows, int64_t cols, const float* logits, float scale, float* dlogits,
+                          float* stats) override {
+    double loss = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* z = logits + r * cols;
+      float lse = log_sum_exp(cols, z, nullptr);
+      float expected_z = 0.0f;
+      for (int64_t j = 0; j < cols; ++j) expected_z += std::exp(z[j] - lse) * z[j];
+      loss += lse - expected_z;  // H = lse - E_p[z]
+      if (dlogits)
+        for (int64_t j = 0; j < cols; ++j) dlogits[r * cols + j] = scale * std::exp(z[j] - lse) * (expected_z - z[j]);
+    }
+    stats[stat_loss] += static_cast<float>(loss);
+    stats[stat_count] += static_cast<float>(rows);
+  }
+
+  void softmax(int64_t rows, int64_t cols, const float* logits, float* probs) override {
+    for (int64_t r = 0; r < rows; ++r) {
+      float lse = log_sum_exp(cols, logits + r * cols, nullptr);
+      for (int64_t j = 0; j < cols; ++j) probs[r * cols + j] = std::exp(logits[r * cols + j] - lse);
+    }
+  }
+
+  void optimizer_update(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m, float* v) override {
+    const float lr = s.lr, decay = 1.0f - s.lr * s.weight_decay;
+#pragma omp parallel for simd schedule(static) if (n > parallel_threshold)
+    for (int64_t i = 0; i < n; ++i) {
+      float wi = w[i];
+      float gi = g[i] * s.grad_scale + s.l2 * wi + s.l1 * ((wi > 0.0f) - (wi < 0.0f));
+      wi *= decay;
+      switch (s.kind) {
+        case OptimizerKind::sgd: wi -= lr * gi; break;
+        case OptimizerKind::momentum: m[i] = s.momentum * m[i] + gi; wi -= lr * m[i]; break;
+        case OptimizerKind::nesterov:
+          m[i] = s.momentum * m[i] + gi;
+          wi -= lr * (gi + s.momentum * m[i]);
+          break;
+        case OptimizerKind::adagrad: m[i] += gi * gi; wi -= lr * gi / (std::sqrt(m[i]) + s.eps); break;
+        case OptimizerKind::rmsprop:
+          m[i] = s.rho * m[i] + (1.0f - s.rho) * gi * gi;
+          wi -= lr * gi / (std::sqrt(m[i]) + s.eps);
+          break;
+        case OptimizerKind::adam:
+        case OptimizerKind::adamw:
+          m[i] = s.beta1 * m[i] + (1.0f - s.beta1) * gi;
+          v[i] = s.beta2 * v[i] + (1.0f - s.beta2) * gi * gi;
+          wi -= lr * (m[i] / s.bias_correction1) / (std::sqrt(v[i] / s.bias_correction2) + s.eps);
+          break;
+      }
+      w[i] = wi;
+    }
+  }
+};
+
+}  // namespace
+
+KernelBackend& cpu_kernels() {
+  static CpuKernels backend;
+  return backend;
+}
+
+void set_cpu_threads(int threads) {
+  if (threads <= 0) return;
+  openblas_set_num_threads(threads);
+  omp_set_num_threads(threads);
+}
+
+int cpu_threads() { return omp_get_max_threads(); }
+
+}  // namespace dptrain

@@ -1,0 +1,101 @@
+// The layer contract (DESIGN.md rule 2): setup once from the shape of one input sample, declaring
+// parameters into the model's flat buffers; forward(in, out); backward(in, out, dout, din) that
+// accumulates (+=) parameter gradients and overwrites din. Containers compose layers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/core/Philox.h"
+#include "models/core/Shape.h"
+#include "models/core/Tensor.h"
+
+namespace dptrain {
+
+enum class Mode { train, eval };
+
+// How a parameter starts; fan-in and fan-out come from the layer.
+struct ParamInit {
+  enum Kind { zeros, ones, uniform, normal, he_uniform, xavier_uniform } kind = zeros;
+  float scale = 0.0f;  // bound for uniform, std for normal
+  int64_t fan_in = 1, fan_out = 1;
+};
+
+// What one step's forward and backward passes know besides their tensors.
+struct StepContext {
+  Mode mode = Mode::train;
+  uint64_t seed = 0;
+  uint64_t step = 0;
+  int64_t row0 = 0;  // global sample index of local row 0 (keys per-sample random draws)
+  // Called after each layer's backward with the flat-buffer offset from which all parameter
+  // gradients are final; the gradient reducer starts all-reducing buckets from it.
+  const std::function<void(int64_t)>* on_gradients_ready = nullptr;
+  // False when only input gradients are wanted (a frozen model, such as the discriminator in a
+  // generator step): layers then leave their parameter gradients untouched.
+  bool parameter_gradients = true;
+};
+
+// Where a layer's parameter lives in the flat buffers, filled in by ParamRegistry.
+struct ParamSlot {
+  Tensor* value = nullptr;
+  Tensor* grad = nullptr;
+};
+
+// Collects parameter declarations in layer order and lays them out in one flat buffer.
+class ParamRegistry {
+ public:
+  struct Entry {
+    std::string path;  // "03_dense/weight"
+    Shape shape;
+    ParamInit init;
+    int64_t offset;  // in floats, in the flat buffers
+    ParamSlot slot;
+  };
+  // Flat-buffer offsets are padded to this many floats so every parameter starts 64-byte aligned.
+  static constexpr int64_t alignment = 16;
+
+  void push_scope(const std::string& name) { scopes_.push_back(name); }
+  void pop_scope() { scopes_.pop_back(); }
+  std::string scope() const;
+
+  // Declares a parameter of the current scope; value and grad are bound to views later.
+  void declare(const std::string& name, const Shape& shape, const ParamInit& init, Tensor* value, Tensor* grad);
+  // Total floats, padding included.
+  int64_t size() const { return size_; }
+  const std::vector<Entry>& entries() const { return entries_; }
+  // Makes every declared Tensor a view into `values` and `grads` (flat buffers of size()).
+  void bind(float* values, float* grads, Device device);
+
+ private:
+  std::vector<std::string> scopes_;
+  std::vector<Entry> entries_;
+  int64_t size_ = 0;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  // Short kind name, used in parameter paths and messages: "dense", "conv2d".
+  virtual std::string kind() const = 0;
+  // Declares parameters for one input sample of shape `in` and returns the output sample shape.
+  // Throws a bad-input error naming the layer when the shape does not fit.
+  virtual Shape setup(const Shape& in, ParamRegistry& registry) = 0;
+  // out = f(in); `out` is resized by the layer (its storage is reused between steps).
+  virtual void forward(const Tensor& in, Tensor& out, const StepContext& ctx) = 0;
+  // Accumulates parameter gradients and writes din (when not null) from dout.
+  virtual void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din,
+                        const StepContext& ctx) = 0;
+  // First flat-buffer offset of this layer's parameters (or of those after it when it has none).
+  int64_t param_offset() const { return param_offset_; }
+  void set_param_offset(int64_t offset) { param_offset_ = offset; }
+  // A short description for `dptrain` model summaries.
+  virtual std::string describe() const { return kind(); }
+
+ private:
+  int64_t param_offset_ = 0;
+};
+
+}  // namespace dptrain

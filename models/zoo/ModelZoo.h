@@ -1,0 +1,39 @@
+// Builds a model from the [model] table of a config: the classic kinds by name (linear, logistic
+// and softmax regression, linear SVM, MLP, CNN) or an explicit layer list, each with the loss it
+// is trained with. The output layer is sized from the data's task unless the list is explicit.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "models/core/ConfigNode.h"
+#include "models/core/Shape.h"
+#include "models/layers/Layer.h"
+#include "models/losses/Loss.h"
+
+namespace dptrain {
+
+// What the data asks of the model's output.
+struct TaskInfo {
+  bool classification = true;
+  int64_t num_classes = 2;  // classification
+  int64_t target_dim = 1;   // regression: floats per sample
+};
+
+struct ZooModel {
+  std::unique_ptr<Layer> root;
+  LossKind loss;
+  std::string kind;
+};
+
+// Reads [model] and returns the layers (not yet set up) and the loss.
+ZooModel build_model(const ConfigNode& model, const TaskInfo& task);
+
+// Builds one layer from a table with a `type` key (used by `cnn` blocks and explicit lists).
+std::unique_ptr<Layer> build_layer(const ConfigNode& layer);
+
+// Model kinds and layer types the zoo knows, for help texts.
+const char* model_kinds_help();
+const char* layer_types_help();
+
+}  // namespace dptrain

@@ -1,0 +1,47 @@
+#include "storage/AtomicFile.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "models/core/Error.h"
+
+namespace dptrain {
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail_input(path + ": cannot open to sync: " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) throw Error(ErrorKind::internal, path + ": fsync failed: " + std::strerror(err));
+}
+
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  namespace fs = std::filesystem;
+  static std::atomic<unsigned> counter{0};
+  fs::path target(path);
+  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail_input(path + ": the directory " + dir.string() + " does not exist");
+  std::string tmp = (dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                            std::to_string(counter++)))
+                        .string();
+  try {
+    write(tmp);
+    fsync_path(tmp);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw Error(ErrorKind::internal, path + ": cannot rename the new file into place: " + std::strerror(errno));
+    fsync_path(dir.string());
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+}  // namespace dptrain

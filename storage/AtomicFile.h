@@ -1,0 +1,18 @@
+// Writes a file so that readers see either the old file or the complete new one, never half:
+// write to a temporary name in the same directory, fsync it, rename over the target, fsync the
+// directory. Used for dataset files, model files and checkpoints.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace dptrain {
+
+// Calls write(tmp_path) and then publishes tmp_path as `path`. On any exception the temporary file
+// is removed and the exception propagates; `path` is untouched.
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& write);
+
+// fsyncs a file or directory by path (throws naming it on failure).
+void fsync_path(const std::string& path);
+
+}  // namespace dptrain
