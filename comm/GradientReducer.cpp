@@ -1,0 +1,56 @@
+#include "comm/GradientReducer.h"
+
+#include <chrono>
+
+#include "models/core/Error.h"
+
+namespace dptrain {
+
+GradientReducer::GradientReducer(Communicator& comm, float* grads, int64_t n, const std::vector<int64_t>& param_offsets,
+                                 int64_t bucket_bytes)
+    : comm_(comm), grads_(grads), n_(n) {
+  const int64_t target = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)));
+  int64_t end = n;
+  for (size_t i = param_offsets.size(); i-- > 0;) {
+    int64_t begin = param_offsets[i];
+    if (end - begin >= target || i == 0) {
+      buckets_.push_back({i == 0 ? 0 : begin, end});
+      end = begin;
+    }
+  }
+  if (param_offsets.empty() && n > 0) buckets_.push_back({0, n});
+  requests_.resize(buckets_.size());
+}
+
+void GradientReducer::begin_step(int64_t step) {
+  step_ = step;
+  launched_ = 0;
+}
+
+void GradientReducer::launch_next() {
+  const Bucket& b = buckets_[launched_];
+  comm_.set_operation("gradient all-reduce", step_);
+  requests_[launched_] = comm_.allreduce_sum_async(grads_ + b.begin, b.end - b.begin);
+  ++launched_;
+}
+
+void GradientReducer::ready_from(int64_t offset) {
+  if (comm_.size() == 1) return;
+  while (launched_ < buckets_.size() && buckets_[launched_].begin >= offset) launch_next();
+  // Nudge the transport: MPI progresses non-blocking operations only inside MPI calls.
+  for (size_t i = 0; i < launched_; ++i)
+    if (requests_[i]) (void)requests_[i]->test();
+}
+
+void GradientReducer::finish() {
+  if (comm_.size() == 1) return;
+  auto t0 = std::chrono::steady_clock::now();
+  while (launched_ < buckets_.size()) launch_next();
+  for (auto& r : requests_) {
+    r->wait();
+    r.reset();
+  }
+  last_wait_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace dptrain

@@ -1,0 +1,17 @@
+// The dptrain subcommands. Each takes the arguments after its name and returns an exit code;
+// errors are thrown (dptrain::Error) and turned into one line and a code by main.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dptrain {
+
+using Args = std::vector<std::string>;
+
+int train_command(const Args& args);
+int eval_command(const Args& args);
+int predict_command(const Args& args);
+int data_command(const Args& args);
+
+}  // namespace dptrain

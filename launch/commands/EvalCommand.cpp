@@ -1,0 +1,88 @@
+// `dptrain eval` and `dptrain predict`: load a trained model file and run it over a dataset.
+#include <cstdio>
+#include <filesystem>
+
+#include "launch/ArgParser.h"
+#include "launch/commands/Commands.h"
+#include "storage/AtomicFile.h"
+#include "storage/hdf5/H5.h"
+#include "trainer/DataSplits.h"
+#include "trainer/Predictor.h"
+
+namespace dptrain {
+
+namespace {
+
+// The model file and evaluation data a config names: <out_dir>/model.h5 and its test split
+// (or validation split when there is no test split).
+void from_config(const ArgParser& p, std::string& model, DataSplit& split) {
+  ConfigNode root = ConfigNode::parse_file(p.get("CONFIG"));
+  for (const auto& s : p.all("set")) root.apply_override(s);
+  TrainConfig c = read_train_config(root, p.get("CONFIG"));
+  model = (std::filesystem::path(c.out_dir) / "model.h5").string();
+  DataSplits splits = make_splits(c.data);
+  split = !splits.test.empty() ? splits.test : !splits.validation.empty() ? splits.validation : splits.train;
+}
+
+}  // namespace
+
+int eval_command(const Args& args) {
+  ArgParser p("dptrain eval", "Evaluates a trained model: loss and accuracy (classification) or MSE (regression).\n"
+                              "Either CONFIG (its out_dir/model.h5 on its test split) or --model and --data.");
+  p.positional("CONFIG", "a training config", false)
+      .repeated("set", "KEY=VALUE", "override a config key")
+      .option("model", "FILE", "a model file written by dptrain train")
+      .option("data", "FILE", "a dataset file with labels");
+  if (!p.parse(args)) return 0;
+  std::string model_path;
+  DataSplit split;
+  if (p.has("CONFIG")) {
+    if (p.has("model") || p.has("data")) fail_input("dptrain eval: give CONFIG or --model/--data, not both");
+    from_config(p, model_path, split);
+  } else {
+    if (!p.has("model") || !p.has("data")) fail_input("dptrain eval: needs CONFIG, or both --model and --data");
+    model_path = p.get("model");
+    auto file = std::make_shared<const DatasetFile>(p.get("data"));
+    split = {file, all_rows(*file)};
+  }
+  Predictor predictor(model_path);
+  EvalResult r = predictor.evaluate(*split.file, split.rows);
+  if (r.has_accuracy)
+    std::printf("accuracy: %.2f%%  loss: %.4f  rows: %lld  (%s on %s)\n", 100 * r.accuracy, r.loss,
+                static_cast<long long>(r.count), model_path.c_str(), split.file->path().c_str());
+  else
+    std::printf("mse: %.6f  rows: %lld  (%s on %s)\n", r.loss, static_cast<long long>(r.count), model_path.c_str(),
+                split.file->path().c_str());
+  return 0;
+}
+
+int predict_command(const Args& args) {
+  ArgParser p("dptrain predict", "Writes a trained model's predictions for every row of a dataset to HDF5:\n"
+                                 "/outputs [N, k] (class probabilities or regression values) and /predictions [N]\n"
+                                 "(class ids; classification only).");
+  p.option("model", "FILE", "a model file written by dptrain train")
+      .option("data", "FILE", "a dataset file (labels not needed)")
+      .option("out", "FILE", "the HDF5 file to write");
+  if (!p.parse(args)) return 0;
+  for (const char* k : {"model", "data", "out"})
+    if (!p.has(k)) fail_input(std::string("dptrain predict: --") + k + " is required");
+  Predictor predictor(p.get("model"));
+  DatasetFile data(p.get("data"));
+  std::vector<float> outputs;
+  std::vector<int32_t> classes;
+  predictor.predict(data, outputs, classes);
+  const hsize_t n = static_cast<hsize_t>(data.rows());
+  const hsize_t k = outputs.size() / std::max<hsize_t>(1, n);
+  const std::string out = p.get("out");
+  write_atomically(out, [&](const std::string& tmp) {
+    H5Id f = h5_file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating " + out);
+    h5_write_floats(f, "outputs", {n, k}, outputs.data());
+    if (predictor.task().classification) h5_write_ints(f, "predictions", {n}, classes.data());
+    h5_write_string_attribute(f, "model", p.get("model"));
+    h5_write_string_attribute(f, "data", p.get("data"));
+  });
+  std::printf("wrote %lld predictions to %s\n", static_cast<long long>(n), out.c_str());
+  return 0;
+}
+
+}  // namespace dptrain

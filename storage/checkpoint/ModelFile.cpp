@@ -1,0 +1,117 @@
+#include "storage/checkpoint/ModelFile.h"
+
+#include "models/kernels/KernelBackend.h"
+#include "storage/AtomicFile.h"
+#include "storage/hdf5/H5.h"
+
+namespace dptrain {
+
+namespace {
+constexpr const char* model_format = "dptrain-model/1";
+
+std::vector<float> host_copy(const Model& model) {
+  std::vector<float> host(static_cast<size_t>(model.flat_size()));
+  copy_memory(host.data(), Device::cpu, model.params().data(), model.device(), host.size() * sizeof(float));
+  return host;
+}
+
+std::vector<float> read_float_vector(hid_t f, const std::string& name, const std::string& what) {
+  H5Id ds = h5_dataset(H5Dopen2(f, name.c_str(), H5P_DEFAULT), what + ": " + name);
+  hsize_t n = 1;
+  for (hsize_t d : h5_dims(ds, what)) n *= d;
+  if (n > (hsize_t{1} << 31)) fail_input(what + ": " + name + " is absurdly large");
+  std::vector<float> v(static_cast<size_t>(n));
+  DPT_H5(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), what + ": reading " + name);
+  return v;
+}
+}  // namespace
+
+void write_params(hid_t f, const std::string& group, const Model& model, const float* host) {
+  for (const ParamInfo& p : model.param_infos()) {
+    std::string full = group + "/" + p.path;
+    auto slash = full.rfind('/');
+    H5Id g = h5_make_groups(f, full.substr(0, slash));
+    std::vector<hsize_t> dims;
+    for (int i = 0; i < p.shape.rank(); ++i) dims.push_back(static_cast<hsize_t>(p.shape[i]));
+    h5_write_floats(g, full.substr(slash + 1), dims, host + p.offset);
+  }
+}
+
+void read_params(hid_t f, const std::string& group, const std::string& source, Model& model,
+                 std::vector<float>& host) {
+  host.assign(static_cast<size_t>(model.flat_size()), 0.0f);
+  for (const ParamInfo& p : model.param_infos()) {
+    std::string full = group + "/" + p.path;
+    if (!h5_exists(f, full)) fail_input(source + ": parameter " + full + " is missing (a different model?)");
+    H5Id ds = h5_dataset(H5Dopen2(f, full.c_str(), H5P_DEFAULT), source + ": " + full);
+    std::vector<hsize_t> dims = h5_dims(ds, source + ": " + full);
+    std::vector<int64_t> got(dims.begin(), dims.end());
+    if (Shape(got) != p.shape)
+      fail_input(source + ": parameter " + full + " has shape " + Shape(got).str() + ", the model needs " + p.shape.str());
+    DPT_H5(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data() + p.offset),
+           source + ": reading " + full + " (checksum or data damaged)");
+  }
+}
+
+void save_model_file(const std::string& path, const Model& model, const ModelFileMeta& meta) {
+  h5_quiet();
+  std::vector<float> host = host_copy(model);
+  write_atomically(path, [&](const std::string& tmp) {
+    H5Id f = h5_file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating " + path);
+    h5_write_string_attribute(f, "format", model_format);
+    h5_write_string_attribute(f, "config", meta.config_text);
+    h5_write_string_attribute(f, "task", meta.task.classification ? "classification" : "regression");
+    h5_write_int_attribute(f, "num_classes", meta.task.num_classes);
+    h5_write_int_attribute(f, "target_dim", meta.task.target_dim);
+    std::vector<hsize_t> in;
+    for (int64_t d : model.input_shape().to_vector()) in.push_back(static_cast<hsize_t>(d));
+    std::vector<int32_t> in32(in.begin(), in.end());
+    h5_write_ints(f, "input_shape", {in.size()}, in32.data(), false);
+    write_params(f, "/params", model, host.data());
+    if (!meta.norm_mean.empty()) {
+      H5Id g = h5_make_groups(f, "normalization");
+      h5_write_floats(g, "mean", {meta.norm_mean.size()}, meta.norm_mean.data());
+      h5_write_floats(g, "std", {meta.norm_std.size()}, meta.norm_std.data());
+    }
+    DPT_H5(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
+  });
+}
+
+ModelFileMeta read_model_meta(const std::string& path) {
+  H5Id f = h5_open_read(path);
+  ModelFileMeta m;
+  if (!h5_has_attribute(f, "format")) fail_input(path + ": not a dptrain model file (no format attribute)");
+  std::string fmt = h5_read_string_attribute(f, "format", path);
+  if (fmt != model_format && fmt.rfind("dptrain-checkpoint/", 0) != 0)
+    fail_input(path + ": format is '" + fmt + "', expected " + model_format);
+  m.config_text = h5_read_string_attribute(f, "config", path);
+  m.task.classification = h5_read_string_attribute(f, "task", path) == "classification";
+  m.task.num_classes = h5_read_int_attribute(f, "num_classes", path);
+  m.task.target_dim = h5_read_int_attribute(f, "target_dim", path);
+  if (h5_exists(f, "input_shape")) {
+    H5Id ds = h5_dataset(H5Dopen2(f, "input_shape", H5P_DEFAULT), path + ": input_shape");
+    std::vector<hsize_t> dims = h5_dims(ds, path);
+    if (dims.size() != 1 || dims[0] == 0 || dims[0] > Shape::max_rank) fail_input(path + ": bad input_shape");
+    std::vector<int32_t> v(dims[0]);
+    DPT_H5(H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), path + ": input_shape");
+    for (int32_t d : v) {
+      if (d <= 0) fail_input(path + ": bad input_shape");
+      m.input_shape.push_back(d);
+    }
+  }
+  if (h5_exists(f, "normalization/mean")) {
+    m.norm_mean = read_float_vector(f, "normalization/mean", path);
+    m.norm_std = read_float_vector(f, "normalization/std", path);
+    if (m.norm_mean.size() != m.norm_std.size()) fail_input(path + ": normalization mean and std differ in size");
+  }
+  return m;
+}
+
+void load_model_params(const std::string& path, Model& model) {
+  H5Id f = h5_open_read(path);
+  std::vector<float> host;
+  read_params(f, "/params", path, model, host);
+  copy_memory(model.params().data(), model.device(), host.data(), Device::cpu, host.size() * sizeof(float));
+}
+
+}  // namespace dptrain

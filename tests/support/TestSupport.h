@@ -1,0 +1,49 @@
+// Helpers shared by the tests: a fresh temporary directory per test, running the dptrain CLI and
+// capturing its exit code and output, and small datasets written in the dataset layout.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "storage/dataset/DatasetFile.h"
+
+namespace dptrain::test {
+
+// A directory under $TMPDIR removed when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  // Names of the entries in the directory (for "nothing written next to it" checks).
+  std::vector<std::string> entries() const;
+
+ private:
+  std::string path_;
+};
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs the dptrain binary with arguments (no shell), in `cwd` if given; captures output.
+CliResult run_cli(const std::vector<std::string>& args, const std::string& cwd = "", double timeout_s = 300);
+// Runs any program the same way.
+CliResult run_program(const std::vector<std::string>& argv, const std::string& cwd = "", double timeout_s = 300);
+
+std::string read_text(const std::string& path);
+void write_text(const std::string& path, const std::string& text);
+
+// Path of the dptrain binary and the source tree.
+std::string dptrain_binary();
+std::string source_dir();
+
+// A dataset of `rows` rows of `dim` features (feature j of row i = sin(i + j)) with labels i % classes.
+DatasetContents small_classification(int64_t rows, int64_t dim, int64_t classes);
+
+}  // namespace dptrain::test

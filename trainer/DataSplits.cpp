@@ -1,0 +1,57 @@
+#include "trainer/DataSplits.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "models/core/Philox.h"
+
+namespace dptrain {
+
+std::vector<int64_t> all_rows(const DatasetFile& file) {
+  std::vector<int64_t> rows(static_cast<size_t>(file.rows()));
+  for (int64_t i = 0; i < file.rows(); ++i) rows[static_cast<size_t>(i)] = i;
+  return rows;
+}
+
+DataSplits make_splits(const DataConfig& c) {
+  if (c.train.empty()) fail_input("config: [data] train = \"FILE\" is required");
+  DataSplits s;
+  auto train = std::make_shared<const DatasetFile>(c.train);
+  if (train->label_kind() == LabelKind::none) fail_input(c.train + ": training data needs labels or targets in /y");
+  std::vector<int64_t> rows = all_rows(*train);
+  const int64_t n = train->rows();
+  const int64_t n_test = static_cast<int64_t>(std::floor(c.test_fraction * static_cast<double>(n)));
+  const int64_t n_val = static_cast<int64_t>(std::floor(c.validation_fraction * static_cast<double>(n)));
+  if (n_test || n_val) {
+    Philox rng(c.split_seed, RandomPurpose::split);
+    for (int64_t i = n - 1; i > 0; --i)
+      std::swap(rows[static_cast<size_t>(i)], rows[static_cast<size_t>(rng.below(static_cast<uint64_t>(i + 1)))]);
+  }
+  auto take = [&](int64_t begin, int64_t count) {
+    std::vector<int64_t> part(rows.begin() + begin, rows.begin() + begin + count);
+    std::sort(part.begin(), part.end());
+    return part;
+  };
+  s.test = {train, take(0, n_test)};
+  s.validation = {train, take(n_test, n_val)};
+  s.train = {train, take(n_test + n_val, n - n_test - n_val)};
+  if (s.train.rows.empty()) fail_input(c.train + ": no rows left for training after the validation/test split");
+
+  auto open_other = [&](const std::string& path, const char* what) -> DataSplit {
+    auto f = std::make_shared<const DatasetFile>(path);
+    if (f->sample_shape() != train->sample_shape())
+      fail_input(path + ": " + what + " rows are " + f->sample_shape().str() + ", training rows " +
+                 train->sample_shape().str());
+    if (f->label_kind() != train->label_kind())
+      fail_input(path + ": " + what + " data must have the same kind of /y as the training data");
+    if (f->label_kind() == LabelKind::classes && f->num_classes() > train->num_classes())
+      fail_input(path + ": " + what + " data has " + std::to_string(f->num_classes()) + " classes, training data " +
+                 std::to_string(train->num_classes()));
+    return {f, all_rows(*f)};
+  };
+  if (!c.validation.empty()) s.validation = open_other(c.validation, "validation");
+  if (!c.test.empty()) s.test = open_other(c.test, "test");
+  return s;
+}
+
+}  // namespace dptrain

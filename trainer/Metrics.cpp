@@ -1,0 +1,115 @@
+#include "trainer/Metrics.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "models/core/Error.h"
+
+namespace dptrain {
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+JsonRecord& JsonRecord::add(const std::string& key, double value) {
+  char buf[64];
+  if (std::isfinite(value))
+    std::snprintf(buf, sizeof buf, "%.9g", value);
+  else
+    std::snprintf(buf, sizeof buf, "null");
+  fields_.emplace_back(key, buf);
+  return *this;
+}
+
+JsonRecord& JsonRecord::add(const std::string& key, int64_t value) {
+  fields_.emplace_back(key, std::to_string(value));
+  return *this;
+}
+
+JsonRecord& JsonRecord::add(const std::string& key, const std::string& value) {
+  fields_.emplace_back(key, "\"" + json_escape(value) + "\"");
+  return *this;
+}
+
+std::string JsonRecord::str() const {
+  std::string s = "{";
+  for (size_t i = 0; i < fields_.size(); ++i)
+    s += (i ? ", \"" : "\"") + json_escape(fields_[i].first) + "\": " + fields_[i].second;
+  return s + "}";
+}
+
+MetricsLog::MetricsLog(const std::string& path) {
+  if (path.empty()) return;
+  file_ = std::fopen(path.c_str(), "a");
+  if (!file_) fail_input(path + ": cannot open the metrics file: " + std::strerror(errno));
+}
+
+MetricsLog::~MetricsLog() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsLog::write(const JsonRecord& record) {
+  if (!file_) return;
+  std::fprintf(file_, "%s\n", record.str().c_str());
+  std::fflush(file_);
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  int64_t s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lld:%02lld", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  return buf;
+}
+
+ProgressLine::ProgressLine(bool enabled) : enabled_(enabled), tty_(::isatty(STDOUT_FILENO) != 0) {}
+
+void ProgressLine::update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double loss, double accuracy,
+                          bool has_accuracy, double samples_per_s, double eta_s) {
+  if (!enabled_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (tty_ && open_ && now - last_ < std::chrono::milliseconds(200) && step < steps) return;
+  last_ = now;
+  char acc[32] = "";
+  if (has_accuracy) std::snprintf(acc, sizeof acc, "  acc %.2f%%", accuracy * 100.0);
+  std::printf("%sepoch %lld/%lld  step %lld/%lld  loss %.4f%s  %.0f samples/s  ETA %s%s", tty_ ? "\r\033[K" : "",
+              static_cast<long long>(epoch), static_cast<long long>(epochs), static_cast<long long>(step),
+              static_cast<long long>(steps), loss, acc, samples_per_s, format_duration(eta_s).c_str(),
+              tty_ ? "" : "\n");
+  std::fflush(stdout);
+  open_ = tty_;
+}
+
+void ProgressLine::finish() {
+  if (open_) {
+    std::printf("\n");
+    std::fflush(stdout);
+    open_ = false;
+  }
+}
+
+}  // namespace dptrain

@@ -1,0 +1,93 @@
+#include "trainer/Predictor.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "models/core/ConfigNode.h"
+#include "models/kernels/KernelBackend.h"
+#include "storage/reader/ShardedReader.h"
+#include "trainer/DataSplits.h"
+
+namespace dptrain {
+
+Predictor::Predictor(const std::string& model_path, int64_t batch_size) : path_(model_path), batch_(batch_size) {
+  meta_ = read_model_meta(model_path);
+  ConfigNode root = ConfigNode::parse_string(meta_.config_text, model_path + " (stored config)");
+  ZooModel zoo = build_model(root.child("model"), meta_.task);
+  if (meta_.input_shape.empty()) fail_input(model_path + ": the model file has no input_shape");
+  model_ = std::make_unique<Model>(std::move(zoo.root), Shape(meta_.input_shape), Device::cpu);
+  load_model_params(model_path, *model_);
+  loss_ = std::make_unique<Loss>(zoo.loss);
+}
+
+void Predictor::check_compatible(const DatasetFile& file) const {
+  if (file.sample_shape() != model_->input_shape())
+    fail_input(file.path() + ": rows are " + file.sample_shape().str() + " but the model " + path_ + " takes " +
+               model_->input_shape().str());
+  if (file.label_kind() == LabelKind::classes && meta_.task.classification && file.num_classes() > meta_.task.num_classes)
+    fail_input(file.path() + ": has " + std::to_string(file.num_classes()) + " classes, the model was trained on " +
+               std::to_string(meta_.task.num_classes));
+}
+
+template <typename Fn>
+void Predictor::for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn) {
+  check_compatible(file);
+  ReaderOptions ro;
+  ro.global_batch = batch_;
+  ro.shuffle = Shuffle::none;
+  ro.mean = meta_.norm_mean;
+  if (!meta_.norm_std.empty())
+    for (float s : meta_.norm_std) ro.inv_std.push_back(1.0f / s);
+  auto shared = std::shared_ptr<const DatasetFile>(&file, [](const DatasetFile*) {});
+  ShardedReader reader(shared, rows, ro);
+  for (int64_t s = 0; s < reader.steps_per_epoch(); ++s) {
+    const Batch& b = reader.next();
+    StepContext ctx{Mode::eval, 0, 0, b.row0, nullptr, false};
+    fn(b, model_->forward(b.x, ctx));
+  }
+}
+
+EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_t>& rows) {
+  if (file.label_kind() == LabelKind::none) fail_input(file.path() + ": evaluation needs labels or targets in /y");
+  float stats[num_loss_stats] = {};
+  for_each_batch(file, rows, [&](const Batch& b, const Tensor& out) {
+    loss_->evaluate(out, {b.labels, b.targets}, 1.0f, nullptr, stats);
+  });
+  EvalResult r;
+  r.count = static_cast<int64_t>(stats[stat_count]);
+  r.loss = r.count ? stats[stat_loss] / stats[stat_count] : 0.0;
+  r.accuracy = r.count ? stats[stat_correct] / stats[stat_count] : 0.0;
+  r.has_accuracy = loss_->classifies();
+  return r;
+}
+
+void Predictor::predict(const DatasetFile& file, std::vector<float>& outputs, std::vector<int32_t>& classes) {
+  const int64_t k = output_dim();
+  const bool classify = meta_.task.classification;
+  const bool binary = classify && k == 1;
+  outputs.clear();
+  classes.clear();
+  std::vector<float> probs;
+  for_each_batch(file, all_rows(file), [&](const Batch&, const Tensor& out) {
+    const int64_t n = out.rows();
+    probs.resize(static_cast<size_t>(n * k));
+    if (classify && !binary)
+      kernels(Device::cpu).softmax(n, k, out.data(), probs.data());
+    else
+      std::copy_n(out.data(), n * k, probs.data());
+    for (int64_t r = 0; r < n; ++r) {
+      const float* p = probs.data() + r * k;
+      if (binary) {
+        float prob = 1.0f / (1.0f + std::exp(-p[0]));
+        outputs.push_back(prob);
+        classes.push_back(prob > 0.5f ? 1 : 0);
+        continue;
+      }
+      outputs.insert(outputs.end(), p, p + k);
+      if (classify) classes.push_back(static_cast<int32_t>(std::max_element(p, p + k) - p));
+      else classes.push_back(-1);
+    }
+  });
+}
+
+}  // namespace dptrain

@@ -1,0 +1,146 @@
+#include "trainer/TrainConfig.h"
+
+#include <filesystem>
+
+#include "models/core/Error.h"
+#include "models/core/Hash.h"
+
+namespace dptrain {
+
+namespace {
+
+double non_negative(const ConfigNode& c, const std::string& key, double fallback) {
+  double v = c.get_float(key, fallback);
+  if (!(v >= 0.0)) c.fail(key, "must be >= 0, got " + std::to_string(v));
+  return v;
+}
+
+double positive(const ConfigNode& c, const std::string& key, double fallback) {
+  double v = c.get_float(key, fallback);
+  if (!(v > 0.0)) c.fail(key, "must be > 0, got " + std::to_string(v));
+  return v;
+}
+
+int64_t positive_int(const ConfigNode& c, const std::string& key, int64_t fallback) {
+  int64_t v = c.get_int(key, fallback);
+  if (v <= 0) c.fail(key, "must be a positive integer, got " + std::to_string(v));
+  return v;
+}
+
+double fraction(const ConfigNode& c, const std::string& key, double fallback) {
+  double v = c.get_float(key, fallback);
+  if (!(v >= 0.0 && v < 1.0)) c.fail(key, "must be in [0, 1), got " + std::to_string(v));
+  return v;
+}
+
+}  // namespace
+
+OptimizerKind parse_optimizer(const std::string& name) {
+  if (name == "sgd") return OptimizerKind::sgd;
+  if (name == "momentum") return OptimizerKind::momentum;
+  if (name == "nesterov") return OptimizerKind::nesterov;
+  if (name == "adagrad") return OptimizerKind::adagrad;
+  if (name == "rmsprop") return OptimizerKind::rmsprop;
+  if (name == "adam") return OptimizerKind::adam;
+  if (name == "adamw") return OptimizerKind::adamw;
+  fail_input("unknown optimizer '" + name + "'");
+}
+
+TrainConfig read_train_config(const ConfigNode& root, const std::string& source) {
+  TrainConfig c;
+  c.source = source;
+  c.seed = static_cast<uint64_t>(root.get_int("seed", 0));
+  c.threads = static_cast<int>(root.get_int("threads", 0));
+  if (c.threads < 0) root.fail("threads", "must be >= 0 (0 = cores / local ranks)");
+  c.device = root.get_choice("device", "cpu", {"cpu", "cuda", "auto"});
+  std::string stem = std::filesystem::path(source).stem().string();
+  c.out_dir = root.get_string("out_dir", "runs/" + (stem.empty() ? std::string("run") : stem));
+  c.task = root.get_choice("task", "supervised", {"supervised", "self_training", "gan"});
+
+  ConfigNode d = root.child("data");
+  c.data.train = d.get_string("train", "");
+  c.data.validation = d.get_string("validation", "");
+  c.data.test = d.get_string("test", "");
+  c.data.validation_fraction = fraction(d, "validation_fraction", 0.0);
+  c.data.test_fraction = fraction(d, "test_fraction", 0.0);
+  if (c.data.validation_fraction + c.data.test_fraction >= 1.0)
+    d.fail("test_fraction", "validation_fraction + test_fraction must leave rows for training");
+  if (!c.data.validation.empty() && c.data.validation_fraction > 0)
+    d.fail("validation_fraction", "give either a validation file or a validation_fraction, not both");
+  if (!c.data.test.empty() && c.data.test_fraction > 0)
+    d.fail("test_fraction", "give either a test file or a test_fraction, not both");
+  c.data.split_seed = static_cast<uint64_t>(d.get_int("split_seed", static_cast<int64_t>(c.seed)));
+  c.data.normalize = d.get_choice("normalize", "none", {"none", "zscore"}) == "zscore";
+  std::string shuffle = d.get_choice("shuffle", "global", {"global", "shard"});
+  c.data.shuffle = shuffle == "global" ? Shuffle::global : Shuffle::shard;
+  c.data.memory_budget_mb = d.get_int("memory_budget_mb", 2048);
+  if (c.data.memory_budget_mb < 0) d.fail("memory_budget_mb", "must be >= 0");
+  c.data.prefetch = static_cast<int>(positive_int(d, "prefetch", 2));
+
+  ConfigNode o = root.child("optim");
+  std::string kind = o.get_choice("kind", "sgd", {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"});
+  c.optim.kind = parse_optimizer(kind);
+  c.optim.lr = positive(o, "lr", 0.01);
+  c.optim.momentum = non_negative(o, "momentum", 0.9);
+  c.optim.beta1 = fraction(o, "beta1", 0.9);
+  c.optim.beta2 = fraction(o, "beta2", 0.999);
+  c.optim.eps = positive(o, "eps", c.optim.kind == OptimizerKind::adagrad ? 1e-10 : 1e-8);
+  c.optim.rho = fraction(o, "rho", 0.99);
+  c.optim.l1 = non_negative(o, "l1", 0.0);
+  c.optim.l2 = non_negative(o, "l2", 0.0);
+  c.optim.weight_decay = non_negative(o, "weight_decay", c.optim.kind == OptimizerKind::adamw ? 0.01 : 0.0);
+  c.optim.clip_norm = non_negative(o, "clip_norm", 0.0);
+
+  ConfigNode s = root.child("schedule");
+  std::string sk = s.get_choice("kind", "constant", {"constant", "inv_sqrt", "step", "plateau", "cosine"});
+  c.schedule.kind = sk == "constant" ? ScheduleKind::constant
+                    : sk == "inv_sqrt" ? ScheduleKind::inv_sqrt
+                    : sk == "step"     ? ScheduleKind::step
+                    : sk == "plateau"  ? ScheduleKind::plateau
+                                       : ScheduleKind::cosine;
+  c.schedule.warmup_steps = s.get_int("warmup_steps", 0);
+  if (c.schedule.warmup_steps < 0) s.fail("warmup_steps", "must be >= 0");
+  c.schedule.warmup_start = fraction(s, "warmup_start", 0.0);
+  c.schedule.step_epochs = positive_int(s, "step_epochs", 10);
+  c.schedule.gamma = positive(s, "gamma", 0.1);
+  c.schedule.plateau_patience = s.get_int("patience", 3);
+  c.schedule.plateau_factor = positive(s, "factor", 0.1);
+  c.schedule.min_lr = non_negative(s, "min_lr", 0.0);
+
+  ConfigNode t = root.child("train");
+  c.train.batch_size = positive_int(t, "batch_size", 128);
+  c.train.epochs = positive_int(t, "epochs", 10);
+  c.train.max_steps = t.get_int("max_steps", 0);
+  if (c.train.max_steps < 0) t.fail("max_steps", "must be >= 0 (0 = run all epochs)");
+  c.train.drop_last = t.get_bool("drop_last", false);
+  c.train.log_every = positive_int(t, "log_every", 50);
+  c.train.metrics_file = t.get_string("metrics_file", "metrics.jsonl");
+  c.train.progress = t.get_bool("progress", true);
+  c.train.all_ranks_log = t.get_bool("all_ranks_log", false);
+
+  ConfigNode e = root.child("early_stopping");
+  c.early_stopping.enabled = e.get_bool("enabled", false);
+  c.early_stopping.metric = e.get_choice("metric", "val_loss", {"val_loss", "val_accuracy"});
+  c.early_stopping.patience = positive_int(e, "patience", 5);
+  c.early_stopping.min_delta = non_negative(e, "min_delta", 0.0);
+  c.early_stopping.restore_best = e.get_bool("restore_best", true);
+
+  ConfigNode m = root.child("comm");
+  c.comm.backend = m.get_choice("backend", "auto", {"auto", "local", "mpi", "nccl"});
+  c.comm.bucket_mb = positive(m, "bucket_mb", 25.0);
+  c.comm.timeout_s = positive(m, "timeout_s", 300.0);
+
+  ConfigNode k = root.child("checkpoint");
+  c.checkpoint.dir = k.get_string("dir", c.out_dir + "/checkpoints");
+  c.checkpoint.every_steps = k.get_int("every_steps", 0);
+  if (c.checkpoint.every_steps < 0) k.fail("every_steps", "must be >= 0 (0 = off)");
+  c.checkpoint.every_seconds = non_negative(k, "every_seconds", 0.0);
+  c.checkpoint.keep = positive_int(k, "keep", 3);
+  c.checkpoint.at_end = k.get_bool("at_end", true);
+
+  c.text = root.text();
+  c.hash = stable_hash(c.text);
+  return c;
+}
+
+}  // namespace dptrain

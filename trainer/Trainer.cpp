@@ -1,0 +1,308 @@
+#include "trainer/Trainer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "models/core/Error.h"
+#include "models/kernels/cpu/CpuKernels.h"
+#include "models/layers/Sequential.h"
+#include "storage/checkpoint/ModelFile.h"
+
+namespace dptrain {
+
+namespace {
+
+std::string with_commas(int64_t v) {
+  std::string s = std::to_string(v);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
+std::string in_dir(const std::string& dir, const std::string& file) {
+  if (file.empty() || file[0] == '/') return file;
+  return (std::filesystem::path(dir) / file).string();
+}
+
+}  // namespace
+
+Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm)
+    : config_(config), comm_(comm) {
+  int threads = config_.threads;
+  if (threads == 0)
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm_.local_size()));
+  set_cpu_threads(threads);
+
+  splits_ = make_splits(config_.data);
+  const DatasetFile& train = *splits_.train.file;
+  task_.classification = train.label_kind() == LabelKind::classes;
+  task_.num_classes = train.num_classes();
+  task_.target_dim = std::max<int64_t>(1, train.target_dim());
+  if (config_.data.normalize) scaler_ = FeatureScaler::fit(train, splits_.train.rows);
+
+  ZooModel zoo = build_model(root.child("model"), task_);
+  Device device = Device::cpu;
+  if (config_.device == "cuda" || (config_.device == "auto" && cuda_available())) device = Device::cuda;
+  if (device == Device::cuda) kernels(device);  // fails clearly when there is no GPU
+  model_ = std::make_unique<Model>(std::move(zoo.root), train.sample_shape(), device);
+  model_->initialize(config_.seed);
+  loss_ = std::make_unique<Loss>(zoo.loss);
+  root.check_unused();
+
+  ReaderOptions ro;
+  ro.global_batch = config_.train.batch_size;
+  ro.rank = comm_.rank();
+  ro.world = comm_.size();
+  ro.seed = config_.seed;
+  ro.shuffle = config_.data.shuffle;
+  ro.drop_last = config_.train.drop_last;
+  ro.prefetch = config_.data.prefetch;
+  ro.memory_budget_bytes = config_.data.memory_budget_mb << 20;
+  if (!scaler_.empty()) {
+    ro.mean = scaler_.mean;
+    ro.inv_std = scaler_.inv_std();
+  }
+  reader_ = std::make_unique<ShardedReader>(splits_.train.file, splits_.train.rows, ro);
+
+  optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), device);
+  const int64_t spe = reader_->steps_per_epoch();
+  int64_t total = config_.train.epochs * spe;
+  if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
+  schedule_ = std::make_unique<LrSchedule>(config_.schedule, config_.optim.lr, total, spe);
+  early_ = std::make_unique<EarlyStopping>(config_.early_stopping);
+  if (config_.early_stopping.enabled && splits_.validation.empty())
+    fail_input("config: early_stopping needs validation data ([data] validation or validation_fraction)");
+  if (config_.schedule.kind == ScheduleKind::plateau && splits_.validation.empty())
+    fail_input("config: schedule kind = \"plateau\" needs validation data");
+
+  std::vector<int64_t> offsets;
+  for (const auto& p : model_->param_infos()) offsets.push_back(p.offset);
+  reducer_ = std::make_unique<GradientReducer>(comm_, model_->grads().data(), model_->flat_size(), offsets,
+                                               static_cast<int64_t>(config_.comm.bucket_mb * 1024 * 1024));
+  on_ready_ = [this](int64_t offset) { reducer_->ready_from(offset); };
+  stats_ = Tensor::zeros({num_loss_stats}, device);
+
+  if (logs()) {
+    std::filesystem::create_directories(config_.out_dir);
+    log_ = std::make_unique<MetricsLog>(in_dir(config_.out_dir, config_.train.metrics_file));
+    progress_ = std::make_unique<ProgressLine>(config_.train.progress);
+    char head[512];
+    std::snprintf(head, sizeof head,
+                  "dptrain: %s model, %s parameters | %s: %lld train / %lld validation / %lld test rows | "
+                  "global batch %lld on %d rank%s (%s, %s) | %lld steps/epoch",
+                  zoo.kind.c_str(), with_commas(model_->parameter_count()).c_str(), train.path().c_str(),
+                  static_cast<long long>(splits_.train.rows.size()), static_cast<long long>(splits_.validation.rows.size()),
+                  static_cast<long long>(splits_.test.rows.size()), static_cast<long long>(config_.train.batch_size),
+                  comm_.size(), comm_.size() > 1 ? "s" : "", comm_.backend().c_str(), device_name(device),
+                  static_cast<long long>(spe));
+    print(head);
+    if (auto* seq = dynamic_cast<Sequential*>(&model_->root()))
+      for (const auto& line : seq->summary()) print("  " + line);
+  }
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::print(const std::string& line) {
+  if (!logs()) return;
+  if (progress_) progress_->finish();
+  std::printf("%s%s\n", comm_.size() > 1 && config_.train.all_ranks_log ? ("[rank " + std::to_string(comm_.rank()) + "] ").c_str() : "",
+              line.c_str());
+  std::fflush(stdout);
+}
+
+void Trainer::train_step(const Batch& batch) {
+  const Tensor* x = &batch.x;
+  if (model_->device() != Device::cpu) {
+    x_device_.resize(batch.x.shape(), model_->device());
+    x_device_.copy_from(batch.x);
+    x = &x_device_;
+  }
+  model_->zero_grad();
+  StepContext ctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), batch.row0, &on_ready_, true};
+  reducer_->begin_step(step_);
+  const Tensor& out = model_->forward(*x, ctx);
+  loss_->evaluate(out, {batch.labels, batch.targets}, 1.0f / static_cast<float>(batch.global_rows), &dout_,
+                  stats_.data());
+  model_->backward(dout_, ctx);
+  reducer_->finish();
+  float grad_scale = 1.0f;
+  if (config_.optim.clip_norm > 0.0) {
+    double norm = std::sqrt(kernels(model_->device()).sum_squares(model_->flat_size(), model_->grads().data()));
+    if (norm > config_.optim.clip_norm) grad_scale = static_cast<float>(config_.optim.clip_norm / norm);
+  }
+  optimizer_->step(model_->params(), model_->grads(), static_cast<float>(schedule_->lr(step_)), grad_scale);
+  ++step_;
+  ++interval_steps_;
+}
+
+EvalResult Trainer::reduce_stats(const float* stats_host, double) {
+  double sums[num_loss_stats];
+  for (int i = 0; i < num_loss_stats; ++i) sums[i] = stats_host[i];
+  comm_.set_operation("metrics all-reduce", step_);
+  comm_.allreduce_sum(sums, num_loss_stats);
+  EvalResult r;
+  r.count = static_cast<int64_t>(sums[stat_count]);
+  r.loss = r.count ? sums[stat_loss] / sums[stat_count] : 0.0;
+  r.accuracy = r.count ? sums[stat_correct] / sums[stat_count] : 0.0;
+  r.has_accuracy = loss_->classifies();
+  return r;
+}
+
+void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
+  float host[num_loss_stats];
+  copy_memory(host, Device::cpu, stats_.data(), stats_.device(), sizeof host);
+  stats_.fill(0.0f);
+  double sums[num_loss_stats];
+  for (int i = 0; i < num_loss_stats; ++i) sums[i] = host[i];
+  comm_.set_operation("metrics all-reduce", step_);
+  comm_.allreduce_sum(sums, num_loss_stats);
+  for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[i] += sums[i];
+  auto now = std::chrono::steady_clock::now();
+  double dt = std::chrono::duration<double>(now - interval_start_).count();
+  double samples_per_s = dt > 0 ? sums[stat_count] / dt : 0.0;
+  double since_start = std::chrono::duration<double>(now - run_start_).count();
+  interval_start_ = now;
+  interval_steps_ = 0;
+  if (!logs()) return;
+  const int64_t spe = reader_->steps_per_epoch();
+  int64_t total = config_.train.epochs * spe;
+  if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
+  double n = std::max(1.0, sums[stat_count]);
+  double eta = step_ > 0 ? since_start / static_cast<double>(step_) * static_cast<double>(total - step_) : 0.0;
+  progress_->update(epoch + 1, config_.train.epochs, step_in_epoch, spe, sums[stat_loss] / n, sums[stat_correct] / n,
+                    loss_->classifies(), samples_per_s, eta);
+  log_->write(JsonRecord()
+                  .add("event", std::string("step"))
+                  .add("step", step_)
+                  .add("epoch", epoch + 1)
+                  .add("loss", sums[stat_loss] / n)
+                  .add("accuracy", sums[stat_correct] / n)
+                  .add("lr", schedule_->lr(step_ - 1))
+                  .add("samples_per_s", samples_per_s)
+                  .add("time_s", since_start));
+}
+
+EvalResult Trainer::evaluate(const DataSplit& split) {
+  EvalResult none;
+  if (split.empty()) return none;
+  ReaderOptions ro;
+  ro.global_batch = config_.train.batch_size;
+  ro.rank = comm_.rank();
+  ro.world = comm_.size();
+  ro.shuffle = Shuffle::none;
+  ro.prefetch = config_.data.prefetch;
+  ro.memory_budget_bytes = config_.data.memory_budget_mb << 20;
+  if (!scaler_.empty()) {
+    ro.mean = scaler_.mean;
+    ro.inv_std = scaler_.inv_std();
+  }
+  ShardedReader reader(split.file, split.rows, ro);
+  Tensor stats = Tensor::zeros({num_loss_stats}, model_->device());
+  for (int64_t s = 0; s < reader.steps_per_epoch(); ++s) {
+    const Batch& b = reader.next();
+    const Tensor* x = &b.x;
+    if (model_->device() != Device::cpu) {
+      x_device_.resize(b.x.shape(), model_->device());
+      x_device_.copy_from(b.x);
+      x = &x_device_;
+    }
+    StepContext ctx{Mode::eval, config_.seed, static_cast<uint64_t>(step_), b.row0, nullptr, false};
+    const Tensor& out = model_->forward(*x, ctx);
+    loss_->evaluate(out, {b.labels, b.targets}, 1.0f, nullptr, stats.data());
+  }
+  float host[num_loss_stats];
+  copy_memory(host, Device::cpu, stats.data(), stats.device(), sizeof host);
+  return reduce_stats(host);
+}
+
+TrainResult Trainer::run() {
+  TrainResult result;
+  const int64_t spe = reader_->steps_per_epoch();
+  int64_t total = config_.train.epochs * spe;
+  if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
+  run_start_ = interval_start_ = std::chrono::steady_clock::now();
+  ReaderCursor start = reader_->cursor();
+  bool stop = false;
+  for (int64_t epoch = start.epoch; epoch < config_.train.epochs && step_ < total && !stop; ++epoch) {
+    auto epoch_start = std::chrono::steady_clock::now();
+    std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);
+    int64_t s = epoch == start.epoch ? start.step_in_epoch : 0;
+    for (; s < spe && step_ < total; ++s) {
+      train_step(reader_->next());
+      if ((s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total) log_interval(epoch, s + 1);
+    }
+    double n = std::max(1.0, epoch_sums_[stat_count]);
+    result.train = {epoch_sums_[stat_loss] / n, epoch_sums_[stat_correct] / n,
+                    static_cast<int64_t>(epoch_sums_[stat_count]), loss_->classifies()};
+    result.epochs = epoch + 1;
+    EvalResult val = evaluate(splits_.validation);
+    if (!splits_.validation.empty()) {
+      result.validation = val;
+      if (schedule_->observe(val.loss))
+        print("validation loss plateaued: learning rate now " + std::to_string(schedule_->lr(step_)));
+      if (early_->observe(epoch + 1, val.loss, val.accuracy, model_->params())) {
+        stop = true;
+        result.stopped_early = true;
+      }
+    }
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+    if (logs()) {
+      char line[256];
+      int len = std::snprintf(line, sizeof line, "epoch %lld/%lld: train loss %.4f", static_cast<long long>(epoch + 1),
+                              static_cast<long long>(config_.train.epochs), result.train.loss);
+      if (loss_->classifies()) len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * result.train.accuracy);
+      if (!splits_.validation.empty()) {
+        len += std::snprintf(line + len, sizeof line - len, " | validation loss %.4f", val.loss);
+        if (loss_->classifies()) len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * val.accuracy);
+      }
+      std::snprintf(line + len, sizeof line - len, " | %.1f s", secs);
+      print(line);
+      JsonRecord rec;
+      rec.add("event", std::string("epoch")).add("epoch", epoch + 1).add("step", step_);
+      rec.add("train_loss", result.train.loss);
+      if (loss_->classifies()) rec.add("train_accuracy", result.train.accuracy);
+      if (!splits_.validation.empty()) {
+        rec.add("val_loss", val.loss);
+        if (loss_->classifies()) rec.add("val_accuracy", val.accuracy);
+      }
+      rec.add("lr", schedule_->lr(step_)).add("epoch_s", secs);
+      log_->write(rec);
+      if (stop) print("early stopping: no improvement for " + std::to_string(config_.early_stopping.patience) + " epochs");
+    }
+  }
+  result.steps = step_;
+  if (early_->restore(model_->params()) && logs())
+    print("restored the parameters of epoch " + std::to_string(early_->state().best_epoch) + " (best " +
+          config_.early_stopping.metric + ")");
+
+  if (!splits_.test.empty()) {
+    result.test = evaluate(splits_.test);
+    if (logs()) {
+      char line[160];
+      if (loss_->classifies())
+        std::snprintf(line, sizeof line, "test accuracy: %.2f%% (loss %.4f, %lld rows)", 100 * result.test.accuracy,
+                      result.test.loss, static_cast<long long>(result.test.count));
+      else
+        std::snprintf(line, sizeof line, "test mse: %.6f (%lld rows)", result.test.loss,
+                      static_cast<long long>(result.test.count));
+      print(line);
+      log_->write(JsonRecord()
+                      .add("event", std::string("test"))
+                      .add("loss", result.test.loss)
+                      .add("accuracy", result.test.accuracy)
+                      .add("rows", result.test.count));
+    }
+  }
+  if (comm_.rank() == 0) {
+    std::filesystem::create_directories(config_.out_dir);
+    result.model_path = (std::filesystem::path(config_.out_dir) / "model.h5").string();
+    ModelFileMeta meta{config_.text, task_, scaler_.mean, scaler_.std, model_->input_shape().to_vector()};
+    save_model_file(result.model_path, *model_, meta);
+    print("model saved to " + result.model_path);
+  }
+  return result;
+}
+
+}  // namespace dptrain

@@ -1,0 +1,87 @@
+// The supervised training loop. One step, top to bottom: take this rank's slice of the global
+// batch, forward, loss scaled by 1/global batch, backward with the gradient reducer starting
+// bucket all-reduces as layers finish, clip, optimizer step. Metrics are all-reduced at log
+// intervals and epoch ends; evaluation splits the validation/test rows across ranks the same way.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "comm/Communicator.h"
+#include "comm/GradientReducer.h"
+#include "models/Model.h"
+#include "models/losses/Loss.h"
+#include "models/zoo/ModelZoo.h"
+#include "storage/reader/ShardedReader.h"
+#include "trainer/DataSplits.h"
+#include "trainer/EarlyStopping.h"
+#include "trainer/FeatureScaler.h"
+#include "trainer/Metrics.h"
+#include "trainer/TrainConfig.h"
+#include "trainer/optim/LrSchedule.h"
+#include "trainer/optim/Optimizer.h"
+
+namespace dptrain {
+
+// Loss and accuracy over a split (global, all-reduced).
+struct EvalResult {
+  double loss = 0.0, accuracy = 0.0;
+  int64_t count = 0;
+  bool has_accuracy = false;
+};
+
+struct TrainResult {
+  int64_t steps = 0, epochs = 0;
+  EvalResult train, validation, test;
+  bool stopped_early = false;
+  std::string model_path;
+};
+
+class Trainer {
+ public:
+  // `root` is the whole parsed config (its [model] table builds the model).
+  Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm);
+  ~Trainer();
+
+  TrainResult run();
+
+  Model& model() { return *model_; }
+  Optimizer& optimizer() { return *optimizer_; }
+  int64_t global_step() const { return step_; }
+  // Evaluates the model on a split (all ranks take part).
+  EvalResult evaluate(const DataSplit& split);
+
+ private:
+  bool logs() const { return comm_.rank() == 0 || config_.train.all_ranks_log; }
+  void train_step(const Batch& batch);
+  void log_interval(int64_t epoch, int64_t step_in_epoch);
+  EvalResult reduce_stats(const float* stats_host, double extra_count = 0.0);
+  void print(const std::string& line);
+
+  TrainConfig config_;
+  Communicator& comm_;
+  DataSplits splits_;
+  FeatureScaler scaler_;
+  TaskInfo task_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Loss> loss_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<LrSchedule> schedule_;
+  std::unique_ptr<EarlyStopping> early_;
+  std::unique_ptr<GradientReducer> reducer_;
+  std::unique_ptr<ShardedReader> reader_;
+  std::function<void(int64_t)> on_ready_;
+  Tensor dout_, stats_;  // stats_: LossStat sums since the last log, on the model's device
+  Tensor x_device_;
+  std::unique_ptr<MetricsLog> log_;
+  std::unique_ptr<ProgressLine> progress_;
+  int64_t step_ = 0;
+  double epoch_sums_[num_loss_stats] = {};
+  std::chrono::steady_clock::time_point interval_start_, run_start_;
+  int64_t interval_steps_ = 0;
+  std::string run_label_;
+};
+
+}  // namespace dptrain

@@ -1,0 +1,66 @@
+#include "trainer/optim/Optimizer.h"
+
+#include <cmath>
+
+namespace dptrain {
+
+namespace {
+int state_count(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::sgd: return 0;
+    case OptimizerKind::momentum:
+    case OptimizerKind::nesterov:
+    case OptimizerKind::adagrad:
+    case OptimizerKind::rmsprop: return 1;
+    case OptimizerKind::adam:
+    case OptimizerKind::adamw: return 2;
+  }
+  return 0;
+}
+}  // namespace
+
+Optimizer::Optimizer(const OptimConfig& config, int64_t size, Device device) : config_(config) {
+  int n = state_count(config.kind);
+  if (n >= 1) state1_ = Tensor::zeros({size}, device);
+  if (n >= 2) state2_ = Tensor::zeros({size}, device);
+}
+
+void Optimizer::step(Tensor& params, const Tensor& grads, float lr, float grad_scale) {
+  ++steps_;
+  OptimizerStep s;
+  s.kind = config_.kind;
+  s.lr = lr;
+  s.momentum = static_cast<float>(config_.momentum);
+  s.beta1 = static_cast<float>(config_.beta1);
+  s.beta2 = static_cast<float>(config_.beta2);
+  s.eps = static_cast<float>(config_.eps);
+  s.rho = static_cast<float>(config_.rho);
+  s.l1 = static_cast<float>(config_.l1);
+  s.l2 = static_cast<float>(config_.l2);
+  s.weight_decay = static_cast<float>(config_.weight_decay);
+  s.grad_scale = grad_scale;
+  s.bias_correction1 = static_cast<float>(1.0 - std::pow(config_.beta1, static_cast<double>(steps_)));
+  s.bias_correction2 = static_cast<float>(1.0 - std::pow(config_.beta2, static_cast<double>(steps_)));
+  kernels(params.device())
+      .optimizer_update(s, params.numel(), params.data(), grads.data(), state1_.empty() ? nullptr : state1_.data(),
+                        state2_.empty() ? nullptr : state2_.data());
+}
+
+std::vector<std::pair<std::string, Tensor*>> Optimizer::states() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  switch (config_.kind) {
+    case OptimizerKind::sgd: break;
+    case OptimizerKind::momentum:
+    case OptimizerKind::nesterov: out.push_back({"momentum", &state1_}); break;
+    case OptimizerKind::adagrad: out.push_back({"sum_squares", &state1_}); break;
+    case OptimizerKind::rmsprop: out.push_back({"mean_squares", &state1_}); break;
+    case OptimizerKind::adam:
+    case OptimizerKind::adamw:
+      out.push_back({"adam_m", &state1_});
+      out.push_back({"adam_v", &state2_});
+      break;
+  }
+  return out;
+}
+
+}  // namespace dptrain

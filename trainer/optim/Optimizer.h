@@ -1,0 +1,33 @@
+// An optimizer over a model's flat buffers: its states (momentum, Adagrad sums, Adam m and v)
+// are flat buffers of the same layout, and one step is one fused pass of the device backend
+// (gradient scaling for clipping, L1/L2, decoupled weight decay and the update together).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "models/Model.h"
+#include "trainer/TrainConfig.h"
+
+namespace dptrain {
+
+class Optimizer {
+ public:
+  Optimizer(const OptimConfig& config, int64_t size, Device device);
+
+  // Applies one update with learning rate lr; grad_scale multiplies the gradient first.
+  void step(Tensor& params, const Tensor& grads, float lr, float grad_scale = 1.0f);
+  // Completed steps (Adam's bias correction counts them).
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+  // The state buffers by name ("momentum", "adam_m", ...), for checkpoints.
+  std::vector<std::pair<std::string, Tensor*>> states();
+  const OptimConfig& config() const { return config_; }
+
+ private:
+  OptimConfig config_;
+  Tensor state1_, state2_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace dptrain
