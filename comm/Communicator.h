@@ -65,7 +65,8 @@ class Communicator {
 
 // Picks the backend: "local", "mpi", "nccl", or "auto" (mpi when launched by mpirun/srun with
 // more than one rank and MPI is built in, else local).
-std::unique_ptr<Communicator> make_communicator(const std::string& backend);
+// Collectives that do not finish within timeout_s fail with a peer error naming the missing ranks.
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, double timeout_s = 300.0);
 
 // Whether the environment says we were started by mpirun/srun as one of several ranks.
 bool launched_as_multiple_ranks();

@@ -16,7 +16,7 @@ bool launched_as_multiple_ranks() {
   return false;
 }
 
-std::unique_ptr<Communicator> make_communicator(const std::string& backend) {
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, double timeout_s) {
   std::string b = backend;
   if (b == "auto") b = launched_as_multiple_ranks() ? (mpi_backend_compiled() ? "mpi" : "local") : "local";
   if (b == "auto" || b == "local") {
@@ -26,8 +26,8 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend) {
       fail_input("started as one of several ranks, but this dptrain was built without MPI");
     return std::make_unique<LocalCommunicator>();
   }
-  if (b == "mpi") return make_mpi_communicator();
-  if (b == "nccl") return make_nccl_communicator();
+  if (b == "mpi") return make_mpi_communicator(timeout_s);
+  if (b == "nccl") return make_nccl_communicator(timeout_s);
   fail_input("unknown comm.backend '" + backend + "'; valid: auto, local, mpi, nccl");
 }
 

@@ -50,7 +50,10 @@ int main(int argc, char** argv) {
     try {
       return c.run(dptrain::Args(args.begin() + 1, args.end()));
     } catch (const dptrain::Error& e) {
-      std::fprintf(stderr, "dptrain %s: error: %s\n", c.name, e.what());
+      if (int rank = dptrain::error_rank(); rank >= 0)
+        std::fprintf(stderr, "dptrain %s: error (rank %d): %s\n", c.name, rank, e.what());
+      else
+        std::fprintf(stderr, "dptrain %s: error: %s\n", c.name, e.what());
       return e.exit_code();
     } catch (const std::bad_alloc&) {
       std::fprintf(stderr, "dptrain %s: error: out of memory\n", c.name);

@@ -9,6 +9,7 @@
 #include "models/kernels/cpu/CpuKernels.h"
 #include "models/layers/Sequential.h"
 #include "storage/checkpoint/ModelFile.h"
+#include "trainer/TestHooks.h"
 
 namespace dptrain {
 
@@ -76,6 +77,8 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   if (config_.schedule.kind == ScheduleKind::plateau && splits_.validation.empty())
     fail_input("config: schedule kind = \"plateau\" needs validation data");
 
+  agree_on_start();
+
   std::vector<int64_t> offsets;
   for (const auto& p : model_->param_infos()) offsets.push_back(p.offset);
   reducer_ = std::make_unique<GradientReducer>(comm_, model_->grads().data(), model_->flat_size(), offsets,
@@ -103,6 +106,34 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::agree_on_start() {
+  if (comm_.size() == 1) return;
+  struct Fingerprint {
+    uint64_t config, layout;
+    int64_t params, batch;
+  };
+  Fingerprint mine{config_.hash, model_->layout_hash(), model_->parameter_count(), config_.train.batch_size};
+  std::vector<Fingerprint> all(static_cast<size_t>(comm_.size()));
+  comm_.set_operation("start-up check", -1);
+  comm_.allgather(&mine, sizeof mine, all.data());
+  std::string problems;
+  for (int r = 1; r < comm_.size(); ++r) {
+    const Fingerprint& f = all[static_cast<size_t>(r)];
+    std::string what;
+    if (f.config != all[0].config) what += " config text (file or --set overrides)";
+    if (f.layout != all[0].layout) what += " model layout";
+    if (f.params != all[0].params)
+      what += " parameter count (" + std::to_string(f.params) + " vs " + std::to_string(all[0].params) + ")";
+    if (!what.empty()) problems += (problems.empty() ? "" : "; ") + std::string("rank ") + std::to_string(r) + " differs from rank 0 in" + what;
+  }
+  if (!problems.empty()) fail_input("ranks were started with different configurations: " + problems);
+  comm_.set_operation("initial parameter broadcast", -1);
+  std::vector<float> host(static_cast<size_t>(model_->flat_size()));
+  copy_memory(host.data(), Device::cpu, model_->params().data(), model_->device(), host.size() * sizeof(float));
+  comm_.broadcast(host.data(), host.size() * sizeof(float), 0);
+  copy_memory(model_->params().data(), model_->device(), host.data(), Device::cpu, host.size() * sizeof(float));
+}
 
 void Trainer::print(const std::string& line) {
   if (!logs()) return;
@@ -226,10 +257,11 @@ TrainResult Trainer::run() {
   ReaderCursor start = reader_->cursor();
   bool stop = false;
   for (int64_t epoch = start.epoch; epoch < config_.train.epochs && step_ < total && !stop; ++epoch) {
-    auto epoch_start = std::chrono::steady_clock::now();
+    auto epoch_start = interval_start_ = std::chrono::steady_clock::now();
     std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);
     int64_t s = epoch == start.epoch ? start.step_in_epoch : 0;
     for (; s < spe && step_ < total; ++s) {
+      TestHooks::get().maybe_stall(comm_.rank(), step_);
       train_step(reader_->next());
       if ((s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total) log_interval(epoch, s + 1);
     }

@@ -54,6 +54,8 @@ class Trainer {
   EvalResult evaluate(const DataSplit& split);
 
  private:
+  // All ranks compare config, model layout and parameter count, then take rank 0's parameters.
+  void agree_on_start();
   bool logs() const { return comm_.rank() == 0 || config_.train.all_ranks_log; }
   void train_step(const Batch& batch);
   void log_interval(int64_t epoch, int64_t step_in_epoch);

@@ -9,8 +9,8 @@
 namespace dptrain {
 
 bool mpi_backend_compiled();
-std::unique_ptr<Communicator> make_mpi_communicator();
+std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s);
 bool nccl_backend_compiled();
-std::unique_ptr<Communicator> make_nccl_communicator();
+std::unique_ptr<Communicator> make_nccl_communicator(double timeout_s);
 
 }  // namespace dptrain

@@ -5,7 +5,7 @@
 namespace dptrain {
 
 bool mpi_backend_compiled() { return false; }
-std::unique_ptr<Communicator> make_mpi_communicator() {
+std::unique_ptr<Communicator> make_mpi_communicator(double) {
   fail_input("comm.backend = \"mpi\" but this dptrain was built without MPI (install libopenmpi-dev and rebuild)");
 }
 

@@ -5,7 +5,7 @@
 namespace dptrain {
 
 bool nccl_backend_compiled() { return false; }
-std::unique_ptr<Communicator> make_nccl_communicator() {
+std::unique_ptr<Communicator> make_nccl_communicator(double) {
   fail_input("comm.backend = \"nccl\" but this dptrain was built without CUDA and NCCL");
 }
 

@@ -4,6 +4,7 @@
 #include "comm/Communicator.h"
 #include "launch/ArgParser.h"
 #include "launch/commands/Commands.h"
+#include "models/core/Error.h"
 #include "trainer/Trainer.h"
 
 namespace dptrain {
@@ -19,9 +20,18 @@ int train_command(const Args& args) {
   ConfigNode root = ConfigNode::parse_file(p.get("CONFIG"));
   for (const auto& s : p.all("set")) root.apply_override(s);
   TrainConfig config = read_train_config(root, p.get("CONFIG"));
-  auto comm = make_communicator(config.comm.backend);
-  Trainer trainer(config, root, *comm);
-  trainer.run();
+  auto comm = make_communicator(config.comm.backend, config.comm.timeout_s);
+  try {
+    Trainer trainer(config, root, *comm);
+    trainer.run();
+  } catch (const Error& e) {
+    // The other ranks may be waiting in a collective for this one: end the whole job.
+    if (comm->size() > 1) {
+      std::fprintf(stderr, "dptrain train: error (rank %d): %s\n", comm->rank(), e.what());
+      comm->abort(e.exit_code());
+    }
+    throw;
+  }
   return 0;
 }
 

@@ -1,0 +1,265 @@
+// One table-driven finite-difference check of every layer and loss (DESIGN.md rule 2). Each layer
+// runs forward on a random batch; with loss L = sum(out * R) for a fixed random R, backward's
+// input and parameter gradients must match central differences to a relative error <= 1e-3.
+// Inputs are kept away from kinks (ReLU at 0, ties in max) so piecewise-linear layers are exact.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "models/Model.h"
+#include "models/core/Philox.h"
+#include "models/layers/ActivationLayer.h"
+#include "models/layers/Conv2d.h"
+#include "models/layers/Dense.h"
+#include "models/layers/Dropout.h"
+#include "models/layers/Maxout.h"
+#include "models/layers/Pool2d.h"
+#include "models/layers/Reshape.h"
+#include "models/layers/Sequential.h"
+#include "models/losses/Loss.h"
+
+using namespace dptrain;
+
+namespace {
+
+struct LayerCase {
+  const char* name;
+  std::function<std::unique_ptr<Layer>()> make;
+  Shape input;  // one sample
+};
+
+// Random values in [-1, 1] with |v| >= 0.1, distinct so max operations have no ties.
+std::vector<float> random_values(int64_t n, uint32_t id) {
+  Philox rng(1234, RandomPurpose::synth, id);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) {
+    float u = 2.0f * rng.uniform() - 1.0f;
+    x = u >= 0 ? 0.1f + 0.9f * u : -0.1f + 0.9f * u;
+  }
+  return v;
+}
+
+double weighted_sum(const Tensor& out, const std::vector<float>& r) {
+  double s = 0.0;
+  for (int64_t i = 0; i < out.numel(); ++i) s += static_cast<double>(out.data()[i]) * r[static_cast<size_t>(i)];
+  return s;
+}
+
+double relative_error(double a, double b) { return std::fabs(a - b) / std::max({std::fabs(a), std::fabs(b), 1e-2}); }
+
+// Checks up to `samples` coordinates of a buffer: analytic[i] vs (L(x+e) - L(x-e)) / 2e.
+void check_coordinates(const char* what, float* values, const float* analytic, int64_t n,
+                       const std::function<double()>& loss, double eps, double tol) {
+  const int64_t stride = std::max<int64_t>(1, n / 40);
+  for (int64_t i = 0; i < n; i += stride) {
+    float keep = values[i];
+    values[i] = keep + static_cast<float>(eps);
+    double up = loss();
+    values[i] = keep - static_cast<float>(eps);
+    double down = loss();
+    values[i] = keep;
+    double numeric = (up - down) / (2 * eps);
+    INFO(what << " coordinate " << i << ": analytic " << analytic[i] << " numeric " << numeric);
+    CHECK(relative_error(analytic[i], numeric) <= tol);
+  }
+}
+
+void check_layer(const LayerCase& c) {
+  const int64_t batch = 3;
+  auto seq = std::make_unique<Sequential>();
+  seq->add(c.make());
+  Model model(std::move(seq), c.input, Device::cpu);
+  model.initialize(7);
+  // Keep parameters away from zero too, so products stay away from kinks.
+  auto pv = random_values(model.flat_size(), 3);
+  for (int64_t i = 0; i < model.flat_size(); ++i) model.params().data()[i] = 0.5f * pv[static_cast<size_t>(i)];
+
+  Shape xs = c.input.with_batch(batch);
+  std::vector<float> xv = random_values(xs.numel(), 1);
+  Tensor x = Tensor::view(xv.data(), xs);
+  StepContext ctx{Mode::train, 99, 5, 10, nullptr, true};
+  const Tensor& out0 = model.forward(x, ctx);
+  std::vector<float> r = random_values(out0.numel(), 2);
+  Tensor dout = Tensor::zeros(out0.shape());
+  std::copy(r.begin(), r.end(), dout.data());
+  Tensor din;
+  model.zero_grad();
+  model.backward(dout, ctx, &din);
+  std::vector<float> dx(din.data(), din.data() + din.numel());
+  std::vector<float> dparams(model.grads().data(), model.grads().data() + model.flat_size());
+
+  auto loss = [&] { return weighted_sum(model.forward(x, ctx), r); };
+  const double eps = 1e-2, tol = 1e-3;
+  check_coordinates("input", xv.data(), dx.data(), xs.numel(), loss, eps, tol);
+  for (const ParamInfo& p : model.param_infos()) {
+    INFO("parameter " << p.path);
+    check_coordinates(p.path.c_str(), model.params().data() + p.offset, dparams.data() + p.offset, p.shape.numel(),
+                      loss, eps, tol);
+  }
+}
+
+Conv2dOptions conv(int64_t out, int64_t k, int64_t stride, int64_t pad, int64_t dil, int64_t groups,
+                   Activation act = Activation::identity) {
+  Conv2dOptions o;
+  o.out_channels = out;
+  o.kernel_h = o.kernel_w = k;
+  o.stride = stride;
+  o.padding = pad;
+  o.dilation = dil;
+  o.groups = groups;
+  o.activation = act;
+  return o;
+}
+
+const std::vector<LayerCase>& layer_cases() {
+  static const std::vector<LayerCase> cases = {
+      {"dense", [] { return std::make_unique<Dense>(4); }, Shape{5}},
+      {"dense+relu", [] { return std::make_unique<Dense>(4, true, Activation::relu); }, Shape{5}},
+      {"dense+tanh no bias", [] { return std::make_unique<Dense>(3, false, Activation::tanh); }, Shape{6}},
+      {"dense+sigmoid", [] { return std::make_unique<Dense>(3, true, Activation::sigmoid); }, Shape{4}},
+      {"dense+leaky_relu", [] { return std::make_unique<Dense>(3, true, Activation::leaky_relu, 0.1f); }, Shape{4}},
+      {"dense on images", [] { return std::make_unique<Dense>(3); }, Shape{2, 3, 3}},
+      {"relu", [] { return std::make_unique<ActivationLayer>(Activation::relu); }, Shape{7}},
+      {"leaky_relu", [] { return std::make_unique<ActivationLayer>(Activation::leaky_relu, 0.2f); }, Shape{7}},
+      {"sigmoid", [] { return std::make_unique<ActivationLayer>(Activation::sigmoid); }, Shape{7}},
+      {"tanh", [] { return std::make_unique<ActivationLayer>(Activation::tanh); }, Shape{7}},
+      {"maxout", [] { return std::make_unique<Maxout>(3); }, Shape{9}},
+      {"dropout", [] { return std::make_unique<Dropout>(0.4f); }, Shape{12}},
+      {"flatten", [] { return std::make_unique<Reshape>(); }, Shape{2, 2, 3}},
+      {"reshape", [] { return std::make_unique<Reshape>(Shape{1, 3, 4}); }, Shape{12}},
+      {"conv2d 3x3", [] { return std::make_unique<Conv2d>(conv(3, 3, 1, 0, 1, 1)); }, Shape{2, 5, 5}},
+      {"conv2d pad+stride", [] { return std::make_unique<Conv2d>(conv(2, 3, 2, 1, 1, 1)); }, Shape{2, 6, 6}},
+      {"conv2d dilation", [] { return std::make_unique<Conv2d>(conv(2, 3, 1, 2, 2, 1)); }, Shape{1, 6, 6}},
+      {"conv2d 1x1", [] { return std::make_unique<Conv2d>(conv(4, 1, 1, 0, 1, 1)); }, Shape{3, 4, 4}},
+      {"conv2d groups", [] { return std::make_unique<Conv2d>(conv(4, 3, 1, 1, 1, 2)); }, Shape{2, 4, 4}},
+      {"conv2d depthwise", [] { return std::make_unique<Conv2d>(conv(3, 3, 1, 1, 1, 3)); }, Shape{3, 4, 4}},
+      {"conv2d+relu", [] { return std::make_unique<Conv2d>(conv(2, 3, 1, 1, 1, 1, Activation::relu)); }, Shape{2, 4, 4}},
+      {"conv2d 5x3 kernel", [] {
+         Conv2dOptions o = conv(2, 3, 1, 1, 1, 1);
+         o.kernel_h = 5;
+         return std::make_unique<Conv2d>(o);
+       }, Shape{1, 6, 5}},
+      {"maxpool 2", [] { return std::make_unique<Pool2d>(Pool2d::Kind::max, 2); }, Shape{2, 4, 4}},
+      {"maxpool 3 stride 2 pad 1", [] { return std::make_unique<Pool2d>(Pool2d::Kind::max, 3, 2, 1); }, Shape{2, 5, 5}},
+      {"avgpool 2", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 2); }, Shape{2, 4, 4}},
+      {"avgpool 3 stride 1 pad 1", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 3, 1, 1); }, Shape{1, 4, 4}},
+      {"global avgpool", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 0); }, Shape{3, 3, 3}},
+  };
+  return cases;
+}
+
+struct LossCase {
+  const char* name;
+  LossKind kind;
+  int64_t cols;
+  enum { labels, values, soft, none } targets;
+};
+
+void check_loss(const LossCase& c) {
+  const int64_t rows = 4;
+  Loss loss(c.kind);
+  std::vector<float> pred = random_values(rows * c.cols, 11);
+  for (auto& p : pred) p *= 2.0f;
+  std::vector<int32_t> labels(rows);
+  std::vector<float> values(static_cast<size_t>(rows * c.cols));
+  for (int64_t r = 0; r < rows; ++r) labels[static_cast<size_t>(r)] = static_cast<int32_t>((r * 7 + 1) % std::max<int64_t>(2, c.cols));
+  auto tv = random_values(rows * c.cols, 12);
+  for (int64_t i = 0; i < rows * c.cols; ++i) values[static_cast<size_t>(i)] = tv[static_cast<size_t>(i)];
+  if (c.targets == LossCase::soft)  // rows of a probability distribution
+    for (int64_t r = 0; r < rows; ++r) {
+      float s = 0;
+      for (int64_t j = 0; j < c.cols; ++j) s += values[static_cast<size_t>(r * c.cols + j)] = std::fabs(values[static_cast<size_t>(r * c.cols + j)]);
+      for (int64_t j = 0; j < c.cols; ++j) values[static_cast<size_t>(r * c.cols + j)] /= s;
+    }
+  if (c.kind == LossKind::binary_cross_entropy && c.targets == LossCase::values)
+    for (auto& v : values) v = v > 0 ? 1.0f : 0.0f;
+  Targets t;
+  if (c.targets == LossCase::labels) t.labels = labels.data();
+  if (c.targets == LossCase::values || c.targets == LossCase::soft) t.values = values.data();
+
+  Tensor p = Tensor::view(pred.data(), Shape{rows, c.cols});
+  Tensor d;
+  float stats[num_loss_stats] = {};
+  const float scale = 0.25f;
+  loss.evaluate(p, t, scale, &d, stats);
+  CHECK(stats[stat_count] == rows);
+  std::vector<float> analytic(d.data(), d.data() + d.numel());
+  for (auto& a : analytic) a /= scale;
+  auto value = [&] {
+    float s[num_loss_stats] = {};
+    loss.evaluate(p, t, 1.0f, nullptr, s);
+    return static_cast<double>(s[stat_loss]);
+  };
+  check_coordinates(c.name, pred.data(), analytic.data(), rows * c.cols, value, 1e-2, 2e-3);
+}
+
+}  // namespace
+
+TEST_CASE("every layer's gradients match finite differences", "[models][gradcheck]") {
+  for (const auto& c : layer_cases()) {
+    DYNAMIC_SECTION(c.name) { check_layer(c); }
+  }
+}
+
+TEST_CASE("every loss's gradient matches finite differences", "[models][gradcheck]") {
+  const std::vector<LossCase> cases = {
+      {"mse 1 output", LossKind::mean_squared_error, 1, LossCase::values},
+      {"mse 3 outputs", LossKind::mean_squared_error, 3, LossCase::values},
+      {"bce labels", LossKind::binary_cross_entropy, 1, LossCase::labels},
+      {"bce multi-label targets", LossKind::binary_cross_entropy, 3, LossCase::values},
+      {"softmax cross-entropy labels", LossKind::softmax_cross_entropy, 5, LossCase::labels},
+      {"softmax cross-entropy soft targets", LossKind::softmax_cross_entropy, 4, LossCase::soft},
+      {"multiclass hinge", LossKind::multiclass_hinge, 4, LossCase::labels},
+      {"prediction entropy", LossKind::prediction_entropy, 5, LossCase::none},
+  };
+  for (const auto& c : cases) {
+    DYNAMIC_SECTION(c.name) { check_loss(c); }
+  }
+}
+
+TEST_CASE("parameter gradients accumulate across backward calls", "[models]") {
+  auto seq = std::make_unique<Sequential>();
+  seq->add(std::make_unique<Dense>(3, true, Activation::tanh));
+  seq->add(std::make_unique<Dense>(2));
+  Model model(std::move(seq), Shape{4}, Device::cpu);
+  model.initialize(1);
+  std::vector<float> xv = random_values(8, 4);
+  Tensor x = Tensor::view(xv.data(), Shape{2, 4});
+  StepContext ctx;
+  const Tensor& out = model.forward(x, ctx);
+  Tensor dout = Tensor::zeros(out.shape());
+  dout.fill(1.0f);
+  model.zero_grad();
+  model.backward(dout, ctx);
+  std::vector<float> once(model.grads().data(), model.grads().data() + model.flat_size());
+  model.backward(dout, ctx);
+  for (int64_t i = 0; i < model.flat_size(); ++i) CHECK(model.grads().data()[i] == Approx(2 * once[static_cast<size_t>(i)]));
+  double norm = 0;
+  for (float g : once) norm += g * g;
+  CHECK(norm > 0.0);
+}
+
+TEST_CASE("dropout masks depend on the global sample index, not on the batch split", "[models]") {
+  Dropout layer(0.5f);
+  ParamRegistry reg;
+  layer.setup(Shape{64}, reg);
+  std::vector<float> ones(4 * 64, 1.0f);
+  Tensor x = Tensor::view(ones.data(), Shape{4, 64});
+  Tensor whole, first, second;
+  StepContext ctx{Mode::train, 5, 17, 0, nullptr, true};
+  layer.forward(x, whole, ctx);
+  layer.forward(x.rows_view(0, 2), first, ctx);
+  ctx.row0 = 2;
+  layer.forward(x.rows_view(2, 4), second, ctx);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < 128; ++i) {
+    CHECK(whole.data()[i] == first.data()[i]);
+    CHECK(whole.data()[128 + i] == second.data()[i]);
+  }
+  for (int64_t i = 0; i < 256; ++i) kept += whole.data()[i] != 0.0f;
+  CHECK(kept > 96);  // about half of 256 kept
+  CHECK(kept < 160);
+  for (int64_t i = 0; i < 256; ++i) CHECK((whole.data()[i] == 0.0f || whole.data()[i] == 2.0f));
+}

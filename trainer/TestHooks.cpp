@@ -1,0 +1,28 @@
+#include "trainer/TestHooks.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+namespace dptrain {
+
+const TestHooks& TestHooks::get() {
+  static const TestHooks hooks = [] {
+    TestHooks h;
+    if (const char* s = std::getenv("DPTRAIN_TEST_STALL")) {
+      long long step = -1;
+      if (std::sscanf(s, "%d:%lld:%lf", &h.stall_rank, &step, &h.stall_seconds) != 3) h.stall_rank = -1;
+      h.stall_step = step;
+    }
+    return h;
+  }();
+  return hooks;
+}
+
+void TestHooks::maybe_stall(int rank, int64_t step) const {
+  if (rank == stall_rank && step == stall_step)
+    std::this_thread::sleep_for(std::chrono::duration<double>(stall_seconds));
+}
+
+}  // namespace dptrain
