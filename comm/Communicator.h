@@ -14,13 +14,14 @@
 
 namespace dptrain {
 
-// A non-blocking collective in flight. wait() must be called before the buffer is read.
+// A reusable handle for a non-blocking collective: made once (make_request), started many times,
+// so the step loop never allocates one. wait() must return before the buffer is read.
 class CommRequest {
  public:
   virtual ~CommRequest() = default;
-  // Blocks until the operation completes (throws on failure).
+  // Blocks until the operation in flight completes (throws on failure); returns at once if idle.
   virtual void wait() = 0;
-  // True when complete; never blocks.
+  // True when complete or idle; never blocks.
   [[nodiscard]] virtual bool test() = 0;
 };
 
@@ -41,8 +42,9 @@ class Communicator {
   virtual void allreduce_sum(double* data, int64_t count) = 0;
   // In-place max over all ranks.
   virtual void allreduce_max(double* data, int64_t count) = 0;
-  // Starts an in-place float sum; the buffer must not be touched until the request completes.
-  [[nodiscard]] virtual std::unique_ptr<CommRequest> allreduce_sum_async(float* data, int64_t count) = 0;
+  virtual std::unique_ptr<CommRequest> make_request() = 0;
+  // Starts an in-place float sum on an idle request; the buffer must not be touched until it completes.
+  virtual void allreduce_sum_async(float* data, int64_t count, CommRequest& request) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Gathers `bytes` from every rank into recv (size() * bytes, rank order).
   virtual void allgather(const void* send, size_t bytes, void* recv) = 0;

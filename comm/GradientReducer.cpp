@@ -19,7 +19,7 @@ GradientReducer::GradientReducer(Communicator& comm, float* grads, int64_t n, co
     }
   }
   if (param_offsets.empty() && n > 0) buckets_.push_back({0, n});
-  requests_.resize(buckets_.size());
+  for (size_t i = 0; i < buckets_.size(); ++i) requests_.push_back(comm_.make_request());
 }
 
 void GradientReducer::begin_step(int64_t step) {
@@ -30,7 +30,7 @@ void GradientReducer::begin_step(int64_t step) {
 void GradientReducer::launch_next() {
   const Bucket& b = buckets_[launched_];
   comm_.set_operation("gradient all-reduce", step_);
-  requests_[launched_] = comm_.allreduce_sum_async(grads_ + b.begin, b.end - b.begin);
+  comm_.allreduce_sum_async(grads_ + b.begin, b.end - b.begin, *requests_[launched_]);
   ++launched_;
 }
 
@@ -38,18 +38,14 @@ void GradientReducer::ready_from(int64_t offset) {
   if (comm_.size() == 1) return;
   while (launched_ < buckets_.size() && buckets_[launched_].begin >= offset) launch_next();
   // Nudge the transport: MPI progresses non-blocking operations only inside MPI calls.
-  for (size_t i = 0; i < launched_; ++i)
-    if (requests_[i]) (void)requests_[i]->test();
+  for (size_t i = 0; i < launched_; ++i) (void)requests_[i]->test();
 }
 
 void GradientReducer::finish() {
   if (comm_.size() == 1) return;
   auto t0 = std::chrono::steady_clock::now();
   while (launched_ < buckets_.size()) launch_next();
-  for (auto& r : requests_) {
-    r->wait();
-    r.reset();
-  }
+  for (auto& r : requests_) r->wait();
   last_wait_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 

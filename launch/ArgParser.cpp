@@ -7,7 +7,8 @@
 
 namespace dptrain {
 
-ArgParser::ArgParser(std::string command, std::string summary) : command_(std::move(command)), summary_(std::move(summary)) {}
+ArgParser::ArgParser(std::string command, std::string summary)
+    : command_(std::move(command)), summary_(std::move(summary)) {}
 
 ArgParser& ArgParser::option(const std::string& name, const std::string& value_name, const std::string& help,
                              std::optional<std::string> fallback) {
@@ -146,8 +147,10 @@ std::string ArgParser::help() const {
     if (!any) h += "\n";
     any = true;
     std::string line = left;
-    if (line.size() < 28) line.resize(28, ' ');
-    else line += "  ";
+    if (line.size() < 28)
+      line.resize(28, ' ');
+    else
+      line += "  ";
     line += s.help;
     if (s.kind == Spec::value && s.fallback && !s.fallback->empty()) line += " (default " + *s.fallback + ")";
     if (s.kind == Spec::repeated) line += " (repeatable)";

@@ -31,9 +31,14 @@ void Model::initialize(uint64_t seed) {
     int64_t n = infos_[i].shape.numel();
     float bound = init.scale;
     switch (init.kind) {
-      case ParamInit::zeros: break;
-      case ParamInit::ones: std::fill(p, p + n, 1.0f); break;
-      case ParamInit::he_uniform: bound = std::sqrt(6.0f / static_cast<float>(init.fan_in)); [[fallthrough]];
+      case ParamInit::zeros:
+        break;
+      case ParamInit::ones:
+        std::fill(p, p + n, 1.0f);
+        break;
+      case ParamInit::he_uniform:
+        bound = std::sqrt(6.0f / static_cast<float>(init.fan_in));
+        [[fallthrough]];
       case ParamInit::uniform:
         for (int64_t j = 0; j < n; ++j) p[j] = (2.0f * rng.uniform() - 1.0f) * bound;
         break;

@@ -14,7 +14,7 @@ namespace dptrain {
 struct ParamInfo {
   std::string path;  // "02_conv2d/weight"
   Shape shape;
-  int64_t offset;    // in floats into the flat buffers
+  int64_t offset;  // in floats into the flat buffers
 };
 
 class Model {

@@ -24,7 +24,8 @@ void Predictor::check_compatible(const DatasetFile& file) const {
   if (file.sample_shape() != model_->input_shape())
     fail_input(file.path() + ": rows are " + file.sample_shape().str() + " but the model " + path_ + " takes " +
                model_->input_shape().str());
-  if (file.label_kind() == LabelKind::classes && meta_.task.classification && file.num_classes() > meta_.task.num_classes)
+  if (file.label_kind() == LabelKind::classes && meta_.task.classification &&
+      file.num_classes() > meta_.task.num_classes)
     fail_input(file.path() + ": has " + std::to_string(file.num_classes()) + " classes, the model was trained on " +
                std::to_string(meta_.task.num_classes));
 }
@@ -84,8 +85,10 @@ void Predictor::predict(const DatasetFile& file, std::vector<float>& outputs, st
         continue;
       }
       outputs.insert(outputs.end(), p, p + k);
-      if (classify) classes.push_back(static_cast<int32_t>(std::max_element(p, p + k) - p));
-      else classes.push_back(-1);
+      if (classify)
+        classes.push_back(static_cast<int32_t>(std::max_element(p, p + k) - p));
+      else
+        classes.push_back(-1);
     }
   });
 }

@@ -78,7 +78,8 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.data.prefetch = static_cast<int>(positive_int(d, "prefetch", 2));
 
   ConfigNode o = root.child("optim");
-  std::string kind = o.get_choice("kind", "sgd", {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"});
+  std::string kind =
+      o.get_choice("kind", "sgd", {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"});
   c.optim.kind = parse_optimizer(kind);
   c.optim.lr = positive(o, "lr", 0.01);
   c.optim.momentum = non_negative(o, "momentum", 0.9);
@@ -93,7 +94,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
 
   ConfigNode s = root.child("schedule");
   std::string sk = s.get_choice("kind", "constant", {"constant", "inv_sqrt", "step", "plateau", "cosine"});
-  c.schedule.kind = sk == "constant" ? ScheduleKind::constant
+  c.schedule.kind = sk == "constant"   ? ScheduleKind::constant
                     : sk == "inv_sqrt" ? ScheduleKind::inv_sqrt
                     : sk == "step"     ? ScheduleKind::step
                     : sk == "plateau"  ? ScheduleKind::plateau

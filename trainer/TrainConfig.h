@@ -33,8 +33,8 @@ enum class ScheduleKind { constant, inv_sqrt, step, plateau, cosine };
 struct ScheduleConfig {
   ScheduleKind kind = ScheduleKind::constant;
   int64_t warmup_steps = 0;
-  double warmup_start = 0.0;   // warmup starts at lr * warmup_start
-  int64_t step_epochs = 10;    // step decay: multiply by gamma every step_epochs epochs
+  double warmup_start = 0.0;  // warmup starts at lr * warmup_start
+  int64_t step_epochs = 10;   // step decay: multiply by gamma every step_epochs epochs
   double gamma = 0.1;
   int64_t plateau_patience = 3;  // epochs without validation improvement before x factor
   double plateau_factor = 0.1;
@@ -52,7 +52,7 @@ struct EarlyStoppingConfig {
 struct LoopConfig {
   int64_t batch_size = 128;  // global
   int64_t epochs = 10;
-  int64_t max_steps = 0;     // 0: epochs decide
+  int64_t max_steps = 0;  // 0: epochs decide
   bool drop_last = false;
   int64_t log_every = 50;
   std::string metrics_file = "metrics.jsonl";
@@ -76,7 +76,7 @@ struct CheckpointConfig {
 
 struct TrainConfig {
   uint64_t seed = 0;
-  int threads = 0;            // 0: cores / local ranks
+  int threads = 0;             // 0: cores / local ranks
   std::string device = "cpu";  // cpu | cuda | auto
   std::string out_dir;
   DataConfig data;
@@ -87,9 +87,9 @@ struct TrainConfig {
   CommConfig comm;
   CheckpointConfig checkpoint;
   std::string task = "supervised";  // supervised | self_training | gan
-  std::string source;          // config file path
-  std::string text;            // TOML text with overrides applied
-  uint64_t hash = 0;           // of text
+  std::string source;               // config file path
+  std::string text;                 // TOML text with overrides applied
+  uint64_t hash = 0;                // of text
 };
 
 // Reads everything but [model] (and the task tables); check root.check_unused() after the model.

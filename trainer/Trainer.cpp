@@ -28,8 +28,7 @@ std::string in_dir(const std::string& dir, const std::string& file) {
 
 }  // namespace
 
-Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm)
-    : config_(config), comm_(comm) {
+Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm) : config_(config), comm_(comm) {
   int threads = config_.threads;
   if (threads == 0)
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm_.local_size()));
@@ -95,7 +94,8 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
                   "dptrain: %s model, %s parameters | %s: %lld train / %lld validation / %lld test rows | "
                   "global batch %lld on %d rank%s (%s, %s) | %lld steps/epoch",
                   zoo.kind.c_str(), with_commas(model_->parameter_count()).c_str(), train.path().c_str(),
-                  static_cast<long long>(splits_.train.rows.size()), static_cast<long long>(splits_.validation.rows.size()),
+                  static_cast<long long>(splits_.train.rows.size()),
+                  static_cast<long long>(splits_.validation.rows.size()),
                   static_cast<long long>(splits_.test.rows.size()), static_cast<long long>(config_.train.batch_size),
                   comm_.size(), comm_.size() > 1 ? "s" : "", comm_.backend().c_str(), device_name(device),
                   static_cast<long long>(spe));
@@ -125,7 +125,9 @@ void Trainer::agree_on_start() {
     if (f.layout != all[0].layout) what += " model layout";
     if (f.params != all[0].params)
       what += " parameter count (" + std::to_string(f.params) + " vs " + std::to_string(all[0].params) + ")";
-    if (!what.empty()) problems += (problems.empty() ? "" : "; ") + std::string("rank ") + std::to_string(r) + " differs from rank 0 in" + what;
+    if (!what.empty())
+      problems +=
+          (problems.empty() ? "" : "; ") + std::string("rank ") + std::to_string(r) + " differs from rank 0 in" + what;
   }
   if (!problems.empty()) fail_input("ranks were started with different configurations: " + problems);
   comm_.set_operation("initial parameter broadcast", -1);
@@ -138,8 +140,10 @@ void Trainer::agree_on_start() {
 void Trainer::print(const std::string& line) {
   if (!logs()) return;
   if (progress_) progress_->finish();
-  std::printf("%s%s\n", comm_.size() > 1 && config_.train.all_ranks_log ? ("[rank " + std::to_string(comm_.rank()) + "] ").c_str() : "",
-              line.c_str());
+  std::printf(
+      "%s%s\n",
+      comm_.size() > 1 && config_.train.all_ranks_log ? ("[rank " + std::to_string(comm_.rank()) + "] ").c_str() : "",
+      line.c_str());
   std::fflush(stdout);
 }
 
@@ -284,7 +288,8 @@ TrainResult Trainer::run() {
       char line[256];
       int len = std::snprintf(line, sizeof line, "epoch %lld/%lld: train loss %.4f", static_cast<long long>(epoch + 1),
                               static_cast<long long>(config_.train.epochs), result.train.loss);
-      if (loss_->classifies()) len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * result.train.accuracy);
+      if (loss_->classifies())
+        len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * result.train.accuracy);
       if (!splits_.validation.empty()) {
         len += std::snprintf(line + len, sizeof line - len, " | validation loss %.4f", val.loss);
         if (loss_->classifies()) len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * val.accuracy);
@@ -301,7 +306,8 @@ TrainResult Trainer::run() {
       }
       rec.add("lr", schedule_->lr(step_)).add("epoch_s", secs);
       log_->write(rec);
-      if (stop) print("early stopping: no improvement for " + std::to_string(config_.early_stopping.patience) + " epochs");
+      if (stop)
+        print("early stopping: no improvement for " + std::to_string(config_.early_stopping.patience) + " epochs");
     }
   }
   result.steps = step_;

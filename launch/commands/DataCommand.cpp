@@ -12,7 +12,8 @@ namespace dptrain {
 namespace {
 
 void report(const std::string& path, const DatasetContents& c) {
-  std::printf("wrote %s: %lld rows of %s", path.c_str(), static_cast<long long>(c.rows()), c.sample_shape.str().c_str());
+  std::printf("wrote %s: %lld rows of %s", path.c_str(), static_cast<long long>(c.rows()),
+              c.sample_shape.str().c_str());
   if (c.label_kind == LabelKind::classes) std::printf(", %lld classes", static_cast<long long>(c.num_classes));
   if (c.label_kind == LabelKind::values) std::printf(", %lld regression targets", static_cast<long long>(c.target_dim));
   std::printf("\n");

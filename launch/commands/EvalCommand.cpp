@@ -27,8 +27,9 @@ void from_config(const ArgParser& p, std::string& model, DataSplit& split) {
 }  // namespace
 
 int eval_command(const Args& args) {
-  ArgParser p("dptrain eval", "Evaluates a trained model: loss and accuracy (classification) or MSE (regression).\n"
-                              "Either CONFIG (its out_dir/model.h5 on its test split) or --model and --data.");
+  ArgParser p("dptrain eval",
+              "Evaluates a trained model: loss and accuracy (classification) or MSE (regression).\n"
+              "Either CONFIG (its out_dir/model.h5 on its test split) or --model and --data.");
   p.positional("CONFIG", "a training config", false)
       .repeated("set", "KEY=VALUE", "override a config key")
       .option("model", "FILE", "a model file written by dptrain train")
@@ -57,9 +58,10 @@ int eval_command(const Args& args) {
 }
 
 int predict_command(const Args& args) {
-  ArgParser p("dptrain predict", "Writes a trained model's predictions for every row of a dataset to HDF5:\n"
-                                 "/outputs [N, k] (class probabilities or regression values) and /predictions [N]\n"
-                                 "(class ids; classification only).");
+  ArgParser p("dptrain predict",
+              "Writes a trained model's predictions for every row of a dataset to HDF5:\n"
+              "/outputs [N, k] (class probabilities or regression values) and /predictions [N]\n"
+              "(class ids; classification only).");
   p.option("model", "FILE", "a model file written by dptrain train")
       .option("data", "FILE", "a dataset file (labels not needed)")
       .option("out", "FILE", "the HDF5 file to write");

@@ -10,12 +10,14 @@
 namespace dptrain {
 
 int train_command(const Args& args) {
-  ArgParser p("dptrain train", "Trains the model a TOML config describes. Start N ranks with mpirun/srun for data "
-                               "parallelism; every rank runs this same command.");
+  ArgParser p("dptrain train",
+              "Trains the model a TOML config describes. Start N ranks with mpirun/srun for data "
+              "parallelism; every rank runs this same command.");
   p.positional("CONFIG", "the run's TOML config")
       .repeated("set", "KEY=VALUE", "override a config key, e.g. --set optim.lr=0.1")
-      .epilog("Config reference: docs/config.md. Exit codes: 0 done, 2 bad input or config, 3 a peer failed or "
-              "timed out, 1 anything else.");
+      .epilog(
+          "Config reference: docs/config.md. Exit codes: 0 done, 2 bad input or config, 3 a peer failed or "
+          "timed out, 1 anything else.");
   if (!p.parse(args)) return 0;
   ConfigNode root = ConfigNode::parse_file(p.get("CONFIG"));
   for (const auto& s : p.all("set")) root.apply_override(s);

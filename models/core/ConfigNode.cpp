@@ -1,7 +1,7 @@
 #include "models/core/ConfigNode.h"
 
-#include <sstream>
 #include <toml++/toml.h>
+#include <sstream>
 
 #include "models/core/Error.h"
 
@@ -30,13 +30,20 @@ std::string line_of(const toml::node* node, const std::string& fallback_source) 
 
 const char* type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date or time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date or time";
   }
 }
 
@@ -56,7 +63,8 @@ ConfigNode ConfigNode::parse_file(const std::string& path) {
     doc->root = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
     std::string msg(e.description());
-    if (msg.find("File could not be opened") != std::string::npos || msg.find("could not be opened") != std::string::npos)
+    if (msg.find("File could not be opened") != std::string::npos ||
+        msg.find("could not be opened") != std::string::npos)
       fail_input(path + ": cannot open the config file");
     fail_input(path + ":" + std::to_string(e.source().begin.line) + ": TOML syntax error: " + msg);
   }
@@ -69,8 +77,8 @@ ConfigNode ConfigNode::parse_string(const std::string& text, const std::string& 
   try {
     doc->root = toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
-    fail_input(source_name + ":" + std::to_string(e.source().begin.line) + ": TOML syntax error: " +
-               std::string(e.description()));
+    fail_input(source_name + ":" + std::to_string(e.source().begin.line) +
+               ": TOML syntax error: " + std::string(e.description()));
   }
   return ConfigNode(doc, &doc->root, "");
 }
@@ -164,8 +172,8 @@ std::string ConfigNode::get_choice(const std::string& key, const std::string& fa
 
 namespace {
 template <typename T, typename Convert>
-std::vector<T> get_list(const ConfigNode& cfg, const toml::node* n, const std::string& key, const std::vector<T>& fallback,
-                        const char* what, Convert convert) {
+std::vector<T> get_list(const ConfigNode& cfg, const toml::node* n, const std::string& key,
+                        const std::vector<T>& fallback, const char* what, Convert convert) {
   if (!n) return fallback;
   const toml::array* arr = n->as_array();
   if (!arr) {  // a single value stands for a list of one
@@ -188,11 +196,12 @@ std::vector<int64_t> ConfigNode::get_int_list(const std::string& key, const std:
 }
 
 std::vector<double> ConfigNode::get_float_list(const std::string& key, const std::vector<double>& fallback) const {
-  return get_list<double>(*this, lookup(key), key, fallback, "numbers", [](const toml::node& e) -> std::optional<double> {
-    if (auto v = e.value_exact<double>()) return v;
-    if (auto v = e.value_exact<int64_t>()) return static_cast<double>(*v);
-    return std::nullopt;
-  });
+  return get_list<double>(*this, lookup(key), key, fallback, "numbers",
+                          [](const toml::node& e) -> std::optional<double> {
+                            if (auto v = e.value_exact<double>()) return v;
+                            if (auto v = e.value_exact<int64_t>()) return static_cast<double>(*v);
+                            return std::nullopt;
+                          });
 }
 
 std::vector<std::string> ConfigNode::get_string_list(const std::string& key,
@@ -220,8 +229,8 @@ std::vector<ConfigNode> ConfigNode::table_array(const std::string& key) const {
   for (size_t i = 0; i < arr->size(); ++i) {
     const toml::node* e = arr->get(i);
     if (!e->is_table()) fail(key, "element " + std::to_string(i) + " must be a table, got " + type_name(*e));
-    out.push_back(ConfigNode(doc_, const_cast<toml::table*>(e->as_table()),
-                             key_path(key) + "[" + std::to_string(i) + "]"));
+    out.push_back(
+        ConfigNode(doc_, const_cast<toml::table*>(e->as_table()), key_path(key) + "[" + std::to_string(i) + "]"));
   }
   return out;
 }

@@ -39,9 +39,9 @@ std::string error_origin(const char* file, int line);
 }  // namespace dptrain
 
 // Throws an internal error when a condition the code relies on does not hold.
-#define DPT_ASSERT(cond, msg)                                                                 \
-  do {                                                                                        \
-    if (!(cond))                                                                              \
-      ::dptrain::fail_internal(::dptrain::error_origin(__FILE__, __LINE__) + "assertion '" #cond \
-                               "' failed: " + std::string(msg));                              \
+#define DPT_ASSERT(cond, msg)                                                        \
+  do {                                                                               \
+    if (!(cond))                                                                     \
+      ::dptrain::fail_internal(::dptrain::error_origin(__FILE__, __LINE__) +         \
+                               "assertion '" #cond "' failed: " + std::string(msg)); \
   } while (0)

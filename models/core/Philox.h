@@ -32,7 +32,10 @@ DPT_HD Philox4x32 philox4x32(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
     philox_mulhilo(0xD2511F53u, c0, hi0, lo0);
     philox_mulhilo(0xCD9E8D57u, c2, hi1, lo1);
     uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
@@ -64,10 +67,11 @@ struct RandomKey {
 
 // Uniform (0,1] draw number `index` for sample `sample` at `step` of stream `key`.
 DPT_HD float philox_uniform(RandomKey key, uint64_t step, uint64_t sample, uint64_t index) {
-  Philox4x32 r = philox4x32(static_cast<uint32_t>(index >> 2), static_cast<uint32_t>(sample),
-                            static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32) ^
-                            (static_cast<uint32_t>(sample >> 32) * 0x9E3779B9u) ^ static_cast<uint32_t>(index >> 34),
-                            key.k0, key.k1);
+  Philox4x32 r =
+      philox4x32(static_cast<uint32_t>(index >> 2), static_cast<uint32_t>(sample), static_cast<uint32_t>(step),
+                 static_cast<uint32_t>(step >> 32) ^ (static_cast<uint32_t>(sample >> 32) * 0x9E3779B9u) ^
+                     static_cast<uint32_t>(index >> 34),
+                 key.k0, key.k1);
   return uniform_from_bits(r.v[index & 3]);
 }
 

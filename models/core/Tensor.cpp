@@ -34,7 +34,8 @@ void Tensor::resize(const Shape& shape, Device device) {
   size_t need = static_cast<size_t>(shape.numel());
   if (alias_) *this = Tensor();
   if (view_) {
-    DPT_ASSERT(need <= capacity_ && device == device_, "a view cannot grow from " + shape_.str() + " to " + shape.str());
+    DPT_ASSERT(need <= capacity_ && device == device_,
+               "a view cannot grow from " + shape_.str() + " to " + shape.str());
   } else if (!storage_ || need > capacity_ || device != device_) {
     size_t cap = need ? need : 1;
     storage_ = std::make_shared<DeviceMemory>(cap * sizeof(float), device);

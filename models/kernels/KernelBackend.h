@@ -16,7 +16,7 @@ enum class Activation { identity, relu, leaky_relu, sigmoid, tanh };
 
 // Geometry of a 2-D convolution or pooling window over NCHW data.
 struct Conv2dGeometry {
-  int64_t channels, height, width;        // input
+  int64_t channels, height, width;  // input
   int64_t kernel_h, kernel_w;
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_h = 0, pad_w = 0;
@@ -40,7 +40,7 @@ struct OptimizerStep {
   float lr = 0.01f;
   float momentum = 0.9f;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
-  float rho = 0.99f;        // RMSProp decay
+  float rho = 0.99f;  // RMSProp decay
   float l1 = 0.0f, l2 = 0.0f;
   float weight_decay = 0.0f;  // decoupled (AdamW style): w -= lr * wd * w
   float grad_scale = 1.0f;
@@ -63,10 +63,10 @@ class KernelBackend {
 
   // ---- vector operations over n floats
   virtual void fill(int64_t n, float value, float* x) = 0;
-  virtual void copy(int64_t n, const float* x, float* y) = 0;        // y = x
-  virtual void axpy(int64_t n, float a, const float* x, float* y) = 0;  // y += a x
-  virtual void scale(int64_t n, float a, float* x) = 0;              // x *= a
-  virtual void add(int64_t n, const float* a, const float* b, float* y) = 0;  // y = a + b
+  virtual void copy(int64_t n, const float* x, float* y) = 0;                      // y = x
+  virtual void axpy(int64_t n, float a, const float* x, float* y) = 0;             // y += a x
+  virtual void scale(int64_t n, float a, float* x) = 0;                            // x *= a
+  virtual void add(int64_t n, const float* a, const float* b, float* y) = 0;       // y = a + b
   virtual void multiply(int64_t n, const float* a, const float* b, float* y) = 0;  // y = a * b
   virtual double sum_squares(int64_t n, const float* x) = 0;
   virtual double sum(int64_t n, const float* x) = 0;
@@ -81,8 +81,8 @@ class KernelBackend {
 
   // ---- activations fused with the bias: y[r, c, i] = act(y[r, c, i] + bias[c]) in place over
   // y viewed as [rows, cols, hw] (hw = 1 for dense rows, H*W for NCHW). bias may be null.
-  virtual void bias_activation(Activation act, float slope, int64_t rows, int64_t cols, int64_t hw,
-                               const float* bias, float* y) = 0;
+  virtual void bias_activation(Activation act, float slope, int64_t rows, int64_t cols, int64_t hw, const float* bias,
+                               float* y) = 0;
   // y = act(x) out of place.
   virtual void activation(Activation act, float slope, int64_t n, const float* x, float* y) = 0;
   // dx = dy * act'(.) computed from the activation's output y (all our activations allow it).

@@ -30,8 +30,8 @@ Shape Conv2d::setup(const Shape& in, ParamRegistry& registry) {
   if (in.rank() != 3)
     fail_input("conv2d: input must be [channels, height, width] per sample, got " + in.str() +
                " (reshape flat features with a 'reshape' layer)");
-  g_ = {in[0], in[1], in[2], o_.kernel_h, o_.kernel_w, o_.stride, o_.stride, o_.padding, o_.padding,
-        o_.dilation, o_.dilation};
+  g_ = {in[0],     in[1],      in[2],      o_.kernel_h, o_.kernel_w, o_.stride,
+        o_.stride, o_.padding, o_.padding, o_.dilation, o_.dilation};
   if (g_.channels % o_.groups || o_.out_channels % o_.groups)
     fail_input("conv2d: groups = " + std::to_string(o_.groups) + " must divide in channels (" +
                std::to_string(g_.channels) + ") and out_channels (" + std::to_string(o_.out_channels) + ")");
@@ -49,9 +49,7 @@ Shape Conv2d::setup(const Shape& in, ParamRegistry& registry) {
   return {o_.out_channels, g_.out_h(), g_.out_w()};
 }
 
-bool Conv2d::direct() const {
-  return o_.kernel_h == 1 && o_.kernel_w == 1 && o_.stride == 1 && o_.padding == 0;
-}
+bool Conv2d::direct() const { return o_.kernel_h == 1 && o_.kernel_w == 1 && o_.stride == 1 && o_.padding == 0; }
 
 const float* Conv2d::columns(KernelBackend& k, const float* sample) {
   if (direct()) return sample;
@@ -72,8 +70,7 @@ void Conv2d::forward(const Tensor& in, Tensor& out, const StepContext&) {
       k.gemm(false, false, oc_g, out_hw_, col_rows_, 1.0f, weight_.data() + gi * oc_g * col_rows_, col_rows_,
              col + gi * col_rows_ * out_hw_, out_hw_, 0.0f, y + gi * oc_g * out_hw_, out_hw_);
   }
-  k.bias_activation(o_.activation, o_.slope, n, o_.out_channels, out_hw_, o_.bias ? bias_.data() : nullptr,
-                    out.data());
+  k.bias_activation(o_.activation, o_.slope, n, o_.out_channels, out_hw_, o_.bias ? bias_.data() : nullptr, out.data());
 }
 
 void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) {

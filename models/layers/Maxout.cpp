@@ -25,8 +25,8 @@ void Maxout::forward(const Tensor& in, Tensor& out, const StepContext&) {
 void Maxout::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext&) {
   if (!din) return;
   din->resize(in.shape(), in.device());
-  kernels(in.device()).maxout_backward(in.rows(), out_features_, pieces_, in.data(), out.data(), dout.data(),
-                                       din->data());
+  kernels(in.device())
+      .maxout_backward(in.rows(), out_features_, pieces_, in.data(), out.data(), dout.data(), din->data());
 }
 
 }  // namespace dptrain

@@ -29,7 +29,7 @@ class Sequential final : public Layer {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> out_shapes_;
   size_t first_param_layer_ = 0;  // layers before it need no backward when din is not wanted
-  std::vector<Tensor> acts_;  // output of child i for i < n - 1
+  std::vector<Tensor> acts_;      // output of child i for i < n - 1
   Tensor grads_[2];
 };
 

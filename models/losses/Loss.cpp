@@ -16,11 +16,16 @@ LossKind Loss::parse(const std::string& name) {
 
 std::string Loss::name(LossKind kind) {
   switch (kind) {
-    case LossKind::mean_squared_error: return "mse";
-    case LossKind::binary_cross_entropy: return "bce";
-    case LossKind::softmax_cross_entropy: return "cross_entropy";
-    case LossKind::multiclass_hinge: return "hinge";
-    case LossKind::prediction_entropy: return "entropy";
+    case LossKind::mean_squared_error:
+      return "mse";
+    case LossKind::binary_cross_entropy:
+      return "bce";
+    case LossKind::softmax_cross_entropy:
+      return "cross_entropy";
+    case LossKind::multiclass_hinge:
+      return "hinge";
+    case LossKind::prediction_entropy:
+      return "entropy";
   }
   return "?";
 }

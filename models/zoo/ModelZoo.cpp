@@ -86,8 +86,8 @@ std::unique_ptr<Layer> build_layer(const ConfigNode& c) {
   if (type == "maxpool2d" || type == "maxpool" || type == "avgpool2d" || type == "avgpool") {
     bool is_max = type.rfind("max", 0) == 0;
     int64_t size = positive(c, "size", 2);
-    return std::make_unique<Pool2d>(is_max ? Pool2d::Kind::max : Pool2d::Kind::average, size,
-                                    c.get_int("stride", size), c.get_int("padding", 0));
+    return std::make_unique<Pool2d>(is_max ? Pool2d::Kind::max : Pool2d::Kind::average, size, c.get_int("stride", size),
+                                    c.get_int("padding", 0));
   }
   if (type == "global_avgpool") return std::make_unique<Pool2d>(Pool2d::Kind::average, 0, 0, 0);
   if (type == "flatten") return std::make_unique<Reshape>();
@@ -105,7 +105,8 @@ std::unique_ptr<Layer> build_layer(const ConfigNode& c) {
 
 ZooModel build_model(const ConfigNode& m, const TaskInfo& task) {
   const std::string kind = m.get_choice(
-      "kind", "mlp", {"linear_regression", "logistic_regression", "softmax_regression", "linear_svm", "mlp", "cnn", "layers"});
+      "kind", "mlp",
+      {"linear_regression", "logistic_regression", "softmax_regression", "linear_svm", "mlp", "cnn", "layers"});
   auto seq = std::make_unique<Sequential>();
   LossKind default_loss = task.classification ? LossKind::softmax_cross_entropy : LossKind::mean_squared_error;
   if (kind == "linear_regression") default_loss = LossKind::mean_squared_error;
@@ -144,8 +145,8 @@ ZooModel build_model(const ConfigNode& m, const TaskInfo& task) {
     }
   } else if (kind == "cnn" || kind == "layers") {
     if (blocks.empty())
-      m.fail(kind == "cnn" ? "blocks" : "layers", "needs at least one layer table ([[model." +
-                                                      std::string(kind == "cnn" ? "blocks" : "layers") + "]])");
+      m.fail(kind == "cnn" ? "blocks" : "layers",
+             "needs at least one layer table ([[model." + std::string(kind == "cnn" ? "blocks" : "layers") + "]])");
     for (const auto& b : blocks) seq->add(build_layer(b));
   }
   if (kind != "layers") seq->add(std::make_unique<Dense>(output_size(task, loss)));

@@ -37,8 +37,7 @@ void write_params(hid_t f, const std::string& group, const Model& model, const f
   }
 }
 
-void read_params(hid_t f, const std::string& group, const std::string& source, Model& model,
-                 std::vector<float>& host) {
+void read_params(hid_t f, const std::string& group, const std::string& source, Model& model, std::vector<float>& host) {
   host.assign(static_cast<size_t>(model.flat_size()), 0.0f);
   for (const ParamInfo& p : model.param_infos()) {
     std::string full = group + "/" + p.path;
@@ -47,7 +46,8 @@ void read_params(hid_t f, const std::string& group, const std::string& source, M
     std::vector<hsize_t> dims = h5_dims(ds, source + ": " + full);
     std::vector<int64_t> got(dims.begin(), dims.end());
     if (Shape(got) != p.shape)
-      fail_input(source + ": parameter " + full + " has shape " + Shape(got).str() + ", the model needs " + p.shape.str());
+      fail_input(source + ": parameter " + full + " has shape " + Shape(got).str() + ", the model needs " +
+                 p.shape.str());
     DPT_H5(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data() + p.offset),
            source + ": reading " + full + " (checksum or data damaged)");
   }

@@ -22,13 +22,20 @@ H5T_class_t type_class(hid_t dataset, const std::string& what) {
 
 const char* class_name(H5T_class_t c) {
   switch (c) {
-    case H5T_INTEGER: return "integer";
-    case H5T_FLOAT: return "float";
-    case H5T_STRING: return "string";
-    case H5T_COMPOUND: return "compound";
-    case H5T_ENUM: return "enum";
-    case H5T_ARRAY: return "array";
-    default: return "unsupported";
+    case H5T_INTEGER:
+      return "integer";
+    case H5T_FLOAT:
+      return "float";
+    case H5T_STRING:
+      return "string";
+    case H5T_COMPOUND:
+      return "compound";
+    case H5T_ENUM:
+      return "enum";
+    case H5T_ARRAY:
+      return "array";
+    default:
+      return "unsupported";
   }
 }
 
@@ -78,7 +85,8 @@ DatasetFile::DatasetFile(const std::string& path) : path_(path) {
     sample.push_back(static_cast<int64_t>(dims[i]));
   }
   sample_shape_ = Shape(sample);
-  if (sample_shape_.numel() > max_row_size) fail_input(p + ": /x rows of " + sample_shape_.str() + " are absurdly large");
+  if (sample_shape_.numel() > max_row_size)
+    fail_input(p + ": /x rows of " + sample_shape_.str() + " are absurdly large");
   if (rows_ <= 0) fail_input(p + ": /x has no rows");
   if (rows_ > max_rows) fail_input(p + ": /x claims " + std::to_string(rows_) + " rows, an absurd size");
   check_claimed_size(x_, p, "/x", rows_ * sample_shape_.numel(), sizeof(float));
@@ -141,8 +149,8 @@ DatasetFile::DatasetFile(const std::string& path) : path_(path) {
     }
     for (size_t i = 0; i < labels_.size(); ++i)
       if (labels_[i] < 0 || labels_[i] >= num_classes_)
-        fail_input(p + ": /y row " + std::to_string(i) + " has label " + std::to_string(labels_[i]) +
-                   ", outside [0, " + std::to_string(num_classes_) + ")");
+        fail_input(p + ": /y row " + std::to_string(i) + " has label " + std::to_string(labels_[i]) + ", outside [0, " +
+                   std::to_string(num_classes_) + ")");
   }
 
   if (h5_exists(file_, "labeled")) {
@@ -162,45 +170,42 @@ void DatasetFile::check_finite(const float* data, int64_t first_row, int64_t cou
     const float* v = data + r * row;
     bool ok = true;
     for (int64_t i = 0; i < row; ++i) ok &= std::isfinite(v[i]);
-    if (!ok)
-      fail_input(path_ + ": /x row " + std::to_string(rows ? rows[r] : first_row + r) + " contains NaN or Inf");
+    if (!ok) fail_input(path_ + ": /x row " + std::to_string(rows ? rows[r] : first_row + r) + " contains NaN or Inf");
   }
 }
 
 void DatasetFile::read_rows(int64_t begin, int64_t count, float* out) const {
   if (count <= 0) return;
   DPT_ASSERT(begin >= 0 && begin + count <= rows_, "row range outside /x");
-  const std::string what = path_ + ": reading /x rows " + std::to_string(begin) + ".." + std::to_string(begin + count);
-  std::vector<hsize_t> dims = h5_dims(x_, what);
-  std::vector<hsize_t> start(dims.size(), 0), cnt = dims;
-  start[0] = static_cast<hsize_t>(begin);
-  cnt[0] = static_cast<hsize_t>(count);
-  H5Id file_space = h5_dataspace(H5Dget_space(x_), what);
-  DPT_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start.data(), nullptr, cnt.data(), nullptr), what);
-  H5Id mem_space = h5_dataspace(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr), what);
-  DPT_H5(H5Dread(x_, H5T_NATIVE_FLOAT, mem_space, file_space, H5P_DEFAULT, out), what);
-  check_finite(out, begin, count, nullptr);
+  std::vector<int64_t> rows(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) rows[static_cast<size_t>(i)] = begin + i;
+  read_row_list(rows.data(), count, out);
 }
 
 void DatasetFile::read_row_list(const int64_t* rows, int64_t count, float* out) const {
+  // Runs on the reader's prefetch thread for every batch: fixed-size arrays, and error text built
+  // only on failure (DPT_H5 evaluates its message then), so a read allocates nothing of ours.
   if (count <= 0) return;
-  const std::string what = path_ + ": reading " + std::to_string(count) + " rows of /x";
-  std::vector<hsize_t> dims = h5_dims(x_, what);
-  std::vector<hsize_t> start(dims.size(), 0), cnt = dims;
-  H5Id file_space = h5_dataspace(H5Dget_space(x_), what);
-  DPT_H5(H5Sselect_none(file_space), what);
+  const int rank = sample_shape_.rank() + 1;
+  hsize_t start[Shape::max_rank + 1] = {}, cnt[Shape::max_rank + 1] = {};
+  for (int i = 1; i < rank; ++i) cnt[i] = static_cast<hsize_t>(sample_shape_[i - 1]);
+  H5Id file_space(H5Dget_space(x_), H5Sclose);
+  if (!file_space.valid()) h5_fail(path_ + ": reading /x");
+  DPT_H5(H5Sselect_none(file_space), path_ + ": reading /x");
   for (int64_t i = 0; i < count;) {
     int64_t j = i + 1;
     while (j < count && rows[j] == rows[j - 1] + 1) ++j;  // one hyperslab per run of neighbours
     DPT_ASSERT(rows[i] >= 0 && rows[j - 1] < rows_ && (i == 0 || rows[i] > rows[i - 1]), "rows must ascend within /x");
     start[0] = static_cast<hsize_t>(rows[i]);
     cnt[0] = static_cast<hsize_t>(j - i);
-    DPT_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_OR, start.data(), nullptr, cnt.data(), nullptr), what);
+    DPT_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_OR, start, nullptr, cnt, nullptr), path_ + ": reading /x");
     i = j;
   }
   cnt[0] = static_cast<hsize_t>(count);
-  H5Id mem_space = h5_dataspace(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr), what);
-  DPT_H5(H5Dread(x_, H5T_NATIVE_FLOAT, mem_space, file_space, H5P_DEFAULT, out), what);
+  H5Id mem_space(H5Screate_simple(rank, cnt, nullptr), H5Sclose);
+  if (!mem_space.valid()) h5_fail(path_ + ": reading /x");
+  DPT_H5(H5Dread(x_, H5T_NATIVE_FLOAT, mem_space, file_space, H5P_DEFAULT, out),
+         path_ + ": reading " + std::to_string(count) + " rows of /x (data damaged or checksum mismatch)");
   check_finite(out, 0, count, rows);
 }
 

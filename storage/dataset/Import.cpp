@@ -167,13 +167,15 @@ std::string column_name(const CsvTable& t, size_t j) {
 
 void parse_csv_row(const CsvImportOptions& o, int64_t line_number, const CsvCells& row, CsvTable& t) {
   if (static_cast<int64_t>(row.size) != t.columns)
-    fail_input(at_line(o.path, line_number) + ": expected " + std::to_string(t.columns) + " columns, found " + std::to_string(row.size));
+    fail_input(at_line(o.path, line_number) + ": expected " + std::to_string(t.columns) + " columns, found " +
+               std::to_string(row.size));
   for (size_t j = 0; j < row.size; ++j) {
     double v = 0.0;
     if (!parse_number(row.cells[j], v))
       fail_input(at_line(o.path, line_number) + ": " + column_name(t, j) + ": '" + row.cells[j] + "' is not a number");
     if (!std::isfinite(v) || (static_cast<int64_t>(j) != t.label && !std::isfinite(static_cast<float>(v))))
-      fail_input(at_line(o.path, line_number) + ": " + column_name(t, j) + ": '" + trimmed(row.cells[j]) + "' is NaN, infinite or beyond float32");
+      fail_input(at_line(o.path, line_number) + ": " + column_name(t, j) + ": '" + trimmed(row.cells[j]) +
+                 "' is NaN, infinite or beyond float32");
     if (static_cast<int64_t>(j) == t.label) {
       t.labels.push_back(v);
       t.label_lines.push_back(line_number);
@@ -239,7 +241,7 @@ struct NpyDtype {
 };
 
 const NpyDtype npy_dtypes[] = {
-    {"<f4", 4, true}, {"<f8", 8, true}, {"|i1", 1, false}, {"<i2", 2, false}, {"<i4", 4, false}, {"<i8", 8, false},
+    {"<f4", 4, true},  {"<f8", 8, true},  {"|i1", 1, false}, {"<i2", 2, false}, {"<i4", 4, false}, {"<i8", 8, false},
     {"|u1", 1, false}, {"<u2", 2, false}, {"<u4", 4, false}, {"<u8", 8, false}, {"|b1", 1, false},
 };
 
@@ -273,8 +275,8 @@ const NpyDtype& parse_descr(std::string_view header, const std::string& path) {
   for (const NpyDtype& d : npy_dtypes)
     if (descr == d.descr) return d;
   if (!descr.empty() && descr[0] == '>')
-    fail_input(path + ": big-endian dtype '" + descr + "' is not supported; save with arr.astype('<" +
-               descr.substr(1) + "')");
+    fail_input(path + ": big-endian dtype '" + descr + "' is not supported; save with arr.astype('<" + descr.substr(1) +
+               "')");
   if (descr.find('O') != std::string::npos)
     fail_input(path + ": object dtype '" + descr + "' is not supported; save a numeric array");
   fail_input(path + ": unsupported dtype '" + descr + "' (supported: f4, f8, i1, i2, i4, i8, u1, u2, u4, u8, b1)");
@@ -294,7 +296,8 @@ std::vector<int64_t> parse_shape(std::string_view header, const std::string& pat
     char* end = nullptr;
     errno = 0;
     long long d = std::strtoll(s, &end, 10);
-    if (end == s || d < 0 || errno == ERANGE) fail_input(path + ": .npy header has a malformed 'shape' (" + inner + ")");
+    if (end == s || d < 0 || errno == ERANGE)
+      fail_input(path + ": .npy header has a malformed 'shape' (" + inner + ")");
     shape.push_back(d);
     s = end;
     if (*s == 'L') ++s;  // written by Python 2
@@ -352,16 +355,26 @@ std::vector<Out> npy_values(const NpyArray& a) {
   std::vector<Out> out(static_cast<size_t>(a.count));
   const char* src = a.bytes.data() + a.data_offset;
   const std::string d = a.dtype->descr;
-  if (d == "<f4") widen<float>(src, a.count, out.data());
-  else if (d == "<f8") widen<double>(src, a.count, out.data());
-  else if (d == "|i1") widen<int8_t>(src, a.count, out.data());
-  else if (d == "<i2") widen<int16_t>(src, a.count, out.data());
-  else if (d == "<i4") widen<int32_t>(src, a.count, out.data());
-  else if (d == "<i8") widen<int64_t>(src, a.count, out.data());
-  else if (d == "<u2") widen<uint16_t>(src, a.count, out.data());
-  else if (d == "<u4") widen<uint32_t>(src, a.count, out.data());
-  else if (d == "<u8") widen<uint64_t>(src, a.count, out.data());
-  else widen<uint8_t>(src, a.count, out.data());  // |u1 and |b1
+  if (d == "<f4")
+    widen<float>(src, a.count, out.data());
+  else if (d == "<f8")
+    widen<double>(src, a.count, out.data());
+  else if (d == "|i1")
+    widen<int8_t>(src, a.count, out.data());
+  else if (d == "<i2")
+    widen<int16_t>(src, a.count, out.data());
+  else if (d == "<i4")
+    widen<int32_t>(src, a.count, out.data());
+  else if (d == "<i8")
+    widen<int64_t>(src, a.count, out.data());
+  else if (d == "<u2")
+    widen<uint16_t>(src, a.count, out.data());
+  else if (d == "<u4")
+    widen<uint32_t>(src, a.count, out.data());
+  else if (d == "<u8")
+    widen<uint64_t>(src, a.count, out.data());
+  else
+    widen<uint8_t>(src, a.count, out.data());  // |u1 and |b1
   return out;
 }
 
@@ -419,9 +432,12 @@ std::string stored_type(hid_t dataset, const std::string& what) {
   H5Id type = h5_datatype(H5Dget_type(dataset), what);
   const size_t bits = H5Tget_size(type) * 8;
   switch (H5Tget_class(type)) {
-    case H5T_FLOAT: return "float" + std::to_string(bits);
-    case H5T_INTEGER: return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(bits);
-    default: return "non-numeric";
+    case H5T_FLOAT:
+      return "float" + std::to_string(bits);
+    case H5T_INTEGER:
+      return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(bits);
+    default:
+      return "non-numeric";
   }
 }
 
@@ -501,8 +517,7 @@ DatasetContents import_csv(const CsvImportOptions& options) {
   const std::string& t = options.task;
   if (t != "auto" && t != "classification" && t != "regression")
     fail_input(options.path + ": task '" + t + "' must be auto, classification or regression");
-  if (options.label_column.empty() && t != "auto")
-    fail_input(options.path + ": task " + t + " needs a label column");
+  if (options.label_column.empty() && t != "auto") fail_input(options.path + ": task " + t + " needs a label column");
   CsvTable table = read_csv_table(options);
   DatasetContents c;
   c.sample_shape = Shape{table.columns - (table.label >= 0 ? 1 : 0)};

@@ -85,7 +85,7 @@ struct KindSpec {
   int64_t classes, min_classes, max_classes;  // all 0 for regression kinds
   int64_t dim;                                // the default; fixed unless dim_option
   bool dim_option;
-  double noise;                               // the default; < 0: the kind has no noise option
+  double noise;  // the default; < 0: the kind has no noise option
   void (*generate)(const Params&, DatasetContents&);
   const char* about;
 };
@@ -232,11 +232,16 @@ bool inside_shape(int kind, float dx, float dy, float s) {
   const float ax = std::fabs(dx), ay = std::fabs(dy), bar = 0.2f * s + 0.5f;
   const float d2 = dx * dx + dy * dy;
   switch (kind) {
-    case circle: return d2 <= s * s && d2 >= (s - 2.0f) * (s - 2.0f);
-    case square: return ax <= s && ay <= s;
-    case triangle: return dy >= -s && dy <= s && ax <= 0.5f * (dy + s);  // apex up, base 2s wide
-    case plus: return (ax <= bar && ay <= s) || (ay <= bar && ax <= s);
-    case disc: return d2 <= s * s;
+    case circle:
+      return d2 <= s * s && d2 >= (s - 2.0f) * (s - 2.0f);
+    case square:
+      return ax <= s && ay <= s;
+    case triangle:
+      return dy >= -s && dy <= s && ax <= 0.5f * (dy + s);  // apex up, base 2s wide
+    case plus:
+      return (ax <= bar && ay <= s) || (ay <= bar && ax <= s);
+    case disc:
+      return d2 <= s * s;
     default:
       return ax <= s && ay <= s && (std::fabs(dx - dy) <= bar * 1.41421356f || std::fabs(dx + dy) <= bar * 1.41421356f);
   }
@@ -330,15 +335,18 @@ const KindSpec kinds[] = {
     {"blobs", 3, 2, 1 << 16, 2, true, 1.0, gen_blobs, "isotropic Gaussian clusters, centres uniform in [-10,10]^dim"},
     {"moons", 2, 2, 2, 2, false, 0.1, gen_moons, "two interleaving half circles (sklearn make_moons)"},
     {"xor", 2, 2, 2, 2, false, 0.0, gen_xor, "uniform in [-1,1]^2, label (x0>0) xor (x1>0), margin 0.05"},
-    {"spirals", 2, 2, 1 << 10, 2, false, 0.2, gen_spirals, "one Archimedean spiral arm per class (cs231n), angle noise"},
+    {"spirals", 2, 2, 1 << 10, 2, false, 0.2, gen_spirals,
+     "one Archimedean spiral arm per class (cs231n), angle noise"},
     {"linear", 0, 0, 0, 5, true, 0.1, gen_linear, "regression y = x.w + b + noise, x ~ N(0,1); /true_weights = [w, b]"},
     {"ring", 8, 2, 1 << 16, 2, false, 0.02, gen_ring, "2-D Gaussian mixture, modes on a circle of radius 2"},
-    {"grid", 25, 4, 1 << 16, 2, false, 0.05, gen_grid, "2-D Gaussian mixture on an m x m grid spaced 2 (classes = m*m)"},
+    {"grid", 25, 4, 1 << 16, 2, false, 0.05, gen_grid,
+     "2-D Gaussian mixture on an m x m grid spaced 2 (classes = m*m)"},
     {"shapes", 4, 4, 6, 0, false, 0.1, gen_shapes,
      "28x28 grey images: circle, square, triangle, plus; classes 5 adds a disc, 6 an X"},
     {"parity", 2, 2, 2, 20, true, -1.0, gen_parity, "bit sequences [dim, 1], label = number of ones mod 2"},
     {"sum", 0, 0, 0, 10, true, -1.0, gen_sum, "bit sequences [dim, 1], regression target = number of ones"},
-    {"sine", 0, 0, 0, 20, true, 0.05, gen_sine, "noisy sine [dim, 1] (random frequency, phase), target = next clean value"},
+    {"sine", 0, 0, 0, 20, true, 0.05, gen_sine,
+     "noisy sine [dim, 1] (random frequency, phase), target = next clean value"},
 };
 
 const KindSpec& find_kind(const std::string& name) {

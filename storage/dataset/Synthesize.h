@@ -15,9 +15,9 @@ struct SynthOptions {
   std::string kind;
   int64_t n = 1000;
   uint64_t seed = 0;
-  int64_t classes = 0;     // 0: the kind's default
-  int64_t dim = 0;         // 0: the kind's default (features, or sequence length)
-  double noise = -1.0;     // < 0: the kind's default
+  int64_t classes = 0;             // 0: the kind's default
+  int64_t dim = 0;                 // 0: the kind's default (features, or sequence length)
+  double noise = -1.0;             // < 0: the kind's default
   int64_t labeled_per_class = -1;  // >= 0: write a /labeled mask with this many labelled rows per class
 };
 

@@ -197,7 +197,8 @@ H5Id h5_make_groups(hid_t loc, const std::string& path) {
     if (part.empty()) continue;
     htri_t e = H5Lexists(cur, part.c_str(), H5P_DEFAULT);
     cur = e > 0 ? h5_group(H5Gopen2(cur, part.c_str(), H5P_DEFAULT), "opening group " + part)
-                : h5_group(H5Gcreate2(cur, part.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group " + part);
+                : h5_group(H5Gcreate2(cur, part.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                           "creating group " + part);
   }
   return cur;
 }

@@ -89,7 +89,7 @@ H5Id h5_make_groups(hid_t loc, const std::string& path);
 }  // namespace dptrain
 
 // Checks an HDF5 call that returns herr_t/htri_t/hssize_t (negative on failure).
-#define DPT_H5(call, what)                                                              \
-  do {                                                                                  \
+#define DPT_H5(call, what)                                                                    \
+  do {                                                                                        \
     if ((call) < 0) ::dptrain::h5_fail(::dptrain::error_origin(__FILE__, __LINE__) + (what)); \
   } while (0)

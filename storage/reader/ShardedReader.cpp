@@ -139,8 +139,7 @@ void ShardedReader::fill(Slot& slot, const ReaderCursor& c) {
   for (int64_t i = 0; i < n; ++i) {
     int64_t pos = perm[static_cast<size_t>(first + begin + i)];
     slot.file_rows[static_cast<size_t>(i)] = rows_[static_cast<size_t>(pos)];
-    if (in_memory())
-      std::copy_n(memory_.data() + pos * row_size_, row_size_, slot.x.data() + i * row_size_);
+    if (in_memory()) std::copy_n(memory_.data() + pos * row_size_, row_size_, slot.x.data() + i * row_size_);
   }
   if (!in_memory() && n > 0) {
     order_.clear();
@@ -156,7 +155,8 @@ void ShardedReader::fill(Slot& slot, const ReaderCursor& c) {
     if (!o_.mean.empty())
       for (int64_t r = 0; r < n; ++r) {
         float* v = slot.x.data() + r * row_size_;
-        for (int64_t j = 0; j < row_size_; ++j) v[j] = (v[j] - o_.mean[static_cast<size_t>(j)]) * o_.inv_std[static_cast<size_t>(j)];
+        for (int64_t j = 0; j < row_size_; ++j)
+          v[j] = (v[j] - o_.mean[static_cast<size_t>(j)]) * o_.inv_std[static_cast<size_t>(j)];
       }
   }
 
@@ -183,8 +183,7 @@ void ShardedReader::fill(Slot& slot, const ReaderCursor& c) {
                   slot.targets.data() + i * tdim);
     bt.targets = slot.targets.data();
   }
-  if (o_.transform && n > 0)
-    o_.transform(slot.x.data(), n, c.epoch * steps_per_epoch_ + c.step_in_epoch, begin);
+  if (o_.transform && n > 0) o_.transform(slot.x.data(), n, c.epoch * steps_per_epoch_ + c.step_in_epoch, begin);
 }
 
 void ShardedReader::produce() {

@@ -30,8 +30,10 @@ TEST_CASE("collectives sum, broadcast and gather across ranks", "[mpi]") {
   int32_t mine = r * r;
   c.allgather(&mine, sizeof mine, all.data());
   for (int i = 0; i < n; ++i) CHECK(all[static_cast<size_t>(i)] == i * i);
-  auto req = c.allreduce_sum_async(f.data(), 10);
+  auto req = c.make_request();
+  c.allreduce_sum_async(f.data(), 10, *req);
   req->wait();
+  req->wait();  // idle: returns at once
   CHECK(f[0] == Approx(n * n * (n + 1) / 2.0));
   CHECK(c.local_size() == n);  // one machine
 }
@@ -48,7 +50,8 @@ TEST_CASE("the gradient reducer sums every bucket, whatever order backward repor
   std::vector<float> g(static_cast<size_t>(n));
   for (int64_t bucket_bytes : {int64_t{4096}, int64_t{100000}, int64_t{25} << 20}) {
     DYNAMIC_SECTION("bucket bytes " << bucket_bytes) {
-      for (int64_t i = 0; i < n; ++i) g[static_cast<size_t>(i)] = static_cast<float>(c.rank() + 1) * static_cast<float>(i % 97);
+      for (int64_t i = 0; i < n; ++i)
+        g[static_cast<size_t>(i)] = static_cast<float>(c.rank() + 1) * static_cast<float>(i % 97);
       GradientReducer reducer(c, g.data(), n, offsets, bucket_bytes);
       // Buckets tile the buffer from the end down, with edges on parameter boundaries.
       int64_t expect_end = n;
@@ -63,7 +66,8 @@ TEST_CASE("the gradient reducer sums every bucket, whatever order backward repor
       for (size_t i = offsets.size(); i-- > 0;) reducer.ready_from(offsets[i]);
       reducer.finish();
       const float ranks_sum = static_cast<float>(c.size() * (c.size() + 1) / 2);
-      for (int64_t i = 0; i < n; i += 7) CHECK(g[static_cast<size_t>(i)] == Approx(ranks_sum * static_cast<float>(i % 97)));
+      for (int64_t i = 0; i < n; i += 7)
+        CHECK(g[static_cast<size_t>(i)] == Approx(ranks_sum * static_cast<float>(i % 97)));
     }
   }
 }

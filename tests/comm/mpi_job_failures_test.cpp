@@ -23,7 +23,8 @@ std::string job_config(const TempDir& dir, const std::string& extra = "") {
   s.n = 2000;
   write_dataset_file(dir.file("blobs.h5"), synthesize(s));
   return "seed = 1\nout_dir = \"" + dir.file("run") + "\"\n[data]\ntrain = \"" + dir.file("blobs.h5") +
-         "\"\n[model]\nkind = \"mlp\"\nhidden = [16]\n[train]\nepochs = 50\nbatch_size = 16\nprogress = false\n" + extra;
+         "\"\n[model]\nkind = \"mlp\"\nhidden = [16]\n[train]\nepochs = 50\nbatch_size = 16\nprogress = false\n" +
+         extra;
 }
 
 }  // namespace
@@ -52,9 +53,10 @@ TEST_CASE("ranks started with different configs stop at start-up", "[mpi]") {
   std::string base = job_config(dir);
   write_text(dir.file("a.toml"), base);
   write_text(dir.file("b.toml"), base + "[optim]\nlr = 0.5\n");
-  std::vector<std::string> cmd = {"mpirun", "--oversubscribe", "--bind-to", "none", "-np", "1", dptrain_binary(),
-                                  "train", dir.file("a.toml"), ":", "-np", "1", dptrain_binary(), "train",
-                                  dir.file("a.toml"), ":", "-np", "1", dptrain_binary(), "train", dir.file("b.toml")};
+  std::vector<std::string> cmd = {"mpirun",         "--oversubscribe", "--bind-to",        "none", "-np", "1",
+                                  dptrain_binary(), "train",           dir.file("a.toml"), ":",    "-np", "1",
+                                  dptrain_binary(), "train",           dir.file("a.toml"), ":",    "-np", "1",
+                                  dptrain_binary(), "train",           dir.file("b.toml")};
   CliResult r = run_program(cmd, "", 60);
   INFO("stderr: " << r.err);
   CHECK(r.exit_code == 2);
@@ -67,7 +69,8 @@ TEST_CASE("mpirun training writes one model and matching metrics", "[mpi]") {
   TempDir dir;
   write_text(dir.file("c.toml"), job_config(dir) + "[comm]\nbackend = \"mpi\"\n");
   std::vector<std::string> cmd = mpirun(2);
-  for (const auto& a : {dptrain_binary(), std::string("train"), dir.file("c.toml"), std::string("--set"), std::string("train.epochs=2")})
+  for (const auto& a : {dptrain_binary(), std::string("train"), dir.file("c.toml"), std::string("--set"),
+                        std::string("train.epochs=2")})
     cmd.push_back(a);
   CliResult r = run_program(cmd, "", 120);
   INFO("stderr: " << r.err);

@@ -99,8 +99,10 @@ TEST_CASE("an unknown config key names file, line and the valid keys", "[cli]") 
 TEST_CASE("a config value of the wrong type or out of range", "[cli]") {
   TempDir dir;
   write_raw(dir.file("ok.h5"), {16, 2}, std::vector<float>(32, 0.5f), std::vector<int32_t>(16, 0));
-  expect_bad_input(dir, config_for(dir.file("ok.h5")) + "[optim]\nlr = \"fast\"\n", "key 'optim.lr': must be a number, got a string");
-  expect_bad_input(dir, config_for(dir.file("ok.h5")) + "[optim]\nkind = \"adamax\"\n", "'adamax' is not one of: sgd, momentum");
+  expect_bad_input(dir, config_for(dir.file("ok.h5")) + "[optim]\nlr = \"fast\"\n",
+                   "key 'optim.lr': must be a number, got a string");
+  expect_bad_input(dir, config_for(dir.file("ok.h5")) + "[optim]\nkind = \"adamax\"\n",
+                   "'adamax' is not one of: sgd, momentum");
   expect_bad_input(dir, config_for(dir.file("ok.h5")) + "[optim]\nlr = -1\n", "key 'optim.lr': must be > 0");
 }
 

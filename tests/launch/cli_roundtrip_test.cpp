@@ -14,8 +14,8 @@ TEST_CASE("synth, train, eval and predict through the CLI", "[cli]") {
   TempDir dir;
   CliResult s = run_cli({"data", "synth", "moons", "--n", "1000", "--seed", "2", "--out", dir.file("moons.h5")});
   REQUIRE(s.exit_code == 0);
-  write_text(dir.file("c.toml"), "seed = 1\nout_dir = \"" + dir.file("run") +
-                                     "\"\n[data]\ntrain = \"" + dir.file("moons.h5") +
+  write_text(dir.file("c.toml"), "seed = 1\nout_dir = \"" + dir.file("run") + "\"\n[data]\ntrain = \"" +
+                                     dir.file("moons.h5") +
                                      "\"\ntest_fraction = 0.2\nnormalize = \"zscore\"\n[model]\nkind = \"mlp\"\n"
                                      "hidden = [16, 16]\nactivation = \"tanh\"\n[optim]\nkind = \"adam\"\nlr = 0.01\n"
                                      "[train]\nepochs = 30\nbatch_size = 32\nprogress = false\n");
@@ -30,8 +30,8 @@ TEST_CASE("synth, train, eval and predict through the CLI", "[cli]") {
   double acc = std::stod(e.out.substr(e.out.find("accuracy: ") + 10));
   CHECK(acc >= 97.0);
 
-  CliResult p = run_cli({"predict", "--model", dir.file("run/model.h5"), "--data", dir.file("moons.h5"), "--out",
-                         dir.file("pred.h5")});
+  CliResult p = run_cli(
+      {"predict", "--model", dir.file("run/model.h5"), "--data", dir.file("moons.h5"), "--out", dir.file("pred.h5")});
   REQUIRE(p.exit_code == 0);
   // h5py reads our predictions and our model's parameters by layer path.
   CliResult py = run_program({python, "-c",
@@ -71,9 +71,10 @@ TEST_CASE("a dataset written by h5py trains, and ours read in h5py", "[cli]") {
   CHECK(acc >= 95.0);
 
   run_cli({"data", "synth", "shapes", "--n", "50", "--out", dir.file("shapes.h5")});
-  CliResult back = run_program({python, "-c",
-                                "import h5py, sys\nf = h5py.File(sys.argv[1])\n"
-                                "print(f['x'].shape, f['x'].dtype, f['y'].dtype, f.attrs['format'], f.attrs['num_classes'])\n",
-                                dir.file("shapes.h5")});
+  CliResult back =
+      run_program({python, "-c",
+                   "import h5py, sys\nf = h5py.File(sys.argv[1])\n"
+                   "print(f['x'].shape, f['x'].dtype, f['y'].dtype, f.attrs['format'], f.attrs['num_classes'])\n",
+                   dir.file("shapes.h5")});
   CHECK(back.out.find("(50, 1, 28, 28) float32 int32 dptrain-dataset/1 4") != std::string::npos);
 }

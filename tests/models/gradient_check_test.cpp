@@ -146,23 +146,31 @@ const std::vector<LayerCase>& layer_cases() {
       {"maxout", [] { return std::make_unique<Maxout>(3); }, Shape{9}},
       {"dropout", [] { return std::make_unique<Dropout>(0.4f); }, Shape{12}},
       {"flatten", [] { return std::make_unique<Reshape>(); }, Shape{2, 2, 3}},
-      {"reshape", [] { return std::make_unique<Reshape>(Shape{1, 3, 4}); }, Shape{12}},
+      {"reshape",
+       [] {
+         return std::make_unique<Reshape>(Shape{1, 3, 4});
+       },
+       Shape{12}},
       {"conv2d 3x3", [] { return std::make_unique<Conv2d>(conv(3, 3, 1, 0, 1, 1)); }, Shape{2, 5, 5}},
       {"conv2d pad+stride", [] { return std::make_unique<Conv2d>(conv(2, 3, 2, 1, 1, 1)); }, Shape{2, 6, 6}},
       {"conv2d dilation", [] { return std::make_unique<Conv2d>(conv(2, 3, 1, 2, 2, 1)); }, Shape{1, 6, 6}},
       {"conv2d 1x1", [] { return std::make_unique<Conv2d>(conv(4, 1, 1, 0, 1, 1)); }, Shape{3, 4, 4}},
       {"conv2d groups", [] { return std::make_unique<Conv2d>(conv(4, 3, 1, 1, 1, 2)); }, Shape{2, 4, 4}},
       {"conv2d depthwise", [] { return std::make_unique<Conv2d>(conv(3, 3, 1, 1, 1, 3)); }, Shape{3, 4, 4}},
-      {"conv2d+relu", [] { return std::make_unique<Conv2d>(conv(2, 3, 1, 1, 1, 1, Activation::relu)); }, Shape{2, 4, 4}},
-      {"conv2d 5x3 kernel", [] {
+      {"conv2d+relu", [] { return std::make_unique<Conv2d>(conv(2, 3, 1, 1, 1, 1, Activation::relu)); },
+       Shape{2, 4, 4}},
+      {"conv2d 5x3 kernel",
+       [] {
          Conv2dOptions o = conv(2, 3, 1, 1, 1, 1);
          o.kernel_h = 5;
          return std::make_unique<Conv2d>(o);
-       }, Shape{1, 6, 5}},
+       },
+       Shape{1, 6, 5}},
       {"maxpool 2", [] { return std::make_unique<Pool2d>(Pool2d::Kind::max, 2); }, Shape{2, 4, 4}},
       {"maxpool 3 stride 2 pad 1", [] { return std::make_unique<Pool2d>(Pool2d::Kind::max, 3, 2, 1); }, Shape{2, 5, 5}},
       {"avgpool 2", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 2); }, Shape{2, 4, 4}},
-      {"avgpool 3 stride 1 pad 1", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 3, 1, 1); }, Shape{1, 4, 4}},
+      {"avgpool 3 stride 1 pad 1", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 3, 1, 1); },
+       Shape{1, 4, 4}},
       {"global avgpool", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 0); }, Shape{3, 3, 3}},
   };
   return cases;
@@ -182,13 +190,15 @@ void check_loss(const LossCase& c) {
   for (auto& p : pred) p *= 2.0f;
   std::vector<int32_t> labels(rows);
   std::vector<float> values(static_cast<size_t>(rows * c.cols));
-  for (int64_t r = 0; r < rows; ++r) labels[static_cast<size_t>(r)] = static_cast<int32_t>((r * 7 + 1) % std::max<int64_t>(2, c.cols));
+  for (int64_t r = 0; r < rows; ++r)
+    labels[static_cast<size_t>(r)] = static_cast<int32_t>((r * 7 + 1) % std::max<int64_t>(2, c.cols));
   auto tv = random_values(rows * c.cols, 12);
   for (int64_t i = 0; i < rows * c.cols; ++i) values[static_cast<size_t>(i)] = tv[static_cast<size_t>(i)];
   if (c.targets == LossCase::soft)  // rows of a probability distribution
     for (int64_t r = 0; r < rows; ++r) {
       float s = 0;
-      for (int64_t j = 0; j < c.cols; ++j) s += values[static_cast<size_t>(r * c.cols + j)] = std::fabs(values[static_cast<size_t>(r * c.cols + j)]);
+      for (int64_t j = 0; j < c.cols; ++j)
+        s += values[static_cast<size_t>(r * c.cols + j)] = std::fabs(values[static_cast<size_t>(r * c.cols + j)]);
       for (int64_t j = 0; j < c.cols; ++j) values[static_cast<size_t>(r * c.cols + j)] /= s;
     }
   if (c.kind == LossKind::binary_cross_entropy && c.targets == LossCase::values)
@@ -253,7 +263,8 @@ TEST_CASE("parameter gradients accumulate across backward calls", "[models]") {
   model.backward(dout, ctx);
   std::vector<float> once(model.grads().data(), model.grads().data() + model.flat_size());
   model.backward(dout, ctx);
-  for (int64_t i = 0; i < model.flat_size(); ++i) CHECK(model.grads().data()[i] == Approx(2 * once[static_cast<size_t>(i)]));
+  for (int64_t i = 0; i < model.flat_size(); ++i)
+    CHECK(model.grads().data()[i] == Approx(2 * once[static_cast<size_t>(i)]));
   double norm = 0;
   for (float g : once) norm += g * g;
   CHECK(norm > 0.0);

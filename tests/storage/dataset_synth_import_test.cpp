@@ -96,10 +96,9 @@ struct KindExpectation {
 
 TEST_CASE("every synth kind builds with its defaults, balanced and deterministic", "[storage]") {
   const std::vector<KindExpectation> kinds = {
-      {"blobs", Shape{2}, 3},     {"moons", Shape{2}, 2},         {"xor", Shape{2}, 2},
-      {"spirals", Shape{2}, 2},   {"linear", Shape{5}, 0},        {"ring", Shape{2}, 8},
-      {"grid", Shape{2}, 25},     {"shapes", Shape{1, 28, 28}, 4}, {"parity", Shape{20, 1}, 2},
-      {"sum", Shape{10, 1}, 0},   {"sine", Shape{20, 1}, 0},
+      {"blobs", Shape{2}, 3},      {"moons", Shape{2}, 2},   {"xor", Shape{2}, 2},      {"spirals", Shape{2}, 2},
+      {"linear", Shape{5}, 0},     {"ring", Shape{2}, 8},    {"grid", Shape{2}, 25},    {"shapes", Shape{1, 28, 28}, 4},
+      {"parity", Shape{20, 1}, 2}, {"sum", Shape{10, 1}, 0}, {"sine", Shape{20, 1}, 0},
   };
   for (const auto& k : kinds) {
     INFO("kind " << k.kind);
@@ -236,10 +235,10 @@ TEST_CASE("shapes images are in [0, 1], differ per class and per image", "[stora
     mean[c.labels[i]] += s / 784.0 / 100.0;
   }
   // Areas for size s: square 4s^2, disc pi s^2, triangle 2s^2, plus about 1.7s^2, ring about 4(s-1).
-  REQUIRE(mean[1] > mean[4]);  // square > disc
-  REQUIRE(mean[4] > mean[2]);  // disc > triangle
+  REQUIRE(mean[1] > mean[4]);         // square > disc
+  REQUIRE(mean[4] > mean[2]);         // disc > triangle
   REQUIRE(mean[1] > mean[3] + 0.05);  // square > plus
-  REQUIRE(mean[2] > mean[0]);  // triangle > circle outline
+  REQUIRE(mean[2] > mean[0]);         // triangle > circle outline
   REQUIRE(std::equal(c.x.begin(), c.x.begin() + 784, c.x.begin() + 784) == false);
 
   o.noise = 0.0;  // without noise the background is exactly 0 and the shapes exactly 1
@@ -295,7 +294,8 @@ TEST_CASE("bad synth options are rejected naming the kind and option", "[storage
   REQUIRE_THROWS_WITH(synthesize(with("blobs", 10, 1, 0)), Catch::Contains("blobs") && Catch::Contains("classes = 1"));
   REQUIRE_THROWS_WITH(synthesize(with("blobs", 10, 0, -1)), Catch::Contains("blobs") && Catch::Contains("dim = -1"));
   REQUIRE_THROWS_WITH(synthesize(with("moons", 10, 0, 3)), Catch::Contains("moons") && Catch::Contains("dim = 3"));
-  REQUIRE_THROWS_WITH(synthesize(with("shapes", 10, 7, 0)), Catch::Contains("shapes") && Catch::Contains("classes = 7"));
+  REQUIRE_THROWS_WITH(synthesize(with("shapes", 10, 7, 0)),
+                      Catch::Contains("shapes") && Catch::Contains("classes = 7"));
   REQUIRE_THROWS_WITH(synthesize(with("grid", 10, 10, 0)), Catch::Contains("perfect square"));
   REQUIRE_THROWS_WITH(synthesize(with("linear", 10, 3, 0)), Catch::Contains("linear") && Catch::Contains("classes"));
   SynthOptions noisy_bits = with("parity", 10, 0, 0);
@@ -308,7 +308,8 @@ TEST_CASE("bad synth options are rejected naming the kind and option", "[storage
     REQUIRE(e.exit_code() == 2);
   }
   std::string help = synth_kinds_help();
-  for (const char* kind : {"blobs", "moons", "xor", "spirals", "linear", "ring", "grid", "shapes", "parity", "sum", "sine"})
+  for (const char* kind :
+       {"blobs", "moons", "xor", "spirals", "linear", "ring", "grid", "shapes", "parity", "sum", "sine"})
     REQUIRE(help.find(std::string(kind) + " ") != std::string::npos);
   REQUIRE(help.find("noise=0.02") != std::string::npos);  // ring's default
 }
@@ -549,5 +550,6 @@ TEST_CASE("inspect reports shapes, stored dtypes, class counts and NaN/Inf", "[s
   REQUIRE(f64.find("y: none") != std::string::npos);
 
   write_text(dir.file("junk.h5"), "not hdf5");
-  REQUIRE_THROWS_WITH(inspect_dataset(dir.file("junk.h5")), Catch::Contains("junk.h5") && Catch::Contains("not an HDF5"));
+  REQUIRE_THROWS_WITH(inspect_dataset(dir.file("junk.h5")),
+                      Catch::Contains("junk.h5") && Catch::Contains("not an HDF5"));
 }

@@ -65,7 +65,8 @@ CliResult run_program(const std::vector<std::string>& argv, const std::string& c
   int open = 2;
   char buf[65536];
   while (open > 0) {
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
     if (left <= 0) {
       ::kill(pid, SIGKILL);
       break;

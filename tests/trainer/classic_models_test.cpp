@@ -64,8 +64,8 @@ TEST_CASE("softmax regression on 5 blobs", "[trainer][classic]") {
   s.n = 3000;
   s.seed = 2;
   std::string data = synth_file(dir, "blobs5", s);
-  TrainResult r = train_toml(dir, config(data, "kind = \"softmax_regression\"", "kind = \"sgd\"\nlr = 0.1", 15, 64,
-                                         "normalize = \"zscore\""));
+  TrainResult r = train_toml(
+      dir, config(data, "kind = \"softmax_regression\"", "kind = \"sgd\"\nlr = 0.1", 15, 64, "normalize = \"zscore\""));
   CHECK(r.test.accuracy >= 0.95);
 }
 
@@ -102,8 +102,8 @@ TEST_CASE("an MLP solves XOR while logistic regression cannot", "[trainer][class
   s.n = 2000;
   s.seed = 1;
   std::string data = synth_file(dir, "xor", s);
-  TrainResult mlp = train_toml(dir, config(data, "kind = \"mlp\"\nhidden = [16]\nactivation = \"relu\"",
-                                           "kind = \"adam\"\nlr = 0.02", 40));
+  TrainResult mlp = train_toml(
+      dir, config(data, "kind = \"mlp\"\nhidden = [16]\nactivation = \"relu\"", "kind = \"adam\"\nlr = 0.02", 40));
   CHECK(mlp.test.accuracy >= 0.99);
   TrainResult linear = train_toml(dir, config(data, "kind = \"logistic_regression\"", "kind = \"sgd\"\nlr = 0.1", 20));
   CHECK(linear.test.accuracy <= 0.65);
@@ -137,7 +137,8 @@ TEST_CASE("every optimizer reduces the training loss of an MLP", "[trainer][opti
     DYNAMIC_SECTION(optim) {
       std::string o = std::string("kind = \"") + optim + "\"\nlr = " +
                       (std::string(optim).rfind("adam", 0) == 0 || std::string(optim) == "rmsprop" ? "0.01" : "0.05");
-      TrainResult r = train_toml(dir, config(data, "kind = \"mlp\"\nhidden = [16]", o, 8, 32, "normalize = \"zscore\""));
+      TrainResult r =
+          train_toml(dir, config(data, "kind = \"mlp\"\nhidden = [16]", o, 8, 32, "normalize = \"zscore\""));
       CHECK(r.test.accuracy >= 0.95);
       CHECK(r.train.loss < 0.3);
     }

@@ -42,7 +42,8 @@ void check_equivalent(const std::string& kind, const std::string& model, const s
   }
   comm.barrier();
   std::string toml = "seed = 7\n[data]\ntrain = \"" + data + "\"\nnormalize = \"zscore\"\n[model]\n" + model +
-                     "\n[optim]\n" + optim + "\n[train]\nbatch_size = 30\nepochs = 10\nmax_steps = 50\n"
+                     "\n[optim]\n" + optim +
+                     "\n[train]\nbatch_size = 30\nepochs = 10\nmax_steps = 50\n"
                      "progress = false\nlog_every = 10\n";
   std::vector<float> parallel = train_params(comm, toml, dir.file("run_n"));
   double max_diff = 0.0;
@@ -50,7 +51,8 @@ void check_equivalent(const std::string& kind, const std::string& model, const s
     LocalCommunicator local;  // world size 1 inside an mpirun job
     std::vector<float> single = train_params(local, toml, dir.file("run_1"));
     REQUIRE(single.size() == parallel.size());
-    for (size_t i = 0; i < single.size(); ++i) max_diff = std::max(max_diff, std::fabs(double(single[i]) - parallel[i]));
+    for (size_t i = 0; i < single.size(); ++i)
+      max_diff = std::max(max_diff, std::fabs(double(single[i]) - parallel[i]));
     // The runs moved the parameters far more than they differ.
     std::printf("equivalence %s, %s: %d ranks vs 1, max abs diff = %.3g\n", kind.c_str(),
                 optim.substr(0, optim.find('\n')).c_str(), comm.size(), max_diff);

@@ -6,15 +6,25 @@
 namespace dptrain {
 
 LrSchedule::LrSchedule(const ScheduleConfig& config, double base_lr, int64_t total_steps, int64_t steps_per_epoch)
-    : c_(config), base_(base_lr), total_(std::max<int64_t>(1, total_steps)), per_epoch_(std::max<int64_t>(1, steps_per_epoch)) {}
+    : c_(config),
+      base_(base_lr),
+      total_(std::max<int64_t>(1, total_steps)),
+      per_epoch_(std::max<int64_t>(1, steps_per_epoch)) {}
 
 double LrSchedule::lr(int64_t step) const {
   double lr = base_;
   switch (c_.kind) {
-    case ScheduleKind::constant: break;
-    case ScheduleKind::inv_sqrt: lr = base_ / std::sqrt(static_cast<double>(step) + 1.0); break;
-    case ScheduleKind::step: lr = base_ * std::pow(c_.gamma, static_cast<double>(step / per_epoch_ / c_.step_epochs)); break;
-    case ScheduleKind::plateau: lr = base_ * state_.plateau_scale; break;
+    case ScheduleKind::constant:
+      break;
+    case ScheduleKind::inv_sqrt:
+      lr = base_ / std::sqrt(static_cast<double>(step) + 1.0);
+      break;
+    case ScheduleKind::step:
+      lr = base_ * std::pow(c_.gamma, static_cast<double>(step / per_epoch_ / c_.step_epochs));
+      break;
+    case ScheduleKind::plateau:
+      lr = base_ * state_.plateau_scale;
+      break;
     case ScheduleKind::cosine: {
       int64_t span = std::max<int64_t>(1, total_ - c_.warmup_steps);
       double t = std::clamp(static_cast<double>(step - c_.warmup_steps) / static_cast<double>(span), 0.0, 1.0);

@@ -7,13 +7,16 @@ namespace dptrain {
 namespace {
 int state_count(OptimizerKind k) {
   switch (k) {
-    case OptimizerKind::sgd: return 0;
+    case OptimizerKind::sgd:
+      return 0;
     case OptimizerKind::momentum:
     case OptimizerKind::nesterov:
     case OptimizerKind::adagrad:
-    case OptimizerKind::rmsprop: return 1;
+    case OptimizerKind::rmsprop:
+      return 1;
     case OptimizerKind::adam:
-    case OptimizerKind::adamw: return 2;
+    case OptimizerKind::adamw:
+      return 2;
   }
   return 0;
 }
@@ -49,11 +52,18 @@ void Optimizer::step(Tensor& params, const Tensor& grads, float lr, float grad_s
 std::vector<std::pair<std::string, Tensor*>> Optimizer::states() {
   std::vector<std::pair<std::string, Tensor*>> out;
   switch (config_.kind) {
-    case OptimizerKind::sgd: break;
+    case OptimizerKind::sgd:
+      break;
     case OptimizerKind::momentum:
-    case OptimizerKind::nesterov: out.push_back({"momentum", &state1_}); break;
-    case OptimizerKind::adagrad: out.push_back({"sum_squares", &state1_}); break;
-    case OptimizerKind::rmsprop: out.push_back({"mean_squares", &state1_}); break;
+    case OptimizerKind::nesterov:
+      out.push_back({"momentum", &state1_});
+      break;
+    case OptimizerKind::adagrad:
+      out.push_back({"sum_squares", &state1_});
+      break;
+    case OptimizerKind::rmsprop:
+      out.push_back({"mean_squares", &state1_});
+      break;
     case OptimizerKind::adam:
     case OptimizerKind::adamw:
       out.push_back({"adam_m", &state1_});

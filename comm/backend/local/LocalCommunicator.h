@@ -17,7 +17,8 @@ class LocalCommunicator final : public Communicator {
   void allreduce_sum(float*, int64_t) override {}
   void allreduce_sum(double*, int64_t) override {}
   void allreduce_max(double*, int64_t) override {}
-  std::unique_ptr<CommRequest> allreduce_sum_async(float*, int64_t) override;
+  std::unique_ptr<CommRequest> make_request() override;
+  void allreduce_sum_async(float*, int64_t, CommRequest&) override {}
   void broadcast(void*, size_t, int) override {}
   void allgather(const void* send, size_t bytes, void* recv) override {
     if (send != recv) std::memcpy(recv, send, bytes);

@@ -11,16 +11,16 @@
 #include "models/core/Error.h"
 
 // Checks an MPI call; the communicators use MPI_ERRORS_RETURN so failures arrive here.
-#define DPT_MPI(call)                                                                         \
-  do {                                                                                        \
-    int dpt_mpi_rc = (call);                                                                  \
-    if (dpt_mpi_rc != MPI_SUCCESS) {                                                          \
-      char dpt_msg[MPI_MAX_ERROR_STRING];                                                     \
-      int dpt_len = 0;                                                                        \
-      MPI_Error_string(dpt_mpi_rc, dpt_msg, &dpt_len);                                        \
-      throw ::dptrain::Error(::dptrain::ErrorKind::peer, ::dptrain::error_origin(__FILE__, __LINE__) + \
-                                                             #call ": " + std::string(dpt_msg, dpt_len)); \
-    }                                                                                         \
+#define DPT_MPI(call)                                                                                               \
+  do {                                                                                                              \
+    int dpt_mpi_rc = (call);                                                                                        \
+    if (dpt_mpi_rc != MPI_SUCCESS) {                                                                                \
+      char dpt_msg[MPI_MAX_ERROR_STRING];                                                                           \
+      int dpt_len = 0;                                                                                              \
+      MPI_Error_string(dpt_mpi_rc, dpt_msg, &dpt_len);                                                              \
+      throw ::dptrain::Error(::dptrain::ErrorKind::peer, ::dptrain::error_origin(__FILE__, __LINE__) + #call ": " + \
+                                                             std::string(dpt_msg, dpt_len));                        \
+    }                                                                                                               \
   } while (0)
 
 namespace dptrain {
@@ -36,18 +36,20 @@ int checked_count(int64_t count) {
 
 class MpiRequest final : public CommRequest {
  public:
-  MpiRequest(MpiCommunicator& comm, uint64_t sequence) : comm_(comm), sequence_(sequence) {}
+  explicit MpiRequest(MpiCommunicator& comm) : comm_(comm) {}
   MPI_Request request = MPI_REQUEST_NULL;
-  void wait() override { comm_.wait(request, sequence_); }
+  uint64_t sequence = 0;
+  void wait() override {
+    if (request != MPI_REQUEST_NULL) comm_.wait(request, sequence);
+  }
   bool test() override {
-    int flag = 0;
-    MPI_Test(&request, &flag, MPI_STATUS_IGNORE);
+    int flag = 1;
+    if (request != MPI_REQUEST_NULL) MPI_Test(&request, &flag, MPI_STATUS_IGNORE);
     return flag != 0;
   }
 
  private:
   MpiCommunicator& comm_;
-  uint64_t sequence_;
 };
 
 }  // namespace
@@ -159,13 +161,17 @@ void MpiCommunicator::timed_out(uint64_t sequence) {
   std::snprintf(secs, sizeof secs, "%.1f", timeout_s_);
   std::string msg = std::string(operation()) + (step() >= 0 ? " at step " + std::to_string(step()) : "") +
                     " did not finish within comm.timeout_s = " + secs + " s; ";
-  msg += missing.empty() ? "every rank arrived, so the transport itself is stuck"
-                         : "rank" + std::string(missing.find(',') == std::string::npos ? " " : "s ") + missing +
-                               " did not arrive";
+  msg += missing.empty()
+             ? "every rank arrived, so the transport itself is stuck"
+             : "rank" + std::string(missing.find(',') == std::string::npos ? " " : "s ") + missing + " did not arrive";
   throw Error(ErrorKind::peer, msg);
 }
 
-void MpiCommunicator::allreduce_sum(float* data, int64_t count) { allreduce_sum_async(data, count)->wait(); }
+void MpiCommunicator::allreduce_sum(float* data, int64_t count) {
+  if (!sync_request_) sync_request_ = make_request();
+  allreduce_sum_async(data, count, *sync_request_);
+  sync_request_->wait();
+}
 
 void MpiCommunicator::allreduce_sum(double* data, int64_t count) {
   uint64_t seq = enter();
@@ -181,11 +187,13 @@ void MpiCommunicator::allreduce_max(double* data, int64_t count) {
   wait(req, seq);
 }
 
-std::unique_ptr<CommRequest> MpiCommunicator::allreduce_sum_async(float* data, int64_t count) {
-  uint64_t seq = enter();
-  auto r = std::make_unique<MpiRequest>(*this, seq);
-  DPT_MPI(MPI_Iallreduce(MPI_IN_PLACE, data, checked_count(count), MPI_FLOAT, MPI_SUM, world_, &r->request));
-  return r;
+std::unique_ptr<CommRequest> MpiCommunicator::make_request() { return std::make_unique<MpiRequest>(*this); }
+
+void MpiCommunicator::allreduce_sum_async(float* data, int64_t count, CommRequest& request) {
+  auto& r = static_cast<MpiRequest&>(request);
+  DPT_ASSERT(r.request == MPI_REQUEST_NULL, "all-reduce started on a request still in flight");
+  r.sequence = enter();
+  DPT_MPI(MPI_Iallreduce(MPI_IN_PLACE, data, checked_count(count), MPI_FLOAT, MPI_SUM, world_, &r.request));
 }
 
 void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {

@@ -29,7 +29,8 @@ class MpiCommunicator final : public Communicator {
   void allreduce_sum(float* data, int64_t count) override;
   void allreduce_sum(double* data, int64_t count) override;
   void allreduce_max(double* data, int64_t count) override;
-  std::unique_ptr<CommRequest> allreduce_sum_async(float* data, int64_t count) override;
+  std::unique_ptr<CommRequest> make_request() override;
+  void allreduce_sum_async(float* data, int64_t count, CommRequest& request) override;
   void broadcast(void* data, size_t bytes, int root) override;
   void allgather(const void* send, size_t bytes, void* recv) override;
   void barrier() override;
@@ -50,10 +51,11 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   double timeout_s_;
   uint64_t sequence_ = 0;
-  std::vector<uint64_t> seen_;          // latest collective each rank announced
-  std::vector<int64_t> seen_step_;      // and its training step
-  std::vector<uint64_t> outbox_;        // send buffers of announcements in flight
+  std::vector<uint64_t> seen_;      // latest collective each rank announced
+  std::vector<int64_t> seen_step_;  // and its training step
+  std::vector<uint64_t> outbox_;    // send buffers of announcements in flight
   std::vector<MPI_Request> out_requests_;
+  std::unique_ptr<CommRequest> sync_request_;  // reused by the blocking float all-reduce
   bool owns_init_ = false;
 };
 

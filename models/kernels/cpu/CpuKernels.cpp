@@ -20,11 +20,16 @@ constexpr int64_t parallel_threshold = 1 << 15;
 
 inline float activate(Activation act, float slope, float v) {
   switch (act) {
-    case Activation::identity: return v;
-    case Activation::relu: return v > 0.0f ? v : 0.0f;
-    case Activation::leaky_relu: return v > 0.0f ? v : slope * v;
-    case Activation::sigmoid: return 1.0f / (1.0f + std::exp(-v));
-    case Activation::tanh: return std::tanh(v);
+    case Activation::identity:
+      return v;
+    case Activation::relu:
+      return v > 0.0f ? v : 0.0f;
+    case Activation::leaky_relu:
+      return v > 0.0f ? v : slope * v;
+    case Activation::sigmoid:
+      return 1.0f / (1.0f + std::exp(-v));
+    case Activation::tanh:
+      return std::tanh(v);
   }
   return v;
 }
@@ -62,11 +67,16 @@ void activation_backward_t(float slope, int64_t n, const float* y, const float* 
 #pragma omp parallel for simd schedule(static) if (n > parallel_threshold)
   for (int64_t i = 0; i < n; ++i) {
     float d;
-    if constexpr (A == Activation::identity) d = 1.0f;
-    else if constexpr (A == Activation::relu) d = y[i] > 0.0f ? 1.0f : 0.0f;
-    else if constexpr (A == Activation::leaky_relu) d = y[i] > 0.0f ? 1.0f : slope;
-    else if constexpr (A == Activation::sigmoid) d = y[i] * (1.0f - y[i]);
-    else d = 1.0f - y[i] * y[i];
+    if constexpr (A == Activation::identity)
+      d = 1.0f;
+    else if constexpr (A == Activation::relu)
+      d = y[i] > 0.0f ? 1.0f : 0.0f;
+    else if constexpr (A == Activation::leaky_relu)
+      d = y[i] > 0.0f ? 1.0f : slope;
+    else if constexpr (A == Activation::sigmoid)
+      d = y[i] * (1.0f - y[i]);
+    else
+      d = 1.0f - y[i] * y[i];
     dx[i] = dy[i] * d;
   }
 }
@@ -193,11 +203,16 @@ class CpuKernels final : public KernelBackend {
                        float* y) override {
     if (act == Activation::identity && !bias) return;
     switch (act) {
-      case Activation::identity: return bias_activation_t<Activation::identity>(slope, rows, cols, hw, bias, y);
-      case Activation::relu: return bias_activation_t<Activation::relu>(slope, rows, cols, hw, bias, y);
-      case Activation::leaky_relu: return bias_activation_t<Activation::leaky_relu>(slope, rows, cols, hw, bias, y);
-      case Activation::sigmoid: return bias_activation_t<Activation::sigmoid>(slope, rows, cols, hw, bias, y);
-      case Activation::tanh: return bias_activation_t<Activation::tanh>(slope, rows, cols, hw, bias, y);
+      case Activation::identity:
+        return bias_activation_t<Activation::identity>(slope, rows, cols, hw, bias, y);
+      case Activation::relu:
+        return bias_activation_t<Activation::relu>(slope, rows, cols, hw, bias, y);
+      case Activation::leaky_relu:
+        return bias_activation_t<Activation::leaky_relu>(slope, rows, cols, hw, bias, y);
+      case Activation::sigmoid:
+        return bias_activation_t<Activation::sigmoid>(slope, rows, cols, hw, bias, y);
+      case Activation::tanh:
+        return bias_activation_t<Activation::tanh>(slope, rows, cols, hw, bias, y);
     }
   }
   void activation(Activation act, float slope, int64_t n, const float* x, float* y) override {
@@ -205,22 +220,37 @@ class CpuKernels final : public KernelBackend {
     for (int64_t b = 0; b < n; b += 4096) {
       int64_t len = std::min<int64_t>(4096, n - b);
       switch (act) {
-        case Activation::identity: activate_range<Activation::identity>(slope, len, x + b, y + b); break;
-        case Activation::relu: activate_range<Activation::relu>(slope, len, x + b, y + b); break;
-        case Activation::leaky_relu: activate_range<Activation::leaky_relu>(slope, len, x + b, y + b); break;
-        case Activation::sigmoid: activate_range<Activation::sigmoid>(slope, len, x + b, y + b); break;
-        case Activation::tanh: activate_range<Activation::tanh>(slope, len, x + b, y + b); break;
+        case Activation::identity:
+          activate_range<Activation::identity>(slope, len, x + b, y + b);
+          break;
+        case Activation::relu:
+          activate_range<Activation::relu>(slope, len, x + b, y + b);
+          break;
+        case Activation::leaky_relu:
+          activate_range<Activation::leaky_relu>(slope, len, x + b, y + b);
+          break;
+        case Activation::sigmoid:
+          activate_range<Activation::sigmoid>(slope, len, x + b, y + b);
+          break;
+        case Activation::tanh:
+          activate_range<Activation::tanh>(slope, len, x + b, y + b);
+          break;
       }
     }
   }
   void activation_backward(Activation act, float slope, int64_t n, const float* y, const float* dy,
                            float* dx) override {
     switch (act) {
-      case Activation::identity: return activation_backward_t<Activation::identity>(slope, n, y, dy, dx);
-      case Activation::relu: return activation_backward_t<Activation::relu>(slope, n, y, dy, dx);
-      case Activation::leaky_relu: return activation_backward_t<Activation::leaky_relu>(slope, n, y, dy, dx);
-      case Activation::sigmoid: return activation_backward_t<Activation::sigmoid>(slope, n, y, dy, dx);
-      case Activation::tanh: return activation_backward_t<Activation::tanh>(slope, n, y, dy, dx);
+      case Activation::identity:
+        return activation_backward_t<Activation::identity>(slope, n, y, dy, dx);
+      case Activation::relu:
+        return activation_backward_t<Activation::relu>(slope, n, y, dy, dx);
+      case Activation::leaky_relu:
+        return activation_backward_t<Activation::leaky_relu>(slope, n, y, dy, dx);
+      case Activation::sigmoid:
+        return activation_backward_t<Activation::sigmoid>(slope, n, y, dy, dx);
+      case Activation::tanh:
+        return activation_backward_t<Activation::tanh>(slope, n, y, dy, dx);
     }
   }
 
@@ -233,8 +263,8 @@ class CpuKernels final : public KernelBackend {
         y[r * out_cols + j] = m;
       }
   }
-  void maxout_backward(int64_t rows, int64_t out_cols, int64_t pieces, const float* x, const float* y,
-                       const float* dy, float* dx) override {
+  void maxout_backward(int64_t rows, int64_t out_cols, int64_t pieces, const float* x, const float* y, const float* dy,
+                       float* dx) override {
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < out_cols; ++j) {
         int64_t o = r * out_cols + j;
@@ -530,13 +560,21 @@ class CpuKernels final : public KernelBackend {
       float gi = g[i] * s.grad_scale + s.l2 * wi + s.l1 * ((wi > 0.0f) - (wi < 0.0f));
       wi *= decay;
       switch (s.kind) {
-        case OptimizerKind::sgd: wi -= lr * gi; break;
-        case OptimizerKind::momentum: m[i] = s.momentum * m[i] + gi; wi -= lr * m[i]; break;
+        case OptimizerKind::sgd:
+          wi -= lr * gi;
+          break;
+        case OptimizerKind::momentum:
+          m[i] = s.momentum * m[i] + gi;
+          wi -= lr * m[i];
+          break;
         case OptimizerKind::nesterov:
           m[i] = s.momentum * m[i] + gi;
           wi -= lr * (gi + s.momentum * m[i]);
           break;
-        case OptimizerKind::adagrad: m[i] += gi * gi; wi -= lr * gi / (std::sqrt(m[i]) + s.eps); break;
+        case OptimizerKind::adagrad:
+          m[i] += gi * gi;
+          wi -= lr * gi / (std::sqrt(m[i]) + s.eps);
+          break;
         case OptimizerKind::rmsprop:
           m[i] = s.rho * m[i] + (1.0f - s.rho) * gi * gi;
           wi -= lr * gi / (std::sqrt(m[i]) + s.eps);
