@@ -21,6 +21,19 @@ std::string with_commas(int64_t v) {
   return s;
 }
 
+// Lets layers with global-batch statistics (synchronized batch norm) sum over the job's ranks.
+class CommCrossRankSum final : public CrossRankSum {
+ public:
+  explicit CommCrossRankSum(Communicator& comm) : comm_(comm) {}
+  void sum(float* data, int64_t count) override {
+    comm_.set_operation("batch statistics all-reduce", comm_.step());
+    comm_.allreduce_sum(data, count);
+  }
+
+ private:
+  Communicator& comm_;
+};
+
 std::string in_dir(const std::string& dir, const std::string& file) {
   if (file.empty() || file[0] == '/') return file;
   return (std::filesystem::path(dir) / file).string();
@@ -83,6 +96,7 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   reducer_ = std::make_unique<GradientReducer>(comm_, model_->grads().data(), model_->flat_size(), offsets,
                                                static_cast<int64_t>(config_.comm.bucket_mb * 1024 * 1024));
   on_ready_ = [this](int64_t offset) { reducer_->ready_from(offset); };
+  if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
   stats_ = Tensor::zeros({num_loss_stats}, device);
 
   if (logs()) {
@@ -155,7 +169,8 @@ void Trainer::train_step(const Batch& batch) {
     x = &x_device_;
   }
   model_->zero_grad();
-  StepContext ctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), batch.row0, &on_ready_, true};
+  StepContext ctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), batch.row0, &on_ready_, true,
+                  cross_rank_.get()};
   reducer_->begin_step(step_);
   const Tensor& out = model_->forward(*x, ctx);
   loss_->evaluate(out, {batch.labels, batch.targets}, 1.0f / static_cast<float>(batch.global_rows), &dout_,

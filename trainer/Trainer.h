@@ -75,6 +75,7 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<ShardedReader> reader_;
   std::function<void(int64_t)> on_ready_;
+  std::unique_ptr<CrossRankSum> cross_rank_;
   Tensor dout_, stats_;  // stats_: LossStat sums since the last log, on the model's device
   Tensor x_device_;
   std::unique_ptr<MetricsLog> log_;

@@ -24,6 +24,15 @@ struct ParamInit {
   int64_t fan_in = 1, fan_out = 1;
 };
 
+// Sums a small buffer over every rank of the job, for layers whose statistics must span the
+// global batch (synchronized batch norm). The trainer implements it over its communicator;
+// models/ knows nothing of MPI.
+class CrossRankSum {
+ public:
+  virtual ~CrossRankSum() = default;
+  virtual void sum(float* data, int64_t count) = 0;
+};
+
 // What one step's forward and backward passes know besides their tensors.
 struct StepContext {
   Mode mode = Mode::train;
@@ -36,6 +45,8 @@ struct StepContext {
   // False when only input gradients are wanted (a frozen model, such as the discriminator in a
   // generator step): layers then leave their parameter gradients untouched.
   bool parameter_gradients = true;
+  // Set when training on several ranks; null on one rank (statistics are then local already).
+  CrossRankSum* cross_rank = nullptr;
 };
 
 // Where a layer's parameter lives in the flat buffers, filled in by ParamRegistry.
