@@ -20,9 +20,32 @@ Model::Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device devic
     infos_.push_back({e.path, e.shape, e.offset});
     inits_.push_back(e.init);
   }
+  buffers_ = Tensor::zeros({registry.buffer_size()}, device);
+  registry.bind_buffers(buffers_.data(), device);
+  for (const auto& e : registry.buffer_entries()) {
+    buffer_infos_.push_back({e.path, e.shape, e.offset});
+    buffer_inits_.push_back(e.init);
+  }
+  initialize_buffers();
+}
+
+void Model::initialize_buffers() {
+  std::vector<float> host(static_cast<size_t>(buffers_.numel()), 0.0f);
+  for (size_t i = 0; i < buffer_infos_.size(); ++i) {
+    DPT_ASSERT(buffer_inits_[i].kind == ParamInit::zeros || buffer_inits_[i].kind == ParamInit::ones ||
+                   buffer_inits_[i].kind == ParamInit::constant,
+               "buffer " + buffer_infos_[i].path + " must start at a constant");
+    float v = buffer_inits_[i].kind == ParamInit::ones       ? 1.0f
+              : buffer_inits_[i].kind == ParamInit::constant ? buffer_inits_[i].scale
+                                                             : 0.0f;
+    float* p = host.data() + buffer_infos_[i].offset;
+    std::fill(p, p + buffer_infos_[i].shape.numel(), v);
+  }
+  if (!host.empty()) buffers_.copy_from(Tensor::view(host.data(), buffers_.shape()));
 }
 
 void Model::initialize(uint64_t seed) {
+  initialize_buffers();
   std::vector<float> host(static_cast<size_t>(flat_size()), 0.0f);
   for (size_t i = 0; i < infos_.size(); ++i) {
     const ParamInit& init = inits_[i];
@@ -35,6 +58,9 @@ void Model::initialize(uint64_t seed) {
         break;
       case ParamInit::ones:
         std::fill(p, p + n, 1.0f);
+        break;
+      case ParamInit::constant:
+        std::fill(p, p + n, init.scale);
         break;
       case ParamInit::he_uniform:
         bound = std::sqrt(6.0f / static_cast<float>(init.fan_in));
@@ -81,6 +107,10 @@ uint64_t Model::layout_hash() const {
     h = stable_hash(p.path, h);
     h = stable_hash(p.shape.str(), h);
     h = stable_hash(&p.offset, sizeof p.offset, h);
+  }
+  for (const auto& b : buffer_infos_) {
+    h = stable_hash("buffer:" + b.path, h);
+    h = stable_hash(b.shape.str(), h);
   }
   return h;
 }

@@ -27,7 +27,8 @@ class Model {
   Device device() const { return device_; }
   Layer& root() { return *root_; }
 
-  // Draws every parameter from the counter-based generator keyed by (seed, parameter index).
+  // Draws every parameter from the counter-based generator keyed by (seed, parameter index) and
+  // resets every buffer to its initial value.
   void initialize(uint64_t seed);
   // Runs forward on a batch x [n, ...input_shape]; the result lives until the next forward.
   const Tensor& forward(const Tensor& x, const StepContext& ctx);
@@ -40,6 +41,11 @@ class Model {
   const Tensor& params() const { return params_; }
   int64_t flat_size() const { return params_.numel(); }
   const std::vector<ParamInfo>& param_infos() const { return infos_; }
+  // Non-trainable state (batch-norm running statistics) in its own flat buffer, named like
+  // parameters; saved under /buffers by model files and checkpoints, never touched by optimizers.
+  Tensor& buffers() { return buffers_; }
+  const Tensor& buffers() const { return buffers_; }
+  const std::vector<ParamInfo>& buffer_infos() const { return buffer_infos_; }
   // Number of real parameters (flat size without alignment padding).
   int64_t parameter_count() const;
   // Hash of the layout (paths, shapes, offsets) that ranks compare at start-up.
@@ -48,12 +54,17 @@ class Model {
   Tensor param(const std::string& path);
 
  private:
+  void initialize_buffers();
+
   std::unique_ptr<Layer> root_;
   Shape input_shape_, output_shape_;
   Device device_;
   std::vector<ParamInfo> infos_;
   std::vector<ParamInit> inits_;
   Tensor params_, grads_;
+  std::vector<ParamInfo> buffer_infos_;
+  std::vector<ParamInit> buffer_inits_;
+  Tensor buffers_;
   const Tensor* last_input_ = nullptr;
   Tensor output_;
 };

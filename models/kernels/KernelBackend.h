@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "models/core/Device.h"
 #include "models/core/Philox.h"
@@ -23,6 +24,31 @@ struct Conv2dGeometry {
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t out_h() const { return (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
   int64_t out_w() const { return (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+};
+
+// A 2-D convolution over NCHW: the window geometry, output channels and groups.
+struct Conv2dSpec {
+  Conv2dGeometry geometry;
+  int64_t out_channels = 1, groups = 1;
+};
+
+// What a convolution layer keeps for its backend between steps, so that a step after the first
+// allocates nothing: column buffers, per-thread partial sums, prepared primitives. `get` makes
+// (on the first call) or returns the state of the implementation named by `tag`.
+class ConvScratch {
+ public:
+  template <typename State>
+  State& get(const void* tag) {
+    if (owner_ != tag || !state_) {
+      state_ = std::make_shared<State>();
+      owner_ = tag;
+    }
+    return *static_cast<State*>(state_.get());
+  }
+
+ private:
+  const void* owner_ = nullptr;
+  std::shared_ptr<void> state_;
 };
 
 // Which per-sample random stream a dropout mask comes from (DESIGN.md rule 3).
@@ -129,6 +155,91 @@ class KernelBackend {
   // ---- one fused optimizer pass over n parameters; state1/state2 as the kind needs them.
   virtual void optimizer_update(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
                                 float* state2) = 0;
+
+  // ==== Model breadth (issue #7): normalization, resampling, embedding, recurrent cells, VAE ====
+  // Appended as one block; the CUDA backend must mirror every op here. Reductions run in a fixed
+  // order (no atomics), so results are bitwise repeatable.
+
+  // ---- 2-D strided copy: `rows` rows of `cols` floats, src row stride src_ld, dst row stride dst_ld.
+  virtual void copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_ld, float* dst, int64_t dst_ld) = 0;
+
+  // ---- batch norm over x viewed as [n, c, hw]; statistics per channel over n * hw values.
+  // Per-channel sum and sum of squares (overwritten), accumulated in double.
+  virtual void batch_norm_stats(int64_t n, int64_t c, int64_t hw, const float* x, float* sum, float* sumsq) = 0;
+  // Mean and biased variance from sums over `count` values; when running_mean is not null also
+  // running = (1 - momentum) running + momentum batch, with the unbiased variance (as PyTorch).
+  virtual void batch_norm_finalize(int64_t c, float count, float momentum, const float* sum, const float* sumsq,
+                                   float* mean, float* var, float* running_mean, float* running_var) = 0;
+  // y = gamma (x - mean) / sqrt(var + eps) + beta.
+  virtual void batch_norm_forward(int64_t n, int64_t c, int64_t hw, float eps, const float* x, const float* mean,
+                                  const float* var, const float* gamma, const float* beta, float* y) = 0;
+  // Per-channel sums of dy and of dy * xhat, xhat = (x - mean) / sqrt(var + eps) (overwritten).
+  virtual void batch_norm_backward_reduce(int64_t n, int64_t c, int64_t hw, float eps, const float* dy, const float* x,
+                                          const float* mean, const float* var, float* sum_dy, float* sum_dy_xhat) = 0;
+  // dx = gamma / sqrt(var + eps) (dy - sum_dy / count - xhat sum_dy_xhat / count), overwritten;
+  // null sums mean fixed statistics (eval mode): dx = gamma / sqrt(var + eps) dy.
+  virtual void batch_norm_backward(int64_t n, int64_t c, int64_t hw, float eps, float count, const float* dy,
+                                   const float* x, const float* mean, const float* var, const float* gamma,
+                                   const float* sum_dy, const float* sum_dy_xhat, float* dx) = 0;
+
+  // ---- layer norm over each row of `cols` values: y = gamma (x - mean) inv_std + beta; the
+  // per-row mean and inv_std are saved for backward.
+  virtual void layer_norm_forward(int64_t rows, int64_t cols, float eps, const float* x, const float* gamma,
+                                  const float* beta, float* y, float* mean, float* inv_std) = 0;
+  // dx overwritten; dgamma and dbeta accumulate (+=) when not null.
+  virtual void layer_norm_backward(int64_t rows, int64_t cols, const float* x, const float* dy, const float* gamma,
+                                   const float* mean, const float* inv_std, float* dx, float* dgamma, float* dbeta) = 0;
+
+  // ---- nearest-neighbour upsampling of `planes` planes [h, w] by integer factors to [h sh, w sw].
+  virtual void upsample_nearest(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* x,
+                                float* y) = 0;
+  // dx (overwritten) = the sum of dy over each input pixel's block.
+  virtual void upsample_nearest_backward(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* dy,
+                                         float* dx) = 0;
+
+  // ---- max-unpooling with the argmax a max pooling recorded: each plane of `pooled` values is
+  // scattered (+=, windows may overlap) into a zeroed plane of `hw` values at its argmax.
+  virtual void max_unpool(int64_t planes, int64_t pooled, int64_t hw, const float* x, const int32_t* argmax,
+                          float* y) = 0;
+  // dx[o] = dy[argmax[o]] within each plane.
+  virtual void max_unpool_backward(int64_t planes, int64_t pooled, int64_t hw, const float* dy, const int32_t* argmax,
+                                   float* dx) = 0;
+
+  // ---- embedding lookup of `count` ids stored as floats (rounded): y[i] = weight[id_i] (dim
+  // floats). Ids outside [0, vocab) are bad input.
+  virtual void embedding(int64_t count, int64_t dim, int64_t vocab, const float* ids, const float* weight,
+                         float* y) = 0;
+  // dweight[id_i] += dy[i], in index order.
+  virtual void embedding_backward(int64_t count, int64_t dim, const float* ids, const float* dy, float* dweight) = 0;
+
+  // ---- one LSTM step for n rows. gates [n, 4 hidden] holds the pre-activations of the input,
+  // forget, cell and output gates (i, f, g, o) and is overwritten with sigmoid(i), sigmoid(f),
+  // tanh(g), sigmoid(o); c = f c_prev + i g and h = o tanh(c). c_prev null means zeros.
+  virtual void lstm_cell(int64_t n, int64_t hidden, float* gates, const float* c_prev, float* c, float* h) = 0;
+  // Backward of one step: dgates (pre-activation gradients) from dh and dc, the gradient reaching
+  // c from above; dc is overwritten with the gradient for c_prev.
+  virtual void lstm_cell_backward(int64_t n, int64_t hidden, const float* gates, const float* c_prev, const float* c,
+                                  const float* dh, float* dc, float* dgates) = 0;
+
+  // ---- VAE reparameterization over rows of x = [mu (k), logvar (k)]: z = mu + exp(logvar / 2) eps
+  // with eps ~ N(0, 1) drawn per (keys, step, global sample, element), or z = mu when !sample.
+  // Adds the rows' summed KL(N(mu, var) || N(0, 1)) to *kl when kl is not null.
+  virtual void gaussian_sample(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x, float* z,
+                               float* kl) = 0;
+  // dx (overwritten) from dz, plus kl_scale times the KL gradient.
+  virtual void gaussian_sample_backward(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x,
+                                        const float* dz, float kl_scale, float* dx) = 0;
+
+  // ==== Whole-batch convolution (issue #9, performance) ====
+  // Conv2d calls these. The default is the reference, im2col + gemm per sample through the
+  // operations above (Conv2dReference.cpp); a backend overrides them with something faster and
+  // is tested against it. y = act(conv(x, w) + bias) for n samples; bias may be null.
+  virtual void conv2d_forward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* bias,
+                              Activation act, float slope, float* y, ConvScratch& scratch);
+  // From dz = dL/d(output before the activation): dx is overwritten when not null; dw and dbias
+  // accumulate (+=) when not null, over the samples in a fixed order.
+  virtual void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* dz,
+                               float* dx, float* dw, float* dbias, ConvScratch& scratch);
 };
 
 // The backend for a device; throws when the device is not available in this build or machine.

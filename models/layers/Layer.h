@@ -19,8 +19,8 @@ enum class Mode { train, eval };
 
 // How a parameter starts; fan-in and fan-out come from the layer.
 struct ParamInit {
-  enum Kind { zeros, ones, uniform, normal, he_uniform, xavier_uniform } kind = zeros;
-  float scale = 0.0f;  // bound for uniform, std for normal
+  enum Kind { zeros, ones, uniform, normal, he_uniform, xavier_uniform, constant } kind = zeros;
+  float scale = 0.0f;  // bound for uniform, std for normal, the value for constant
   int64_t fan_in = 1, fan_out = 1;
 };
 
@@ -47,6 +47,11 @@ struct StepContext {
   bool parameter_gradients = true;
   // Set when training on several ranks; null on one rank (statistics are then local already).
   CrossRankSum* cross_rank = nullptr;
+  // Layers with an auxiliary loss (the VAE's KL term) add its sum over their rows to
+  // loss_stats[stat_loss] in forward (when not null) and its gradient times loss_scale (the
+  // loss's own scale, 1 / global batch) in backward, so the reported loss includes it.
+  float* loss_stats = nullptr;
+  float loss_scale = 1.0f;
 };
 
 // Where a layer's parameter lives in the flat buffers, filled in by ParamRegistry.
@@ -55,7 +60,9 @@ struct ParamSlot {
   Tensor* grad = nullptr;
 };
 
-// Collects parameter declarations in layer order and lays them out in one flat buffer.
+// Collects parameter declarations in layer order and lays them out in one flat buffer. Buffers
+// (non-trainable state such as batch-norm running statistics) are declared the same way into a
+// second flat buffer: checkpoints and model files save them, the optimizer never sees them.
 class ParamRegistry {
  public:
   struct Entry {
@@ -80,10 +87,16 @@ class ParamRegistry {
   // Makes every declared Tensor a view into `values` and `grads` (flat buffers of size()).
   void bind(float* values, float* grads, Device device);
 
+  // Declares a buffer of the current scope (its Entry has no grad); bound by bind_buffers.
+  void declare_buffer(const std::string& name, const Shape& shape, const ParamInit& init, Tensor* value);
+  int64_t buffer_size() const { return buffer_size_; }
+  const std::vector<Entry>& buffer_entries() const { return buffer_entries_; }
+  void bind_buffers(float* values, Device device);
+
  private:
   std::vector<std::string> scopes_;
-  std::vector<Entry> entries_;
-  int64_t size_ = 0;
+  std::vector<Entry> entries_, buffer_entries_;
+  int64_t size_ = 0, buffer_size_ = 0;
 };
 
 class Layer {

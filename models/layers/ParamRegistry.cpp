@@ -24,4 +24,15 @@ void ParamRegistry::bind(float* values, float* grads, Device device) {
   }
 }
 
+void ParamRegistry::declare_buffer(const std::string& name, const Shape& shape, const ParamInit& init, Tensor* value) {
+  std::string path = scope();
+  path += (path.empty() ? "" : "/") + name;
+  buffer_entries_.push_back({path, shape, init, buffer_size_, {value, nullptr}});
+  buffer_size_ += (shape.numel() + alignment - 1) / alignment * alignment;
+}
+
+void ParamRegistry::bind_buffers(float* values, Device device) {
+  for (auto& e : buffer_entries_) *e.slot.value = Tensor::view(values + e.offset, e.shape, device);
+}
+
 }  // namespace dptrain

@@ -13,13 +13,25 @@
 #include "models/Model.h"
 #include "models/core/Philox.h"
 #include "models/layers/ActivationLayer.h"
+#include "models/layers/BatchNorm.h"
+#include "models/layers/Concat.h"
 #include "models/layers/Conv2d.h"
+#include "models/layers/ConvTranspose2d.h"
 #include "models/layers/Dense.h"
 #include "models/layers/Dropout.h"
+#include "models/layers/Embedding.h"
+#include "models/layers/GaussianSample.h"
+#include "models/layers/Highway.h"
+#include "models/layers/LayerNorm.h"
+#include "models/layers/MaxUnpool2d.h"
 #include "models/layers/Maxout.h"
 #include "models/layers/Pool2d.h"
+#include "models/layers/Recurrent.h"
 #include "models/layers/Reshape.h"
+#include "models/layers/Residual.h"
 #include "models/layers/Sequential.h"
+#include "models/layers/TimeDistributed.h"
+#include "models/layers/Upsample2d.h"
 #include "models/losses/Loss.h"
 
 using namespace dptrain;
@@ -29,7 +41,8 @@ namespace {
 struct LayerCase {
   const char* name;
   std::function<std::unique_ptr<Layer>()> make;
-  Shape input;  // one sample
+  Shape input;      // one sample
+  int64_t ids = 0;  // > 0: the inputs are integer ids in [0, ids) (embedding), which carry no gradient
 };
 
 // Values in [-1, -0.1] U [0.1, 1] in random order, at least 0.9 / n apart, so max operations
@@ -96,8 +109,13 @@ void check_layer(const LayerCase& c) {
 
   Shape xs = c.input.with_batch(batch);
   std::vector<float> xv = random_values(xs.numel(), 1);
+  if (c.ids > 0)
+    for (int64_t i = 0; i < xs.numel(); ++i) xv[static_cast<size_t>(i)] = static_cast<float>((i * 7 + 3) % c.ids);
   Tensor x = Tensor::view(xv.data(), xs);
+  // Layers with an auxiliary loss (the VAE's KL term) add it here; the checked loss includes it.
+  float aux[num_loss_stats] = {};
   StepContext ctx{Mode::train, 99, 5, 10, nullptr, true};
+  ctx.loss_stats = aux;
   const Tensor& out0 = model.forward(x, ctx);
   std::vector<float> r = random_values(out0.numel(), 2);
   Tensor dout = Tensor::zeros(out0.shape());
@@ -108,7 +126,11 @@ void check_layer(const LayerCase& c) {
   std::vector<float> dx(din.data(), din.data() + din.numel());
   std::vector<float> dparams(model.grads().data(), model.grads().data() + model.flat_size());
 
-  auto loss = [&] { return weighted_sum(model.forward(x, ctx), r); };
+  auto loss = [&] {
+    aux[stat_loss] = 0.0f;
+    double main = weighted_sum(model.forward(x, ctx), r);
+    return main + aux[stat_loss];
+  };
   const double tol = 1e-3;
   check_coordinates("input", xv.data(), dx.data(), xs.numel(), loss, tol);
   for (const ParamInfo& p : model.param_infos()) {
@@ -129,6 +151,36 @@ Conv2dOptions conv(int64_t out, int64_t k, int64_t stride, int64_t pad, int64_t 
   o.groups = groups;
   o.activation = act;
   return o;
+}
+
+ConvTranspose2dOptions deconv(int64_t out, int64_t k, int64_t stride, int64_t pad, int64_t out_pad,
+                              Activation act = Activation::identity) {
+  ConvTranspose2dOptions o;
+  o.out_channels = out;
+  o.kernel_h = o.kernel_w = k;
+  o.stride = stride;
+  o.padding = pad;
+  o.output_padding = out_pad;
+  o.activation = act;
+  return o;
+}
+
+// A Sequential of the given layers, for containers and for layers that come in pairs.
+std::unique_ptr<Sequential> chain(std::vector<std::unique_ptr<Layer>> layers) {
+  return std::make_unique<Sequential>(std::move(layers));
+}
+
+template <typename... L>
+std::unique_ptr<Sequential> chain_of(std::unique_ptr<L>... layers) {
+  std::vector<std::unique_ptr<Layer>> v;
+  (v.push_back(std::move(layers)), ...);
+  return chain(std::move(v));
+}
+
+std::unique_ptr<Layer> pool_then_unpool(int64_t k, int64_t stride, int64_t pad) {
+  auto pool = std::make_unique<Pool2d>(Pool2d::Kind::max, k, stride, pad);
+  auto unpool = std::make_unique<MaxUnpool2d>(pool.get());
+  return chain_of(std::move(pool), std::move(unpool));
 }
 
 const std::vector<LayerCase>& layer_cases() {
@@ -172,6 +224,68 @@ const std::vector<LayerCase>& layer_cases() {
       {"avgpool 3 stride 1 pad 1", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 3, 1, 1); },
        Shape{1, 4, 4}},
       {"global avgpool", [] { return std::make_unique<Pool2d>(Pool2d::Kind::average, 0); }, Shape{3, 3, 3}},
+      // ---- model breadth (issue #7)
+      {"batchnorm 1-D features (train)", [] { return std::make_unique<BatchNorm>(); }, Shape{4}},
+      {"batchnorm 1-D [channels, length] (train)", [] { return std::make_unique<BatchNorm>(); }, Shape{2, 3}},
+      {"batchnorm 2-D (train)", [] { return std::make_unique<BatchNorm>(0.1f, 1e-5f, false); }, Shape{2, 3, 3}},
+      {"layernorm flat", [] { return std::make_unique<LayerNorm>(); }, Shape{6}},
+      {"layernorm per step", [] { return std::make_unique<LayerNorm>(); }, Shape{3, 4}},
+      {"conv_transpose2d 3x3", [] { return std::make_unique<ConvTranspose2d>(deconv(3, 3, 1, 0, 0)); }, Shape{2, 3, 3}},
+      {"conv_transpose2d stride 2 pad 1 out_pad 1",
+       [] { return std::make_unique<ConvTranspose2d>(deconv(2, 3, 2, 1, 1, Activation::tanh)); }, Shape{2, 3, 3}},
+      {"conv_transpose2d 4x4 stride 2", [] { return std::make_unique<ConvTranspose2d>(deconv(2, 4, 2, 1, 0)); },
+       Shape{1, 3, 2}},
+      {"upsample2d 2x2", [] { return std::make_unique<Upsample2d>(2, 2); }, Shape{2, 2, 3}},
+      {"upsample2d 3x1", [] { return std::make_unique<Upsample2d>(3, 1); }, Shape{1, 2, 2}},
+      {"maxpool 2 + maxunpool", [] { return pool_then_unpool(2, 2, 0); }, Shape{2, 4, 4}},
+      {"maxpool 3 stride 2 pad 1 + maxunpool", [] { return pool_then_unpool(3, 2, 1); }, Shape{1, 5, 5}},
+      {"residual identity",
+       [] {
+         return std::make_unique<Residual>(chain_of(std::make_unique<Conv2d>(conv(2, 3, 1, 1, 1, 1, Activation::tanh)),
+                                                    std::make_unique<Conv2d>(conv(2, 3, 1, 1, 1, 1))),
+                                           nullptr, Activation::tanh);
+       },
+       Shape{2, 4, 4}},
+      {"residual 1x1 projection stride 2",
+       [] {
+         return std::make_unique<Residual>(
+             chain_of(std::make_unique<Conv2d>(conv(3, 3, 2, 1, 1, 1)), std::make_unique<BatchNorm>()), nullptr,
+             Activation::relu);
+       },
+       Shape{2, 4, 4}},
+      {"residual dense projection",
+       [] { return std::make_unique<Residual>(chain_of(std::make_unique<Dense>(5)), nullptr, Activation::identity); },
+       Shape{4}},
+      {"concat channels",
+       [] {
+         std::vector<std::unique_ptr<Layer>> b;
+         b.push_back(std::make_unique<Conv2d>(conv(2, 1, 1, 0, 1, 1)));
+         b.push_back(chain_of(std::make_unique<Conv2d>(conv(1, 3, 1, 1, 1, 1, Activation::tanh))));
+         return std::make_unique<Concat>(std::move(b));
+       },
+       Shape{2, 3, 3}},
+      {"concat features",
+       [] {
+         std::vector<std::unique_ptr<Layer>> b;
+         b.push_back(std::make_unique<Dense>(2));
+         b.push_back(std::make_unique<Dense>(3, true, Activation::tanh));
+         b.push_back(std::make_unique<ActivationLayer>(Activation::sigmoid));
+         return std::make_unique<Concat>(std::move(b));
+       },
+       Shape{4}},
+      {"highway relu", [] { return std::make_unique<Highway>(Activation::relu); }, Shape{5}},
+      {"highway tanh", [] { return std::make_unique<Highway>(Activation::tanh, -0.5f); }, Shape{4}},
+      {"embedding", [] { return std::make_unique<Embedding>(5, 3); }, Shape{4}, 5},
+      {"embedding [T, 1]", [] { return std::make_unique<Embedding>(3, 2); }, Shape{5, 1}, 3},
+      {"rnn last state", [] { return std::make_unique<Recurrent>(Recurrent::Cell::rnn, 3); }, Shape{5, 2}},
+      {"rnn sequences", [] { return std::make_unique<Recurrent>(Recurrent::Cell::rnn, 3, true); }, Shape{4, 2}},
+      {"lstm last state, 6 steps", [] { return std::make_unique<Recurrent>(Recurrent::Cell::lstm, 3); }, Shape{6, 2}},
+      {"lstm sequences, 5 steps", [] { return std::make_unique<Recurrent>(Recurrent::Cell::lstm, 2, true); },
+       Shape{5, 3}},
+      {"time_distributed dense",
+       [] { return std::make_unique<TimeDistributed>(std::make_unique<Dense>(2, true, Activation::tanh)); },
+       Shape{4, 3}},
+      {"gaussian_sample (VAE, with KL)", [] { return std::make_unique<GaussianSample>(0.5f); }, Shape{6}},
   };
   return cases;
 }

@@ -589,6 +589,275 @@ class CpuKernels final : public KernelBackend {
       w[i] = wi;
     }
   }
+
+  // ==== Model breadth (issue #7): normalization, resampling, embedding, recurrent cells, VAE ====
+
+  void copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_ld, float* dst, int64_t dst_ld) override {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst + r * dst_ld, src + r * src_ld, static_cast<size_t>(cols) * sizeof(float));
+  }
+
+  // Channels are independent; each is reduced by one thread in a fixed order (deterministic).
+  void batch_norm_stats(int64_t n, int64_t c, int64_t hw, const float* x, float* sum, float* sumsq) override {
+#pragma omp parallel for schedule(static) if (n * c * hw > parallel_threshold)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double s = 0.0, q = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* p = x + (i * c + ch) * hw;
+        float bs = 0.0f, bq = 0.0f;
+#pragma omp simd reduction(+ : bs, bq)
+        for (int64_t j = 0; j < hw; ++j) {
+          bs += p[j];
+          bq += p[j] * p[j];
+        }
+        s += bs;
+        q += bq;
+      }
+      sum[ch] = static_cast<float>(s);
+      sumsq[ch] = static_cast<float>(q);
+    }
+  }
+  void batch_norm_finalize(int64_t c, float count, float momentum, const float* sum, const float* sumsq, float* mean,
+                           float* var, float* running_mean, float* running_var) override {
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double m = static_cast<double>(sum[ch]) / count;
+      double v = std::max(0.0, static_cast<double>(sumsq[ch]) / count - m * m);
+      mean[ch] = static_cast<float>(m);
+      var[ch] = static_cast<float>(v);
+      if (running_mean) {
+        double unbiased = count > 1.0f ? v * count / (count - 1.0f) : v;
+        running_mean[ch] = static_cast<float>((1.0 - momentum) * running_mean[ch] + momentum * m);
+        running_var[ch] = static_cast<float>((1.0 - momentum) * running_var[ch] + momentum * unbiased);
+      }
+    }
+  }
+  void batch_norm_forward(int64_t n, int64_t c, int64_t hw, float eps, const float* x, const float* mean,
+                          const float* var, const float* gamma, const float* beta, float* y) override {
+#pragma omp parallel for schedule(static) if (n * c * hw > parallel_threshold)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float a = gamma[ch] / std::sqrt(var[ch] + eps), b = beta[ch] - a * mean[ch];
+        const float* p = x + (i * c + ch) * hw;
+        float* q = y + (i * c + ch) * hw;
+#pragma omp simd
+        for (int64_t j = 0; j < hw; ++j) q[j] = a * p[j] + b;
+      }
+  }
+  void batch_norm_backward_reduce(int64_t n, int64_t c, int64_t hw, float eps, const float* dy, const float* x,
+                                  const float* mean, const float* var, float* sum_dy, float* sum_dy_xhat) override {
+#pragma omp parallel for schedule(static) if (n * c * hw > parallel_threshold)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float m = mean[ch];
+      double s = 0.0, sx = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* d = dy + (i * c + ch) * hw;
+        const float* p = x + (i * c + ch) * hw;
+        float bs = 0.0f, bx = 0.0f;
+#pragma omp simd reduction(+ : bs, bx)
+        for (int64_t j = 0; j < hw; ++j) {
+          bs += d[j];
+          bx += d[j] * (p[j] - m);
+        }
+        s += bs;
+        sx += bx;
+      }
+      sum_dy[ch] = static_cast<float>(s);
+      sum_dy_xhat[ch] = static_cast<float>(sx / std::sqrt(static_cast<double>(var[ch]) + eps));
+    }
+  }
+  void batch_norm_backward(int64_t n, int64_t c, int64_t hw, float eps, float count, const float* dy, const float* x,
+                           const float* mean, const float* var, const float* gamma, const float* sum_dy,
+                           const float* sum_dy_xhat, float* dx) override {
+#pragma omp parallel for schedule(static) if (n * c * hw > parallel_threshold)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float inv_std = 1.0f / std::sqrt(var[ch] + eps), a = gamma[ch] * inv_std, m = mean[ch];
+        const float mean_dy = sum_dy ? sum_dy[ch] / count : 0.0f;
+        const float mean_dy_xhat = sum_dy_xhat ? sum_dy_xhat[ch] / count : 0.0f;
+        const float* d = dy + (i * c + ch) * hw;
+        const float* p = x + (i * c + ch) * hw;
+        float* q = dx + (i * c + ch) * hw;
+#pragma omp simd
+        for (int64_t j = 0; j < hw; ++j) q[j] = a * (d[j] - mean_dy - (p[j] - m) * inv_std * mean_dy_xhat);
+      }
+  }
+
+  void layer_norm_forward(int64_t rows, int64_t cols, float eps, const float* x, const float* gamma, const float* beta,
+                          float* y, float* mean, float* inv_std) override {
+#pragma omp parallel for schedule(static) if (rows * cols > parallel_threshold)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* p = x + r * cols;
+      double s = 0.0;
+      for (int64_t j = 0; j < cols; ++j) s += p[j];
+      const double m = s / static_cast<double>(cols);
+      double q = 0.0;
+      for (int64_t j = 0; j < cols; ++j) q += (p[j] - m) * (p[j] - m);
+      const float is = static_cast<float>(1.0 / std::sqrt(q / static_cast<double>(cols) + eps));
+      mean[r] = static_cast<float>(m);
+      inv_std[r] = is;
+      float* o = y + r * cols;
+      for (int64_t j = 0; j < cols; ++j) o[j] = gamma[j] * (p[j] - mean[r]) * is + beta[j];
+    }
+  }
+  void layer_norm_backward(int64_t rows, int64_t cols, const float* x, const float* dy, const float* gamma,
+                           const float* mean, const float* inv_std, float* dx, float* dgamma, float* dbeta) override {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* p = x + r * cols;
+      const float* d = dy + r * cols;
+      const float m = mean[r], is = inv_std[r];
+      double s = 0.0, sx = 0.0;  // sums of g = dy gamma and of g xhat
+      for (int64_t j = 0; j < cols; ++j) {
+        const float xhat = (p[j] - m) * is, g = d[j] * gamma[j];
+        s += g;
+        sx += static_cast<double>(g) * xhat;
+        if (dgamma) dgamma[j] += d[j] * xhat;
+        if (dbeta) dbeta[j] += d[j];
+      }
+      const float ms = static_cast<float>(s / static_cast<double>(cols));
+      const float msx = static_cast<float>(sx / static_cast<double>(cols));
+      float* o = dx + r * cols;
+      for (int64_t j = 0; j < cols; ++j) o[j] = is * (d[j] * gamma[j] - ms - (p[j] - m) * is * msx);
+    }
+  }
+
+  void upsample_nearest(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* x,
+                        float* y) override {
+    const int64_t ow = w * sw;
+#pragma omp parallel for schedule(static) if (planes * h * w * sh * sw > parallel_threshold)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < h; ++i) {
+        const float* in = x + (p * h + i) * w;
+        float* row = y + (p * h + i) * sh * ow;
+        for (int64_t j = 0; j < w; ++j)
+          for (int64_t b = 0; b < sw; ++b) row[j * sw + b] = in[j];
+        for (int64_t a = 1; a < sh; ++a) std::memcpy(row + a * ow, row, static_cast<size_t>(ow) * sizeof(float));
+      }
+  }
+  void upsample_nearest_backward(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* dy,
+                                 float* dx) override {
+    const int64_t ow = w * sw;
+#pragma omp parallel for schedule(static) if (planes * h * w * sh * sw > parallel_threshold)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < h; ++i) {
+        const float* block = dy + (p * h + i) * sh * ow;
+        float* out = dx + (p * h + i) * w;
+        for (int64_t j = 0; j < w; ++j) {
+          float s = 0.0f;
+          for (int64_t a = 0; a < sh; ++a)
+            for (int64_t b = 0; b < sw; ++b) s += block[a * ow + j * sw + b];
+          out[j] = s;
+        }
+      }
+  }
+
+  void max_unpool(int64_t planes, int64_t pooled, int64_t hw, const float* x, const int32_t* argmax,
+                  float* y) override {
+    std::memset(y, 0, static_cast<size_t>(planes * hw) * sizeof(float));
+#pragma omp parallel for schedule(static) if (planes * pooled > parallel_threshold)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t o = 0; o < pooled; ++o) {
+        int32_t where = argmax[p * pooled + o];
+        if (where >= 0) y[p * hw + where] += x[p * pooled + o];
+      }
+  }
+  void max_unpool_backward(int64_t planes, int64_t pooled, int64_t hw, const float* dy, const int32_t* argmax,
+                           float* dx) override {
+#pragma omp parallel for schedule(static) if (planes * pooled > parallel_threshold)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t o = 0; o < pooled; ++o) {
+        int32_t where = argmax[p * pooled + o];
+        dx[p * pooled + o] = where >= 0 ? dy[p * hw + where] : 0.0f;
+      }
+  }
+
+  void embedding(int64_t count, int64_t dim, int64_t vocab, const float* ids, const float* weight, float* y) override {
+    for (int64_t i = 0; i < count; ++i) {
+      const float v = std::nearbyint(ids[i]);
+      if (!(v >= 0.0f && v < static_cast<float>(vocab)))
+        fail_input("embedding: id " + std::to_string(ids[i]) + " is outside [0, " + std::to_string(vocab) + ")");
+      std::memcpy(y + i * dim, weight + static_cast<int64_t>(v) * dim, static_cast<size_t>(dim) * sizeof(float));
+    }
+  }
+  void embedding_backward(int64_t count, int64_t dim, const float* ids, const float* dy, float* dweight) override {
+    for (int64_t i = 0; i < count; ++i) {
+      float* w = dweight + static_cast<int64_t>(std::nearbyint(ids[i])) * dim;
+      const float* d = dy + i * dim;
+#pragma omp simd
+      for (int64_t j = 0; j < dim; ++j) w[j] += d[j];
+    }
+  }
+
+  void lstm_cell(int64_t n, int64_t hidden, float* gates, const float* c_prev, float* c, float* h) override {
+#pragma omp parallel for schedule(static) if (n * hidden * 8 > parallel_threshold)
+    for (int64_t r = 0; r < n; ++r) {
+      float* gi = gates + r * 4 * hidden;
+      float *gf = gi + hidden, *gg = gi + 2 * hidden, *go = gi + 3 * hidden;
+      for (int64_t j = 0; j < hidden; ++j) {
+        const float i = 1.0f / (1.0f + std::exp(-gi[j])), f = 1.0f / (1.0f + std::exp(-gf[j]));
+        const float g = std::tanh(gg[j]), o = 1.0f / (1.0f + std::exp(-go[j]));
+        const float cv = f * (c_prev ? c_prev[r * hidden + j] : 0.0f) + i * g;
+        gi[j] = i;
+        gf[j] = f;
+        gg[j] = g;
+        go[j] = o;
+        c[r * hidden + j] = cv;
+        h[r * hidden + j] = o * std::tanh(cv);
+      }
+    }
+  }
+  void lstm_cell_backward(int64_t n, int64_t hidden, const float* gates, const float* c_prev, const float* c,
+                          const float* dh, float* dc, float* dgates) override {
+#pragma omp parallel for schedule(static) if (n * hidden * 8 > parallel_threshold)
+    for (int64_t r = 0; r < n; ++r) {
+      const float* gi = gates + r * 4 * hidden;
+      const float *gf = gi + hidden, *gg = gi + 2 * hidden, *go = gi + 3 * hidden;
+      float* di = dgates + r * 4 * hidden;
+      float *df = di + hidden, *dg = di + 2 * hidden, *dout = di + 3 * hidden;
+      for (int64_t j = 0; j < hidden; ++j) {
+        const int64_t k = r * hidden + j;
+        const float tc = std::tanh(c[k]), cp = c_prev ? c_prev[k] : 0.0f;
+        const float dcv = dc[k] + dh[k] * go[j] * (1.0f - tc * tc);
+        dout[j] = dh[k] * tc * go[j] * (1.0f - go[j]);
+        di[j] = dcv * gg[j] * gi[j] * (1.0f - gi[j]);
+        df[j] = dcv * cp * gf[j] * (1.0f - gf[j]);
+        dg[j] = dcv * gi[j] * (1.0f - gg[j] * gg[j]);
+        dc[k] = dcv * gf[j];
+      }
+    }
+  }
+
+  void gaussian_sample(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x, float* z,
+                       float* kl) override {
+    double total = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* mu = x + r * 2 * k;
+      const float* logvar = mu + k;
+      const uint64_t s = static_cast<uint64_t>(keys.row0 + r);
+      for (int64_t j = 0; j < k; ++j) {
+        const float eps = sample ? philox_normal(keys.key, keys.step, s, static_cast<uint64_t>(j)) : 0.0f;
+        z[r * k + j] = mu[j] + std::exp(0.5f * logvar[j]) * eps;
+        total +=
+            0.5 * (std::exp(static_cast<double>(logvar[j])) + static_cast<double>(mu[j]) * mu[j] - 1.0 - logvar[j]);
+      }
+    }
+    if (kl) *kl += static_cast<float>(total);
+  }
+  void gaussian_sample_backward(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x,
+                                const float* dz, float kl_scale, float* dx) override {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* mu = x + r * 2 * k;
+      const float* logvar = mu + k;
+      float* dmu = dx + r * 2 * k;
+      float* dlogvar = dmu + k;
+      const uint64_t s = static_cast<uint64_t>(keys.row0 + r);
+      for (int64_t j = 0; j < k; ++j) {
+        const float eps = sample ? philox_normal(keys.key, keys.step, s, static_cast<uint64_t>(j)) : 0.0f;
+        const float d = dz[r * k + j], sd = std::exp(0.5f * logvar[j]);
+        dmu[j] = d + kl_scale * mu[j];
+        dlogvar[j] = 0.5f * d * eps * sd + kl_scale * 0.5f * (sd * sd - 1.0f);
+      }
+    }
+  }
 };
 
 }  // namespace
