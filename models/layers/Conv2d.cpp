@@ -38,6 +38,7 @@ Shape Conv2d::setup(const Shape& in, ParamRegistry& registry) {
   if (g_.out_h() <= 0 || g_.out_w() <= 0)
     fail_input("conv2d: kernel " + std::to_string(o_.kernel_h) + "x" + std::to_string(o_.kernel_w) +
                " does not fit input " + in.str() + " with padding " + std::to_string(o_.padding));
+  spec_ = {g_, o_.out_channels, o_.groups};
   out_hw_ = g_.out_h() * g_.out_w();
   col_rows_ = g_.channels / o_.groups * o_.kernel_h * o_.kernel_w;
   bool he = o_.activation == Activation::relu || o_.activation == Activation::leaky_relu;
@@ -49,66 +50,25 @@ Shape Conv2d::setup(const Shape& in, ParamRegistry& registry) {
   return {o_.out_channels, g_.out_h(), g_.out_w()};
 }
 
-bool Conv2d::direct() const { return o_.kernel_h == 1 && o_.kernel_w == 1 && o_.stride == 1 && o_.padding == 0; }
-
-const float* Conv2d::columns(KernelBackend& k, const float* sample) {
-  if (direct()) return sample;
-  k.im2col(g_, sample, col_.data());
-  return col_.data();
-}
-
 void Conv2d::forward(const Tensor& in, Tensor& out, const StepContext&) {
   KernelBackend& k = kernels(in.device());
-  const int64_t n = in.rows(), groups = o_.groups, oc_g = o_.out_channels / groups;
-  const int64_t in_size = in.row_size(), out_size = o_.out_channels * out_hw_;
-  out.resize({n, o_.out_channels, g_.out_h(), g_.out_w()}, in.device());
-  if (!direct()) col_.resize({col_rows_ * groups, out_hw_}, in.device());
-  for (int64_t s = 0; s < n; ++s) {
-    const float* col = columns(k, in.data() + s * in_size);
-    float* y = out.data() + s * out_size;
-    for (int64_t gi = 0; gi < groups; ++gi)
-      k.gemm(false, false, oc_g, out_hw_, col_rows_, 1.0f, weight_.data() + gi * oc_g * col_rows_, col_rows_,
-             col + gi * col_rows_ * out_hw_, out_hw_, 0.0f, y + gi * oc_g * out_hw_, out_hw_);
-  }
-  k.bias_activation(o_.activation, o_.slope, n, o_.out_channels, out_hw_, o_.bias ? bias_.data() : nullptr, out.data());
+  out.resize({in.rows(), o_.out_channels, g_.out_h(), g_.out_w()}, in.device());
+  k.conv2d_forward(spec_, in.rows(), in.data(), weight_.data(), o_.bias ? bias_.data() : nullptr, o_.activation,
+                   o_.slope, out.data(), scratch_);
 }
 
 void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) {
   KernelBackend& k = kernels(in.device());
-  const int64_t n = in.rows(), groups = o_.groups, oc_g = o_.out_channels / groups;
-  const int64_t in_size = in.row_size(), out_size = o_.out_channels * out_hw_;
   const float* dz = dout.data();
   if (o_.activation != Activation::identity) {
     dz_.resize(dout.shape(), dout.device());
     k.activation_backward(o_.activation, o_.slope, dout.numel(), out.data(), dout.data(), dz_.data());
     dz = dz_.data();
   }
-  if (ctx.parameter_gradients && o_.bias) k.channel_bias_grad(n, o_.out_channels, out_hw_, dz, dbias_.data());
   if (din) din->resize(in.shape(), in.device());
-  if (!direct()) {
-    col_.resize({col_rows_ * groups, out_hw_}, in.device());
-    dcol_.resize({col_rows_ * groups, out_hw_}, in.device());
-  }
-  for (int64_t s = 0; s < n; ++s) {
-    const float* dzs = dz + s * out_size;
-    if (ctx.parameter_gradients) {
-      const float* col = columns(k, in.data() + s * in_size);
-      for (int64_t gi = 0; gi < groups; ++gi)
-        k.gemm(false, true, oc_g, col_rows_, out_hw_, 1.0f, dzs + gi * oc_g * out_hw_, out_hw_,
-               col + gi * col_rows_ * out_hw_, out_hw_, 1.0f, dweight_.data() + gi * oc_g * col_rows_, col_rows_);
-    }
-    if (din) {
-      float* dx = din->data() + s * in_size;
-      float* dcol = direct() ? dx : dcol_.data();
-      for (int64_t gi = 0; gi < groups; ++gi)
-        k.gemm(true, false, col_rows_, out_hw_, oc_g, 1.0f, weight_.data() + gi * oc_g * col_rows_, col_rows_,
-               dzs + gi * oc_g * out_hw_, out_hw_, 0.0f, dcol + gi * col_rows_ * out_hw_, out_hw_);
-      if (!direct()) {
-        k.fill(in_size, 0.0f, dx);
-        k.col2im(g_, dcol, dx);
-      }
-    }
-  }
+  const bool params = ctx.parameter_gradients;
+  k.conv2d_backward(spec_, in.rows(), in.data(), weight_.data(), dz, din ? din->data() : nullptr,
+                    params ? dweight_.data() : nullptr, params && o_.bias ? dbias_.data() : nullptr, scratch_);
 }
 
 }  // namespace dptrain

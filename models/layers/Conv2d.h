@@ -1,6 +1,7 @@
 // 2-D convolution over NCHW with padding, stride, dilation and groups (groups = channels gives a
 // depthwise convolution), weight [out, in/groups, kh, kw] as in PyTorch, activation fused into the
-// bias pass. im2col + GEMM per sample; a 1x1, stride-1, unpadded convolution skips im2col.
+// bias pass. The whole batch goes to the backend's conv2d_forward/backward in one call, so the
+// backend picks the algorithm and the threading (im2col + GEMM per sample is the reference).
 #pragma once
 
 #include "models/kernels/KernelBackend.h"
@@ -27,14 +28,13 @@ class Conv2d final : public Layer {
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
 
  private:
-  bool direct() const;  // 1x1, stride 1, no padding: the input is its own column matrix
-  const float* columns(KernelBackend& k, const float* sample);
-
   Conv2dOptions o_;
   Conv2dGeometry g_{};
+  Conv2dSpec spec_{};
   int64_t out_hw_ = 0, col_rows_ = 0;  // per group: (in/groups) * kh * kw
   Tensor weight_, dweight_, bias_, dbias_;
-  Tensor col_, dcol_, dz_;
+  Tensor dz_;            // dout through the activation
+  ConvScratch scratch_;  // the backend's workspaces, kept between steps
 };
 
 }  // namespace dptrain

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "models/core/Error.h"
+#include "models/kernels/cpu/CpuInternal.h"
 
 namespace dptrain {
 
@@ -105,6 +106,62 @@ void check_label(int32_t label, int64_t cols) {
     fail_input("label " + std::to_string(label) + " out of range for " + std::to_string(cols) + " outputs");
 }
 
+// Max pooling when every tap is inside the input (no padding or dilation): no bounds tests, and
+// 2x2 windows of stride 2 (the common case) unrolled. Ties go to the first tap in scan order,
+// as in the general path.
+void max_pool_unpadded(int64_t planes, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), w = g.width;
+  const bool two_by_two = g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2;
+#pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* in = x + p * g.height * w;
+    float* yp = y + p * oh * ow;
+    int32_t* ap = argmax + p * oh * ow;
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const int64_t iy = oy * g.stride_h;
+      if (two_by_two) {
+        const float* r0 = in + iy * w;
+        const float* r1 = r0 + w;
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const int64_t ix = 2 * ox;
+          float best = r0[ix];
+          int32_t where = static_cast<int32_t>(iy * w + ix);
+          if (r0[ix + 1] > best) {
+            best = r0[ix + 1];
+            where = static_cast<int32_t>(iy * w + ix + 1);
+          }
+          if (r1[ix] > best) {
+            best = r1[ix];
+            where = static_cast<int32_t>((iy + 1) * w + ix);
+          }
+          if (r1[ix + 1] > best) {
+            best = r1[ix + 1];
+            where = static_cast<int32_t>((iy + 1) * w + ix + 1);
+          }
+          yp[oy * ow + ox] = best;
+          ap[oy * ow + ox] = where;
+        }
+        continue;
+      }
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        const int64_t ix = ox * g.stride_w;
+        float best = in[iy * w + ix];
+        int32_t where = static_cast<int32_t>(iy * w + ix);
+        for (int64_t ki = 0; ki < g.kernel_h; ++ki)
+          for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+            const int64_t at = (iy + ki) * w + ix + kj;
+            if (in[at] > best) {
+              best = in[at];
+              where = static_cast<int32_t>(at);
+            }
+          }
+        yp[oy * ow + ox] = best;
+        ap[oy * ow + ox] = where;
+      }
+    }
+  }
+}
+
 class CpuKernels final : public KernelBackend {
  public:
   Device device() const override { return Device::cpu; }
@@ -170,15 +227,16 @@ class CpuKernels final : public KernelBackend {
 
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
-    if (m == 0 || n == 0) return;
-    if (k == 0) {
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-      return;
-    }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+    cpu_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+
+  void conv2d_forward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* bias, Activation act,
+                      float slope, float* y, ConvScratch& scratch) override {
+    cpu_conv2d_forward(*this, c, n, x, w, bias, act, slope, y, scratch);
+  }
+  void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* dz, float* dx,
+                       float* dw, float* dbias, ConvScratch& scratch) override {
+    cpu_conv2d_backward(*this, c, n, x, w, dz, dx, dw, dbias, scratch);
   }
 
   void row_bias_grad(int64_t rows, int64_t cols, const float* dy, float* dbias) override {
@@ -295,56 +353,13 @@ class CpuKernels final : public KernelBackend {
     dropout(rows, row_size, p, keys, dy, dx);  // the same mask and scale apply to the gradient
   }
 
-  void im2col(const Conv2dGeometry& g, const float* x, float* col) override {
-    const int64_t oh = g.out_h(), ow = g.out_w();
-    for (int64_t c = 0; c < g.channels; ++c)
-      for (int64_t ki = 0; ki < g.kernel_h; ++ki)
-        for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
-          float* out = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * oh * ow;
-          const float* plane = x + c * g.height * g.width;
-          for (int64_t oy = 0; oy < oh; ++oy) {
-            int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
-            float* orow = out + oy * ow;
-            if (iy < 0 || iy >= g.height) {
-              std::fill(orow, orow + ow, 0.0f);
-              continue;
-            }
-            const float* irow = plane + iy * g.width;
-            int64_t x0 = -g.pad_w + kj * g.dilation_w;
-            if (g.stride_w == 1 && x0 >= 0 && x0 + ow <= g.width) {
-              std::memcpy(orow, irow + x0, static_cast<size_t>(ow) * sizeof(float));
-              continue;
-            }
-            for (int64_t ox = 0; ox < ow; ++ox) {
-              int64_t ix = x0 + ox * g.stride_w;
-              orow[ox] = (ix >= 0 && ix < g.width) ? irow[ix] : 0.0f;
-            }
-          }
-        }
-  }
-  void col2im(const Conv2dGeometry& g, const float* col, float* dx) override {
-    const int64_t oh = g.out_h(), ow = g.out_w();
-    for (int64_t c = 0; c < g.channels; ++c)
-      for (int64_t ki = 0; ki < g.kernel_h; ++ki)
-        for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
-          const float* in = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * oh * ow;
-          float* plane = dx + c * g.height * g.width;
-          for (int64_t oy = 0; oy < oh; ++oy) {
-            int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
-            if (iy < 0 || iy >= g.height) continue;
-            float* drow = plane + iy * g.width;
-            const float* crow = in + oy * ow;
-            int64_t x0 = -g.pad_w + kj * g.dilation_w;
-            for (int64_t ox = 0; ox < ow; ++ox) {
-              int64_t ix = x0 + ox * g.stride_w;
-              if (ix >= 0 && ix < g.width) drow[ix] += crow[ox];
-            }
-          }
-        }
-  }
+  void im2col(const Conv2dGeometry& g, const float* x, float* col) override { cpu_im2col(g, x, col); }
+  void col2im(const Conv2dGeometry& g, const float* col, float* dx) override { cpu_col2im(g, col, dx); }
 
   void max_pool(int64_t n, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax) override {
     const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels;
+    if (g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1)
+      return max_pool_unpadded(planes, g, x, y, argmax);
 #pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > parallel_threshold)
     for (int64_t p = 0; p < planes; ++p) {
       const float* in = x + p * g.height * g.width;
@@ -553,41 +568,7 @@ class CpuKernels final : public KernelBackend {
   }
 
   void optimizer_update(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m, float* v) override {
-    const float lr = s.lr, decay = 1.0f - s.lr * s.weight_decay;
-#pragma omp parallel for simd schedule(static) if (n > parallel_threshold)
-    for (int64_t i = 0; i < n; ++i) {
-      float wi = w[i];
-      float gi = g[i] * s.grad_scale + s.l2 * wi + s.l1 * ((wi > 0.0f) - (wi < 0.0f));
-      wi *= decay;
-      switch (s.kind) {
-        case OptimizerKind::sgd:
-          wi -= lr * gi;
-          break;
-        case OptimizerKind::momentum:
-          m[i] = s.momentum * m[i] + gi;
-          wi -= lr * m[i];
-          break;
-        case OptimizerKind::nesterov:
-          m[i] = s.momentum * m[i] + gi;
-          wi -= lr * (gi + s.momentum * m[i]);
-          break;
-        case OptimizerKind::adagrad:
-          m[i] += gi * gi;
-          wi -= lr * gi / (std::sqrt(m[i]) + s.eps);
-          break;
-        case OptimizerKind::rmsprop:
-          m[i] = s.rho * m[i] + (1.0f - s.rho) * gi * gi;
-          wi -= lr * gi / (std::sqrt(m[i]) + s.eps);
-          break;
-        case OptimizerKind::adam:
-        case OptimizerKind::adamw:
-          m[i] = s.beta1 * m[i] + (1.0f - s.beta1) * gi;
-          v[i] = s.beta2 * v[i] + (1.0f - s.beta2) * gi * gi;
-          wi -= lr * (m[i] / s.bias_correction1) / (std::sqrt(v[i] / s.bias_correction2) + s.eps);
-          break;
-      }
-      w[i] = wi;
-    }
+    cpu_optimizer_update(s, n, w, g, m, v);
   }
 
   // ==== Model breadth (issue #7): normalization, resampling, embedding, recurrent cells, VAE ====
@@ -869,7 +850,7 @@ KernelBackend& cpu_kernels() {
 
 void set_cpu_threads(int threads) {
   if (threads <= 0) return;
-  openblas_set_num_threads(threads);
+  cpu_gemm_init();  // OpenBLAS stays on one thread; cpu_gemm threads it with OpenMP
   omp_set_num_threads(threads);
 }
 

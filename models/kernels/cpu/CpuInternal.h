@@ -1,0 +1,43 @@
+// Pieces of the CPU backend that live outside CpuKernels.cpp so that each can be tuned, and tested
+// against a reference, on its own: the threaded GEMM and the optimizer passes. Not a public API;
+// layers reach them through KernelBackend.
+#pragma once
+
+#include <cstdint>
+
+#include "models/kernels/KernelBackend.h"
+
+namespace dptrain {
+
+// Row-major C = alpha op(A) op(B) + beta C. Outside a parallel region it splits C into column or
+// row blocks over the OpenMP threads, each block one single-threaded call of the engine, so the
+// process has one thread pool (OpenMP) and never a second one spinning beside it (OpenBLAS's).
+// Every element of C is computed by one call whatever the split, so results are the same for
+// every thread count.
+void cpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+              const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// One single-threaded call of the engine (for callers that thread over samples themselves).
+void cpu_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// Makes the BLAS single-threaded; called once before the first GEMM and by set_cpu_threads.
+void cpu_gemm_init();
+
+// im2col and col2im of KernelBackend. With padding_zeroed, col's padding positions already hold
+// zeros (from an earlier call with the same geometry) and are not written again. col2im adds into
+// dx, or with overwrite sets it (and may then skip the zeroing pass).
+void cpu_im2col(const Conv2dGeometry& g, const float* x, float* col, bool padding_zeroed = false);
+void cpu_col2im(const Conv2dGeometry& g, const float* col, float* dx, bool overwrite = false);
+
+// The whole-batch convolution of KernelBackend::conv2d_forward/backward, threaded over samples;
+// `k` is the CPU backend (for im2col, col2im and the bias and activation passes).
+void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
+                        const float* bias, Activation act, float slope, float* y, ConvScratch& scratch);
+void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
+                         const float* dz, float* dx, float* dw, float* dbias, ConvScratch& scratch);
+
+// One fused pass of the optimizer over n parameters: a loop per kind, so each vectorizes.
+void cpu_optimizer_update(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m, float* v);
+
+}  // namespace dptrain
