@@ -1,0 +1,73 @@
+// Single-core SGEMM throughput, the roof of the GEMM roofline in bench/RESULTS.md: the OpenBLAS we
+// link (cblas_sgemm) and the CPU backend's gemm (which may route to another engine), on square
+// row-major products, each timed for a fixed wall time after a warmup.
+//
+//   dptrain_sgemm_bench [--threads 1] [--sizes 1024,2048] [--seconds 1.0]
+// Prints one line per engine and size: engine=<name> m=<n> n=<n> k=<n> gflops=<float>
+#include <cblas.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "models/kernels/cpu/CpuKernels.h"
+
+using namespace dptrain;
+
+int main(int argc, char** argv) {
+  int threads = 1;
+  double seconds = 1.0;
+  std::vector<int64_t> sizes = {1024, 2048};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--threads") {
+      threads = std::atoi(argv[i + 1]);
+    } else if (a == "--seconds") {
+      seconds = std::atof(argv[i + 1]);
+    } else if (a == "--sizes") {
+      sizes.clear();
+      for (const char* p = argv[i + 1]; *p;) {
+        char* end;
+        sizes.push_back(std::strtoll(p, &end, 10));
+        p = *end ? end + 1 : end;
+      }
+    } else {
+      std::fprintf(stderr, "usage: dptrain_sgemm_bench [--threads N] [--sizes a,b] [--seconds s]\n");
+      return 2;
+    }
+  }
+  set_cpu_threads(threads);
+  KernelBackend& k = cpu_kernels();
+  for (int64_t n : sizes) {
+    std::vector<float> a(static_cast<size_t>(n * n)), b(a.size()), c(a.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      a[i] = static_cast<float>(i % 7) * 0.25f - 0.75f;
+      b[i] = static_cast<float>(i % 5) * 0.125f - 0.25f;
+    }
+    for (int engine = 0; engine < 2; ++engine) {
+      auto call = [&] {
+        if (engine == 0)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(n),
+                      static_cast<blasint>(n), 1.0f, a.data(), static_cast<blasint>(n), b.data(),
+                      static_cast<blasint>(n), 0.0f, c.data(), static_cast<blasint>(n));
+        else
+          k.gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+      };
+      for (int w = 0; w < 2; ++w) call();
+      int reps = 0;
+      auto t0 = std::chrono::steady_clock::now();
+      double dt = 0.0;
+      do {
+        call();
+        ++reps;
+        dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      } while (dt < seconds);
+      std::printf("engine=%s m=%lld n=%lld k=%lld gflops=%.2f\n", engine == 0 ? "openblas" : cpu_gemm_engine(),
+                  static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(n),
+                  2.0 * static_cast<double>(n) * n * n * reps / dt / 1e9);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,173 @@
+// Train-step throughput of the reference models (bench/README.md), our side of the comparison
+// with peers/torch_train.py: the same shapes, loss, optimizer and random inputs, built from the
+// models/ layers and the trainer's Optimizer, timed over N steps after a warmup.
+//
+//   dptrain_train_bench --model mlp|cnn [--threads 1] [--batch 128] [--steps 200] [--warmup 20]
+//                       [--rss]   (also report resident memory after the first step and at the end)
+// Prints one line: samples_per_s=<float> step_ms=<float> gflops=<float> [rss_start_kb=.. rss_end_kb=..]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/Model.h"
+#include "models/core/Philox.h"
+#include "models/kernels/cpu/CpuKernels.h"
+#include "models/layers/Conv2d.h"
+#include "models/layers/Dense.h"
+#include "models/layers/Pool2d.h"
+#include "models/layers/Sequential.h"
+#include "models/losses/Loss.h"
+#include "trainer/optim/Optimizer.h"
+
+using namespace dptrain;
+
+namespace {
+
+struct Options {
+  std::string model = "mlp";
+  int threads = 1;
+  int64_t batch = 128, steps = 200, warmup = 20;
+  bool rss = false;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "dptrain_train_bench: %s\nusage: dptrain_train_bench --model mlp|cnn [--threads N] [--batch N] "
+               "[--steps N] [--warmup N] [--rss]\n",
+               why);
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(("missing value after " + a).c_str());
+      return argv[++i];
+    };
+    if (a == "--model")
+      o.model = value();
+    else if (a == "--threads")
+      o.threads = std::atoi(value().c_str());
+    else if (a == "--batch")
+      o.batch = std::atoll(value().c_str());
+    else if (a == "--steps")
+      o.steps = std::atoll(value().c_str());
+    else if (a == "--warmup")
+      o.warmup = std::atoll(value().c_str());
+    else if (a == "--rss")
+      o.rss = true;
+    else
+      usage(("unknown option " + a).c_str());
+  }
+  if (o.model != "mlp" && o.model != "cnn") usage("--model must be mlp or cnn");
+  if (o.threads < 1 || o.batch < 1 || o.steps < 1 || o.warmup < 0) usage("numbers must be positive");
+  return o;
+}
+
+// Resident set size of this process in KiB (VmRSS of /proc/self/status).
+long rss_kb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  return -1;
+}
+
+// The reference models of peers/torch_train.py, and the multiply-add FLOPs of one training step
+// (forward, weight gradients, input gradients except the first layer's): 2 * m * n * k per GEMM.
+struct Reference {
+  std::unique_ptr<Sequential> net;
+  Shape sample;
+  double flops_per_sample = 0.0;
+};
+
+Reference make_reference(const std::string& kind) {
+  Reference r;
+  r.net = std::make_unique<Sequential>();
+  auto dense_flops = [](double in, double out, bool first) { return 2.0 * in * out * (first ? 2 : 3); };
+  if (kind == "mlp") {
+    r.sample = Shape{784};
+    r.net->add(std::make_unique<Dense>(1024, true, Activation::relu));
+    r.net->add(std::make_unique<Dense>(1024, true, Activation::relu));
+    r.net->add(std::make_unique<Dense>(10));
+    r.flops_per_sample = dense_flops(784, 1024, true) + dense_flops(1024, 1024, false) + dense_flops(1024, 10, false);
+  } else {
+    r.sample = Shape{1, 28, 28};
+    Conv2dOptions c1;
+    c1.out_channels = 32;
+    c1.kernel_h = c1.kernel_w = 5;
+    c1.padding = 2;
+    c1.activation = Activation::relu;
+    Conv2dOptions c2 = c1;
+    c2.out_channels = 64;
+    r.net->add(std::make_unique<Conv2d>(c1));
+    r.net->add(std::make_unique<Pool2d>(Pool2d::Kind::max, 2));
+    r.net->add(std::make_unique<Conv2d>(c2));
+    r.net->add(std::make_unique<Pool2d>(Pool2d::Kind::max, 2));
+    r.net->add(std::make_unique<Dense>(1024, true, Activation::relu));
+    r.net->add(std::make_unique<Dense>(10));
+    // A convolution is a GEMM of [out_channels, in_channels * k * k] by [.., out_h * out_w].
+    double conv1 = 2.0 * 32 * 25 * 28 * 28, conv2 = 2.0 * 64 * 32 * 25 * 14 * 14;
+    r.flops_per_sample = conv1 * 2 + conv2 * 3 + dense_flops(64 * 7 * 7, 1024, false) + dense_flops(1024, 10, false);
+  }
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  set_cpu_threads(o.threads);
+
+  Reference ref = make_reference(o.model);
+  Model model(std::move(ref.net), ref.sample, Device::cpu);
+  model.initialize(0);
+  Loss loss(LossKind::softmax_cross_entropy);
+  OptimConfig oc;
+  oc.kind = OptimizerKind::momentum;  // SGD lr 0.01 momentum 0.9, as the peer
+  oc.lr = 0.01;
+  oc.momentum = 0.9;
+  Optimizer optimizer(oc, model.flat_size(), Device::cpu);
+
+  // Random inputs: standard normal features and uniform labels, as torch.randn / randint.
+  Shape batch_shape = ref.sample.with_batch(o.batch);
+  Tensor x = Tensor::zeros(batch_shape);
+  Philox rng(0, RandomPurpose::synth, 0);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
+  std::vector<int32_t> labels(static_cast<size_t>(o.batch));
+  for (auto& l : labels) l = static_cast<int32_t>(rng.below(10));
+  Tensor dout;
+  float stats[num_loss_stats] = {};
+
+  auto step = [&](uint64_t t) {
+    StepContext ctx{Mode::train, 0, t, 0, nullptr, true};
+    model.zero_grad();
+    const Tensor& out = model.forward(x, ctx);
+    loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(o.batch), &dout, stats);
+    model.backward(dout, ctx);
+    optimizer.step(model.params(), model.grads(), 0.01f);
+  };
+
+  uint64_t t = 0;
+  step(t++);
+  const long rss_start = rss_kb();
+  for (int64_t i = 1; i < o.warmup; ++i) step(t++);
+  auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < o.steps; ++i) step(t++);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const long rss_end = rss_kb();
+
+  double samples_per_s = static_cast<double>(o.steps * o.batch) / secs;
+  std::printf("samples_per_s=%.1f step_ms=%.3f gflops=%.2f", samples_per_s, 1e3 * secs / static_cast<double>(o.steps),
+              samples_per_s * ref.flops_per_sample / 1e9);
+  if (o.rss) std::printf(" rss_start_kb=%ld rss_end_kb=%ld", rss_start, rss_end);
+  std::printf(" loss=%.4f\n", stats[stat_loss] / std::max(1.0f, stats[stat_count]));
+  return 0;
+}
