@@ -30,6 +30,13 @@ void cpu_gemm_init();
 void cpu_im2col(const Conv2dGeometry& g, const float* x, float* col, bool padding_zeroed = false);
 void cpu_col2im(const Conv2dGeometry& g, const float* col, float* dx, bool overwrite = false);
 
+// Max pooling over `planes` planes when no window reaches padding (no padding or dilation).
+void cpu_max_pool_unpadded(int64_t planes, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax);
+// Max pooling backward (dx overwritten) for 2x2 windows of stride 2 without padding; false when
+// the geometry is another one.
+bool cpu_max_pool_backward_2x2(int64_t planes, const Conv2dGeometry& g, const float* dy, const int32_t* argmax,
+                               float* dx);
+
 // The whole-batch convolution of KernelBackend::conv2d_forward/backward, threaded over samples;
 // `k` is the CPU backend (for im2col, col2im and the bias and activation passes).
 void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,

@@ -106,62 +106,6 @@ void check_label(int32_t label, int64_t cols) {
     fail_input("label " + std::to_string(label) + " out of range for " + std::to_string(cols) + " outputs");
 }
 
-// Max pooling when every tap is inside the input (no padding or dilation): no bounds tests, and
-// 2x2 windows of stride 2 (the common case) unrolled. Ties go to the first tap in scan order,
-// as in the general path.
-void max_pool_unpadded(int64_t planes, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax) {
-  const int64_t oh = g.out_h(), ow = g.out_w(), w = g.width;
-  const bool two_by_two = g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2;
-#pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > parallel_threshold)
-  for (int64_t p = 0; p < planes; ++p) {
-    const float* in = x + p * g.height * w;
-    float* yp = y + p * oh * ow;
-    int32_t* ap = argmax + p * oh * ow;
-    for (int64_t oy = 0; oy < oh; ++oy) {
-      const int64_t iy = oy * g.stride_h;
-      if (two_by_two) {
-        const float* r0 = in + iy * w;
-        const float* r1 = r0 + w;
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          const int64_t ix = 2 * ox;
-          float best = r0[ix];
-          int32_t where = static_cast<int32_t>(iy * w + ix);
-          if (r0[ix + 1] > best) {
-            best = r0[ix + 1];
-            where = static_cast<int32_t>(iy * w + ix + 1);
-          }
-          if (r1[ix] > best) {
-            best = r1[ix];
-            where = static_cast<int32_t>((iy + 1) * w + ix);
-          }
-          if (r1[ix + 1] > best) {
-            best = r1[ix + 1];
-            where = static_cast<int32_t>((iy + 1) * w + ix + 1);
-          }
-          yp[oy * ow + ox] = best;
-          ap[oy * ow + ox] = where;
-        }
-        continue;
-      }
-      for (int64_t ox = 0; ox < ow; ++ox) {
-        const int64_t ix = ox * g.stride_w;
-        float best = in[iy * w + ix];
-        int32_t where = static_cast<int32_t>(iy * w + ix);
-        for (int64_t ki = 0; ki < g.kernel_h; ++ki)
-          for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
-            const int64_t at = (iy + ki) * w + ix + kj;
-            if (in[at] > best) {
-              best = in[at];
-              where = static_cast<int32_t>(at);
-            }
-          }
-        yp[oy * ow + ox] = best;
-        ap[oy * ow + ox] = where;
-      }
-    }
-  }
-}
-
 class CpuKernels final : public KernelBackend {
  public:
   Device device() const override { return Device::cpu; }
@@ -359,7 +303,7 @@ class CpuKernels final : public KernelBackend {
   void max_pool(int64_t n, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax) override {
     const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels;
     if (g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1)
-      return max_pool_unpadded(planes, g, x, y, argmax);
+      return cpu_max_pool_unpadded(planes, g, x, y, argmax);
 #pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > parallel_threshold)
     for (int64_t p = 0; p < planes; ++p) {
       const float* in = x + p * g.height * g.width;
@@ -388,6 +332,7 @@ class CpuKernels final : public KernelBackend {
   void max_pool_backward(int64_t n, const Conv2dGeometry& g, const float* dy, const int32_t* argmax,
                          float* dx) override {
     const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels, hw = g.height * g.width;
+    if (cpu_max_pool_backward_2x2(planes, g, dy, argmax, dx)) return;
     std::memset(dx, 0, static_cast<size_t>(planes * hw) * sizeof(float));
 #pragma omp parallel for schedule(static) if (planes * oh * ow > parallel_threshold)
     for (int64_t p = 0; p < planes; ++p)

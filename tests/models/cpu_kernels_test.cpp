@@ -1,0 +1,390 @@
+// The CPU backend's fast paths against their references, on random shapes: the threaded GEMM
+// against one serial call, the optimizer loops against their formulas, im2col/col2im and max
+// pooling against their definitions, and the batched convolution against the reference
+// (KernelBackend's im2col + gemm per sample) and a direct convolution in double precision.
+// Where the fast path keeps the reference's summation order the check is bitwise.
+#include <omp.h>
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "models/core/Philox.h"
+#include "models/kernels/cpu/CpuInternal.h"
+#include "models/kernels/cpu/CpuKernels.h"
+
+using namespace dptrain;
+
+namespace {
+
+std::vector<float> random_vector(int64_t n, uint32_t id, float lo = -1.0f, float hi = 1.0f) {
+  Philox rng(99, RandomPurpose::synth, id);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = lo + (hi - lo) * rng.uniform();
+  return v;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+double max_rel_error(const std::vector<float>& a, const std::vector<double>& ref) {
+  double worst = 0.0;
+  for (size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, std::fabs(a[i] - ref[i]) / std::max(1.0, std::fabs(ref[i])));
+  return worst;
+}
+
+// Sets the OpenMP thread count for a scope.
+class Threads {
+ public:
+  explicit Threads(int n) : before_(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~Threads() { omp_set_num_threads(before_); }
+
+ private:
+  int before_;
+};
+
+float activate(Activation act, float v) {
+  switch (act) {
+    case Activation::relu:
+      return v > 0.0f ? v : 0.0f;
+    case Activation::tanh:
+      return std::tanh(v);
+    default:
+      return v;
+  }
+}
+
+struct ConvCase {
+  int64_t n, channels, height, width, out_channels, kernel_h, kernel_w, stride, pad, dilation, groups;
+  Activation act;
+  bool bias;
+};
+
+Conv2dSpec spec_of(const ConvCase& c) {
+  Conv2dGeometry g{c.channels, c.height, c.width, c.kernel_h, c.kernel_w, c.stride,
+                   c.stride,   c.pad,    c.pad,   c.dilation, c.dilation};
+  return {g, c.out_channels, c.groups};
+}
+
+// Direct convolution in double: out[s, o, y, x] (before activation), and the three gradients.
+struct DirectConv {
+  std::vector<double> y, dx, dw, db;
+};
+
+DirectConv direct_conv(const ConvCase& c, const std::vector<float>& x, const std::vector<float>& w,
+                       const std::vector<float>& b, const std::vector<float>& dz) {
+  const Conv2dGeometry g = spec_of(c).geometry;
+  const int64_t oh = g.out_h(), ow = g.out_w(), cg = c.channels / c.groups, og = c.out_channels / c.groups;
+  DirectConv r;
+  r.y.assign(static_cast<size_t>(c.n * c.out_channels * oh * ow), 0.0);
+  r.dx.assign(x.size(), 0.0);
+  r.dw.assign(w.size(), 0.0);
+  r.db.assign(static_cast<size_t>(c.out_channels), 0.0);
+  for (int64_t s = 0; s < c.n; ++s)
+    for (int64_t o = 0; o < c.out_channels; ++o)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const size_t yi = static_cast<size_t>(((s * c.out_channels + o) * oh + oy) * ow + ox);
+          double acc = c.bias ? b[static_cast<size_t>(o)] : 0.0;
+          const double d = dz[yi];
+          r.db[static_cast<size_t>(o)] += d;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t ki = 0; ki < c.kernel_h; ++ki)
+              for (int64_t kj = 0; kj < c.kernel_w; ++kj) {
+                int64_t iy = oy * c.stride - c.pad + ki * c.dilation, ix = ox * c.stride - c.pad + kj * c.dilation;
+                if (iy < 0 || iy >= c.height || ix < 0 || ix >= c.width) continue;
+                const int64_t chan = (o / og) * cg + ci;
+                const size_t xi = static_cast<size_t>(((s * c.channels + chan) * c.height + iy) * c.width + ix);
+                const size_t wi = static_cast<size_t>(((o * cg + ci) * c.kernel_h + ki) * c.kernel_w + kj);
+                acc += static_cast<double>(w[wi]) * x[xi];
+                r.dx[xi] += static_cast<double>(w[wi]) * d;
+                r.dw[wi] += static_cast<double>(x[xi]) * d;
+              }
+          r.y[yi] = acc;
+        }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("the threaded gemm gives the bits of one serial call", "[models][cpu]") {
+  struct Dims {
+    int64_t m, n, k;
+  };
+  for (Dims d : {Dims{1, 1, 1}, Dims{17, 300, 33}, Dims{300, 17, 65}, Dims{128, 520, 96}, Dims{96, 64, 0}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int threads : {2, 3}) {
+          DYNAMIC_SECTION("m " << d.m << " n " << d.n << " k " << d.k << " ta " << ta << " tb " << tb << " threads "
+                               << threads) {
+            auto a = random_vector(d.m * d.k, 1), b = random_vector(d.k * d.n, 2), c0 = random_vector(d.m * d.n, 3);
+            const int64_t lda = ta ? d.m : d.k, ldb = tb ? d.k : d.n;
+            std::vector<float> serial = c0, threaded = c0;
+            cpu_gemm_serial(ta, tb, d.m, d.n, d.k, 0.75f, a.data(), lda, b.data(), ldb, 0.5f, serial.data(), d.n);
+            {
+              Threads t(threads);
+              cpu_gemm(ta, tb, d.m, d.n, d.k, 0.75f, a.data(), lda, b.data(), ldb, 0.5f, threaded.data(), d.n);
+            }
+            CHECK(same_bits(serial, threaded));
+            // And the serial call is the product it claims to be.
+            std::vector<double> ref(serial.size());
+            for (int64_t i = 0; i < d.m; ++i)
+              for (int64_t j = 0; j < d.n; ++j) {
+                double s = 0.0;
+                for (int64_t p = 0; p < d.k; ++p)
+                  s += static_cast<double>(ta ? a[p * lda + i] : a[i * lda + p]) *
+                       (tb ? b[j * ldb + p] : b[p * ldb + j]);
+                ref[i * d.n + j] = 0.75 * s + 0.5 * c0[i * d.n + j];
+              }
+            CHECK(max_rel_error(serial, ref) < 1e-5);
+          }
+        }
+}
+
+TEST_CASE("each optimizer kind's pass follows its formula", "[models][cpu]") {
+  const int64_t n = 70000;  // above the threading threshold
+  for (OptimizerKind kind : {OptimizerKind::sgd, OptimizerKind::momentum, OptimizerKind::nesterov,
+                             OptimizerKind::adagrad, OptimizerKind::rmsprop, OptimizerKind::adam, OptimizerKind::adamw})
+    for (bool regularized : {false, true}) {
+      DYNAMIC_SECTION("kind " << static_cast<int>(kind) << " regularized " << regularized) {
+        OptimizerStep s;
+        s.kind = kind;
+        s.lr = 0.05f;
+        s.grad_scale = 0.8f;
+        s.bias_correction1 = 0.19f;
+        s.bias_correction2 = 0.0199f;
+        if (regularized) {
+          s.l1 = 0.01f;
+          s.l2 = 0.02f;
+          s.weight_decay = 0.1f;
+        }
+        auto w = random_vector(n, 10), g = random_vector(n, 11), m = random_vector(n, 12, 0.0f, 1.0f),
+             v = random_vector(n, 13, 0.0f, 1.0f);
+        std::vector<double> rw(w.begin(), w.end()), rm(m.begin(), m.end()), rv(v.begin(), v.end());
+        for (int64_t i = 0; i < n; ++i) {
+          double wi = w[i], gi = g[i] * static_cast<double>(s.grad_scale) + s.l2 * wi + s.l1 * ((wi > 0) - (wi < 0));
+          double step = 0.0;
+          switch (kind) {
+            case OptimizerKind::sgd:
+              step = s.lr * gi;
+              break;
+            case OptimizerKind::momentum:
+              rm[i] = s.momentum * rm[i] + gi;
+              step = s.lr * rm[i];
+              break;
+            case OptimizerKind::nesterov:
+              rm[i] = s.momentum * rm[i] + gi;
+              step = s.lr * (gi + s.momentum * rm[i]);
+              break;
+            case OptimizerKind::adagrad:
+              rm[i] += gi * gi;
+              step = s.lr * gi / (std::sqrt(rm[i]) + s.eps);
+              break;
+            case OptimizerKind::rmsprop:
+              rm[i] = s.rho * rm[i] + (1.0 - s.rho) * gi * gi;
+              step = s.lr * gi / (std::sqrt(rm[i]) + s.eps);
+              break;
+            case OptimizerKind::adam:
+            case OptimizerKind::adamw:
+              rm[i] = s.beta1 * rm[i] + (1.0 - s.beta1) * gi;
+              rv[i] = s.beta2 * rv[i] + (1.0 - s.beta2) * gi * gi;
+              step = s.lr * (rm[i] / s.bias_correction1) / (std::sqrt(rv[i] / s.bias_correction2) + s.eps);
+              break;
+          }
+          rw[i] = wi * (1.0 - static_cast<double>(s.lr) * s.weight_decay) - step;
+        }
+        cpu_optimizer_update(s, n, w.data(), g.data(), m.data(), v.data());
+        CHECK(max_rel_error(w, rw) < 1e-5);
+        if (kind != OptimizerKind::sgd) CHECK(max_rel_error(m, rm) < 1e-5);
+        if (kind == OptimizerKind::adam || kind == OptimizerKind::adamw) CHECK(max_rel_error(v, rv) < 1e-5);
+      }
+    }
+}
+
+TEST_CASE("im2col and col2im follow their definitions", "[models][cpu]") {
+  Philox rng(7, RandomPurpose::synth, 77);
+  for (int trial = 0; trial < 60; ++trial) {
+    Conv2dGeometry g{1 + static_cast<int64_t>(rng.below(3)),  3 + static_cast<int64_t>(rng.below(20)),
+                     3 + static_cast<int64_t>(rng.below(20)), 1 + static_cast<int64_t>(rng.below(5)),
+                     1 + static_cast<int64_t>(rng.below(5)),  1 + static_cast<int64_t>(rng.below(3)),
+                     1 + static_cast<int64_t>(rng.below(3)),  static_cast<int64_t>(rng.below(3)),
+                     static_cast<int64_t>(rng.below(3)),      1 + static_cast<int64_t>(rng.below(2)),
+                     1 + static_cast<int64_t>(rng.below(2))};
+    if (trial % 3 == 0) g.stride_h = g.stride_w = 1;  // the vectorized paths
+    if (g.out_h() <= 0 || g.out_w() <= 0) continue;
+    DYNAMIC_SECTION("trial " << trial) {
+      const int64_t oh = g.out_h(), ow = g.out_w(), rows = g.channels * g.kernel_h * g.kernel_w;
+      auto x = random_vector(g.channels * g.height * g.width, 20 + trial);
+      std::vector<float> expect(static_cast<size_t>(rows * oh * ow), 0.0f);
+      for (int64_t c = 0; c < g.channels; ++c)
+        for (int64_t ki = 0; ki < g.kernel_h; ++ki)
+          for (int64_t kj = 0; kj < g.kernel_w; ++kj)
+            for (int64_t oy = 0; oy < oh; ++oy)
+              for (int64_t ox = 0; ox < ow; ++ox) {
+                int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+                int64_t ix = ox * g.stride_w - g.pad_w + kj * g.dilation_w;
+                if (iy >= 0 && iy < g.height && ix >= 0 && ix < g.width)
+                  expect[(((c * g.kernel_h + ki) * g.kernel_w + kj) * oh + oy) * ow + ox] =
+                      x[(c * g.height + iy) * g.width + ix];
+              }
+      std::vector<float> col(expect.size(), 5.0f);
+      cpu_im2col(g, x.data(), col.data());
+      CHECK(same_bits(col, expect));
+      cpu_kernels().im2col(g, x.data(), col.data());
+      CHECK(same_bits(col, expect));
+      // With the padding already zero, a second input overwrites exactly the non-padding entries.
+      auto x2 = random_vector(x.size(), 40 + trial);
+      cpu_im2col(g, x2.data(), col.data(), /*padding_zeroed=*/true);
+      std::vector<float> expect2(col.size());
+      cpu_im2col(g, x2.data(), expect2.data());
+      CHECK(same_bits(col, expect2));
+
+      // col2im adds each column entry back at its input position, in (channel, tap, row) order.
+      auto cols = random_vector(expect.size(), 60 + trial);
+      auto dx0 = random_vector(x.size(), 80 + trial);
+      std::vector<float> dx_expect = dx0, zero_expect(x.size(), 0.0f);
+      for (std::vector<float>* dst : {&dx_expect, &zero_expect})
+        for (int64_t c = 0; c < g.channels; ++c)
+          for (int64_t ki = 0; ki < g.kernel_h; ++ki)
+            for (int64_t kj = 0; kj < g.kernel_w; ++kj)
+              for (int64_t oy = 0; oy < oh; ++oy)
+                for (int64_t ox = 0; ox < ow; ++ox) {
+                  int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+                  int64_t ix = ox * g.stride_w - g.pad_w + kj * g.dilation_w;
+                  if (iy >= 0 && iy < g.height && ix >= 0 && ix < g.width)
+                    (*dst)[(c * g.height + iy) * g.width + ix] +=
+                        cols[(((c * g.kernel_h + ki) * g.kernel_w + kj) * oh + oy) * ow + ox];
+                }
+      std::vector<float> dx = dx0;
+      cpu_col2im(g, cols.data(), dx.data());
+      CHECK(same_bits(dx, dx_expect));
+      std::vector<float> over = dx0;
+      cpu_col2im(g, cols.data(), over.data(), /*overwrite=*/true);
+      CHECK(same_bits(over, zero_expect));
+    }
+  }
+}
+
+TEST_CASE("max pooling fast paths give the general path's values and argmax", "[models][cpu]") {
+  struct PoolCase {
+    int64_t height, width, kernel, stride;
+  };
+  for (PoolCase p : {PoolCase{28, 28, 2, 2}, PoolCase{14, 14, 2, 2}, PoolCase{9, 35, 2, 2}, PoolCase{7, 7, 3, 2},
+                     PoolCase{6, 40, 3, 1}, PoolCase{4, 4, 4, 4}}) {
+    DYNAMIC_SECTION("h " << p.height << " w " << p.width << " k " << p.kernel << " s " << p.stride) {
+      const int64_t planes = 5;
+      Conv2dGeometry g{1, p.height, p.width, p.kernel, p.kernel, p.stride, p.stride, 0, 0, 1, 1};
+      const int64_t oh = g.out_h(), ow = g.out_w(), hw = p.height * p.width;
+      // Values from a few levels, so windows hold ties; one NaN.
+      auto x = random_vector(planes * hw, 5);
+      for (auto& v : x) v = std::round(v * 3.0f);
+      x[7] = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> y_ref(static_cast<size_t>(planes * oh * ow)), y(y_ref.size());
+      std::vector<int32_t> a_ref(y_ref.size()), a(y_ref.size());
+      for (int64_t q = 0; q < planes; ++q)
+        for (int64_t oy = 0; oy < oh; ++oy)
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            float best = -std::numeric_limits<float>::infinity();
+            int32_t where = -1;
+            for (int64_t ki = 0; ki < p.kernel; ++ki)
+              for (int64_t kj = 0; kj < p.kernel; ++kj) {
+                int64_t at = (oy * p.stride + ki) * p.width + ox * p.stride + kj;
+                if (x[q * hw + at] > best || where < 0) {
+                  best = x[q * hw + at];
+                  where = static_cast<int32_t>(at);
+                }
+              }
+            y_ref[(q * oh + oy) * ow + ox] = best;
+            a_ref[(q * oh + oy) * ow + ox] = where;
+          }
+      cpu_kernels().max_pool(planes, g, x.data(), y.data(), a.data());
+      CHECK(same_bits(y, y_ref));
+      CHECK(a == a_ref);
+
+      auto dy = random_vector(y.size(), 6);
+      dy[3] = -0.0f;
+      std::vector<float> dx_ref(x.size(), 0.0f), dx(x.size(), 9.0f);
+      for (int64_t q = 0; q < planes; ++q)
+        for (int64_t o = 0; o < oh * ow; ++o) dx_ref[q * hw + a_ref[q * oh * ow + o]] += dy[q * oh * ow + o];
+      cpu_kernels().max_pool_backward(planes, g, dy.data(), a.data(), dx.data());
+      CHECK(same_bits(dx, dx_ref));
+    }
+  }
+}
+
+TEST_CASE("the batched convolution matches the reference path and a direct convolution", "[models][cpu]") {
+  const ConvCase cases[] = {
+      {5, 1, 28, 28, 8, 5, 5, 1, 2, 1, 1, Activation::relu, true},       // the reference CNN's first layer
+      {3, 6, 14, 14, 8, 5, 5, 1, 2, 1, 1, Activation::relu, true},       // and its second, narrower
+      {4, 4, 11, 9, 6, 3, 3, 2, 1, 1, 2, Activation::tanh, true},        // stride, groups
+      {3, 3, 12, 13, 4, 3, 2, 1, 2, 2, 1, Activation::identity, false},  // dilation, no bias
+      {2, 6, 8, 8, 6, 3, 3, 1, 1, 1, 6, Activation::relu, true},         // depthwise
+      {7, 5, 6, 7, 3, 1, 1, 1, 0, 1, 1, Activation::identity, true},     // 1x1: no im2col
+      {1, 2, 20, 20, 3, 4, 4, 3, 0, 1, 1, Activation::relu, true},       // one sample
+  };
+  for (const ConvCase& c : cases)
+    for (int threads : {1, 2, 3}) {
+      DYNAMIC_SECTION("case " << c.channels << "x" << c.height << "x" << c.width << " k" << c.kernel_h << " s"
+                              << c.stride << " p" << c.pad << " d" << c.dilation << " g" << c.groups << " threads "
+                              << threads) {
+        Threads t(threads);
+        KernelBackend& k = cpu_kernels();
+        const Conv2dSpec spec = spec_of(c);
+        const Conv2dGeometry& g = spec.geometry;
+        const int64_t out_n = c.n * c.out_channels * g.out_h() * g.out_w();
+        auto x = random_vector(c.n * c.channels * c.height * c.width, 100);
+        auto w = random_vector(c.out_channels * c.channels / c.groups * c.kernel_h * c.kernel_w, 101);
+        auto b = random_vector(c.out_channels, 102);
+        auto dz = random_vector(out_n, 103);
+        const float* bias = c.bias ? b.data() : nullptr;
+
+        std::vector<float> y(static_cast<size_t>(out_n)), y_ref(y.size());
+        ConvScratch fast, reference;
+        k.conv2d_forward(spec, c.n, x.data(), w.data(), bias, c.act, 0.01f, y.data(), fast);
+        k.KernelBackend::conv2d_forward(spec, c.n, x.data(), w.data(), bias, c.act, 0.01f, y_ref.data(), reference);
+        CHECK(same_bits(y, y_ref));
+
+        // Gradients accumulate onto what is there; dx is overwritten.
+        auto dw0 = random_vector(w.size(), 104), db0 = random_vector(b.size(), 105);
+        std::vector<float> dx(x.size(), 7.0f), dx_ref(x.size(), -7.0f), dw = dw0, dw_ref = dw0, db = db0, db_ref = db0;
+        k.conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), dx.data(), dw.data(), db.data(), fast);
+        k.KernelBackend::conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), dx_ref.data(), dw_ref.data(),
+                                         db_ref.data(), reference);
+        CHECK(same_bits(dx, dx_ref));
+        if (threads == 1) {  // the same summation order as the reference
+          CHECK(same_bits(dw, dw_ref));
+          CHECK(same_bits(db, db_ref));
+        }
+
+        DirectConv d = direct_conv(c, x, w, b, dz);
+        std::vector<double> y_direct(d.y.size());
+        for (size_t i = 0; i < d.y.size(); ++i) y_direct[i] = activate(c.act, static_cast<float>(d.y[i]));
+        for (size_t i = 0; i < dw.size(); ++i) d.dw[i] += dw0[i];
+        for (size_t i = 0; i < db.size(); ++i) d.db[i] += db0[i];
+        CHECK(max_rel_error(y, y_direct) < 1e-4);
+        CHECK(max_rel_error(dx, d.dx) < 1e-4);
+        CHECK(max_rel_error(dw, d.dw) < 1e-4);
+        CHECK(max_rel_error(db, d.db) < 1e-4);
+
+        // Only parameter gradients, only input gradients: each part stands alone.
+        std::vector<float> dw2 = dw0, dx2(x.size());
+        k.conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), nullptr, dw2.data(), nullptr, fast);
+        CHECK(same_bits(dw2, dw));
+        k.conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), dx2.data(), nullptr, nullptr, fast);
+        CHECK(same_bits(dx2, dx));
+
+        // Run again on the same scratch: bitwise the same (determinism for a thread count).
+        std::vector<float> y2(y.size()), dx3(x.size()), dw3 = dw0, db3 = db0;
+        k.conv2d_forward(spec, c.n, x.data(), w.data(), bias, c.act, 0.01f, y2.data(), fast);
+        k.conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), dx3.data(), dw3.data(), db3.data(), fast);
+        CHECK(same_bits(y2, y));
+        CHECK(same_bits(dx3, dx));
+        CHECK(same_bits(dw3, dw));
+        CHECK(same_bits(db3, db));
+      }
+    }
+}
