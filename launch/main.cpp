@@ -22,6 +22,7 @@ const Command commands[] = {
     {"eval", "evaluate a trained model on a dataset", dptrain::eval_command},
     {"predict", "write a trained model's predictions for a dataset", dptrain::predict_command},
     {"data", "synthesize, import or inspect dataset files", dptrain::data_command},
+    {"checkpoint", "inspect and verify a checkpoint file", dptrain::checkpoint_command},
 };
 
 void usage(std::FILE* to) {

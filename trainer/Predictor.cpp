@@ -13,11 +13,11 @@ namespace dptrain {
 Predictor::Predictor(const std::string& model_path, int64_t batch_size) : path_(model_path), batch_(batch_size) {
   meta_ = read_model_meta(model_path);
   ConfigNode root = ConfigNode::parse_string(meta_.config_text, model_path + " (stored config)");
-  ZooModel zoo = build_model(root.child("model"), meta_.task);
   if (meta_.input_shape.empty()) fail_input(model_path + ": the model file has no input_shape");
+  ZooModel zoo = build_model(root.child("model"), meta_.task, Shape(meta_.input_shape));
   model_ = std::make_unique<Model>(std::move(zoo.root), Shape(meta_.input_shape), Device::cpu);
   load_model_params(model_path, *model_);
-  loss_ = std::make_unique<Loss>(zoo.loss);
+  loss_ = std::make_unique<Loss>(zoo.loss, 1.0f, zoo.reconstruct);
 }
 
 void Predictor::check_compatible(const DatasetFile& file) const {
@@ -31,7 +31,7 @@ void Predictor::check_compatible(const DatasetFile& file) const {
 }
 
 template <typename Fn>
-void Predictor::for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn) {
+void Predictor::for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn, float* loss_stats) {
   check_compatible(file);
   ReaderOptions ro;
   ro.global_batch = batch_;
@@ -44,16 +44,23 @@ void Predictor::for_each_batch(const DatasetFile& file, const std::vector<int64_
   for (int64_t s = 0; s < reader.steps_per_epoch(); ++s) {
     const Batch& b = reader.next();
     StepContext ctx{Mode::eval, 0, 0, b.row0, nullptr, false};
+    ctx.loss_stats = loss_stats;
     fn(b, model_->forward(b.x, ctx));
   }
 }
 
 EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_t>& rows) {
-  if (file.label_kind() == LabelKind::none) fail_input(file.path() + ": evaluation needs labels or targets in /y");
+  if (file.label_kind() == LabelKind::none && !loss_->reconstruction())
+    fail_input(file.path() + ": evaluation needs labels or targets in /y");
   float stats[num_loss_stats] = {};
-  for_each_batch(file, rows, [&](const Batch& b, const Tensor& out) {
-    loss_->evaluate(out, {b.labels, b.targets}, 1.0f, nullptr, stats);
-  });
+  // Autoencoders are scored against their input; auxiliary losses (a VAE's KL) add to stats.
+  for_each_batch(
+      file, rows,
+      [&](const Batch& b, const Tensor& out) {
+        Targets t = loss_->reconstruction() ? Targets{nullptr, b.x.data()} : Targets{b.labels, b.targets};
+        loss_->evaluate(out, t, 1.0f, nullptr, stats);
+      },
+      stats);
   EvalResult r;
   r.count = static_cast<int64_t>(stats[stat_count]);
   r.loss = r.count ? stats[stat_loss] / stats[stat_count] : 0.0;
@@ -64,7 +71,7 @@ EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_
 
 void Predictor::predict(const DatasetFile& file, std::vector<float>& outputs, std::vector<int32_t>& classes) {
   const int64_t k = output_dim();
-  const bool classify = meta_.task.classification;
+  const bool classify = meta_.task.classification && !loss_->reconstruction();
   const bool binary = classify && k == 1;
   outputs.clear();
   classes.clear();

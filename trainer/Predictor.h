@@ -31,7 +31,7 @@ class Predictor {
 
  private:
   template <typename Fn>
-  void for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn);
+  void for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn, float* loss_stats = nullptr);
 
   std::string path_;
   int64_t batch_;

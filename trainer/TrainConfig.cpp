@@ -76,6 +76,16 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.data.memory_budget_mb = d.get_int("memory_budget_mb", 2048);
   if (c.data.memory_budget_mb < 0) d.fail("memory_budget_mb", "must be >= 0");
   c.data.prefetch = static_cast<int>(positive_int(d, "prefetch", 2));
+  if (d.has("augment")) {
+    ConfigNode a = d.child("augment");
+    c.data.augment.crop_padding = a.get_int("crop_padding", 0);
+    if (c.data.augment.crop_padding < 0) a.fail("crop_padding", "must be >= 0 (pixels)");
+    c.data.augment.flip = a.get_bool("flip", false);
+    c.data.augment.translate = a.get_float("translate", 0.0);
+    if (!(c.data.augment.translate >= 0.0 && c.data.augment.translate < 0.5))
+      a.fail("translate", "must be a fraction of the image size in [0, 0.5)");
+    c.data.augment.noise_std = non_negative(a, "noise_std", 0.0);
+  }
 
   ConfigNode o = root.child("optim");
   std::string kind =

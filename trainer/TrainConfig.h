@@ -8,6 +8,7 @@
 
 #include "models/core/ConfigNode.h"
 #include "models/kernels/KernelBackend.h"
+#include "storage/reader/Augmentation.h"
 #include "storage/reader/ShardedReader.h"
 
 namespace dptrain {
@@ -20,6 +21,7 @@ struct DataConfig {
   Shuffle shuffle = Shuffle::global;
   int64_t memory_budget_mb = 2048;
   int prefetch = 2;
+  AugmentOptions augment;  // [data.augment]: applied to training batches only
 };
 
 struct OptimConfig {

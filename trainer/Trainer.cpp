@@ -8,7 +8,9 @@
 #include "models/core/Error.h"
 #include "models/kernels/cpu/CpuKernels.h"
 #include "models/layers/Sequential.h"
+#include "models/zoo/PriorSampler.h"
 #include "storage/checkpoint/ModelFile.h"
+#include "storage/image/PngWriter.h"
 #include "trainer/TestHooks.h"
 
 namespace dptrain {
@@ -34,6 +36,18 @@ class CommCrossRankSum final : public CrossRankSum {
   Communicator& comm_;
 };
 
+// Reconstruction losses (autoencoders, VAE) compare the output with the input itself.
+Targets targets_for(const Loss& loss, const Batch& b, const Tensor& x) {
+  return loss.reconstruction() ? Targets{nullptr, x.data()} : Targets{b.labels, b.targets};
+}
+
+// Writes `count` samples of a generative model as one PNG grid; images are [1 or 3, H, W] samples,
+// anything else is drawn as one row of grey pixels per sample.
+void write_sample_grid(const std::string& path, const std::vector<float>& images, int64_t count, const Shape& s) {
+  const bool image = s.rank() == 3 && (s[0] == 1 || s[0] == 3);
+  PngWriter::write_grid(path, images.data(), count, image ? s[0] : 1, image ? s[1] : 1, image ? s[2] : s.numel());
+}
+
 std::string in_dir(const std::string& dir, const std::string& file) {
   if (file.empty() || file[0] == '/') return file;
   return (std::filesystem::path(dir) / file).string();
@@ -54,13 +68,14 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   task_.target_dim = std::max<int64_t>(1, train.target_dim());
   if (config_.data.normalize) scaler_ = FeatureScaler::fit(train, splits_.train.rows);
 
-  ZooModel zoo = build_model(root.child("model"), task_);
+  ZooModel zoo = build_model(root.child("model"), task_, train.sample_shape());
   Device device = Device::cpu;
   if (config_.device == "cuda" || (config_.device == "auto" && cuda_available())) device = Device::cuda;
   if (device == Device::cuda) kernels(device);  // fails clearly when there is no GPU
   model_ = std::make_unique<Model>(std::move(zoo.root), train.sample_shape(), device);
   model_->initialize(config_.seed);
-  loss_ = std::make_unique<Loss>(zoo.loss);
+  loss_ = std::make_unique<Loss>(zoo.loss, 1.0f, zoo.reconstruct);
+  samples_ = zoo.samples;
   root.check_unused();
 
   ReaderOptions ro;
@@ -75,6 +90,12 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   if (!scaler_.empty()) {
     ro.mean = scaler_.mean;
     ro.inv_std = scaler_.inv_std();
+  }
+  if (config_.data.augment.enabled()) {  // training batches only
+    auto augment = std::make_shared<Augmentation>(config_.data.augment, train.sample_shape(), config_.seed);
+    ro.transform = [augment](float* x, int64_t rows, int64_t step, int64_t row0) {
+      augment->apply(x, rows, step, row0);
+    };
   }
   reader_ = std::make_unique<ShardedReader>(splits_.train.file, splits_.train.rows, ro);
 
@@ -98,6 +119,8 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   on_ready_ = [this](int64_t offset) { reducer_->ready_from(offset); };
   if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
   stats_ = Tensor::zeros({num_loss_stats}, device);
+  checkpoints_ = std::make_unique<CheckpointStore>(config_.checkpoint.dir, config_.checkpoint.keep);
+  last_checkpoint_time_ = std::chrono::steady_clock::now();
 
   if (logs()) {
     std::filesystem::create_directories(config_.out_dir);
@@ -171,9 +194,11 @@ void Trainer::train_step(const Batch& batch) {
   model_->zero_grad();
   StepContext ctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), batch.row0, &on_ready_, true,
                   cross_rank_.get()};
+  ctx.loss_stats = stats_.data();  // auxiliary losses (a VAE's KL term) report with the main loss
+  ctx.loss_scale = 1.0f / static_cast<float>(batch.global_rows);
   reducer_->begin_step(step_);
   const Tensor& out = model_->forward(*x, ctx);
-  loss_->evaluate(out, {batch.labels, batch.targets}, 1.0f / static_cast<float>(batch.global_rows), &dout_,
+  loss_->evaluate(out, targets_for(*loss_, batch, *x), 1.0f / static_cast<float>(batch.global_rows), &dout_,
                   stats_.data());
   model_->backward(dout_, ctx);
   reducer_->finish();
@@ -259,8 +284,9 @@ EvalResult Trainer::evaluate(const DataSplit& split) {
       x = &x_device_;
     }
     StepContext ctx{Mode::eval, config_.seed, static_cast<uint64_t>(step_), b.row0, nullptr, false};
+    ctx.loss_stats = stats.data();
     const Tensor& out = model_->forward(*x, ctx);
-    loss_->evaluate(out, {b.labels, b.targets}, 1.0f, nullptr, stats.data());
+    loss_->evaluate(out, targets_for(*loss_, b, *x), 1.0f, nullptr, stats.data());
   }
   float host[num_loss_stats];
   copy_memory(host, Device::cpu, stats.data(), stats.device(), sizeof host);
@@ -274,15 +300,17 @@ TrainResult Trainer::run() {
   if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
   run_start_ = interval_start_ = std::chrono::steady_clock::now();
   ReaderCursor start = reader_->cursor();
-  bool stop = false;
+  bool stop = stopped_early_;  // a run resumed after it stopped early does not train on
   for (int64_t epoch = start.epoch; epoch < config_.train.epochs && step_ < total && !stop; ++epoch) {
     auto epoch_start = interval_start_ = std::chrono::steady_clock::now();
-    std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);
     int64_t s = epoch == start.epoch ? start.step_in_epoch : 0;
+    if (s == 0) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);  // else restored
     for (; s < spe && step_ < total; ++s) {
       TestHooks::get().maybe_stall(comm_.rank(), step_);
       train_step(reader_->next());
       if ((s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total) log_interval(epoch, s + 1);
+      // The last step of an epoch is checkpointed after the epoch's evaluation, which it includes.
+      if (s + 1 < spe) maybe_checkpoint(false);
     }
     double n = std::max(1.0, epoch_sums_[stat_count]);
     result.train = {epoch_sums_[stat_loss] / n, epoch_sums_[stat_correct] / n,
@@ -324,7 +352,10 @@ TrainResult Trainer::run() {
       if (stop)
         print("early stopping: no improvement for " + std::to_string(config_.early_stopping.patience) + " epochs");
     }
+    stopped_early_ = stop;
+    if (s == spe) maybe_checkpoint(false);
   }
+  if (config_.checkpoint.at_end) maybe_checkpoint(true);
   result.steps = step_;
   if (early_->restore(model_->params()) && logs())
     print("restored the parameters of epoch " + std::to_string(early_->state().best_epoch) + " (best " +
@@ -354,6 +385,14 @@ TrainResult Trainer::run() {
     ModelFileMeta meta{config_.text, task_, scaler_.mean, scaler_.std, model_->input_shape().to_vector()};
     save_model_file(result.model_path, *model_, meta);
     print("model saved to " + result.model_path);
+    PriorSampler sampler(*model_, loss_->kind());
+    if (samples_ > 0 && sampler.usable()) {
+      std::vector<float> images;
+      sampler.sample(samples_, config_.seed, images);
+      std::string png = (std::filesystem::path(config_.out_dir) / "samples.png").string();
+      write_sample_grid(png, images, samples_, model_->output_shape());
+      print(std::to_string(samples_) + " samples from the prior written to " + png);
+    }
   }
   return result;
 }

@@ -14,6 +14,7 @@
 #include "models/Model.h"
 #include "models/losses/Loss.h"
 #include "models/zoo/ModelZoo.h"
+#include "storage/checkpoint/CheckpointStore.h"
 #include "storage/reader/ShardedReader.h"
 #include "trainer/DataSplits.h"
 #include "trainer/EarlyStopping.h"
@@ -45,7 +46,11 @@ class Trainer {
   Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm);
   ~Trainer();
 
+  // Continues from a checkpoint ("latest" in the configured directory, or a file) before run().
+  void resume(const std::string& spec);
   TrainResult run();
+  // The complete training state at the current step boundary (for checkpoints).
+  CheckpointState checkpoint_state();
 
   Model& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
@@ -61,6 +66,10 @@ class Trainer {
   void log_interval(int64_t epoch, int64_t step_in_epoch);
   EvalResult reduce_stats(const float* stats_host, double extra_count = 0.0);
   void print(const std::string& line);
+  // Saves a checkpoint when one is due (every_steps, every_seconds) or `force`d; rank 0 writes.
+  void maybe_checkpoint(bool force);
+  void restore(const CheckpointState& state);
+  std::vector<FlatSpec> flat_specs() const;
 
   TrainConfig config_;
   Communicator& comm_;
@@ -84,7 +93,11 @@ class Trainer {
   double epoch_sums_[num_loss_stats] = {};
   std::chrono::steady_clock::time_point interval_start_, run_start_;
   int64_t interval_steps_ = 0;
-  std::string run_label_;
+  int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
+  std::unique_ptr<CheckpointStore> checkpoints_;
+  std::chrono::steady_clock::time_point last_checkpoint_time_;
+  int64_t last_checkpoint_step_ = -1;
+  bool stopped_early_ = false;
 };
 
 }  // namespace dptrain

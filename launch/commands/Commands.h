@@ -13,5 +13,6 @@ int train_command(const Args& args);
 int eval_command(const Args& args);
 int predict_command(const Args& args);
 int data_command(const Args& args);
+int checkpoint_command(const Args& args);
 
 }  // namespace dptrain

@@ -6,6 +6,7 @@
 #include "launch/commands/Commands.h"
 #include "storage/AtomicFile.h"
 #include "storage/hdf5/H5.h"
+#include "storage/hdf5/SealedFile.h"
 #include "trainer/DataSplits.h"
 #include "trainer/Predictor.h"
 
@@ -76,8 +77,7 @@ int predict_command(const Args& args) {
   const hsize_t n = static_cast<hsize_t>(data.rows());
   const hsize_t k = outputs.size() / std::max<hsize_t>(1, n);
   const std::string out = p.get("out");
-  write_atomically(out, [&](const std::string& tmp) {
-    H5Id f = h5_file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating " + out);
+  write_sealed_h5(out, [&](hid_t f) {
     h5_write_floats(f, "outputs", {n, k}, outputs.data());
     if (predictor.task().classification) h5_write_ints(f, "predictions", {n}, classes.data());
     h5_write_string_attribute(f, "model", p.get("model"));

@@ -15,6 +15,8 @@ int train_command(const Args& args) {
               "parallelism; every rank runs this same command.");
   p.positional("CONFIG", "the run's TOML config")
       .repeated("set", "KEY=VALUE", "override a config key, e.g. --set optim.lr=0.1")
+      .optional_value("resume", "FILE", "continue from a checkpoint: the latest good one in checkpoint.dir, or FILE",
+                      "latest")
       .epilog(
           "Config reference: docs/config.md. Exit codes: 0 done, 2 bad input or config, 3 a peer failed or "
           "timed out, 1 anything else.");
@@ -25,6 +27,7 @@ int train_command(const Args& args) {
   auto comm = make_communicator(config.comm.backend, config.comm.timeout_s);
   try {
     Trainer trainer(config, root, *comm);
+    if (p.has("resume")) trainer.resume(p.get("resume"));
     trainer.run();
   } catch (const Error& e) {
     // The other ranks may be waiting in a collective for this one: end the whole job.

@@ -27,14 +27,19 @@ struct Targets {
 
 class Loss {
  public:
-  explicit Loss(LossKind kind, float margin = 1.0f) : kind_(kind), margin_(margin) {}
+  // reconstruction: the targets are the model's input itself (autoencoders); the trainer passes x.
+  explicit Loss(LossKind kind, float margin = 1.0f, bool reconstruction = false)
+      : kind_(kind), margin_(margin), reconstruction_(reconstruction) {}
   // Parses "mse", "bce", "cross_entropy", "hinge", "entropy" (and long names); throws naming it.
   static LossKind parse(const std::string& name);
   static std::string name(LossKind kind);
 
   LossKind kind() const { return kind_; }
   // Whether the loss predicts classes (so accuracy is meaningful).
-  bool classifies() const { return kind_ != LossKind::mean_squared_error && kind_ != LossKind::prediction_entropy; }
+  bool classifies() const {
+    return !reconstruction_ && kind_ != LossKind::mean_squared_error && kind_ != LossKind::prediction_entropy;
+  }
+  bool reconstruction() const { return reconstruction_; }
   // Whether targets are class ids (int32) rather than floats.
   bool wants_labels() const { return kind_ == LossKind::multiclass_hinge; }
   // Adds stats (see LossStat) of `pred` against `targets`; writes dpred = scale * dL/dpred if asked.
@@ -43,6 +48,7 @@ class Loss {
  private:
   LossKind kind_;
   float margin_;
+  bool reconstruction_;
 };
 
 }  // namespace dptrain

@@ -1,6 +1,8 @@
 // Builds a model from the [model] table of a config: the classic kinds by name (linear, logistic
-// and softmax regression, linear SVM, MLP, CNN) or an explicit layer list, each with the loss it
-// is trained with. The output layer is sized from the data's task unless the list is explicit.
+// and softmax regression, linear SVM, MLP, CNN), the modern ones (ResNet, MobileNet-style,
+// LSTM/RNN sequence classifiers, autoencoders, VAE) or an explicit layer list, each with the loss
+// it is trained with. The output layer is sized from the data's task unless the list is explicit;
+// autoencoders reconstruct their input instead.
 #pragma once
 
 #include <memory>
@@ -24,10 +26,13 @@ struct ZooModel {
   std::unique_ptr<Layer> root;
   LossKind loss;
   std::string kind;
+  bool reconstruct = false;  // the targets are the input itself (autoencoder, vae)
+  int64_t samples = 0;       // vae: how many prior samples to write as an image grid after training
 };
 
-// Reads [model] and returns the layers (not yet set up) and the loss.
-ZooModel build_model(const ConfigNode& model, const TaskInfo& task);
+// Reads [model] and returns the layers (not yet set up) and the loss. `input` is the sample shape
+// of the data; the kinds that size themselves from it (resnet, mobilenet, autoencoder, vae) need it.
+ZooModel build_model(const ConfigNode& model, const TaskInfo& task, const Shape& input = Shape());
 
 // Builds one layer from a table with a `type` key (used by `cnn` blocks and explicit lists).
 std::unique_ptr<Layer> build_layer(const ConfigNode& layer);

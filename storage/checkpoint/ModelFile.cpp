@@ -3,6 +3,7 @@
 #include "models/kernels/KernelBackend.h"
 #include "storage/AtomicFile.h"
 #include "storage/hdf5/H5.h"
+#include "storage/hdf5/SealedFile.h"
 
 namespace dptrain {
 
@@ -26,8 +27,9 @@ std::vector<float> read_float_vector(hid_t f, const std::string& name, const std
 }
 }  // namespace
 
-void write_params(hid_t f, const std::string& group, const Model& model, const float* host) {
-  for (const ParamInfo& p : model.param_infos()) {
+// Parameters and buffers are both named views into a flat buffer: one writer and one reader.
+void write_views(hid_t f, const std::string& group, const std::vector<ParamInfo>& views, const float* host) {
+  for (const ParamInfo& p : views) {
     std::string full = group + "/" + p.path;
     auto slash = full.rfind('/');
     H5Id g = h5_make_groups(f, full.substr(0, slash));
@@ -37,27 +39,49 @@ void write_params(hid_t f, const std::string& group, const Model& model, const f
   }
 }
 
-void read_params(hid_t f, const std::string& group, const std::string& source, Model& model, std::vector<float>& host) {
-  host.assign(static_cast<size_t>(model.flat_size()), 0.0f);
-  for (const ParamInfo& p : model.param_infos()) {
+void read_views(hid_t f, const std::string& group, const std::string& source, const char* what,
+                const std::vector<ParamInfo>& views, float* host) {
+  for (const ParamInfo& p : views) {
     std::string full = group + "/" + p.path;
-    if (!h5_exists(f, full)) fail_input(source + ": parameter " + full + " is missing (a different model?)");
+    if (!h5_exists(f, full)) fail_input(source + ": " + what + " " + full + " is missing (a different model?)");
     H5Id ds = h5_dataset(H5Dopen2(f, full.c_str(), H5P_DEFAULT), source + ": " + full);
     std::vector<hsize_t> dims = h5_dims(ds, source + ": " + full);
     std::vector<int64_t> got(dims.begin(), dims.end());
     if (Shape(got) != p.shape)
-      fail_input(source + ": parameter " + full + " has shape " + Shape(got).str() + ", the model needs " +
+      fail_input(source + ": " + what + " " + full + " has shape " + Shape(got).str() + ", the model needs " +
                  p.shape.str());
-    DPT_H5(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data() + p.offset),
+    DPT_H5(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host + p.offset),
            source + ": reading " + full + " (checksum or data damaged)");
   }
+}
+
+void write_params(hid_t f, const std::string& group, const Model& model, const float* host) {
+  write_views(f, group, model.param_infos(), host);
+}
+
+void read_params(hid_t f, const std::string& group, const std::string& source, Model& model, std::vector<float>& host) {
+  host.assign(static_cast<size_t>(model.flat_size()), 0.0f);
+  read_views(f, group, source, "parameter", model.param_infos(), host.data());
+}
+
+void write_buffers(hid_t f, const std::string& group, const Model& model) {
+  if (model.buffer_infos().empty()) return;
+  std::vector<float> host(static_cast<size_t>(model.buffers().numel()));
+  copy_memory(host.data(), Device::cpu, model.buffers().data(), model.device(), host.size() * sizeof(float));
+  write_views(f, group, model.buffer_infos(), host.data());
+}
+
+void read_buffers(hid_t f, const std::string& group, const std::string& source, Model& model) {
+  if (model.buffer_infos().empty()) return;
+  std::vector<float> host(static_cast<size_t>(model.buffers().numel()), 0.0f);
+  read_views(f, group, source, "buffer", model.buffer_infos(), host.data());
+  copy_memory(model.buffers().data(), model.device(), host.data(), Device::cpu, host.size() * sizeof(float));
 }
 
 void save_model_file(const std::string& path, const Model& model, const ModelFileMeta& meta) {
   h5_quiet();
   std::vector<float> host = host_copy(model);
-  write_atomically(path, [&](const std::string& tmp) {
-    H5Id f = h5_file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating " + path);
+  write_sealed_h5(path, [&](hid_t f) {
     h5_write_string_attribute(f, "format", model_format);
     h5_write_string_attribute(f, "config", meta.config_text);
     h5_write_string_attribute(f, "task", meta.task.classification ? "classification" : "regression");
@@ -68,16 +92,17 @@ void save_model_file(const std::string& path, const Model& model, const ModelFil
     std::vector<int32_t> in32(in.begin(), in.end());
     h5_write_ints(f, "input_shape", {in.size()}, in32.data(), false);
     write_params(f, "/params", model, host.data());
+    write_buffers(f, "/buffers", model);
     if (!meta.norm_mean.empty()) {
       H5Id g = h5_make_groups(f, "normalization");
       h5_write_floats(g, "mean", {meta.norm_mean.size()}, meta.norm_mean.data());
       h5_write_floats(g, "std", {meta.norm_std.size()}, meta.norm_std.data());
     }
-    DPT_H5(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
   });
 }
 
 ModelFileMeta read_model_meta(const std::string& path) {
+  verify_seal(path);
   H5Id f = h5_open_read(path);
   ModelFileMeta m;
   if (!h5_has_attribute(f, "format")) fail_input(path + ": not a dptrain model file (no format attribute)");
@@ -112,6 +137,7 @@ void load_model_params(const std::string& path, Model& model) {
   std::vector<float> host;
   read_params(f, "/params", path, model, host);
   copy_memory(model.params().data(), model.device(), host.data(), Device::cpu, host.size() * sizeof(float));
+  read_buffers(f, "/buffers", path, model);
 }
 
 }  // namespace dptrain

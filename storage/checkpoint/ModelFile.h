@@ -1,7 +1,8 @@
 // The trained-model file: every parameter as an HDF5 dataset under /params/<layer path> (float32,
-// its own shape, so h5py or PyTorch can read it), the config text that rebuilds the architecture,
-// the task, and the feature-normalization statistics. `dptrain eval` and `predict` load it;
-// checkpoints (CheckpointStore) use the same /params layout and add training state.
+// its own shape, so h5py or PyTorch can read it), buffers likewise under /buffers, the config
+// text that rebuilds the architecture, the task, and the feature-normalization statistics.
+// `dptrain eval` and `predict` load it; checkpoints (CheckpointStore) use the same /params and
+// /buffers layout and add training state.
 #pragma once
 
 #include <string>
@@ -30,7 +31,12 @@ void write_params(hid_t file, const std::string& group, const Model& model, cons
 // Reads every parameter of `model` from `group`; names a missing parameter or a shape that differs.
 void read_params(hid_t file, const std::string& group, const std::string& source, Model& model,
                  std::vector<float>& host_values);
-// Loads a model file's parameters into `model` (built from the same config).
+// Writes / reads every buffer of `model` (non-trainable state such as batch-norm running
+// statistics) under `group` ("/buffers"), straight from and into the model's device buffer; both
+// do nothing for a model without buffers. Reading names a missing buffer or a shape that differs.
+void write_buffers(hid_t file, const std::string& group, const Model& model);
+void read_buffers(hid_t file, const std::string& group, const std::string& source, Model& model);
+// Loads a model file's parameters and buffers into `model` (built from the same config).
 void load_model_params(const std::string& path, Model& model);
 
 }  // namespace dptrain

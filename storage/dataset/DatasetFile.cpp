@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "storage/AtomicFile.h"
+#include "storage/hdf5/SealedFile.h"
 
 namespace dptrain {
 
@@ -223,8 +224,7 @@ void write_dataset_file(const std::string& path, const DatasetContents& c) {
   h5_quiet();
   const int64_t n = c.rows();
   if (n <= 0) fail_input(path + ": refusing to write a dataset with no rows");
-  write_atomically(path, [&](const std::string& tmp) {
-    H5Id f = h5_file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating " + path);
+  write_sealed_h5(path, [&](hid_t f) {
     std::vector<hsize_t> xd{static_cast<hsize_t>(n)};
     for (int i = 0; i < c.sample_shape.rank(); ++i) xd.push_back(static_cast<hsize_t>(c.sample_shape[i]));
     h5_write_floats(f, "x", xd, c.x.data());
@@ -239,7 +239,6 @@ void write_dataset_file(const std::string& path, const DatasetContents& c) {
     h5_write_string_attribute(f, "format", DatasetFile::format_tag);
     h5_write_string_attribute(f, "task", c.label_kind == LabelKind::values ? "regression" : "classification");
     if (c.label_kind == LabelKind::classes) h5_write_int_attribute(f, "num_classes", c.num_classes);
-    DPT_H5(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
   });
 }
 

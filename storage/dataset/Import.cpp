@@ -2,6 +2,7 @@
 // small and written here (the formats are simple) and treat the input as untrusted: every defect
 // is reported with the file and the line, column or header field at fault.
 #include "storage/dataset/Import.h"
+#include "storage/hdf5/SealedFile.h"
 
 #include <sys/stat.h>
 
@@ -537,13 +538,15 @@ DatasetContents import_npy(const std::string& x_path, const std::string& y_path)
 }
 
 std::string inspect_dataset(const std::string& path) {
+  const bool sealed = verify_seal(path);  // before HDF5 parses anything of a damaged file
   DatasetFile f(path);
   H5Id file = h5_open_read(path);
   H5Id x = h5_dataset(H5Dopen2(file, "x", H5P_DEFAULT), path + ": /x");
   std::vector<hsize_t> x_dims = h5_dims(x, path + ": /x");
   std::ostringstream out;
   std::string format = h5_has_attribute(file, "format") ? h5_read_string_attribute(file, "format", path) : "";
-  out << "file: " << path << " (format " << (format.empty() ? "attribute missing" : format) << ")\n";
+  out << "file: " << path << " (format " << (format.empty() ? "attribute missing" : format) << ")"
+      << (sealed ? ", file checksum verified" : ", no file checksum (written by another tool)") << "\n";
   out << "x: " << stored_type(x, path + ": /x") << " " << dims_text(x_dims) << " (" << f.row_size()
       << " features per row), " << count_non_finite(x, x_dims, path + ": scanning /x") << " NaN/Inf\n";
   if (f.label_kind() == LabelKind::none) {

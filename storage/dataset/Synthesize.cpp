@@ -284,6 +284,27 @@ void gen_parity(const Params& p, DatasetContents& c) {
   }
 }
 
+// Parity of strings with a random effective length L in [1, dim], zero-padded on the left (zeros do
+// not change parity). The short strings are a built-in curriculum: a recurrent net trained on these
+// solves full-length parity, while training on fixed-length strings stays at chance (the gradient
+// carries no signal until it already computes the parity of all bits).
+void gen_parity_varlen(const Params& p, DatasetContents& c) {
+  start_classes(p, Shape{p.dim, 1}, c);
+  Draws rows(p.seed, rows_stream);
+  BitDraws bits(rows);
+  for (int64_t i = 0; i < p.n; ++i) {
+    float* x = &c.x[i * p.dim];
+    const int64_t first = static_cast<int64_t>(rows.below(static_cast<uint64_t>(p.dim)));
+    int ones = 0;
+    for (int64_t t = first; t + 1 < p.dim; ++t) {
+      int b = bits.next();
+      x[t] = static_cast<float>(b);
+      ones += b;
+    }
+    x[p.dim - 1] = static_cast<float>((ones & 1) ^ c.labels[i]);
+  }
+}
+
 void gen_sum(const Params& p, DatasetContents& c) {
   start_values(p, Shape{p.dim, 1}, c);
   Draws rows(p.seed, rows_stream);
@@ -344,6 +365,8 @@ const KindSpec kinds[] = {
     {"shapes", 4, 4, 6, 0, false, 0.1, gen_shapes,
      "28x28 grey images: circle, square, triangle, plus; classes 5 adds a disc, 6 an X"},
     {"parity", 2, 2, 2, 20, true, -1.0, gen_parity, "bit sequences [dim, 1], label = number of ones mod 2"},
+    {"parity_varlen", 2, 2, 2, 20, true, -1.0, gen_parity_varlen,
+     "parity of [dim, 1] bit strings of random length 1..dim, zero-padded left (a curriculum)"},
     {"sum", 0, 0, 0, 10, true, -1.0, gen_sum, "bit sequences [dim, 1], regression target = number of ones"},
     {"sine", 0, 0, 0, 20, true, 0.05, gen_sine,
      "noisy sine [dim, 1] (random frequency, phase), target = next clean value"},

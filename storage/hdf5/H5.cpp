@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -110,9 +111,8 @@ std::string h5_read_string_attribute(hid_t obj, const std::string& name, const s
   size_t size = H5Tget_size(type);
   if (size == 0 || size > (64u << 20)) fail_input(what + ": attribute '" + name + "' has an absurd size");
   std::string out(size, '\0');
-  H5Id mem = h5_datatype(H5Tcopy(H5T_C_S1), what);
-  DPT_H5(H5Tset_size(mem, size), what);
-  DPT_H5(H5Aread(attr, mem, out.data()), what + ": attribute '" + name + "'");
+  // Read in the stored string type (its size, padding and character set), so nothing converts.
+  DPT_H5(H5Aread(attr, type, out.data()), what + ": attribute '" + name + "'");
   out.resize(std::strlen(out.c_str()));
   return out;
 }
@@ -130,14 +130,17 @@ int64_t h5_read_int_attribute(hid_t obj, const std::string& name, const std::str
 
 void h5_write_string_attribute(hid_t obj, const std::string& name, const std::string& value) {
   const std::string what = "writing attribute '" + name + "'";
+  // Fixed length, not variable: the bytes then live in the (checksummed) object header, not in a
+  // global heap, which has no checksum and which HDF5 1.10 reads without bounds checks.
   H5Id type = h5_datatype(H5Tcopy(H5T_C_S1), what);
-  DPT_H5(H5Tset_size(type, H5T_VARIABLE), what);
+  DPT_H5(H5Tset_size(type, std::max<size_t>(1, value.size())), what);
+  DPT_H5(H5Tset_strpad(type, H5T_STR_NULLPAD), what);
   DPT_H5(H5Tset_cset(type, H5T_CSET_UTF8), what);
   H5Id space = h5_dataspace(H5Screate(H5S_SCALAR), what);
   if (h5_has_attribute(obj, name)) DPT_H5(H5Adelete(obj, name.c_str()), what);
   H5Id attr = h5_attribute(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), what);
-  const char* s = value.c_str();
-  DPT_H5(H5Awrite(attr, type, &s), what);
+  std::string padded = value.empty() ? std::string(1, '\0') : value;
+  DPT_H5(H5Awrite(attr, type, padded.data()), what);
 }
 
 void h5_write_int_attribute(hid_t obj, const std::string& name, int64_t value) {
@@ -185,6 +188,14 @@ void h5_write_ints(hid_t loc, const std::string& name, const std::vector<hsize_t
 void h5_write_bytes(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const uint8_t* data,
                     bool checksum) {
   write_dataset(loc, name, dims, H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, data, checksum);
+}
+
+void h5_write_doubles(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const double* data) {
+  write_dataset(loc, name, dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, sizeof(double), data, true);
+}
+
+void h5_write_int64s(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const int64_t* data) {
+  write_dataset(loc, name, dims, H5T_STD_I64LE, H5T_NATIVE_INT64, sizeof(int64_t), data, true);
 }
 
 H5Id h5_make_groups(hid_t loc, const std::string& path) {

@@ -83,6 +83,8 @@ void h5_write_ints(hid_t loc, const std::string& name, const std::vector<hsize_t
                    bool checksum = true);
 void h5_write_bytes(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const uint8_t* data,
                     bool checksum = true);
+void h5_write_doubles(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const double* data);
+void h5_write_int64s(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const int64_t* data);
 // Creates every missing group along "a/b/c".
 H5Id h5_make_groups(hid_t loc, const std::string& path);
 

@@ -39,7 +39,7 @@ TEST_CASE("synth, train, eval and predict through the CLI", "[cli]") {
                               "p = h5py.File(sys.argv[1]); m = h5py.File(sys.argv[2]); d = h5py.File(sys.argv[3])\n"
                               "acc = (p['predictions'][:] == d['y'][:]).mean()\n"
                               "w = m['params/00_dense/weight']\n"
-                              "print(p['outputs'].shape, w.shape, m.attrs['format'], round(float(acc), 3))\n",
+                              "print(p['outputs'].shape, w.shape, m.attrs['format'].decode(), round(float(acc), 3))\n",
                               dir.file("pred.h5"), dir.file("run/model.h5"), dir.file("moons.h5")});
   INFO(py.err);
   REQUIRE(py.exit_code == 0);
@@ -74,7 +74,7 @@ TEST_CASE("a dataset written by h5py trains, and ours read in h5py", "[cli]") {
   CliResult back =
       run_program({python, "-c",
                    "import h5py, sys\nf = h5py.File(sys.argv[1])\n"
-                   "print(f['x'].shape, f['x'].dtype, f['y'].dtype, f.attrs['format'], f.attrs['num_classes'])\n",
+                   "print(f['x'].shape, f['x'].dtype, f['y'].dtype, f.attrs['format'].decode(), f.attrs['num_classes'])\n",
                    dir.file("shapes.h5")});
   CHECK(back.out.find("(50, 1, 28, 28) float32 int32 dptrain-dataset/1 4") != std::string::npos);
 }

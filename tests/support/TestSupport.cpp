@@ -1,5 +1,7 @@
 #include "support/TestSupport.h"
 
+#include "storage/hdf5/H5.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -96,6 +98,68 @@ CliResult run_cli(const std::vector<std::string>& args, const std::string& cwd, 
   std::vector<std::string> argv{dptrain_binary()};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_program(argv, cwd, timeout_s);
+}
+
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  for (const auto& e : extra_env) env_strings.push_back(e);
+  std::vector<char*> envp, args;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+  pid_ = pid;
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (!reaped_) {
+    ::kill(pid_, SIGKILL);
+    wait();
+  }
+}
+
+void BackgroundProcess::kill(int signal) { ::kill(pid_, signal); }
+
+int BackgroundProcess::wait() {
+  if (!reaped_) {
+    ::waitpid(pid_, &status_, 0);
+    reaped_ = true;
+  }
+  return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+}
+
+namespace {
+herr_t collect_float_dataset(hid_t file, const char* name, const H5O_info_t* info, void* out) {
+  if (info->type != H5O_TYPE_DATASET) return 0;
+  hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+  hid_t type = H5Dget_type(ds);
+  if (H5Tget_class(type) == H5T_FLOAT) {
+    hid_t space = H5Dget_space(ds);
+    std::vector<float> v(static_cast<size_t>(H5Sget_simple_extent_npoints(space)));
+    if (!v.empty()) H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
+    (*static_cast<std::map<std::string, std::vector<float>>*>(out))[name] = std::move(v);
+    H5Sclose(space);
+  }
+  H5Tclose(type);
+  H5Dclose(ds);
+  return 0;
+}
+}  // namespace
+
+std::map<std::string, std::vector<float>> read_float_datasets(const std::string& path) {
+  std::map<std::string, std::vector<float>> out;
+  H5Id f = h5_open_read(path);
+  H5Ovisit(f, H5_INDEX_NAME, H5_ITER_INC, collect_float_dataset, &out);
+  return out;
 }
 
 std::string read_text(const std::string& path) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,28 @@ struct CliResult {
 CliResult run_cli(const std::vector<std::string>& args, const std::string& cwd = "", double timeout_s = 300);
 // Runs any program the same way.
 CliResult run_program(const std::vector<std::string>& argv, const std::string& cwd = "", double timeout_s = 300);
+
+// A program running in the background (output discarded), killed with SIGKILL if still running
+// when the object goes away.
+class BackgroundProcess {
+ public:
+  BackgroundProcess(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env = {});
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+  int pid() const { return pid_; }
+  void kill(int signal);
+  // Waits for the exit and returns the exit code (128 + signal when killed).
+  int wait();
+
+ private:
+  int pid_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+// Every float dataset of an HDF5 file by path ("params/00_dense/weight"), for bitwise comparisons.
+std::map<std::string, std::vector<float>> read_float_datasets(const std::string& path);
 
 std::string read_text(const std::string& path);
 void write_text(const std::string& path, const std::string& text);

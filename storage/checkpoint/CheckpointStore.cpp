@@ -1,0 +1,83 @@
+#include "storage/checkpoint/CheckpointStore.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "models/core/Error.h"
+#include "storage/AtomicFile.h"
+
+namespace dptrain {
+
+namespace fs = std::filesystem;
+
+CheckpointStore::CheckpointStore(std::string dir, int64_t keep)
+    : dir_(std::move(dir)), keep_(std::max<int64_t>(1, keep)) {}
+
+std::string CheckpointStore::file_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "ckpt-%010lld.h5", static_cast<long long>(step));
+  return buf;
+}
+
+std::vector<std::string> CheckpointStore::list() const {
+  std::vector<std::pair<int64_t, std::string>> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    std::string name = e.path().filename().string();
+    long long step;
+    char tail[8] = {};
+    if (std::sscanf(name.c_str(), "ckpt-%lld.%3s", &step, tail) == 2 && std::string(tail) == "h5" &&
+        name == file_name(step))
+      found.emplace_back(step, e.path().string());
+  }
+  std::sort(found.rbegin(), found.rend());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(f.second);
+  return out;
+}
+
+std::string CheckpointStore::save(const CheckpointState& state) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) fail_input(dir_ + ": cannot create the checkpoint directory: " + ec.message());
+  std::string path = (fs::path(dir_) / file_name(state.step)).string();
+  write_checkpoint_file(path, state);
+  // The pointer moves only once the checkpoint is durable.
+  write_atomically((fs::path(dir_) / "latest").string(), [&](const std::string& tmp) {
+    std::ofstream out(tmp);
+    out << file_name(state.step) << "\n";
+    if (!out.flush()) throw Error(ErrorKind::internal, tmp + ": cannot write the latest pointer");
+  });
+  std::vector<std::string> all = list();
+  for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) fs::remove(all[i], ec);
+  return path;
+}
+
+CheckpointStore::Resolved CheckpointStore::resolve(const std::string& spec) const {
+  Resolved r;
+  if (!spec.empty() && spec != "latest") {
+    verify_checkpoint_file(spec);  // a named file must be good; no silent fallback
+    r.path = spec;
+    return r;
+  }
+  std::vector<std::string> candidates;
+  std::ifstream pointer((fs::path(dir_) / "latest").string());
+  std::string name;
+  if (pointer >> name && name.find('/') == std::string::npos) candidates.push_back((fs::path(dir_) / name).string());
+  for (const auto& p : list())
+    if (std::find(candidates.begin(), candidates.end(), p) == candidates.end()) candidates.push_back(p);
+  for (const auto& c : candidates) {
+    try {
+      verify_checkpoint_file(c);
+      r.path = c;
+      return r;
+    } catch (const Error& e) {
+      r.skipped.push_back(e.what());
+    }
+  }
+  return r;
+}
+
+}  // namespace dptrain

@@ -1,0 +1,96 @@
+// The checkpoint directory: atomic files and a latest pointer, only the newest K kept, a damaged
+// newest checkpoint skipped in favour of the previous good one (reported), and loads that name
+// what does not match the model being resumed.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "storage/checkpoint/CheckpointStore.h"
+#include "storage/dataset/Synthesize.h"
+#include "support/TestSupport.h"
+
+using namespace dptrain;
+using namespace dptrain::test;
+
+namespace {
+
+std::string setup(const TempDir& dir, const std::string& model = "kind = \"mlp\"\nhidden = [8]") {
+  SynthOptions s;
+  s.kind = "blobs";
+  s.n = 400;
+  write_dataset_file(dir.file("data.h5"), synthesize(s));
+  std::string cfg = "seed = 2\nout_dir = \"" + dir.file("run") + "\"\n[data]\ntrain = \"" + dir.file("data.h5") +
+                    "\"\n[model]\n" + model +
+                    "\n[optim]\nkind = \"momentum\"\n[train]\nbatch_size = 20\nepochs = 3\nprogress = false\n" +
+                    "[checkpoint]\nevery_steps = 10\nkeep = 2\n";
+  write_text(dir.file("c.toml"), cfg);
+  return dir.file("c.toml");
+}
+
+}  // namespace
+
+TEST_CASE("checkpoints: every K steps, the last K kept, latest points at the newest", "[checkpoint]") {
+  TempDir dir;
+  std::string cfg = setup(dir);
+  CliResult r = run_cli({"train", cfg});
+  REQUIRE(r.exit_code == 0);
+  CheckpointStore store(dir.file("run/checkpoints"), 2);
+  auto files = store.list();
+  REQUIRE(files.size() == 2);  // 60 steps, every 10, keep 2
+  CHECK(files[0].find(CheckpointStore::file_name(60)) != std::string::npos);
+  CHECK(files[1].find(CheckpointStore::file_name(50)) != std::string::npos);
+  CHECK(read_text(dir.file("run/checkpoints/latest")) == CheckpointStore::file_name(60) + "\n");
+  for (const auto& e : std::filesystem::directory_iterator(dir.file("run/checkpoints")))
+    CHECK(e.path().filename().string().find(".tmp") == std::string::npos);  // no temporaries left
+  CliResult inspect = run_cli({"checkpoint", "inspect", files[0]});
+  CHECK(inspect.exit_code == 0);
+  CHECK(inspect.out.find("step 60") != std::string::npos);
+  CHECK(inspect.out.find("/params/00_dense/weight [8, 2]") != std::string::npos);
+  CHECK(inspect.out.find("/optimizer/momentum/00_dense/weight") != std::string::npos);
+  CHECK(inspect.out.find("all checksums verified") != std::string::npos);
+}
+
+TEST_CASE("a damaged latest checkpoint is reported and the previous good one is used", "[checkpoint]") {
+  TempDir dir;
+  std::string cfg = setup(dir);
+  REQUIRE(run_cli({"train", cfg, "--set", "train.epochs=2"}).exit_code == 0);  // checkpoints at 30 and 40
+  const std::string newest = dir.file("run/checkpoints/" + CheckpointStore::file_name(40));
+  std::string bytes = read_text(newest);
+  bytes[bytes.size() / 3] = static_cast<char>(bytes[bytes.size() / 3] ^ 0x01);
+  write_text(newest, bytes);
+  CliResult r = run_cli({"train", cfg, "--resume"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("warning: skipping a damaged checkpoint") != std::string::npos);
+  CHECK(r.out.find(CheckpointStore::file_name(40)) != std::string::npos);
+  CHECK(r.out.find("resumed from " + dir.file("run/checkpoints/" + CheckpointStore::file_name(30)) + " at step 30") !=
+        std::string::npos);
+}
+
+TEST_CASE("resuming names what does not match", "[checkpoint]") {
+  TempDir dir;
+  std::string cfg = setup(dir);
+  REQUIRE(run_cli({"train", cfg, "--set", "train.epochs=1"}).exit_code == 0);
+  CliResult other = run_cli({"train", cfg, "--resume", "--set", "model.hidden=[9]"});
+  CHECK(other.exit_code == 2);
+  CHECK(other.err.find("saved from a different model") != std::string::npos);
+  CliResult optim = run_cli({"train", cfg, "--resume", "--set", "optim.kind=\"adam\""});
+  CHECK(optim.exit_code == 2);
+  CHECK(optim.err.find("has no optimizer/adam_m state: it was saved with another optimizer") != std::string::npos);
+  CliResult seed = run_cli({"train", cfg, "--resume", "--set", "seed=3"});
+  CHECK(seed.exit_code == 2);
+  CHECK(seed.err.find("saved with seed 2, the config has seed 3") != std::string::npos);
+  CliResult batch = run_cli({"train", cfg, "--resume", "--set", "train.batch_size=7"});
+  CHECK(batch.exit_code == 2);
+  CHECK(batch.err.find("does not fit this data and batch size") != std::string::npos);
+  CliResult missing = run_cli({"train", cfg, "--resume", dir.file("nope.h5")});
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.err.find("nope.h5") != std::string::npos);
+  // Extending the run is allowed: the config differs only in the number of epochs.
+  CliResult longer = run_cli({"train", cfg, "--resume", "--set", "train.epochs=2"});
+  INFO(longer.err);
+  CHECK(longer.exit_code == 0);
+  CHECK(longer.out.find("note: the config differs") != std::string::npos);
+  CHECK(longer.out.find("epoch 2/2") != std::string::npos);
+}

@@ -1,0 +1,99 @@
+// Resume exactness (DESIGN.md rule 4): a run of S steps, and the same run killed with SIGKILL at a
+// random step and resumed from its latest checkpoint, end with bitwise identical parameters and
+// optimizer state — for SGD with momentum, Adam, and models with dropout.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "models/core/Philox.h"
+#include "storage/checkpoint/CheckpointStore.h"
+#include "storage/dataset/Synthesize.h"
+#include "support/TestSupport.h"
+
+using namespace dptrain;
+using namespace dptrain::test;
+
+namespace {
+
+std::string final_checkpoint(const std::string& out_dir) {
+  CheckpointStore store(out_dir + "/checkpoints", 3);
+  auto all = store.list();
+  REQUIRE(!all.empty());
+  return all.front();
+}
+
+void check_resume_exact(const std::string& model, const std::string& optim, uint32_t case_id) {
+  TempDir dir;
+  SynthOptions s;
+  s.kind = "blobs";
+  s.n = 800;
+  s.dim = 6;
+  s.classes = 3;
+  write_dataset_file(dir.file("data.h5"), synthesize(s));
+  const int64_t steps = 120, every = 7;
+  write_text(dir.file("c.toml"),
+             "seed = 5\n[data]\ntrain = \"" + dir.file("data.h5") +
+                 "\"\nvalidation_fraction = 0.1\nnormalize = \"zscore\"\n[model]\n" + model + "\n[optim]\n" + optim +
+                 "\n[schedule]\nkind = \"cosine\"\nwarmup_steps = 10\n" +
+                 "[train]\nbatch_size = 20\nepochs = 5\nmax_steps = " + std::to_string(steps) +
+                 "\nprogress = false\nlog_every = 9\n[checkpoint]\nevery_steps = " + std::to_string(every) + "\n");
+  // Uninterrupted.
+  CliResult a = run_cli({"train", dir.file("c.toml"), "--set", "out_dir=\"" + dir.file("a") + "\""});
+  INFO(a.err);
+  REQUIRE(a.exit_code == 0);
+
+  // Killed at a random step: the stall hook holds rank 0 there until SIGKILL arrives.
+  Philox rng(99, RandomPurpose::synth, case_id);
+  const int64_t kill_step = 15 + static_cast<int64_t>(rng.below(steps - 30));
+  const std::string b_dir = dir.file("b");
+  {
+    BackgroundProcess b({dptrain_binary(), "train", dir.file("c.toml"), "--set", "out_dir=\"" + b_dir + "\""},
+                        {"DPTRAIN_TEST_STALL=0:" + std::to_string(kill_step) + ":120"});
+    const std::string expect = CheckpointStore::file_name(kill_step / every * every);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (read_text(b_dir + "/checkpoints/latest").find(expect) == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    b.kill(SIGKILL);
+    CHECK(b.wait() == 128 + SIGKILL);
+  }
+  REQUIRE(!std::filesystem::exists(b_dir + "/model.h5"));  // it really died mid-run
+  CliResult c = run_cli({"train", dir.file("c.toml"), "--set", "out_dir=\"" + b_dir + "\"", "--resume"});
+  INFO(c.err);
+  REQUIRE(c.exit_code == 0);
+  CHECK(c.out.find("resumed from") != std::string::npos);
+  CHECK(c.out.find("at step " + std::to_string(kill_step / every * every)) != std::string::npos);
+
+  auto fa = read_float_datasets(final_checkpoint(dir.file("a")));
+  auto fb = read_float_datasets(final_checkpoint(b_dir));
+  REQUIRE(fa.size() == fb.size());
+  int compared = 0;
+  for (const auto& [name, values] : fa) {
+    INFO(name);
+    REQUIRE(fb.count(name));
+    CHECK(fb[name] == values);  // bitwise: float == on every element
+    compared += name.rfind("params/", 0) == 0 || name.rfind("optimizer/", 0) == 0;
+  }
+  CHECK(compared >= 4);
+  CHECK(read_float_datasets(dir.file("a/model.h5")) == read_float_datasets(b_dir + "/model.h5"));
+}
+
+}  // namespace
+
+TEST_CASE("killed and resumed equals uninterrupted: SGD with momentum, dropout", "[checkpoint][resume]") {
+  check_resume_exact("kind = \"mlp\"\nhidden = [24, 24]\ndropout = 0.3", "kind = \"momentum\"\nlr = 0.05", 1);
+}
+
+TEST_CASE("killed and resumed equals uninterrupted: Adam, dropout", "[checkpoint][resume]") {
+  check_resume_exact("kind = \"mlp\"\nhidden = [24]\ndropout = 0.2", "kind = \"adam\"\nlr = 0.01", 2);
+}
+
+TEST_CASE("killed and resumed equals uninterrupted: AdamW with clipping, maxout", "[checkpoint][resume]") {
+  check_resume_exact("kind = \"mlp\"\nhidden = [16]\nactivation = \"maxout\"",
+                     "kind = \"adamw\"\nlr = 0.01\nclip_norm = 0.5", 3);
+}

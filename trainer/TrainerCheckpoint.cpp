@@ -1,0 +1,182 @@
+// The trainer's side of checkpoints: what a training state consists of (DESIGN.md
+// "Checkpoints") and how it is applied on resume. Every piece that influences later steps is
+// saved — parameters, buffers, optimizer states and step count, learning-rate schedule and
+// early-stopping state (with the best parameters), the data cursor, the generator keys (seed and
+// step: draws are counter-based), normalization statistics, and the partial metric sums — so a
+// resumed run ends bitwise identical to one never interrupted.
+#include <cstdio>
+#include <filesystem>
+
+#include "models/core/Error.h"
+#include "models/core/Hash.h"
+#include "trainer/Trainer.h"
+
+namespace dptrain {
+
+namespace {
+
+std::vector<float> to_host(const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  copy_memory(v.data(), Device::cpu, t.data(), t.device(), v.size() * sizeof(float));
+  return v;
+}
+
+void from_host(Tensor& t, const std::vector<float>& v) {
+  DPT_ASSERT(static_cast<int64_t>(v.size()) == t.numel(), "checkpoint buffer size");
+  copy_memory(t.data(), t.device(), v.data(), Device::cpu, v.size() * sizeof(float));
+}
+
+}  // namespace
+
+std::vector<FlatSpec> Trainer::flat_specs() const {
+  const Model& m = *model_;
+  std::vector<FlatSpec> specs{{"params", m.param_infos(), m.flat_size(), true}};
+  if (!m.buffer_infos().empty()) specs.push_back({"buffers", m.buffer_infos(), m.buffers().numel(), true});
+  // Optional here so that a checkpoint of another optimizer gets restore()'s clearer message.
+  for (const auto& [name, tensor] : optimizer_->states())
+    specs.push_back({"optimizer/" + name, m.param_infos(), m.flat_size(), false});
+  specs.push_back({"early_stopping/best", m.param_infos(), m.flat_size(), false});
+  return specs;
+}
+
+CheckpointState Trainer::checkpoint_state() {
+  CheckpointState s;
+  s.config_text = config_.text;
+  s.config_hash = stable_hash(config_.text);
+  s.layout_hash = model_->layout_hash();
+  s.step = step_;
+  s.world_size = comm_.size();
+  const auto& layout = model_->param_infos();
+  s.flats.push_back({"params", layout, to_host(model_->params())});
+  if (!model_->buffer_infos().empty())
+    s.flats.push_back({"buffers", model_->buffer_infos(), to_host(model_->buffers())});
+  for (const auto& [name, tensor] : optimizer_->states())
+    s.flats.push_back({"optimizer/" + name, layout, to_host(*tensor)});
+  if (!early_->best_params().empty())
+    s.flats.push_back({"early_stopping/best", layout, to_host(early_->best_params())});
+
+  ReaderCursor c = reader_->cursor();
+  const LrSchedule::State& ls = schedule_->state();
+  const EarlyStopping::State& es = early_->state();
+  s.scalars = {{"cursor_epoch", static_cast<double>(c.epoch)},
+               {"cursor_step", static_cast<double>(c.step_in_epoch)},
+               {"generator_seed", static_cast<double>(config_.seed)},
+               {"optimizer_steps", static_cast<double>(optimizer_->steps())},
+               {"schedule_plateau_scale", ls.plateau_scale},
+               {"schedule_best", ls.best},
+               {"schedule_bad_epochs", static_cast<double>(ls.bad_epochs)},
+               {"schedule_has_best", ls.has_best ? 1.0 : 0.0},
+               {"early_best", es.best},
+               {"early_best_epoch", static_cast<double>(es.best_epoch)},
+               {"early_bad_epochs", static_cast<double>(es.bad_epochs)},
+               {"stopped_early", stopped_early_ ? 1.0 : 0.0}};
+  for (int i = 0; i < num_loss_stats; ++i) s.scalars.emplace_back("metrics_epoch_" + std::to_string(i), epoch_sums_[i]);
+  s.floats.emplace_back("metrics_interval", to_host(stats_));
+  if (!scaler_.empty()) {
+    s.floats.emplace_back("normalization_mean", scaler_.mean);
+    s.floats.emplace_back("normalization_std", scaler_.std);
+  }
+  return s;
+}
+
+void Trainer::restore(const CheckpointState& s) {
+  const std::string& src = s.source;
+  if (s.layout_hash != model_->layout_hash())
+    fail_input(src + ": saved from a different model (layer layout differs from the config's [model])");
+  if (static_cast<uint64_t>(s.scalar("generator_seed")) != config_.seed)
+    fail_input(src + ": saved with seed " + std::to_string(static_cast<uint64_t>(s.scalar("generator_seed"))) +
+               ", the config has seed " + std::to_string(config_.seed));
+  if (s.config_hash != stable_hash(config_.text))
+    print("note: the config differs from the one " + src + " was saved with; continuing with the new one");
+  if (!scaler_.empty() || s.has_float_array("normalization_mean")) {
+    if (!s.has_float_array("normalization_mean") || s.float_array("normalization_mean") != scaler_.mean ||
+        s.float_array("normalization_std") != scaler_.std)
+      fail_input(src +
+                 ": normalization statistics differ from the training data's (did the data or "
+                 "data.normalize change?)");
+  }
+  from_host(model_->params(), s.flat("params").data);
+  if (!model_->buffer_infos().empty()) from_host(model_->buffers(), s.flat("buffers").data);
+  for (auto& [name, tensor] : optimizer_->states()) {
+    if (!s.has_flat("optimizer/" + name))
+      fail_input(src + ": has no optimizer/" + name + " state: it was saved with another optimizer");
+    from_host(*tensor, s.flat("optimizer/" + name).data);
+  }
+  if (s.has_flat("early_stopping/best")) {
+    Tensor& best = early_->best_params();
+    best.resize(model_->params().shape(), model_->device());
+    from_host(best, s.flat("early_stopping/best").data);
+  }
+  optimizer_->set_steps(static_cast<int64_t>(s.scalar("optimizer_steps")));
+  schedule_->set_state({s.scalar("schedule_plateau_scale"), s.scalar("schedule_best"),
+                        static_cast<int64_t>(s.scalar("schedule_bad_epochs")), s.scalar("schedule_has_best") != 0.0});
+  early_->set_state({s.scalar("early_best"), static_cast<int64_t>(s.scalar("early_best_epoch")),
+                     static_cast<int64_t>(s.scalar("early_bad_epochs"))});
+  for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[i] = s.scalar("metrics_epoch_" + std::to_string(i));
+  if (s.has_float_array("metrics_interval") &&
+      static_cast<int64_t>(s.float_array("metrics_interval").size()) == stats_.numel())
+    from_host(stats_, s.float_array("metrics_interval"));
+  stopped_early_ = s.scalar("stopped_early") != 0.0;
+  step_ = s.step;
+  last_checkpoint_step_ = s.step;
+  ReaderCursor c{static_cast<int64_t>(s.scalar("cursor_epoch")), static_cast<int64_t>(s.scalar("cursor_step"))};
+  if (c.epoch < 0 || c.step_in_epoch < 0 || c.step_in_epoch >= reader_->steps_per_epoch() ||
+      c.epoch * reader_->steps_per_epoch() + c.step_in_epoch != step_)
+    fail_input(src + ": its data cursor (epoch " + std::to_string(c.epoch) + ", step " +
+               std::to_string(c.step_in_epoch) + ") does not fit this data and batch size (" +
+               std::to_string(reader_->steps_per_epoch()) + " steps per epoch)");
+  reader_->seek(c);
+}
+
+void Trainer::resume(const std::string& spec) {
+  // Rank 0 picks the checkpoint, so every rank loads the same file even if a newer one appears.
+  CheckpointStore::Resolved r;
+  char path[4096] = {};
+  if (comm_.rank() == 0) {
+    r = checkpoints_->resolve(spec);
+    for (const auto& why : r.skipped) print("warning: skipping a damaged checkpoint: " + why);
+    std::snprintf(path, sizeof path, "%s", r.path.c_str());
+  }
+  comm_.set_operation("checkpoint choice broadcast", step_);
+  comm_.broadcast(path, sizeof path, 0);
+  if (!path[0]) {
+    if (spec.empty() || spec == "latest") {
+      print("no checkpoint in " + checkpoints_->dir() + ": starting from scratch");
+      return;
+    }
+    fail_input(spec + ": no usable checkpoint");
+  }
+  CheckpointState meta = read_checkpoint_file(path, {});
+  if (meta.layout_hash != model_->layout_hash()) {
+    std::string detail;
+    try {
+      read_checkpoint_file(path, {flat_specs().front()});
+    } catch (const Error& e) {
+      detail = std::string(": ") + e.what();
+    }
+    fail_input(std::string(path) +
+               ": saved from a different model (its layer layout differs from the config's [model])" + detail);
+  }
+  restore(read_checkpoint_file(path, flat_specs()));
+  print("resumed from " + std::string(path) + " at step " + std::to_string(step_));
+}
+
+void Trainer::maybe_checkpoint(bool force) {
+  const CheckpointConfig& c = config_.checkpoint;
+  if (step_ == last_checkpoint_step_) return;
+  bool due = force || (c.every_steps > 0 && step_ % c.every_steps == 0);
+  if (!due && c.every_seconds > 0) {
+    // Only rank 0 writes (the replicas are identical), so its clock alone decides.
+    due = comm_.rank() == 0 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint_time_).count() >=
+              c.every_seconds;
+  }
+  if (!due) return;
+  last_checkpoint_step_ = step_;
+  last_checkpoint_time_ = std::chrono::steady_clock::now();
+  if (comm_.rank() != 0) return;
+  std::string path = checkpoints_->save(checkpoint_state());
+  if (logs() && config_.train.progress) print("checkpoint " + path);
+}
+
+}  // namespace dptrain
