@@ -20,11 +20,16 @@ GradientReducer::GradientReducer(Communicator& comm, float* grads, int64_t n, co
   }
   if (param_offsets.empty() && n > 0) buckets_.push_back({0, n});
   for (size_t i = 0; i < buckets_.size(); ++i) requests_.push_back(comm_.make_request());
+  control_request_ = comm_.make_request();
 }
 
-void GradientReducer::begin_step(int64_t step) {
+void GradientReducer::begin_step(int64_t step, const float (&control)[control_lanes]) {
   step_ = step;
   launched_ = 0;
+  std::copy(std::begin(control), std::end(control), control_);
+  if (comm_.size() == 1) return;
+  comm_.set_operation("step control all-reduce", step_);
+  comm_.allreduce_sum_async(control_, control_lanes, *control_request_);
 }
 
 void GradientReducer::launch_next() {
@@ -39,6 +44,7 @@ void GradientReducer::ready_from(int64_t offset) {
   while (launched_ < buckets_.size() && buckets_[launched_].begin >= offset) launch_next();
   // Nudge the transport: MPI progresses non-blocking operations only inside MPI calls.
   for (size_t i = 0; i < launched_; ++i) (void)requests_[i]->test();
+  (void)control_request_->test();
 }
 
 void GradientReducer::finish() {
@@ -46,6 +52,7 @@ void GradientReducer::finish() {
   auto t0 = std::chrono::steady_clock::now();
   while (launched_ < buckets_.size()) launch_next();
   for (auto& r : requests_) r->wait();
+  control_request_->wait();
   last_wait_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 

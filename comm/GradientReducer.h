@@ -25,8 +25,15 @@ class GradientReducer {
   };
   const std::vector<Bucket>& buckets() const { return buckets_; }
 
-  // Call before backward.
-  void begin_step(int64_t step);
+  // Call before forward. It also starts the sum of the step's control lane: `control` values set
+  // by each rank (a stop request, rank 0's "checkpoint now") that every rank reads after finish(),
+  // so decisions taken on one rank's clock or signal reach all ranks at the same step boundary
+  // without a collective of their own.
+  static constexpr int control_lanes = 2;
+  void begin_step(int64_t step, const float (&control)[control_lanes]);
+  void begin_step(int64_t step) { begin_step(step, {0.0f, 0.0f}); }
+  // The control lanes summed over all ranks (valid after finish()).
+  float control(int lane) const { return control_[lane]; }
   // Gradients in [offset, n) are final: start every bucket that lies wholly inside.
   void ready_from(int64_t offset);
   // Starts the remaining buckets and waits for all of them.
@@ -41,6 +48,8 @@ class GradientReducer {
   int64_t n_;
   std::vector<Bucket> buckets_;  // in launch order: highest offsets first
   std::vector<std::unique_ptr<CommRequest>> requests_;
+  std::unique_ptr<CommRequest> control_request_;
+  float control_[control_lanes] = {};
   size_t launched_ = 0;
   int64_t step_ = 0;
   double last_wait_ = 0.0;

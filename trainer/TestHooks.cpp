@@ -15,14 +15,16 @@ const TestHooks& TestHooks::get() {
       if (std::sscanf(s, "%d:%lld:%lf", &h.stall_rank, &step, &h.stall_seconds) != 3) h.stall_rank = -1;
       h.stall_step = step;
     }
+    if (const char* s = std::getenv("DPTRAIN_TEST_STEP_MS")) h.step_ms = std::atof(s);
     return h;
   }();
   return hooks;
 }
 
-void TestHooks::maybe_stall(int rank, int64_t step) const {
+void TestHooks::before_step(int rank, int64_t step) const {
   if (rank == stall_rank && step == stall_step)
     std::this_thread::sleep_for(std::chrono::duration<double>(stall_seconds));
+  if (step_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(step_ms));
 }
 
 }  // namespace dptrain

@@ -1,5 +1,7 @@
 // Fault injection for the robustness tests, read once from the environment and inert otherwise:
 //   DPTRAIN_TEST_STALL=RANK:STEP:SECONDS  rank RANK sleeps SECONDS before step STEP (watchdog test)
+//   DPTRAIN_TEST_STEP_MS=MS               every step takes at least MS more milliseconds, so that a
+//                                         test can signal or kill a job at a step of its choosing
 #pragma once
 
 #include <cstdint>
@@ -10,10 +12,11 @@ struct TestHooks {
   int stall_rank = -1;
   int64_t stall_step = -1;
   double stall_seconds = 0.0;
+  double step_ms = 0.0;
 
   static const TestHooks& get();
-  // Sleeps when this rank and step are the ones to stall.
-  void maybe_stall(int rank, int64_t step) const;
+  // Sleeps when this rank and step are the ones to stall, and by step_ms before every step.
+  void before_step(int rank, int64_t step) const;
 };
 
 }  // namespace dptrain

@@ -149,6 +149,18 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.checkpoint.keep = positive_int(k, "keep", 3);
   c.checkpoint.at_end = k.get_bool("at_end", true);
 
+  ConfigNode co = root.child("coordinator");
+  c.coordinator.enabled = co.get_bool("enabled", true);
+  c.coordinator.bind = co.get_string("bind", "127.0.0.1");
+  c.coordinator.port = co.get_int("port", 0);
+  if (c.coordinator.port < 0 || c.coordinator.port > 65535) co.fail("port", "must be in [0, 65535]");
+  c.coordinator.http_port = co.get_int("http_port", 0);
+  if (c.coordinator.http_port < -1 || c.coordinator.http_port > 65535) co.fail("http_port", "must be -1 (off) or in [0, 65535]");
+  c.coordinator.heartbeat_s = positive(co, "heartbeat_s", 1.0);
+  c.coordinator.heartbeat_timeout_s = positive(co, "heartbeat_timeout_s", 30.0);
+  c.coordinator.checkpoint_timeout_s = positive(co, "checkpoint_timeout_s", 600.0);
+  c.coordinator.max_bulk_frame_mb = positive_int(co, "max_bulk_frame_mb", 64);
+
   c.text = root.text();
   c.hash = stable_hash(c.text);
   return c;

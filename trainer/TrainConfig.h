@@ -76,6 +76,17 @@ struct CheckpointConfig {
   bool at_end = true;
 };
 
+struct CoordinatorConfig {
+  bool enabled = true;                 // rank 0 hosts one unless DPTRAIN_COORDINATOR names another
+  std::string bind = "127.0.0.1";      // a host address when ranks run on several machines
+  int64_t port = 0;                    // control channel; 0 = any free port
+  int64_t http_port = 0;               // /status and /metrics; 0 = any free port, -1 = off
+  double heartbeat_s = 1.0;
+  double heartbeat_timeout_s = 30.0;   // the supervisor restarts a job whose worker is silent this long
+  double checkpoint_timeout_s = 600.0; // how long a rank waits for a checkpoint to be confirmed
+  int64_t max_bulk_frame_mb = 64;
+};
+
 struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;             // 0: cores / local ranks
@@ -88,6 +99,7 @@ struct TrainConfig {
   LoopConfig train;
   CommConfig comm;
   CheckpointConfig checkpoint;
+  CoordinatorConfig coordinator;
   std::string task = "supervised";  // supervised | self_training | gan
   std::string source;               // config file path
   std::string text;                 // TOML text with overrides applied

@@ -11,6 +11,7 @@
 #include "models/zoo/PriorSampler.h"
 #include "storage/checkpoint/ModelFile.h"
 #include "storage/image/PngWriter.h"
+#include "trainer/StopRequest.h"
 #include "trainer/TestHooks.h"
 
 namespace dptrain {
@@ -121,6 +122,7 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   stats_ = Tensor::zeros({num_loss_stats}, device);
   checkpoints_ = std::make_unique<CheckpointStore>(config_.checkpoint.dir, config_.checkpoint.keep);
   last_checkpoint_time_ = std::chrono::steady_clock::now();
+  connect_coordinator();
 
   if (logs()) {
     std::filesystem::create_directories(config_.out_dir);
@@ -196,12 +198,16 @@ void Trainer::train_step(const Batch& batch) {
                   cross_rank_.get()};
   ctx.loss_stats = stats_.data();  // auxiliary losses (a VAE's KL term) report with the main loss
   ctx.loss_scale = 1.0f / static_cast<float>(batch.global_rows);
-  reducer_->begin_step(step_);
+  const float control[GradientReducer::control_lanes] = {stop_requested() ? 1.0f : 0.0f,
+                                                         checkpoint_time_due() ? 1.0f : 0.0f};
+  reducer_->begin_step(step_, control);
   const Tensor& out = model_->forward(*x, ctx);
   loss_->evaluate(out, targets_for(*loss_, batch, *x), 1.0f / static_cast<float>(batch.global_rows), &dout_,
                   stats_.data());
   model_->backward(dout_, ctx);
   reducer_->finish();
+  stop_after_step_ = stop_after_step_ || reducer_->control(0) > 0.0f;
+  checkpoint_due_ = checkpoint_due_ || reducer_->control(1) > 0.0f;
   float grad_scale = 1.0f;
   if (config_.optim.clip_norm > 0.0) {
     double norm = std::sqrt(kernels(model_->device()).sum_squares(model_->flat_size(), model_->grads().data()));
@@ -240,6 +246,10 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   double since_start = std::chrono::duration<double>(now - run_start_).count();
   interval_start_ = now;
   interval_steps_ = 0;
+  last_samples_per_s_ = samples_per_s;
+  if (client_ && comm_.rank() == 0)
+    client_->report_metrics(step_, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
+                            sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s, schedule_->lr(step_ - 1));
   if (!logs()) return;
   const int64_t spe = reader_->steps_per_epoch();
   int64_t total = config_.train.epochs * spe;
@@ -306,9 +316,20 @@ TrainResult Trainer::run() {
     int64_t s = epoch == start.epoch ? start.step_in_epoch : 0;
     if (s == 0) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);  // else restored
     for (; s < spe && step_ < total; ++s) {
-      TestHooks::get().maybe_stall(comm_.rank(), step_);
+      TestHooks::get().before_step(comm_.rank(), step_);
       train_step(reader_->next());
+      if (client_) client_->set_progress(step_, last_samples_per_s_);
       if ((s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total) log_interval(epoch, s + 1);
+      if (stop_after_step_) {
+        // Asked to stop (SIGUSR1/SIGTERM or the coordinator): every rank saw it in the same step's
+        // control lane, so all checkpoint this step and leave together, to be requeued.
+        maybe_checkpoint(true);
+        print("stopped on request at step " + std::to_string(step_) + " after checkpointing; exit code " +
+              std::to_string(requeue_exit_code) + " asks for a requeue");
+        result.requeue = true;
+        result.steps = step_;
+        return result;
+      }
       // The last step of an epoch is checkpointed after the epoch's evaluation, which it includes.
       if (s + 1 < spe) maybe_checkpoint(false);
     }

@@ -16,6 +16,8 @@
 #include "models/zoo/ModelZoo.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/reader/ShardedReader.h"
+#include "trainer/coordinator/Coordinator.h"
+#include "trainer/coordinator/CoordinatorClient.h"
 #include "trainer/DataSplits.h"
 #include "trainer/EarlyStopping.h"
 #include "trainer/FeatureScaler.h"
@@ -37,6 +39,7 @@ struct TrainResult {
   int64_t steps = 0, epochs = 0;
   EvalResult train, validation, test;
   bool stopped_early = false;
+  bool requeue = false;  // stopped on request (signal or coordinator) after its checkpoint
   std::string model_path;
 };
 
@@ -50,7 +53,7 @@ class Trainer {
   void resume(const std::string& spec);
   TrainResult run();
   // The complete training state at the current step boundary (for checkpoints).
-  CheckpointState checkpoint_state();
+  CheckpointState checkpoint_state(bool with_data = true);
 
   Model& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
@@ -69,6 +72,12 @@ class Trainer {
   // Saves a checkpoint when one is due (every_steps, every_seconds) or `force`d; rank 0 writes.
   void maybe_checkpoint(bool force);
   void restore(const CheckpointState& state);
+  // Connects this rank to the coordinator named by the environment or, by default, to one that
+  // rank 0 starts on a thread.
+  void connect_coordinator();
+  // Flat buffers in checkpoint order, with the device pointers the coordinator client streams.
+  std::vector<const float*> flat_pointers();
+  bool checkpoint_time_due() const;
   std::vector<FlatSpec> flat_specs() const;
 
   TrainConfig config_;
@@ -95,6 +104,11 @@ class Trainer {
   int64_t interval_steps_ = 0;
   int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
   std::unique_ptr<CheckpointStore> checkpoints_;
+  std::unique_ptr<Coordinator> coordinator_;      // rank 0, when it hosts the coordinator
+  std::unique_ptr<CoordinatorClient> client_;
+  bool checkpoint_due_ = false;                   // rank 0's clock said so (control lane)
+  bool stop_after_step_ = false;                  // some rank was asked to stop (control lane)
+  double last_samples_per_s_ = 0.0;
   std::chrono::steady_clock::time_point last_checkpoint_time_;
   int64_t last_checkpoint_step_ = -1;
   bool stopped_early_ = false;

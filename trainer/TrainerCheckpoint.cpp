@@ -39,7 +39,7 @@ std::vector<FlatSpec> Trainer::flat_specs() const {
   return specs;
 }
 
-CheckpointState Trainer::checkpoint_state() {
+CheckpointState Trainer::checkpoint_state(bool with_data) {
   CheckpointState s;
   s.config_text = config_.text;
   s.config_hash = stable_hash(config_.text);
@@ -47,13 +47,18 @@ CheckpointState Trainer::checkpoint_state() {
   s.step = step_;
   s.world_size = comm_.size();
   const auto& layout = model_->param_infos();
-  s.flats.push_back({"params", layout, to_host(model_->params())});
-  if (!model_->buffer_infos().empty())
-    s.flats.push_back({"buffers", model_->buffer_infos(), to_host(model_->buffers())});
-  for (const auto& [name, tensor] : optimizer_->states())
-    s.flats.push_back({"optimizer/" + name, layout, to_host(*tensor)});
-  if (!early_->best_params().empty())
-    s.flats.push_back({"early_stopping/best", layout, to_host(early_->best_params())});
+  // With data: full host copies. Without: sizes only; the coordinator client copies each rank's
+  // share straight from flat_pointers().
+  auto flat = [&](const std::string& group, const std::vector<ParamInfo>& l, const Tensor& t) {
+    if (with_data)
+      s.flats.push_back({group, l, to_host(t), t.numel()});
+    else
+      s.flats.push_back({group, l, {}, t.numel()});
+  };
+  flat("params", layout, model_->params());
+  if (!model_->buffer_infos().empty()) flat("buffers", model_->buffer_infos(), model_->buffers());
+  for (const auto& [name, tensor] : optimizer_->states()) flat("optimizer/" + name, layout, *tensor);
+  if (!early_->best_params().empty()) flat("early_stopping/best", layout, early_->best_params());
 
   ReaderCursor c = reader_->cursor();
   const LrSchedule::State& ls = schedule_->state();
@@ -161,22 +166,40 @@ void Trainer::resume(const std::string& spec) {
   print("resumed from " + std::string(path) + " at step " + std::to_string(step_));
 }
 
+std::vector<const float*> Trainer::flat_pointers() {
+  std::vector<const float*> p{model_->params().data()};
+  if (!model_->buffer_infos().empty()) p.push_back(model_->buffers().data());
+  for (const auto& [name, tensor] : optimizer_->states()) p.push_back(tensor->data());
+  if (!early_->best_params().empty()) p.push_back(early_->best_params().data());
+  return p;
+}
+
 void Trainer::maybe_checkpoint(bool force) {
   const CheckpointConfig& c = config_.checkpoint;
-  if (step_ == last_checkpoint_step_) return;
-  bool due = force || (c.every_steps > 0 && step_ % c.every_steps == 0);
-  if (!due && c.every_seconds > 0) {
-    // Only rank 0 writes (the replicas are identical), so its clock alone decides.
-    due = comm_.rank() == 0 &&
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint_time_).count() >=
-              c.every_seconds;
-  }
-  if (!due) return;
+  // The every_seconds decision is rank 0's clock, carried to every rank by the control lane.
+  bool due = force || checkpoint_due_ || (c.every_steps > 0 && step_ % c.every_steps == 0);
+  checkpoint_due_ = false;
+  if (!due || step_ == last_checkpoint_step_) return;
   last_checkpoint_step_ = step_;
   last_checkpoint_time_ = std::chrono::steady_clock::now();
-  if (comm_.rank() != 0) return;
+  if (client_) {
+    // Every rank hands over its 1/N share and trains on while it streams; the coordinator writes.
+    client_->stage_checkpoint(checkpoint_state(false), flat_pointers(), model_->device());
+    if (force) {
+      std::string path = client_->wait_checkpoint(step_, config_.coordinator.checkpoint_timeout_s);
+      if (logs() && config_.train.progress) print("checkpoint " + path);
+    }
+    return;
+  }
+  if (comm_.rank() != 0) return;  // the replicas are identical: rank 0 writes alone
   std::string path = checkpoints_->save(checkpoint_state());
   if (logs() && config_.train.progress) print("checkpoint " + path);
+}
+
+bool Trainer::checkpoint_time_due() const {
+  const double every = config_.checkpoint.every_seconds;
+  return comm_.rank() == 0 && every > 0 &&
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint_time_).count() >= every;
 }
 
 }  // namespace dptrain

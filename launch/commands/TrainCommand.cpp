@@ -5,6 +5,7 @@
 #include "launch/ArgParser.h"
 #include "launch/commands/Commands.h"
 #include "models/core/Error.h"
+#include "trainer/StopRequest.h"
 #include "trainer/Trainer.h"
 
 namespace dptrain {
@@ -18,17 +19,19 @@ int train_command(const Args& args) {
       .optional_value("resume", "FILE", "continue from a checkpoint: the latest good one in checkpoint.dir, or FILE",
                       "latest")
       .epilog(
-          "Config reference: docs/config.md. Exit codes: 0 done, 2 bad input or config, 3 a peer failed or "
-          "timed out, 1 anything else.");
+          "Config reference: docs/config.md. SIGUSR1 or SIGTERM: stop at the next step, checkpoint, exit 75 "
+          "(requeue).\nExit codes: 0 done, 2 bad input or config, 3 a peer failed or timed out, 75 stopped on "
+          "request (requeue), 1 anything else.");
   if (!p.parse(args)) return 0;
   ConfigNode root = ConfigNode::parse_file(p.get("CONFIG"));
   for (const auto& s : p.all("set")) root.apply_override(s);
   TrainConfig config = read_train_config(root, p.get("CONFIG"));
   auto comm = make_communicator(config.comm.backend, config.comm.timeout_s);
+  install_stop_signal_handlers();  // SIGUSR1/SIGTERM: checkpoint at the next step and exit 75
   try {
     Trainer trainer(config, root, *comm);
     if (p.has("resume")) trainer.resume(p.get("resume"));
-    trainer.run();
+    if (trainer.run().requeue) return requeue_exit_code;
   } catch (const Error& e) {
     // The other ranks may be waiting in a collective for this one: end the whole job.
     if (comm->size() > 1) {

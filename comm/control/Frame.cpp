@@ -1,0 +1,74 @@
+#include "comm/control/Frame.h"
+
+namespace dptrain {
+
+bool known_frame_type(uint16_t type) {
+  switch (static_cast<FrameType>(type)) {
+    case FrameType::challenge:
+    case FrameType::hello:
+    case FrameType::welcome:
+    case FrameType::reject:
+    case FrameType::heartbeat:
+    case FrameType::metrics:
+    case FrameType::checkpoint_begin:
+    case FrameType::checkpoint_slice:
+    case FrameType::checkpoint_end:
+    case FrameType::checkpoint_done:
+    case FrameType::stop:
+    case FrameType::schedule:
+      return true;
+  }
+  return false;
+}
+
+bool bulk_frame_type(FrameType type) {
+  return type == FrameType::checkpoint_begin || type == FrameType::checkpoint_slice || type == FrameType::schedule;
+}
+
+const char* frame_type_name(uint16_t type) {
+  switch (static_cast<FrameType>(type)) {
+    case FrameType::challenge:
+      return "challenge";
+    case FrameType::hello:
+      return "hello";
+    case FrameType::welcome:
+      return "welcome";
+    case FrameType::reject:
+      return "reject";
+    case FrameType::heartbeat:
+      return "heartbeat";
+    case FrameType::metrics:
+      return "metrics";
+    case FrameType::checkpoint_begin:
+      return "checkpoint_begin";
+    case FrameType::checkpoint_slice:
+      return "checkpoint_slice";
+    case FrameType::checkpoint_end:
+      return "checkpoint_end";
+    case FrameType::checkpoint_done:
+      return "checkpoint_done";
+    case FrameType::stop:
+      return "stop";
+    case FrameType::schedule:
+      return "schedule";
+  }
+  return "unknown";
+}
+
+void FrameHeader::encode(uint8_t out[frame_header_bytes]) const {
+  std::memcpy(out, &magic, 4);
+  std::memcpy(out + 4, &type, 2);
+  std::memcpy(out + 6, &reserved, 2);
+  std::memcpy(out + 8, &length, 8);
+}
+
+FrameHeader FrameHeader::decode(const uint8_t in[frame_header_bytes]) {
+  FrameHeader h;
+  std::memcpy(&h.magic, in, 4);
+  std::memcpy(&h.type, in + 4, 2);
+  std::memcpy(&h.reserved, in + 6, 2);
+  std::memcpy(&h.length, in + 8, 8);
+  return h;
+}
+
+}  // namespace dptrain

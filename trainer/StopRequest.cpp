@@ -1,0 +1,28 @@
+#include "trainer/StopRequest.h"
+
+#include <signal.h>
+
+#include <atomic>
+
+namespace dptrain {
+
+namespace {
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "set from a signal handler");
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+}  // namespace
+
+void request_stop() { g_stop.store(true); }
+bool stop_requested() { return g_stop.load(std::memory_order_relaxed); }
+void clear_stop_request() { g_stop.store(false); }
+
+void install_stop_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+}  // namespace dptrain

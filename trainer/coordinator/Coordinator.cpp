@@ -1,0 +1,380 @@
+#include "trainer/coordinator/Coordinator.h"
+
+#include <cstdio>
+
+#include "models/core/Error.h"
+#include "trainer/Metrics.h"
+#include "trainer/coordinator/CheckpointWire.h"
+#include "trainer/coordinator/HttpStatusServer.h"
+
+namespace dptrain {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+Coordinator::Coordinator(const CoordinatorOptions& options, Logger log)
+    : options_(options), log_(std::move(log)), started_(std::chrono::steady_clock::now()) {
+  if (options_.token.empty()) options_.token = make_job_token();
+  store_ = std::make_unique<CheckpointStore>(options_.checkpoint_dir, options_.checkpoint_keep);
+  writer_ = std::thread([this] { write_loop(); });
+  ControlServer::Options so;
+  so.bind_address = options_.bind_address;
+  so.port = options_.port;
+  so.token = options_.token;
+  so.max_frame_bytes = options_.max_frame_bytes;
+  so.max_bulk_frame_bytes = options_.max_bulk_frame_bytes;
+  try {
+    server_ = std::make_unique<ControlServer>(so, *this, log_);
+    if (options_.http_port >= 0)
+      http_ = std::make_unique<HttpStatusServer>(options_.bind_address, static_cast<uint16_t>(options_.http_port),
+                                                 [this](const std::string& target, std::string& type) {
+                                                   if (target == "/status") {
+                                                     type = "application/json";
+                                                     return status_json();
+                                                   }
+                                                   if (target == "/metrics") {
+                                                     type = "text/plain; version=0.0.4";
+                                                     return metrics_text();
+                                                   }
+                                                   return std::string();
+                                                 });
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_writer_ = true;
+    }
+    cv_.notify_all();
+    writer_.join();
+    throw;
+  }
+}
+
+Coordinator::~Coordinator() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_writer_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();  // finishes the checkpoints already complete
+  http_.reset();
+  server_.reset();
+}
+
+uint16_t Coordinator::port() const { return server_->port(); }
+int Coordinator::http_port() const { return http_ ? http_->port() : -1; }
+uint64_t Coordinator::refused_connections() const { return server_->refused(); }
+
+void Coordinator::request_stop(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stop_reason_.empty()) return;
+    stop_reason_ = reason;
+  }
+  log_("coordinator: asking every worker to stop and checkpoint (" + reason + ")");
+  ByteWriter w;
+  w.str(reason);
+  server_->broadcast(FrameType::stop, w.bytes());
+}
+
+bool Coordinator::stop_requested() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !stop_reason_.empty();
+}
+
+void Coordinator::reset_workers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  workers_.clear();
+  assemblies_.clear();  // slices of a failed attempt never count
+}
+
+void Coordinator::note_restart(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++restarts_;
+  last_restart_reason_ = why;
+}
+
+std::vector<Coordinator::WorkerStatus> Coordinator::workers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<WorkerStatus> out;
+  for (const auto& [rank, w] : workers_)
+    out.push_back({rank, w.hello.pid, w.hello.host, w.step, w.samples_per_s, seconds_since(w.last_heartbeat)});
+  return out;
+}
+
+Coordinator::LastCheckpoint Coordinator::last_checkpoint() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_;
+}
+
+bool Coordinator::wait_checkpoint(int64_t step, double timeout_s) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::duration<double>(timeout_s), [&] { return finished_.count(step) > 0; });
+  return finished_.count(step) && finished_[step];
+}
+
+void Coordinator::set_schedule_service(ScheduleService* service) {
+  std::lock_guard<std::mutex> lock(mu_);
+  schedule_ = service;
+}
+
+void Coordinator::send_schedule(int rank, std::vector<uint8_t> payload) {
+  uint64_t session = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = workers_.find(rank);
+    if (it == workers_.end()) return;
+    session = it->second.session;
+  }
+  server_->send(session, FrameType::schedule, std::move(payload));
+}
+
+void Coordinator::broadcast_schedule(const std::vector<uint8_t>& payload) {
+  server_->broadcast(FrameType::schedule, payload);
+}
+
+int Coordinator::rank_of(uint64_t session) const {
+  for (const auto& [rank, w] : workers_)
+    if (w.session == session) return rank;
+  return -1;
+}
+
+void Coordinator::on_connect(uint64_t session, const HelloInfo& hello) {
+  std::string stop;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Worker& w = workers_[hello.rank];
+    w.session = session;
+    w.hello = hello;
+    w.last_heartbeat = std::chrono::steady_clock::now();
+    w.step = -1;
+    stop = stop_reason_;
+  }
+  if (!stop.empty()) {  // joined after the stop request: it must stop too
+    ByteWriter w;
+    w.str(stop);
+    server_->send(session, FrameType::stop, w.take());
+  }
+}
+
+void Coordinator::on_disconnect(uint64_t session, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int rank = rank_of(session);
+  if (rank >= 0) workers_.erase(rank);
+}
+
+void Coordinator::on_frame(uint64_t session, FrameType type, ByteReader& r) {
+  int rank;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rank = rank_of(session);
+  }
+  if (rank < 0) throw ProtocolError("frame from a session that is no longer registered");
+  switch (type) {
+    case FrameType::heartbeat: {
+      int64_t step = r.i64();
+      double sps = r.f64();
+      r.expect_end();
+      std::lock_guard<std::mutex> lock(mu_);
+      Worker& w = workers_[rank];
+      w.last_heartbeat = std::chrono::steady_clock::now();
+      w.step = step;
+      w.samples_per_s = sps;
+      return;
+    }
+    case FrameType::metrics: {
+      int64_t step = r.i64(), epoch = r.i64();
+      double loss = r.f64(), acc = r.f64(), sps = r.f64(), lr = r.f64();
+      r.expect_end();
+      std::lock_guard<std::mutex> lock(mu_);
+      step_ = step;
+      epoch_ = epoch;
+      loss_ = loss;
+      accuracy_ = acc;
+      samples_per_s_ = sps;
+      lr_ = lr;
+      return;
+    }
+    case FrameType::checkpoint_begin:
+      return begin_checkpoint(rank, r);
+    case FrameType::checkpoint_slice:
+      return add_slice(rank, r);
+    case FrameType::checkpoint_end:
+      return end_checkpoint(rank, r);
+    case FrameType::schedule: {
+      ScheduleService* s;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        s = schedule_;
+      }
+      if (!s) throw ProtocolError("schedule frame, but this job runs no schedule");
+      s->on_schedule(rank, r);
+      return;
+    }
+    default:
+      throw ProtocolError(std::string("unexpected ") + frame_type_name(static_cast<uint16_t>(type)));
+  }
+}
+
+void Coordinator::begin_checkpoint(int rank, ByteReader& r) {
+  const int64_t max_floats = static_cast<int64_t>(options_.max_bulk_frame_bytes / 4) * 1024;
+  int64_t step = r.i64();
+  int32_t world = r.i32();
+  CheckpointState meta = decode_checkpoint_meta(r, max_floats);
+  if (meta.step != step || world < 1 || rank >= world || meta.world_size != world)
+    throw ProtocolError("inconsistent checkpoint_begin");
+  std::lock_guard<std::mutex> lock(mu_);
+  // A newer checkpoint supersedes incomplete older ones (their ranks died or moved on).
+  for (auto it = assemblies_.begin(); it != assemblies_.end();) it = it->first < step ? assemblies_.erase(it) : ++it;
+  Assembly& a = assemblies_[step];
+  if (!a.state) {
+    a.state = std::make_unique<CheckpointState>(std::move(meta));
+    a.world = world;
+    a.ended.assign(static_cast<size_t>(world), false);
+    a.received.assign(static_cast<size_t>(world), 0);
+  } else if (a.world != world || a.state->layout_hash != meta.layout_hash || a.state->config_hash != meta.config_hash ||
+             a.state->flats.size() != meta.flats.size()) {
+    throw ProtocolError("rank " + std::to_string(rank) + "'s checkpoint metadata disagrees with the other ranks'");
+  }
+}
+
+void Coordinator::add_slice(int rank, ByteReader& r) {
+  int64_t step = r.i64();
+  uint32_t group = r.u32();
+  int64_t offset = r.i64();
+  uint64_t count = r.u64();
+  if (count > r.left() / sizeof(float)) throw ProtocolError("slice longer than its frame");
+  const uint8_t* data = r.take(count * sizeof(float));
+  r.expect_end();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = assemblies_.find(step);
+  if (it == assemblies_.end()) return;  // superseded: drop quietly
+  Assembly& a = it->second;
+  if (rank >= a.world || group >= a.state->flats.size()) throw ProtocolError("slice for an unknown buffer");
+  std::vector<float>& flat = a.state->flats[group].data;
+  auto [begin, end] = checkpoint_slice(static_cast<int64_t>(flat.size()), rank, a.world);
+  if (offset < begin || offset + static_cast<int64_t>(count) > end)
+    throw ProtocolError("slice outside rank " + std::to_string(rank) + "'s share");
+  std::memcpy(flat.data() + offset, data, count * sizeof(float));
+  a.received[static_cast<size_t>(rank)] += static_cast<int64_t>(count);
+}
+
+void Coordinator::end_checkpoint(int rank, ByteReader& r) {
+  int64_t step = r.i64();
+  r.expect_end();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = assemblies_.find(step);
+  if (it == assemblies_.end()) return;
+  Assembly& a = it->second;
+  if (rank >= a.world) throw ProtocolError("checkpoint_end from a rank outside the job");
+  int64_t expected = 0;
+  for (const FlatEntry& f : a.state->flats) {
+    auto [b, e] = checkpoint_slice(static_cast<int64_t>(f.data.size()), rank, a.world);
+    expected += e - b;
+  }
+  if (a.received[static_cast<size_t>(rank)] != expected)
+    throw ProtocolError("rank " + std::to_string(rank) + " sent " +
+                        std::to_string(a.received[static_cast<size_t>(rank)]) + " checkpoint values of its " +
+                        std::to_string(expected));
+  a.ended[static_cast<size_t>(rank)] = true;
+  for (bool e : a.ended)
+    if (!e) return;
+  // Complete: hand it to the writer; only a written checkpoint counts.
+  to_write_.push_back(std::move(a.state));
+  assemblies_.erase(it);
+  cv_.notify_all();
+}
+
+void Coordinator::write_loop() {
+  while (true) {
+    std::unique_ptr<CheckpointState> state;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_writer_ || !to_write_.empty(); });
+      if (to_write_.empty()) return;
+      state = std::move(to_write_.front());
+      to_write_.pop_front();
+    }
+    ByteWriter w;
+    w.i64(state->step);
+    bool ok = true;
+    std::string message;
+    try {
+      message = store_->save(*state);
+    } catch (const std::exception& e) {
+      ok = false;
+      message = e.what();
+      log_("coordinator: checkpoint of step " + std::to_string(state->step) + " failed: " + message);
+    }
+    w.u8(ok ? 1 : 0).str(message);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finished_[state->step] = ok;
+      if (finished_.size() > 64) finished_.erase(finished_.begin());
+      if (ok) {
+        last_ = {state->step, message};
+        ++checkpoints_written_;
+      }
+    }
+    cv_.notify_all();
+    if (server_) server_->broadcast(FrameType::checkpoint_done, w.bytes());
+  }
+}
+
+std::string Coordinator::status_json() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string ranks;
+  int alive = 0;
+  for (const auto& [rank, w] : workers_) {
+    double age = seconds_since(w.last_heartbeat);
+    ++alive;
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "%s{\"rank\": %d, \"pid\": %d, \"host\": \"%s\", \"step\": %lld, \"heartbeat_age_s\": %.3f}",
+                  ranks.empty() ? "" : ", ", rank, w.hello.pid, json_escape(w.hello.host).c_str(),
+                  static_cast<long long>(w.step), age);
+    ranks += buf;
+  }
+  char head[1024];
+  std::snprintf(head, sizeof head,
+                "{\"job\": \"%s\", \"phase\": \"%s\", \"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, "
+                "\"accuracy\": %.6g, \"samples_per_s\": %.6g, \"lr\": %.6g, \"ranks_alive\": %d, "
+                "\"restarts\": %d, \"uptime_s\": %.1f, \"last_checkpoint\": {\"step\": %lld, \"path\": \"%s\"}, ",
+                json_escape(options_.job).c_str(), stop_reason_.empty() ? "training" : "stopping",
+                static_cast<long long>(step_), static_cast<long long>(epoch_), loss_, accuracy_, samples_per_s_, lr_,
+                alive, restarts_, seconds_since(started_), static_cast<long long>(last_.step),
+                json_escape(last_.path).c_str());
+  return std::string(head) + "\"ranks\": [" + ranks + "]}\n";
+}
+
+std::string Coordinator::metrics_text() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  char buf[2048];
+  std::snprintf(
+      buf, sizeof buf,
+      "# HELP dptrain_step Optimizer steps completed (rank 0).\n# TYPE dptrain_step gauge\ndptrain_step %lld\n"
+      "# HELP dptrain_loss Training loss over the last log interval.\n# TYPE dptrain_loss gauge\n"
+      "dptrain_loss %.9g\n"
+      "# HELP dptrain_accuracy Training accuracy over the last log interval.\n# TYPE dptrain_accuracy gauge\n"
+      "dptrain_accuracy %.9g\n"
+      "# HELP dptrain_samples_per_second Global training throughput.\n"
+      "# TYPE dptrain_samples_per_second gauge\ndptrain_samples_per_second %.9g\n"
+      "# HELP dptrain_ranks_alive Workers registered with the coordinator.\n"
+      "# TYPE dptrain_ranks_alive gauge\ndptrain_ranks_alive %zu\n"
+      "# HELP dptrain_restarts_total Times the supervisor restarted the job.\n"
+      "# TYPE dptrain_restarts_total counter\ndptrain_restarts_total %d\n"
+      "# HELP dptrain_checkpoints_total Checkpoints written.\n# TYPE dptrain_checkpoints_total counter\n"
+      "dptrain_checkpoints_total %lld\n"
+      "# HELP dptrain_last_checkpoint_step Step of the newest complete checkpoint.\n"
+      "# TYPE dptrain_last_checkpoint_step gauge\ndptrain_last_checkpoint_step %lld\n"
+      "# HELP dptrain_refused_connections_total Control connections refused or closed for a violation.\n"
+      "# TYPE dptrain_refused_connections_total counter\ndptrain_refused_connections_total %llu\n",
+      static_cast<long long>(step_), loss_, accuracy_, samples_per_s_, workers_.size(), restarts_,
+      static_cast<long long>(checkpoints_written_), static_cast<long long>(last_.step),
+      static_cast<unsigned long long>(server_ ? server_->refused() : 0));
+  return buf;
+}
+
+}  // namespace dptrain
