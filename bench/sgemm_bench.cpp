@@ -3,18 +3,29 @@
 // row-major products, each timed for a fixed wall time after a warmup.
 //
 //   dptrain_sgemm_bench [--threads 1] [--sizes 1024,2048] [--seconds 1.0]
-// Prints one line per engine and size: engine=<name> m=<n> n=<n> k=<n> gflops=<float>
+// Prints one line per engine and size: engine=<name> m=<n> n=<n> k=<n> gflops=<float> cpu_gflops=<float>
+// (cpu_gflops: over the process's CPU time, which leaves out time other processes had the core)
 #include <cblas.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <vector>
 
 #include "models/kernels/cpu/CpuKernels.h"
 
 using namespace dptrain;
+
+namespace {
+// Process CPU time; on one thread, the time the GEMMs actually ran (see train_bench.cpp).
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   int threads = 1;
@@ -27,12 +38,13 @@ int main(int argc, char** argv) {
     } else if (a == "--seconds") {
       seconds = std::atof(argv[i + 1]);
     } else if (a == "--sizes") {
-      sizes.clear();
+      std::vector<int64_t> parsed;
       for (const char* p = argv[i + 1]; *p;) {
         char* end;
-        sizes.push_back(std::strtoll(p, &end, 10));
+        parsed.push_back(std::strtoll(p, &end, 10));
         p = *end ? end + 1 : end;
       }
+      sizes = std::move(parsed);
     } else {
       std::fprintf(stderr, "usage: dptrain_sgemm_bench [--threads N] [--sizes a,b] [--seconds s]\n");
       return 2;
@@ -58,15 +70,19 @@ int main(int argc, char** argv) {
       for (int w = 0; w < 2; ++w) call();
       int reps = 0;
       auto t0 = std::chrono::steady_clock::now();
+      const double cpu0 = cpu_seconds();
       double dt = 0.0;
       do {
         call();
         ++reps;
         dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       } while (dt < seconds);
-      std::printf("engine=%s m=%lld n=%lld k=%lld gflops=%.2f\n", engine == 0 ? "openblas" : cpu_gemm_engine(),
-                  static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(n),
-                  2.0 * static_cast<double>(n) * n * n * reps / dt / 1e9);
+      const double cpu_dt = cpu_seconds() - cpu0;
+      const double flops = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) * reps;
+      std::printf("engine=%s%s m=%lld n=%lld k=%lld gflops=%.2f cpu_gflops=%.2f\n",
+                  engine == 0 ? "" : "dptrain-gemm:", engine == 0 ? "openblas" : cpu_gemm_engine(),
+                  static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(n), flops / dt / 1e9,
+                  flops / cpu_dt / 1e9);
     }
   }
   return 0;

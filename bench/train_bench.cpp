@@ -3,16 +3,21 @@
 // models/ layers and the trainer's Optimizer, timed over N steps after a warmup.
 //
 //   dptrain_train_bench --model mlp|cnn [--threads 1] [--batch 128] [--steps 200] [--warmup 20]
-//                       [--rss]   (also report resident memory after the first step and at the end)
-// Prints one line: samples_per_s=<float> step_ms=<float> gflops=<float> [rss_start_kb=.. rss_end_kb=..]
+//                       [--rss]   (also report resident memory after the first step, after the
+//                                  warmup, after a tenth of the timed steps and at the end)
+// Prints one line: samples_per_s=<float> step_ms=<float> gflops=<float> cpu_gflops=<float>
+//                  [rss_first_step_kb=.. rss_start_kb=.. rss_tenth_kb=.. rss_end_kb=..] loss=<float>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "models/Model.h"
 #include "models/core/Philox.h"
@@ -71,13 +76,18 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-// Resident set size of this process in KiB (VmRSS of /proc/self/status).
+// Resident set size of this process in KiB (VmRSS of /proc/self/status), read into a stack
+// buffer so that measuring allocates nothing itself.
 long rss_kb() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  return -1;
+  char buf[4096];
+  int fd = ::open("/proc/self/status", O_RDONLY);
+  if (fd < 0) return -1;
+  ssize_t len = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (len <= 0) return -1;
+  buf[len] = 0;
+  const char* at = std::strstr(buf, "VmRSS:");
+  return at ? std::atol(at + 6) : -1;
 }
 
 // The reference models of peers/torch_train.py, and the multiply-add FLOPs of one training step
@@ -120,6 +130,14 @@ Reference make_reference(const std::string& kind) {
   return r;
 }
 
+// CPU time of the whole process (all threads): on one thread, the time it actually ran, which
+// leaves out the time the scheduler gave to other processes on a shared machine.
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -157,17 +175,27 @@ int main(int argc, char** argv) {
 
   uint64_t t = 0;
   step(t++);
-  const long rss_start = rss_kb();
+  const long rss_first = rss_kb();
   for (int64_t i = 1; i < o.warmup; ++i) step(t++);
+  const long rss_start = rss_kb();
+  const double cpu_start = cpu_seconds();
   auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < o.steps; ++i) step(t++);
+  long rss_mid = -1;
+  for (int64_t i = 0; i < o.steps; ++i) {
+    step(t++);
+    if (o.rss && i + 1 == o.steps / 10) rss_mid = rss_kb();
+  }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double cpu_secs = cpu_seconds() - cpu_start;
   const long rss_end = rss_kb();
 
   double samples_per_s = static_cast<double>(o.steps * o.batch) / secs;
-  std::printf("samples_per_s=%.1f step_ms=%.3f gflops=%.2f", samples_per_s, 1e3 * secs / static_cast<double>(o.steps),
-              samples_per_s * ref.flops_per_sample / 1e9);
-  if (o.rss) std::printf(" rss_start_kb=%ld rss_end_kb=%ld", rss_start, rss_end);
+  const double flops = static_cast<double>(o.steps * o.batch) * ref.flops_per_sample;
+  std::printf("samples_per_s=%.1f step_ms=%.3f gflops=%.2f cpu_gflops=%.2f", samples_per_s,
+              1e3 * secs / static_cast<double>(o.steps), flops / secs / 1e9, flops / cpu_secs / 1e9);
+  if (o.rss)
+    std::printf(" rss_first_step_kb=%ld rss_start_kb=%ld rss_tenth_kb=%ld rss_end_kb=%ld", rss_first, rss_start, rss_mid,
+                rss_end);
   std::printf(" loss=%.4f\n", stats[stat_loss] / std::max(1.0f, stats[stat_count]));
   return 0;
 }
