@@ -20,7 +20,7 @@ bool is_direct(const Conv2dGeometry& g) {
 }  // namespace
 
 void KernelBackend::conv2d_forward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* bias,
-                                   Activation act, float slope, float* y, ConvScratch& scratch) {
+                                   Activation act, float slope, float* y, LayerScratch& scratch) {
   const Conv2dGeometry& g = c.geometry;
   const int64_t groups = c.groups, oc_g = c.out_channels / groups, out_hw = g.out_h() * g.out_w();
   const int64_t col_rows = g.channels / groups * g.kernel_h * g.kernel_w;
@@ -43,7 +43,7 @@ void KernelBackend::conv2d_forward(const Conv2dSpec& c, int64_t n, const float* 
 }
 
 void KernelBackend::conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* dz,
-                                    float* dx, float* dw, float* dbias, ConvScratch& scratch) {
+                                    float* dx, float* dw, float* dbias, LayerScratch& scratch) {
   const Conv2dGeometry& g = c.geometry;
   const int64_t groups = c.groups, oc_g = c.out_channels / groups, out_hw = g.out_h() * g.out_w();
   const int64_t col_rows = g.channels / groups * g.kernel_h * g.kernel_w;

@@ -32,10 +32,10 @@ struct Conv2dSpec {
   int64_t out_channels = 1, groups = 1;
 };
 
-// What a convolution layer keeps for its backend between steps, so that a step after the first
-// allocates nothing: column buffers, per-thread partial sums, prepared primitives. `get` makes
-// (on the first call) or returns the state of the implementation named by `tag`.
-class ConvScratch {
+// What a layer keeps for its backend's whole-layer operations between steps, so that a step
+// after the first allocates nothing: column buffers, per-thread partial sums, transposed outputs.
+// `get` makes (on the first call) or returns the state of the implementation named by `tag`.
+class LayerScratch {
  public:
   template <typename State>
   State& get(const void* tag) {
@@ -235,11 +235,16 @@ class KernelBackend {
   // operations above (Conv2dReference.cpp); a backend overrides them with something faster and
   // is tested against it. y = act(conv(x, w) + bias) for n samples; bias may be null.
   virtual void conv2d_forward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* bias,
-                              Activation act, float slope, float* y, ConvScratch& scratch);
+                              Activation act, float slope, float* y, LayerScratch& scratch);
   // From dz = dL/d(output before the activation): dx is overwritten when not null; dw and dbias
   // accumulate (+=) when not null, over the samples in a fixed order.
   virtual void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* dz,
-                               float* dx, float* dw, float* dbias, ConvScratch& scratch);
+                               float* dx, float* dw, float* dbias, LayerScratch& scratch);
+  // A dense layer's forward, y[rows, out] = act(x[rows, in] w[out, in]^T + bias) (bias may be
+  // null). The default is gemm and bias_activation (DenseReference.cpp); a backend may pick
+  // another GEMM formulation for the shape.
+  virtual void dense_forward(int64_t rows, int64_t in, int64_t out, const float* x, const float* w, const float* bias,
+                             Activation act, float slope, float* y, LayerScratch& scratch);
 };
 
 // The backend for a device; throws when the device is not available in this build or machine.

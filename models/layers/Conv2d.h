@@ -34,7 +34,7 @@ class Conv2d final : public Layer {
   int64_t out_hw_ = 0, col_rows_ = 0;  // per group: (in/groups) * kh * kw
   Tensor weight_, dweight_, bias_, dbias_;
   Tensor dz_;            // dout through the activation
-  ConvScratch scratch_;  // the backend's workspaces, kept between steps
+  LayerScratch scratch_;  // the backend's workspaces, kept between steps
 };
 
 }  // namespace dptrain

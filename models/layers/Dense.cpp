@@ -28,8 +28,8 @@ void Dense::forward(const Tensor& in, Tensor& out, const StepContext&) {
   KernelBackend& k = kernels(in.device());
   const int64_t rows = in.rows();
   out.resize({rows, out_}, in.device());
-  k.gemm(false, true, rows, out_, in_, 1.0f, in.data(), in_, weight_.data(), in_, 0.0f, out.data(), out_);
-  k.bias_activation(act_, slope_, rows, out_, 1, has_bias_ ? bias_.data() : nullptr, out.data());
+  k.dense_forward(rows, in_, out_, in.data(), weight_.data(), has_bias_ ? bias_.data() : nullptr, act_, slope_,
+                  out.data(), scratch_);
 }
 
 void Dense::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) {

@@ -1,6 +1,7 @@
 // Fully connected layer y = act(x W^T + b), weight [out, in] as in PyTorch so exported parameters
-// line up with torch.nn.Linear. The activation is fused into the bias pass (one sweep over y);
-// inputs of any sample shape are taken as flat vectors.
+// line up with torch.nn.Linear. The activation is fused into the bias pass (one sweep over y),
+// and the forward is one backend call so the backend can choose the GEMM formulation; inputs of
+// any sample shape are taken as flat vectors.
 #pragma once
 
 #include "models/kernels/KernelBackend.h"
@@ -23,7 +24,8 @@ class Dense final : public Layer {
   Activation act_;
   float slope_;
   Tensor weight_, dweight_, bias_, dbias_;
-  Tensor dz_;  // dout through the activation
+  Tensor dz_;             // dout through the activation
+  LayerScratch scratch_;  // the backend's forward workspace, kept between steps
 };
 
 }  // namespace dptrain

@@ -316,6 +316,44 @@ TEST_CASE("max pooling fast paths give the general path's values and argmax", "[
   }
 }
 
+TEST_CASE("the dense forward's transposed product matches the reference", "[models][cpu]") {
+  struct DenseCase {
+    int64_t rows, in, out;
+    Activation act;
+    bool bias;
+  };
+  // Wide layers take the transposed product (rows and outputs off the 16-wide tiles included);
+  // narrow, deep-input or non-ReLU ones the reference formulation.
+  for (DenseCase d :
+       {DenseCase{128, 784, 1024, Activation::relu, true}, DenseCase{37, 300, 517, Activation::relu, true},
+        DenseCase{16, 64, 256, Activation::identity, false}, DenseCase{128, 1024, 10, Activation::identity, true},
+        DenseCase{20, 2100, 300, Activation::relu, true}, DenseCase{50, 100, 400, Activation::tanh, true}})
+    for (int threads : {1, 2}) {
+      DYNAMIC_SECTION("rows " << d.rows << " in " << d.in << " out " << d.out << " threads " << threads) {
+        Threads t(threads);
+        auto x = random_vector(d.rows * d.in, 200), w = random_vector(d.out * d.in, 201), b = random_vector(d.out, 202);
+        const float* bias = d.bias ? b.data() : nullptr;
+        std::vector<float> y(static_cast<size_t>(d.rows * d.out), 3.0f), y_ref(y.size(), -3.0f);
+        LayerScratch fast, reference;
+        cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, y.data(), fast);
+        cpu_kernels().KernelBackend::dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f,
+                                                   y_ref.data(), reference);
+        std::vector<double> direct(y.size());
+        for (int64_t r = 0; r < d.rows; ++r)
+          for (int64_t o = 0; o < d.out; ++o) {
+            double s = d.bias ? b[o] : 0.0;
+            for (int64_t i = 0; i < d.in; ++i) s += static_cast<double>(x[r * d.in + i]) * w[o * d.in + i];
+            direct[r * d.out + o] = activate(d.act, static_cast<float>(s));
+          }
+        CHECK(max_rel_error(y, direct) < 1e-4);
+        CHECK(max_rel_error(y_ref, direct) < 1e-4);
+        std::vector<float> again(y.size());
+        cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, again.data(), fast);
+        CHECK(same_bits(again, y));
+      }
+    }
+}
+
 TEST_CASE("the batched convolution matches the reference path and a direct convolution", "[models][cpu]") {
   const ConvCase cases[] = {
       {5, 1, 28, 28, 8, 5, 5, 1, 2, 1, 1, Activation::relu, true},       // the reference CNN's first layer
@@ -343,7 +381,7 @@ TEST_CASE("the batched convolution matches the reference path and a direct convo
         const float* bias = c.bias ? b.data() : nullptr;
 
         std::vector<float> y(static_cast<size_t>(out_n)), y_ref(y.size());
-        ConvScratch fast, reference;
+        LayerScratch fast, reference;
         k.conv2d_forward(spec, c.n, x.data(), w.data(), bias, c.act, 0.01f, y.data(), fast);
         k.KernelBackend::conv2d_forward(spec, c.n, x.data(), w.data(), bias, c.act, 0.01f, y_ref.data(), reference);
         CHECK(same_bits(y, y_ref));

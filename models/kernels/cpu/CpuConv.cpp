@@ -67,7 +67,7 @@ inline int64_t block_start(int64_t n, int t, int threads) { return n * t / threa
 }  // namespace
 
 void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
-                        const float* bias, Activation act, float slope, float* y, ConvScratch& scratch) {
+                        const float* bias, Activation act, float slope, float* y, LayerScratch& scratch) {
   const ConvDims d = dims_of(c);
   const int threads = conv_threads(n);
   auto& st = scratch.get<CpuConvState>(&cpu_conv_tag);
@@ -92,7 +92,7 @@ void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const 
 }
 
 void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
-                         const float* dz, float* dx, float* dw, float* dbias, ConvScratch& scratch) {
+                         const float* dz, float* dx, float* dw, float* dbias, LayerScratch& scratch) {
   const ConvDims d = dims_of(c);
   const int threads = conv_threads(n);
   auto& st = scratch.get<CpuConvState>(&cpu_conv_tag);

@@ -40,9 +40,14 @@ bool cpu_max_pool_backward_2x2(int64_t planes, const Conv2dGeometry& g, const fl
 // The whole-batch convolution of KernelBackend::conv2d_forward/backward, threaded over samples;
 // `k` is the CPU backend (for im2col, col2im and the bias and activation passes).
 void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
-                        const float* bias, Activation act, float slope, float* y, ConvScratch& scratch);
+                        const float* bias, Activation act, float slope, float* y, LayerScratch& scratch);
 void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
-                         const float* dz, float* dx, float* dw, float* dbias, ConvScratch& scratch);
+                         const float* dz, float* dx, float* dw, float* dbias, LayerScratch& scratch);
+
+// KernelBackend::dense_forward: y^T = w x^T and a transpose fused with bias and ReLU for wide
+// layers, gemm and the bias pass otherwise.
+void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
+                       const float* bias, Activation act, float slope, float* y, LayerScratch& scratch);
 
 // One fused pass of the optimizer over n parameters: a loop per kind, so each vectorizes.
 void cpu_optimizer_update(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m, float* v);

@@ -1,0 +1,14 @@
+// The reference dense forward every backend inherits: one gemm, y = x w^T, then the fused bias and
+// activation pass. Backends override it where another GEMM formulation is faster (the CPU one
+// computes y^T for wide layers) and are tested against it.
+#include "models/kernels/KernelBackend.h"
+
+namespace dptrain {
+
+void KernelBackend::dense_forward(int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
+                                  const float* bias, Activation act, float slope, float* y, LayerScratch&) {
+  gemm(false, true, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  bias_activation(act, slope, rows, out, 1, bias, y);
+}
+
+}  // namespace dptrain
