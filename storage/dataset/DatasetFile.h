@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "models/core/Shape.h"
+#include "storage/dataset/DirectRowReader.h"
 #include "storage/hdf5/H5.h"
 
 namespace dptrain {
@@ -56,8 +58,11 @@ class DatasetFile {
 
   // Reads rows [begin, begin + count) of /x into out (count * row_size floats).
   void read_rows(int64_t begin, int64_t count, float* out) const;
-  // Reads the given rows (ascending) of /x, coalescing consecutive rows into one hyperslab each.
+  // Reads the given rows (ascending) of /x: with DirectRowReader when the layout allows (one
+  // pread per chunk touched), else through HDF5 with one hyperslab per run of consecutive rows.
   void read_row_list(const int64_t* rows, int64_t count, float* out) const;
+  // Whether row reads bypass HDF5 (DirectRowReader: plain float32 /x, unfiltered or Fletcher32).
+  bool reads_directly() const { return direct_ != nullptr; }
   // Reads a float dataset other than /x (e.g. /true_weights) whole.
   std::vector<float> read_extra(const std::string& name) const;
 
@@ -74,6 +79,7 @@ class DatasetFile {
   std::vector<int32_t> labels_;
   std::vector<float> targets_;
   std::vector<uint8_t> labeled_;
+  std::unique_ptr<DirectRowReader> direct_;  // null when /x must be read through HDF5
 };
 
 }  // namespace dptrain

@@ -154,17 +154,19 @@ void h5_write_int_attribute(hid_t obj, const std::string& name, int64_t value) {
 namespace {
 
 void write_dataset(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, hid_t file_type,
-                   hid_t mem_type, size_t elem_size, const void* data, bool checksum) {
+                   hid_t mem_type, size_t elem_size, const void* data, bool checksum,
+                   size_t chunk_bytes = size_t{1} << 20) {
   const std::string what = "writing dataset '" + name + "'";
   H5Id space = h5_dataspace(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), what);
   H5Id dcpl = h5_plist(H5Pcreate(H5P_DATASET_CREATE), what);
   hsize_t total = 1;
   for (hsize_t d : dims) total *= d;
   if (!dims.empty() && total > 0) {
-    // Chunks along dim 0 of about 1 MiB, so row reads touch few chunks and Fletcher32 applies.
+    // Chunks along dim 0 (1 MiB unless asked otherwise), so row reads touch few chunks and
+    // Fletcher32 applies.
     std::vector<hsize_t> chunk = dims;
     hsize_t row = total / dims[0];
-    hsize_t rows = std::max<hsize_t>(1, (1u << 20) / std::max<hsize_t>(1, row * elem_size));
+    hsize_t rows = std::max<hsize_t>(1, chunk_bytes / std::max<hsize_t>(1, row * elem_size));
     chunk[0] = std::min(dims[0], rows);
     DPT_H5(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), what);
     if (checksum) DPT_H5(H5Pset_fletcher32(dcpl), what);
@@ -176,8 +178,8 @@ void write_dataset(hid_t loc, const std::string& name, const std::vector<hsize_t
 }  // namespace
 
 void h5_write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const float* data,
-                     bool checksum) {
-  write_dataset(loc, name, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, sizeof(float), data, checksum);
+                     bool checksum, size_t chunk_bytes) {
+  write_dataset(loc, name, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, sizeof(float), data, checksum, chunk_bytes);
 }
 
 void h5_write_ints(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const int32_t* data,

@@ -76,9 +76,10 @@ int64_t h5_read_int_attribute(hid_t obj, const std::string& name, const std::str
 void h5_write_string_attribute(hid_t obj, const std::string& name, const std::string& value);
 void h5_write_int_attribute(hid_t obj, const std::string& name, int64_t value);
 
-// Writes a whole float32 or int32 (or uint8) dataset, chunked along dim 0 and Fletcher32-checksummed.
+// Writes a whole float32 or int32 (or uint8) dataset, chunked along dim 0 (chunks of about
+// chunk_bytes, at least one row) and Fletcher32-checksummed.
 void h5_write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const float* data,
-                     bool checksum = true);
+                     bool checksum = true, size_t chunk_bytes = size_t{1} << 20);
 void h5_write_ints(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const int32_t* data,
                    bool checksum = true);
 void h5_write_bytes(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, const uint8_t* data,
