@@ -9,7 +9,7 @@ namespace dptrain {
 namespace {
 
 struct ReferenceConvState {
-  Workspace<float> col, dcol;
+  Workspace<float> col, dcol, dz;
 };
 const char reference_tag = 0;
 
@@ -42,8 +42,9 @@ void KernelBackend::conv2d_forward(const Conv2dSpec& c, int64_t n, const float* 
   bias_activation(act, slope, n, c.out_channels, out_hw, bias, y);
 }
 
-void KernelBackend::conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* dz,
-                                    float* dx, float* dw, float* dbias, LayerScratch& scratch) {
+void KernelBackend::conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* y,
+                                    const float* dout, Activation act, float slope, float* dx, float* dw, float* dbias,
+                                    LayerScratch& scratch) {
   const Conv2dGeometry& g = c.geometry;
   const int64_t groups = c.groups, oc_g = c.out_channels / groups, out_hw = g.out_h() * g.out_w();
   const int64_t col_rows = g.channels / groups * g.kernel_h * g.kernel_w;
@@ -52,6 +53,12 @@ void KernelBackend::conv2d_backward(const Conv2dSpec& c, int64_t n, const float*
   auto& st = scratch.get<ReferenceConvState>(&reference_tag);
   float* col_buf = direct || !dw ? nullptr : st.col.reserve(col_rows * groups * out_hw, device());
   float* dcol_buf = direct || !dx ? nullptr : st.dcol.reserve(col_rows * groups * out_hw, device());
+  const float* dz = dout;  // dL/d(output before the activation)
+  if (act != Activation::identity) {
+    float* buf = st.dz.reserve(n * out_size, device());
+    activation_backward(act, slope, n * out_size, y, dout, buf);
+    dz = buf;
+  }
   if (dbias) channel_bias_grad(n, c.out_channels, out_hw, dz, dbias);
   for (int64_t s = 0; s < n; ++s) {
     const float* dzs = dz + s * out_size;

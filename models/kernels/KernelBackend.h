@@ -236,10 +236,12 @@ class KernelBackend {
   // is tested against it. y = act(conv(x, w) + bias) for n samples; bias may be null.
   virtual void conv2d_forward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* bias,
                               Activation act, float slope, float* y, LayerScratch& scratch);
-  // From dz = dL/d(output before the activation): dx is overwritten when not null; dw and dbias
-  // accumulate (+=) when not null, over the samples in a fixed order.
-  virtual void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* dz,
-                               float* dx, float* dw, float* dbias, LayerScratch& scratch);
+  // From dout = dL/dy and the forward's output y (the activation's gradient comes from y; y may be
+  // null for identity): dx is overwritten when not null; dw and dbias accumulate (+=) when not
+  // null, over the samples in a fixed order.
+  virtual void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* y,
+                               const float* dout, Activation act, float slope, float* dx, float* dw, float* dbias,
+                               LayerScratch& scratch);
   // A dense layer's forward, y[rows, out] = act(x[rows, in] w[out, in]^T + bias) (bias may be
   // null). The default is gemm and bias_activation (DenseReference.cpp); a backend may pick
   // another GEMM formulation for the shape.

@@ -59,16 +59,11 @@ void Conv2d::forward(const Tensor& in, Tensor& out, const StepContext&) {
 
 void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) {
   KernelBackend& k = kernels(in.device());
-  const float* dz = dout.data();
-  if (o_.activation != Activation::identity) {
-    dz_.resize(dout.shape(), dout.device());
-    k.activation_backward(o_.activation, o_.slope, dout.numel(), out.data(), dout.data(), dz_.data());
-    dz = dz_.data();
-  }
   if (din) din->resize(in.shape(), in.device());
   const bool params = ctx.parameter_gradients;
-  k.conv2d_backward(spec_, in.rows(), in.data(), weight_.data(), dz, din ? din->data() : nullptr,
-                    params ? dweight_.data() : nullptr, params && o_.bias ? dbias_.data() : nullptr, scratch_);
+  k.conv2d_backward(spec_, in.rows(), in.data(), weight_.data(), out.data(), dout.data(), o_.activation, o_.slope,
+                    din ? din->data() : nullptr, params ? dweight_.data() : nullptr,
+                    params && o_.bias ? dbias_.data() : nullptr, scratch_);
 }
 
 }  // namespace dptrain

@@ -33,7 +33,6 @@ class Conv2d final : public Layer {
   Conv2dSpec spec_{};
   int64_t out_hw_ = 0, col_rows_ = 0;  // per group: (in/groups) * kh * kw
   Tensor weight_, dweight_, bias_, dbias_;
-  Tensor dz_;            // dout through the activation
   LayerScratch scratch_;  // the backend's workspaces, kept between steps
 };
 

@@ -377,7 +377,6 @@ TEST_CASE("the batched convolution matches the reference path and a direct convo
         auto x = random_vector(c.n * c.channels * c.height * c.width, 100);
         auto w = random_vector(c.out_channels * c.channels / c.groups * c.kernel_h * c.kernel_w, 101);
         auto b = random_vector(c.out_channels, 102);
-        auto dz = random_vector(out_n, 103);
         const float* bias = c.bias ? b.data() : nullptr;
 
         std::vector<float> y(static_cast<size_t>(out_n)), y_ref(y.size());
@@ -386,12 +385,16 @@ TEST_CASE("the batched convolution matches the reference path and a direct convo
         k.KernelBackend::conv2d_forward(spec, c.n, x.data(), w.data(), bias, c.act, 0.01f, y_ref.data(), reference);
         CHECK(same_bits(y, y_ref));
 
-        // Gradients accumulate onto what is there; dx is overwritten.
+        // Gradients accumulate onto what is there; dx is overwritten. dz = dout * act'(y).
+        auto dout = random_vector(out_n, 103);
+        std::vector<float> dz(dout.size());
+        k.activation_backward(c.act, 0.01f, out_n, y.data(), dout.data(), dz.data());
         auto dw0 = random_vector(w.size(), 104), db0 = random_vector(b.size(), 105);
         std::vector<float> dx(x.size(), 7.0f), dx_ref(x.size(), -7.0f), dw = dw0, dw_ref = dw0, db = db0, db_ref = db0;
-        k.conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), dx.data(), dw.data(), db.data(), fast);
-        k.KernelBackend::conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), dx_ref.data(), dw_ref.data(),
-                                         db_ref.data(), reference);
+        k.conv2d_backward(spec, c.n, x.data(), w.data(), y.data(), dout.data(), c.act, 0.01f, dx.data(), dw.data(),
+                          db.data(), fast);
+        k.KernelBackend::conv2d_backward(spec, c.n, x.data(), w.data(), y.data(), dout.data(), c.act, 0.01f,
+                                         dx_ref.data(), dw_ref.data(), db_ref.data(), reference);
         CHECK(same_bits(dx, dx_ref));
         if (threads == 1) {  // the same summation order as the reference
           CHECK(same_bits(dw, dw_ref));
@@ -410,15 +413,18 @@ TEST_CASE("the batched convolution matches the reference path and a direct convo
 
         // Only parameter gradients, only input gradients: each part stands alone.
         std::vector<float> dw2 = dw0, dx2(x.size());
-        k.conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), nullptr, dw2.data(), nullptr, fast);
+        k.conv2d_backward(spec, c.n, x.data(), w.data(), y.data(), dout.data(), c.act, 0.01f, nullptr, dw2.data(),
+                          nullptr, fast);
         CHECK(same_bits(dw2, dw));
-        k.conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), dx2.data(), nullptr, nullptr, fast);
+        k.conv2d_backward(spec, c.n, x.data(), w.data(), y.data(), dout.data(), c.act, 0.01f, dx2.data(), nullptr,
+                          nullptr, fast);
         CHECK(same_bits(dx2, dx));
 
         // Run again on the same scratch: bitwise the same (determinism for a thread count).
         std::vector<float> y2(y.size()), dx3(x.size()), dw3 = dw0, db3 = db0;
         k.conv2d_forward(spec, c.n, x.data(), w.data(), bias, c.act, 0.01f, y2.data(), fast);
-        k.conv2d_backward(spec, c.n, x.data(), w.data(), dz.data(), dx3.data(), dw3.data(), db3.data(), fast);
+        k.conv2d_backward(spec, c.n, x.data(), w.data(), y.data(), dout.data(), c.act, 0.01f, dx3.data(), dw3.data(),
+                          db3.data(), fast);
         CHECK(same_bits(y2, y));
         CHECK(same_bits(dx3, dx));
         CHECK(same_bits(dw3, dw));

@@ -1,8 +1,8 @@
 // The CPU backend's whole-batch convolution: im2col + GEMM per sample like the reference
 // (Conv2dReference.cpp), but with the samples split over the OpenMP threads, each thread with its
-// own column buffers, and the bias and activation applied to each sample while its output is
-// still in cache. Weight and bias gradients are summed per thread and the partial sums added in
-// thread order, so results are bitwise repeatable for a given thread count (and, on one thread,
+// own column buffers, and the bias and activation (forward) and the activation's gradient
+// (backward) applied to each sample while it is in cache. Weight and bias gradients are summed per thread and the
+// partial sums added in thread order, so results are bitwise repeatable for a given thread count (and, on one thread,
 // identical to the reference).
 #include <omp.h>
 
@@ -17,7 +17,7 @@ namespace dptrain {
 namespace {
 
 struct CpuConvState {
-  Workspace<float> col, dcol, partial;  // per thread: columns, column gradients, dw and dbias sums
+  Workspace<float> col, dcol, dz, partial;  // per thread: columns, column gradients, dz, dw and dbias sums
   // The column buffers' padding positions hold zeros from the first im2col and are never written
   // otherwise (the geometry is the layer's), so later calls skip them; reset when col moves.
   const float* zeroed_col = nullptr;
@@ -64,6 +64,22 @@ int conv_threads(int64_t n) {
 // Samples [first, last) of thread t of `threads`: contiguous blocks in sample order.
 inline int64_t block_start(int64_t n, int t, int threads) { return n * t / threads; }
 
+// dz = dout * act'(y) over one sample on the calling thread. ReLU and leaky ReLU are written out
+// here: the backend's activation_backward, entered from inside this parallel region, runs its
+// loop unvectorized. Same arithmetic as activation_backward, so the same bits.
+void activation_grad(KernelBackend& k, Activation act, float slope, int64_t n, const float* __restrict y,
+                     const float* __restrict dout, float* __restrict dz) {
+  if (act == Activation::relu) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) dz[i] = dout[i] * (y[i] > 0.0f ? 1.0f : 0.0f);
+  } else if (act == Activation::leaky_relu) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) dz[i] = dout[i] * (y[i] > 0.0f ? 1.0f : slope);
+  } else {
+    k.activation_backward(act, slope, n, y, dout, dz);
+  }
+}
+
 }  // namespace
 
 void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
@@ -92,12 +108,15 @@ void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const 
 }
 
 void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
-                         const float* dz, float* dx, float* dw, float* dbias, LayerScratch& scratch) {
+                         const float* y, const float* dout, Activation act, float slope, float* dx, float* dw,
+                         float* dbias, LayerScratch& scratch) {
   const ConvDims d = dims_of(c);
   const int threads = conv_threads(n);
   auto& st = scratch.get<CpuConvState>(&cpu_conv_tag);
   float* cols = d.direct || !dw ? nullptr : st.columns(d.col_size * threads);
   float* dcols = d.direct || !dx ? nullptr : st.dcol.reserve(d.col_size * threads, Device::cpu);
+  // dz = dout * act'(y), one sample at a time into a per-thread buffer that stays in cache.
+  float* dzs_buf = act == Activation::identity ? nullptr : st.dz.reserve(d.out_size * threads, Device::cpu);
   // Threads after the first sum their samples' dw and dbias here; the first adds to dw directly.
   const int64_t partial_size = (dw ? d.w_size : 0) + (dbias ? c.out_channels : 0);
   float* partials =
@@ -116,7 +135,12 @@ void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const
     float* col_buf = cols ? cols + t * d.col_size : nullptr;
     float* dcol_buf = dcols ? dcols + t * d.col_size : nullptr;
     for (int64_t s = block_start(n, t, threads); s < block_start(n, t + 1, threads); ++s) {
-      const float* dzs = dz + s * d.out_size;
+      const float* dzs = dout + s * d.out_size;
+      if (dzs_buf) {
+        float* buf = dzs_buf + t * d.out_size;
+        activation_grad(k, act, slope, d.out_size, y + s * d.out_size, dzs, buf);
+        dzs = buf;
+      }
       if (my_dbias) k.channel_bias_grad(1, c.out_channels, d.out_hw, dzs, my_dbias);
       if (my_dw) {
         const float* col = x + s * d.in_size;

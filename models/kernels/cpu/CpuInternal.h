@@ -38,11 +38,12 @@ bool cpu_max_pool_backward_2x2(int64_t planes, const Conv2dGeometry& g, const fl
                                float* dx);
 
 // The whole-batch convolution of KernelBackend::conv2d_forward/backward, threaded over samples;
-// `k` is the CPU backend (for im2col, col2im and the bias and activation passes).
+// `k` is the CPU backend (for the bias and activation passes, run per sample while it is hot).
 void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
                         const float* bias, Activation act, float slope, float* y, LayerScratch& scratch);
 void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
-                         const float* dz, float* dx, float* dw, float* dbias, LayerScratch& scratch);
+                         const float* y, const float* dout, Activation act, float slope, float* dx, float* dw,
+                         float* dbias, LayerScratch& scratch);
 
 // KernelBackend::dense_forward: y^T = w x^T and a transpose fused with bias and ReLU for wide
 // layers, gemm and the bias pass otherwise.

@@ -178,9 +178,10 @@ class CpuKernels final : public KernelBackend {
                       float slope, float* y, LayerScratch& scratch) override {
     cpu_conv2d_forward(*this, c, n, x, w, bias, act, slope, y, scratch);
   }
-  void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* dz, float* dx,
-                       float* dw, float* dbias, LayerScratch& scratch) override {
-    cpu_conv2d_backward(*this, c, n, x, w, dz, dx, dw, dbias, scratch);
+  void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* y,
+                       const float* dout, Activation act, float slope, float* dx, float* dw, float* dbias,
+                       LayerScratch& scratch) override {
+    cpu_conv2d_backward(*this, c, n, x, w, y, dout, act, slope, dx, dw, dbias, scratch);
   }
   void dense_forward(int64_t rows, int64_t in, int64_t out, const float* x, const float* w, const float* bias,
                      Activation act, float slope, float* y, LayerScratch& scratch) override {
