@@ -23,6 +23,7 @@ const Command commands[] = {
     {"predict", "write a trained model's predictions for a dataset", dptrain::predict_command},
     {"data", "synthesize, import or inspect dataset files", dptrain::data_command},
     {"checkpoint", "inspect and verify a checkpoint file", dptrain::checkpoint_command},
+    {"launch", "run a supervised job: coordinator, N workers, restarts from checkpoints", dptrain::launch_command},
 };
 
 void usage(std::FILE* to) {

@@ -194,10 +194,11 @@ void Trainer::train_step(const Batch& batch) {
     x = &x_device_;
   }
   model_->zero_grad();
-  StepContext ctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), batch.row0, &on_ready_, true,
-                  cross_rank_.get()};
+  StepContext ctx{Mode::train, config_.seed,     static_cast<uint64_t>(step_), batch.row0, &on_ready_,
+                  true,        cross_rank_.get()};
   ctx.loss_stats = stats_.data();  // auxiliary losses (a VAE's KL term) report with the main loss
   ctx.loss_scale = 1.0f / static_cast<float>(batch.global_rows);
+  if (stop_requested() && stop_seen_step_ < 0) stop_seen_step_ = step_;
   const float control[GradientReducer::control_lanes] = {stop_requested() ? 1.0f : 0.0f,
                                                          checkpoint_time_due() ? 1.0f : 0.0f};
   reducer_->begin_step(step_, control);
@@ -249,7 +250,8 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   last_samples_per_s_ = samples_per_s;
   if (client_ && comm_.rank() == 0)
     client_->report_metrics(step_, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
-                            sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s, schedule_->lr(step_ - 1));
+                            sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s,
+                            schedule_->lr(step_ - 1));
   if (!logs()) return;
   const int64_t spe = reader_->steps_per_epoch();
   int64_t total = config_.train.epochs * spe;
@@ -324,7 +326,9 @@ TrainResult Trainer::run() {
         // Asked to stop (SIGUSR1/SIGTERM or the coordinator): every rank saw it in the same step's
         // control lane, so all checkpoint this step and leave together, to be requeued.
         maybe_checkpoint(true);
-        print("stopped on request at step " + std::to_string(step_) + " after checkpointing; exit code " +
+        print((stop_seen_step_ >= 0 ? "stop requested before step " + std::to_string(stop_seen_step_)
+                                    : std::string("another rank was asked to stop")) +
+              "; stopped after step " + std::to_string(step_) + " and checkpointed; exit code " +
               std::to_string(requeue_exit_code) + " asks for a requeue");
         result.requeue = true;
         result.steps = step_;
@@ -390,7 +394,8 @@ TrainResult Trainer::run() {
         std::snprintf(line, sizeof line, "test accuracy: %.2f%% (loss %.4f, %lld rows)", 100 * result.test.accuracy,
                       result.test.loss, static_cast<long long>(result.test.count));
       else
-        std::snprintf(line, sizeof line, "test mse: %.6f (%lld rows)", result.test.loss,
+        std::snprintf(line, sizeof line, "test %s: %.6f (%lld rows)",
+                      loss_->kind() == LossKind::mean_squared_error ? "mse" : "loss", result.test.loss,
                       static_cast<long long>(result.test.count));
       print(line);
       log_->write(JsonRecord()

@@ -109,6 +109,7 @@ class Trainer {
   bool checkpoint_due_ = false;                   // rank 0's clock said so (control lane)
   bool stop_after_step_ = false;                  // some rank was asked to stop (control lane)
   double last_samples_per_s_ = 0.0;
+  int64_t stop_seen_step_ = -1;  // first step this rank began with a stop request pending
   std::chrono::steady_clock::time_point last_checkpoint_time_;
   int64_t last_checkpoint_step_ = -1;
   bool stopped_early_ = false;

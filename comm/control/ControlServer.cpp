@@ -205,15 +205,15 @@ struct ControlServer::Impl {
   void drop(const std::shared_ptr<Session>& s, const std::string& reason, bool violation) {
     if (!sessions.count(s->id)) return;
     sessions.erase(s->id);
-    boost::system::error_code ignored;
-    s->timer.cancel();
-    s->socket.shutdown(tcp::socket::shutdown_both, ignored);
-    s->socket.close(ignored);
-    if (violation) {
+    if (violation) {  // logged before the socket closes, so whoever sees the close finds the line
       ++refused;
       log("control: closed " + s->peer + (s->authenticated ? " (rank " + std::to_string(s->hello.rank) + ")" : "") +
           ": " + reason);
     }
+    boost::system::error_code ignored;
+    s->timer.cancel();
+    s->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    s->socket.close(ignored);
     if (s->authenticated) handler.on_disconnect(s->id, reason.empty() ? "closed" : reason);
   }
 };

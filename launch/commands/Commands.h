@@ -14,5 +14,6 @@ int eval_command(const Args& args);
 int predict_command(const Args& args);
 int data_command(const Args& args);
 int checkpoint_command(const Args& args);
+int launch_command(const Args& args);
 
 }  // namespace dptrain

@@ -41,7 +41,9 @@ CliResult run_program(const std::vector<std::string>& argv, const std::string& c
 // when the object goes away.
 class BackgroundProcess {
  public:
-  BackgroundProcess(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env = {});
+  // Output goes to `output_file` when given (stdout and stderr), else nowhere.
+  BackgroundProcess(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env = {},
+                    const std::string& output_file = "");
   ~BackgroundProcess();
   BackgroundProcess(const BackgroundProcess&) = delete;
   BackgroundProcess& operator=(const BackgroundProcess&) = delete;

@@ -87,6 +87,7 @@ bool Coordinator::stop_requested() const {
 void Coordinator::reset_workers() {
   std::lock_guard<std::mutex> lock(mu_);
   workers_.clear();
+  lost_.clear();
   assemblies_.clear();  // slices of a failed attempt never count
 }
 
@@ -162,7 +163,17 @@ void Coordinator::on_connect(uint64_t session, const HelloInfo& hello) {
 void Coordinator::on_disconnect(uint64_t session, const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   int rank = rank_of(session);
-  if (rank >= 0) workers_.erase(rank);
+  if (rank < 0) return;
+  const Worker& w = workers_[rank];
+  if (lost_.empty())
+    lost_ = "rank " + std::to_string(rank) + " (pid " + std::to_string(w.hello.pid) + " on " + w.hello.host +
+            ") disconnected at step " + std::to_string(w.step) + " (" + reason + ")";
+  workers_.erase(rank);
+}
+
+std::string Coordinator::lost_worker() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lost_;
 }
 
 void Coordinator::on_frame(uint64_t session, FrameType type, ByteReader& r) {
@@ -338,14 +349,15 @@ std::string Coordinator::status_json() const {
     ranks += buf;
   }
   char head[1024];
-  std::snprintf(head, sizeof head,
-                "{\"job\": \"%s\", \"phase\": \"%s\", \"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, "
-                "\"accuracy\": %.6g, \"samples_per_s\": %.6g, \"lr\": %.6g, \"ranks_alive\": %d, "
-                "\"restarts\": %d, \"uptime_s\": %.1f, \"last_checkpoint\": {\"step\": %lld, \"path\": \"%s\"}, ",
-                json_escape(options_.job).c_str(), stop_reason_.empty() ? "training" : "stopping",
-                static_cast<long long>(step_), static_cast<long long>(epoch_), loss_, accuracy_, samples_per_s_, lr_,
-                alive, restarts_, seconds_since(started_), static_cast<long long>(last_.step),
-                json_escape(last_.path).c_str());
+  std::snprintf(
+      head, sizeof head,
+      "{\"job\": \"%s\", \"control_port\": %d, \"phase\": \"%s\", \"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, "
+      "\"accuracy\": %.6g, \"samples_per_s\": %.6g, \"lr\": %.6g, \"ranks_alive\": %d, "
+      "\"restarts\": %d, \"uptime_s\": %.1f, \"last_checkpoint\": {\"step\": %lld, \"path\": \"%s\"}, ",
+      json_escape(options_.job).c_str(), server_ ? static_cast<int>(server_->port()) : -1,
+      stop_reason_.empty() ? "training" : "stopping", static_cast<long long>(step_), static_cast<long long>(epoch_),
+      loss_, accuracy_, samples_per_s_, lr_, alive, restarts_, seconds_since(started_),
+      static_cast<long long>(last_.step), json_escape(last_.path).c_str());
   return std::string(head) + "\"ranks\": [" + ranks + "]}\n";
 }
 

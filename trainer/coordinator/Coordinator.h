@@ -61,6 +61,9 @@ class Coordinator final : public ControlServer::Handler {
   bool stop_requested() const;
   // Forgets the workers of a failed attempt (the supervisor restarts the job).
   void reset_workers();
+  // The first worker lost since the last reset ("rank 1 (pid 42 on node3) lost at step 57: ..."),
+  // or "" when none was.
+  std::string lost_worker() const;
   void note_restart(const std::string& why);
 
   struct WorkerStatus {
@@ -120,6 +123,7 @@ class Coordinator final : public ControlServer::Handler {
   std::map<int, Worker> workers_;
   std::string stop_reason_;
   int restarts_ = 0;
+  std::string lost_;
   std::string last_restart_reason_;
   // latest metrics from rank 0
   int64_t step_ = -1, epoch_ = 0;

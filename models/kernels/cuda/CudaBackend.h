@@ -12,6 +12,8 @@ namespace dptrain {
 KernelBackend* cuda_kernels_if_available();
 // Copies between host and device memory (either side may be the host).
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+// Visible CUDA devices (0 without CUDA).
+int cuda_devices();
 // Whether this binary was built with CUDA.
 bool cuda_compiled();
 

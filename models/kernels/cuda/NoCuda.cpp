@@ -12,4 +12,6 @@ void cuda_copy(void*, Device, const void*, Device, size_t) {
 
 bool cuda_compiled() { return false; }
 
+int cuda_devices() { return 0; }
+
 }  // namespace dptrain

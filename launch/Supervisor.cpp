@@ -1,0 +1,200 @@
+#include "launch/Supervisor.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "models/core/Error.h"
+#include "trainer/StopRequest.h"
+#include "trainer/coordinator/Coordinator.h"
+
+extern char** environ;
+
+namespace dptrain {
+
+namespace {
+
+void say(const std::string& line) {
+  std::printf("launch: %s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+std::string exe_path() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) fail_internal("cannot find the dptrain executable (/proc/self/exe)");
+  return p.string();
+}
+
+// Starts argv in a process group of its own (so the whole job can be ended at once) with extra
+// environment entries that never appear on a command line.
+pid_t spawn_job(const std::vector<std::string>& argv, const std::vector<std::string>& env_extra) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string s = *e;
+    bool replaced = false;
+    for (const auto& x : env_extra) replaced |= s.compare(0, s.find('=') + 1, x, 0, x.find('=') + 1) == 0;
+    if (!replaced) env_strings.push_back(s);
+  }
+  env_strings.insert(env_strings.end(), env_extra.begin(), env_extra.end());
+  std::vector<char*> envp, args;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGUSR1);
+  sigaddset(&defaults, SIGTERM);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, args[0], nullptr, &attr, args.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) fail_input("launch: cannot start " + argv[0] + ": " + std::strerror(rc));
+  return pid;
+}
+
+void end_group(pid_t group) {
+  ::kill(-group, SIGTERM);
+  for (int i = 0; i < 50; ++i) {  // 5 s to exit cleanly, then SIGKILL
+    if (::kill(-group, 0) != 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ::kill(-group, SIGKILL);
+}
+
+std::string describe_exit(int status) {
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  int code = WEXITSTATUS(status);
+  // mpirun and srun report a worker killed by signal N as 128 + N.
+  if (code > 128 && code < 128 + 65)
+    return "exited with code " + std::to_string(code) + " (a worker was killed by signal " +
+           std::to_string(code - 128) + ")";
+  return "exited with code " + std::to_string(code);
+}
+
+}  // namespace
+
+Supervisor::Supervisor(const SupervisorOptions& options, const TrainConfig& config) : o_(options), config_(config) {
+  if (o_.ranks < 1) fail_input("dptrain launch: -n must be at least 1");
+  if (o_.launcher != "mpirun" && o_.launcher != "srun" && o_.launcher != "local")
+    fail_input("dptrain launch: --launcher must be mpirun, srun or local, got '" + o_.launcher + "'");
+  if (o_.launcher == "local" && o_.ranks > 1)
+    fail_input("dptrain launch: --launcher local starts one process; use mpirun or srun for " +
+               std::to_string(o_.ranks) + " ranks");
+  if (o_.max_restarts < 0) fail_input("dptrain launch: --max-restarts must be >= 0");
+}
+
+std::vector<std::string> Supervisor::worker_command() const {
+  std::vector<std::string> cmd;
+  const std::string n = std::to_string(o_.ranks);
+  if (o_.launcher == "mpirun") {
+    cmd = {"mpirun", "-np", n, "--bind-to", "none", "-x", "DPTRAIN_COORDINATOR", "-x", "DPTRAIN_JOB_TOKEN"};
+    if (static_cast<unsigned>(o_.ranks) > std::thread::hardware_concurrency()) cmd.push_back("--oversubscribe");
+  } else if (o_.launcher == "srun") {
+    cmd = {"srun", "-n", n, "--kill-on-bad-exit=1"};
+  }
+  cmd.insert(cmd.end(), o_.launcher_args.begin(), o_.launcher_args.end());
+  for (const auto& a : {exe_path(), std::string("train"), o_.config_path}) cmd.push_back(a);
+  for (const auto& s : o_.overrides) {
+    cmd.push_back("--set");
+    cmd.push_back(s);
+  }
+  cmd.push_back("--resume");  // the latest complete checkpoint, if there is one
+  return cmd;
+}
+
+int Supervisor::run() {
+  CoordinatorOptions co;
+  co.job = std::filesystem::path(config_.out_dir).filename().string();
+  co.bind_address = config_.coordinator.bind;
+  co.port = static_cast<uint16_t>(config_.coordinator.port);
+  co.http_port = static_cast<int>(config_.coordinator.http_port);
+  co.checkpoint_dir = config_.checkpoint.dir;
+  co.checkpoint_keep = config_.checkpoint.keep;
+  co.max_bulk_frame_bytes = static_cast<size_t>(config_.coordinator.max_bulk_frame_mb) << 20;
+  Coordinator coordinator(co, say);
+  const std::string reach = co.bind_address == "0.0.0.0" ? "127.0.0.1" : co.bind_address;
+  const std::vector<std::string> env = {"DPTRAIN_COORDINATOR=" + reach + ":" + std::to_string(coordinator.port()),
+                                        "DPTRAIN_JOB_TOKEN=" + coordinator.token()};
+  if (coordinator.http_port() >= 0)
+    say("status at http://" + reach + ":" + std::to_string(coordinator.http_port()) + "/status");
+  install_stop_signal_handlers();
+
+  for (int attempt = 0;; ++attempt) {
+    auto cmd = worker_command();
+    say("starting " + std::to_string(o_.ranks) + " rank" + (o_.ranks > 1 ? "s" : "") + " with " + o_.launcher +
+        (attempt ? " (restart " + std::to_string(attempt) + " of " + std::to_string(o_.max_restarts) + ")" : ""));
+    pid_t pid = spawn_job(cmd, env);
+    std::string failure;
+    int status = 0;
+    bool stop_sent = false;
+    auto stop_time = std::chrono::steady_clock::now();
+    while (true) {
+      pid_t done = ::waitpid(pid, &status, WNOHANG);
+      if (done == pid) break;
+      if (stop_requested() && !stop_sent) {
+        coordinator.request_stop("the supervisor received SIGUSR1 or SIGTERM");
+        stop_sent = true;
+        stop_time = std::chrono::steady_clock::now();
+      }
+      if (stop_sent && std::chrono::steady_clock::now() - stop_time > std::chrono::duration<double>(o_.stop_grace_s)) {
+        say("the workers did not stop within " + std::to_string(static_cast<int>(o_.stop_grace_s)) + " s; ending them");
+        end_group(pid);
+      }
+      if (failure.empty() && !stop_sent)
+        for (const auto& w : coordinator.workers())
+          if (w.heartbeat_age_s > config_.coordinator.heartbeat_timeout_s) {
+            failure = "rank " + std::to_string(w.rank) + " (pid " + std::to_string(w.pid) + ") sent no heartbeat for " +
+                      std::to_string(static_cast<int>(w.heartbeat_age_s)) + " s";
+            end_group(pid);
+            break;
+          }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(-pid, SIGKILL);  // leftovers of the group, if any
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == 0 && failure.empty()) {
+      say("job finished");
+      return 0;
+    }
+    if (code == requeue_exit_code || (stop_sent && failure.empty())) {
+      auto last = coordinator.last_checkpoint();
+      say("stopped on request after the checkpoint of step " + std::to_string(last.step) + "; exit code " +
+          std::to_string(requeue_exit_code) + " (requeue)");
+      return requeue_exit_code;
+    }
+    if (code == 2) {
+      say("the workers rejected their input (exit code 2); not restarting");
+      return 2;
+    }
+    if (failure.empty()) failure = o_.launcher + " " + describe_exit(status);
+    std::string lost = coordinator.lost_worker();
+    if (!lost.empty()) failure += "; " + lost;
+    if (attempt >= o_.max_restarts) {
+      say("job failed: " + failure + "; no restarts left (--max-restarts " + std::to_string(o_.max_restarts) + ")");
+      return 3;
+    }
+    coordinator.note_restart(failure);
+    coordinator.reset_workers();
+    auto last = coordinator.last_checkpoint();
+    say("job failed: " + failure + "; restarting from " +
+        (last.step >= 0 ? "the checkpoint of step " + std::to_string(last.step)
+                        : std::string("the latest checkpoint")));
+  }
+}
+
+}  // namespace dptrain

@@ -1,0 +1,259 @@
+// The control channel under attack: no token, a wrong token, a wrong version, frames before
+// authentication, 10,000 random or truncated frames, a claimed 4 GiB frame — each refused and
+// logged, none crashing the coordinator (CI runs this under ASan/UBSan) or disturbing a worker
+// that keeps heartbeating and checkpointing meanwhile. Plus the HMAC's standard test vectors.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "comm/control/ControlClient.h"
+#include "comm/control/Sha256.h"
+#include "models/core/Error.h"
+#include "models/core/Hash.h"
+#include "models/core/Philox.h"
+#include "support/TestSupport.h"
+#include "trainer/coordinator/CheckpointWire.h"
+#include "trainer/coordinator/Coordinator.h"
+
+using namespace dptrain;
+using namespace dptrain::test;
+
+namespace {
+
+// A raw TCP connection to the coordinator, for speaking the protocol wrongly on purpose.
+class RawSocket {
+ public:
+  explicit RawSocket(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~RawSocket() { ::close(fd_); }
+  void send(const void* p, size_t n) { (void)!::send(fd_, p, n, MSG_NOSIGNAL); }
+  void send_frame(uint16_t type, const std::vector<uint8_t>& payload, uint64_t claimed = UINT64_MAX) {
+    uint8_t h[frame_header_bytes];
+    FrameHeader fh;
+    fh.type = type;
+    fh.length = claimed == UINT64_MAX ? payload.size() : claimed;
+    fh.encode(h);
+    send(h, sizeof h);
+    if (!payload.empty()) send(payload.data(), payload.size());
+  }
+  // Reads one frame; false when the server closed the connection instead.
+  bool read_frame(uint16_t& type, std::vector<uint8_t>& payload) {
+    uint8_t h[frame_header_bytes];
+    if (!read_all(h, sizeof h)) return false;
+    FrameHeader fh = FrameHeader::decode(h);
+    type = fh.type;
+    payload.resize(static_cast<size_t>(fh.length));
+    return fh.length == 0 || read_all(payload.data(), payload.size());
+  }
+  // True when the server has closed the connection (reads EOF), waiting up to 5 s.
+  bool closed_by_server() {
+    uint8_t b[256];
+    while (true) {
+      ssize_t n = ::recv(fd_, b, sizeof b, 0);
+      if (n == 0) return true;
+      if (n < 0) return errno == ECONNRESET;
+    }
+  }
+
+ private:
+  bool read_all(void* p, size_t n) {
+    auto* c = static_cast<uint8_t*>(p);
+    while (n > 0) {
+      ssize_t got = ::recv(fd_, c, n, 0);
+      if (got <= 0) return false;
+      c += got;
+      n -= static_cast<size_t>(got);
+    }
+    return true;
+  }
+  int fd_;
+};
+
+std::vector<uint8_t> hello(const uint8_t* nonce, const std::string& token, uint32_t version = protocol_version) {
+  Digest mac = hmac_sha256(token, nonce, 32);
+  ByteWriter w;
+  // Rank 1 of 2: the real worker below is rank 0, and a second claim of a rank replaces the first.
+  w.u32(version).i32(1).i32(2).i32(12345).raw(mac.data(), 32).str("test-host");
+  return w.take();
+}
+
+// Connects raw, reads the challenge and answers it; returns the server's reply type.
+uint16_t handshake(RawSocket& s, const std::string& token, uint32_t version = protocol_version) {
+  uint16_t type;
+  std::vector<uint8_t> challenge;
+  REQUIRE(s.read_frame(type, challenge));
+  REQUIRE(type == static_cast<uint16_t>(FrameType::challenge));
+  s.send_frame(static_cast<uint16_t>(FrameType::hello), hello(challenge.data() + 4, token, version));
+  std::vector<uint8_t> reply;
+  return s.read_frame(type, reply) ? type : 0;
+}
+
+struct Fixture {
+  TempDir dir;
+  std::vector<std::string> log;
+  std::mutex log_mu;
+  std::unique_ptr<Coordinator> coordinator;
+  Fixture() {
+    CoordinatorOptions o;
+    o.checkpoint_dir = dir.file("ckpt");
+    o.http_port = -1;
+    coordinator = std::make_unique<Coordinator>(o, [this](const std::string& line) {
+      std::lock_guard<std::mutex> lock(log_mu);
+      log.push_back(line);
+    });
+  }
+  bool logged(const std::string& text) {
+    std::lock_guard<std::mutex> lock(log_mu);
+    for (const auto& l : log)
+      if (l.find(text) != std::string::npos) return true;
+    return false;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("SHA-256 and HMAC-SHA-256 match the standard test vectors", "[control]") {
+  Digest d = sha256("abc", 3);
+  CHECK(to_hex(d.data(), 32) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  std::string million(1000000, 'a');
+  d = sha256(million.data(), million.size());
+  CHECK(to_hex(d.data(), 32) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  // RFC 4231 test case 2.
+  d = hmac_sha256("Jefe", "what do ya want for nothing?", 28);
+  CHECK(to_hex(d.data(), 32) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(make_job_token().size() == 64);
+  CHECK(make_job_token() != make_job_token());
+}
+
+TEST_CASE("the control channel refuses what it must and keeps serving", "[control][robustness]") {
+  Fixture f;
+  Coordinator& c = *f.coordinator;
+  const uint16_t port = c.port();
+  const std::string token = c.token();
+
+  // A real worker that keeps going through everything below.
+  std::atomic<bool> done{false}, worker_failed{false};
+  HelloInfo me;
+  me.rank = 0;
+  me.world = 1;
+  ControlClient worker("127.0.0.1", port, token, me, 10, [](FrameType, ByteReader&) {});
+  std::thread heartbeats([&] {
+    for (int64_t step = 0; !done; ++step) {
+      ByteWriter w;
+      w.i64(step).f64(1.0);
+      try {
+        worker.send(FrameType::heartbeat, w.bytes());
+      } catch (const Error&) {
+        worker_failed = true;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+
+  SECTION("a wrong token") {
+    HelloInfo h;
+    REQUIRE_THROWS_WITH(ControlClient("127.0.0.1", port, "not-the-token", h, 10, nullptr),
+                        Catch::Contains("refused this worker: authentication failed (wrong job token)"));
+    CHECK(f.logged("refused 127.0.0.1"));
+    CHECK(!f.logged("not-the-token"));  // tokens are never logged
+    CHECK(!f.logged(token));
+  }
+  SECTION("a wrong protocol version") {
+    RawSocket s(port);
+    CHECK(handshake(s, token, 99) == static_cast<uint16_t>(FrameType::reject));
+    CHECK(s.closed_by_server());
+    CHECK(f.logged("protocol version 99"));
+  }
+  SECTION("no token: frames before authentication") {
+    RawSocket s(port);
+    uint16_t type;
+    std::vector<uint8_t> challenge;
+    REQUIRE(s.read_frame(type, challenge));
+    ByteWriter w;
+    w.i64(1).f64(1.0);
+    s.send_frame(static_cast<uint16_t>(FrameType::heartbeat), w.bytes());
+    CHECK(s.closed_by_server());
+    CHECK(f.logged("heartbeat frame before authentication"));
+  }
+  SECTION("a 4 GiB frame, before and after authentication") {
+    {
+      RawSocket s(port);
+      s.send_frame(static_cast<uint16_t>(FrameType::hello), {}, uint64_t{4} << 30);
+      CHECK(s.closed_by_server());
+    }
+    RawSocket s(port);
+    REQUIRE(handshake(s, token) == static_cast<uint16_t>(FrameType::welcome));
+    s.send_frame(static_cast<uint16_t>(FrameType::checkpoint_slice), {}, uint64_t{4} << 30);
+    CHECK(s.closed_by_server());
+    CHECK(f.logged("checkpoint_slice frame of 4294967296 bytes exceeds the bound"));
+  }
+  SECTION("10,000 random or truncated frames") {
+    Philox rng(5, RandomPurpose::synth, 9);
+    const uint64_t refused_before = c.refused_connections();
+    for (int i = 0; i < 10000; ++i) {
+      RawSocket s(port);
+      const int kind = static_cast<int>(rng.below(4));
+      std::vector<uint8_t> bytes(static_cast<size_t>(rng.below(48)));
+      for (auto& b : bytes) b = static_cast<uint8_t>(rng.below(256));
+      if (kind == 0) {
+        s.send(bytes.data(), bytes.size());  // noise
+      } else if (kind == 1) {                // a plausible header, then less payload than it claims
+        s.send_frame(static_cast<uint16_t>(rng.below(50)), bytes, bytes.size() + 1 + rng.below(1000));
+      } else if (kind == 2) {  // a hello with a garbled body
+        s.send_frame(static_cast<uint16_t>(FrameType::hello), bytes);
+      } else {  // authenticated, then garbage frames of every type
+        if (handshake(s, token) == static_cast<uint16_t>(FrameType::welcome))
+          s.send_frame(static_cast<uint16_t>(rng.below(45)), bytes);
+      }
+    }
+    // Every refusal is counted; the garbled-hello and garbage-frame kinds all violate the protocol.
+    CHECK(c.refused_connections() - refused_before >= 2500);
+  }
+
+  // Whatever happened above, the worker is still registered, heartbeating, and can checkpoint.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(!worker_failed);
+  auto workers = c.workers();
+  REQUIRE(workers.size() == 1);
+  CHECK(workers[0].pid == 0);
+  CHECK(workers[0].heartbeat_age_s < 1.0);
+  CHECK(worker.connected());
+  CheckpointState s;
+  s.config_text = "x = 1\n";
+  s.config_hash = stable_hash(s.config_text);
+  s.step = 7;
+  s.flats.push_back({"params", {{"w", Shape{4}, 0}}, {}, 16});
+  ByteWriter begin;
+  begin.i64(7).i32(1);
+  encode_checkpoint_meta(s, begin);
+  worker.send(FrameType::checkpoint_begin, begin.bytes());
+  ByteWriter slice;
+  float values[16] = {1, 2, 3, 4};
+  slice.i64(7).u32(0).i64(0).u64(16).raw(values, sizeof values);
+  worker.send(FrameType::checkpoint_slice, slice.bytes());
+  ByteWriter end;
+  end.i64(7);
+  worker.send(FrameType::checkpoint_end, end.bytes());
+  CHECK(c.wait_checkpoint(7, 30));
+  CHECK(c.last_checkpoint().step == 7);
+  CHECK(std::filesystem::exists(f.dir.file("ckpt/" + CheckpointStore::file_name(7))));
+  done = true;
+  heartbeats.join();
+}
