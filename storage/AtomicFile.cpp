@@ -22,7 +22,8 @@ void fsync_path(const std::string& path) {
   if (rc != 0) throw Error(ErrorKind::internal, path + ": fsync failed: " + std::strerror(err));
 }
 
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write,
+                      bool sync_directory) {
   namespace fs = std::filesystem;
   static std::atomic<unsigned> counter{0};
   fs::path target(path);
@@ -37,7 +38,7 @@ void write_atomically(const std::string& path, const std::function<void(const st
     fsync_path(tmp);
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       throw Error(ErrorKind::internal, path + ": cannot rename the new file into place: " + std::strerror(errno));
-    fsync_path(dir.string());
+    if (sync_directory) fsync_path(dir.string());
   } catch (...) {
     std::remove(tmp.c_str());
     throw;

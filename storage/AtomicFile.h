@@ -9,8 +9,11 @@
 namespace dptrain {
 
 // Calls write(tmp_path) and then publishes tmp_path as `path`. On any exception the temporary file
-// is removed and the exception propagates; `path` is untouched.
-void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& write);
+// is removed and the exception propagates; `path` is untouched. sync_directory = false leaves the
+// rename's durability to a later fsync of the same directory by the caller (one flush for two
+// files, as CheckpointStore does for a checkpoint and its pointer).
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& write,
+                      bool sync_directory = true);
 
 // fsyncs a file or directory by path (throws naming it on failure).
 void fsync_path(const std::string& path);

@@ -78,8 +78,8 @@ std::vector<std::string> children(hid_t f, const std::string& name, const std::s
 
 }  // namespace
 
-void write_checkpoint_file(const std::string& path, const CheckpointState& s) {
-  write_sealed_h5(path, [&](hid_t f) {
+void write_checkpoint_file(const std::string& path, const CheckpointState& s, bool sync_directory) {
+  auto write = [&](hid_t f) {
     h5_write_string_attribute(f, "format", CheckpointState::format_tag);
     H5Id meta = h5_make_groups(f, "meta");
     write_string(meta, "config_text", s.config_text);
@@ -111,7 +111,8 @@ void write_checkpoint_file(const std::string& path, const CheckpointState& s) {
       H5Id g = h5_make_groups(f, "strings");
       for (const auto& [name, v] : s.strings) write_string(g, name, v);
     }
-  });
+  };
+  write_sealed_h5(path, write, sync_directory);
 }
 
 namespace {

@@ -22,8 +22,8 @@ struct FlatSpec {
   bool required = true;
 };
 
-// Writes atomically (temporary name, fsync, rename).
-void write_checkpoint_file(const std::string& path, const CheckpointState& state);
+// Writes atomically (temporary name, fsync, rename; sync_directory: see write_atomically).
+void write_checkpoint_file(const std::string& path, const CheckpointState& state, bool sync_directory = true);
 
 // Reads and validates everything; flats are read per `flats` and must match their layouts.
 CheckpointState read_checkpoint_file(const std::string& path, const std::vector<FlatSpec>& flats);

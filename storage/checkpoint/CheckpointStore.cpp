@@ -15,6 +15,12 @@ namespace fs = std::filesystem;
 CheckpointStore::CheckpointStore(std::string dir, int64_t keep)
     : dir_(std::move(dir)), keep_(std::max<int64_t>(1, keep)) {}
 
+CheckpointStore::~CheckpointStore() { finish_removal(); }
+
+void CheckpointStore::finish_removal() const {
+  if (removal_.joinable()) removal_.join();
+}
+
 std::string CheckpointStore::file_name(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "ckpt-%010lld.h5", static_cast<long long>(step));
@@ -22,6 +28,7 @@ std::string CheckpointStore::file_name(int64_t step) {
 }
 
 std::vector<std::string> CheckpointStore::list() const {
+  finish_removal();
   std::vector<std::pair<int64_t, std::string>> found;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
@@ -43,15 +50,24 @@ std::string CheckpointStore::save(const CheckpointState& state) {
   fs::create_directories(dir_, ec);
   if (ec) fail_input(dir_ + ": cannot create the checkpoint directory: " + ec.message());
   std::string path = (fs::path(dir_) / file_name(state.step)).string();
-  write_checkpoint_file(path, state);
-  // The pointer moves only once the checkpoint is durable.
+  // The checkpoint's bytes are durable before its rename, and the pointer's before its own; one
+  // fsync of the directory then makes both renames durable (one disk flush, not two). A crash
+  // before it leaves at worst a pointer to a file that is not there, or the previous pointer,
+  // and resolve() falls back to the newest good checkpoint either way.
+  write_checkpoint_file(path, state, /*sync_directory=*/false);
   write_atomically((fs::path(dir_) / "latest").string(), [&](const std::string& tmp) {
     std::ofstream out(tmp);
     out << file_name(state.step) << "\n";
     if (!out.flush()) throw Error(ErrorKind::internal, tmp + ": cannot write the latest pointer");
   });
-  std::vector<std::string> all = list();
-  for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) fs::remove(all[i], ec);
+  std::vector<std::string> all = list();  // also waits for the previous save's removal
+  if (all.size() > static_cast<size_t>(keep_)) {
+    std::vector<std::string> old(all.begin() + keep_, all.end());
+    removal_ = std::thread([old = std::move(old)] {
+      std::error_code ignored;  // a file already gone is fine; nothing here may throw
+      for (const auto& p : old) fs::remove(p, ignored);
+    });
+  }
   return path;
 }
 

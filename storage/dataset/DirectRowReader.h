@@ -47,8 +47,4 @@ class DirectRowReader {
   std::vector<int64_t> chunk_offsets_;  // file offset of every chunk
 };
 
-// The two Fletcher32 sums HDF5's filter stores (over big-endian 16-bit words; an odd last byte is
-// the high half of a word), each reduced mod 65535: equal to HDF5's value mod 65535. Vectorizes.
-void fletcher32_sums(const unsigned char* data, size_t bytes, uint32_t& sum1, uint32_t& sum2);
-
 }  // namespace dptrain

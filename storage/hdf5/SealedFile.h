@@ -15,8 +15,8 @@
 namespace dptrain {
 
 // Creates `path` atomically: write(file) fills an HDF5 file with a user block; it is then closed,
-// sealed, fsynced and renamed into place.
-void write_sealed_h5(const std::string& path, const std::function<void(hid_t file)>& write);
+// sealed, fsynced and renamed into place (sync_directory: see write_atomically).
+void write_sealed_h5(const std::string& path, const std::function<void(hid_t file)>& write, bool sync_directory = true);
 
 // true: the seal is present and matches; false: the file has no seal (another tool wrote it).
 // Throws a bad-input error naming the file when the seal does not match (damaged or truncated).

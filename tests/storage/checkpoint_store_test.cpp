@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "models/core/Hash.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/dataset/Synthesize.h"
 #include "support/TestSupport.h"
@@ -93,4 +94,31 @@ TEST_CASE("resuming names what does not match", "[checkpoint]") {
   CHECK(longer.exit_code == 0);
   CHECK(longer.out.find("note: the config differs") != std::string::npos);
   CHECK(longer.out.find("epoch 2/2") != std::string::npos);
+}
+
+TEST_CASE("saves back to back: the newest K survive the background removal, latest resolves", "[checkpoint]") {
+  TempDir dir;
+  CheckpointState s;
+  s.config_text = "x";
+  s.config_hash = stable_hash(s.config_text);
+  ParamInfo p{"w", Shape{300, 200}, 0};
+  s.flats.push_back({"params", {p}, std::vector<float>(60000, 0.25f)});
+  s.scalars.emplace_back("cursor_epoch", 0.0);
+  std::string last;
+  {
+    CheckpointStore store(dir.file("ckpt"), 2);
+    for (int64_t step = 1; step <= 6; ++step) {
+      s.step = step;
+      last = store.save(s);
+    }
+    auto files = store.list();  // waits for the removal still running
+    REQUIRE(files.size() == 2);
+    CHECK(files[0] == last);
+    CHECK(files[1].find(CheckpointStore::file_name(5)) != std::string::npos);
+    CHECK(store.resolve("latest").path == last);
+  }
+  // What was written reads back whole.
+  CheckpointState back = read_checkpoint_file(last, {{"params", {p}, 60000, true}});
+  CHECK(back.step == 6);
+  CHECK(back.flat("params").data == s.flats[0].data);
 }
