@@ -1,6 +1,7 @@
 // Collectives and the bucketed gradient reducer on real MPI ranks (run under mpirun -np 2..4).
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <numeric>
 
 #include "comm/GradientReducer.h"
@@ -68,6 +69,42 @@ TEST_CASE("the gradient reducer sums every bucket, whatever order backward repor
       const float ranks_sum = static_cast<float>(c.size() * (c.size() + 1) / 2);
       for (int64_t i = 0; i < n; i += 7)
         CHECK(g[static_cast<size_t>(i)] == Approx(ranks_sum * static_cast<float>(i % 97)));
+    }
+  }
+}
+
+TEST_CASE("large float sums go round the ring: exact sums, identical bits on every rank", "[mpi]") {
+  Communicator& c = mpi_comm();
+  const int n = c.size(), r = c.rank();
+  auto req = c.make_request();
+  // Below and above the ring threshold (256 KiB), counts not divisible by the ranks.
+  for (int64_t count : {int64_t{1000}, int64_t{65535}, int64_t{65536}, int64_t{200003}, int64_t{1} << 20}) {
+    DYNAMIC_SECTION("count " << count) {
+      std::vector<float> f(static_cast<size_t>(count));
+      for (int64_t i = 0; i < count; ++i)
+        f[static_cast<size_t>(i)] = static_cast<float>((i * 7 + r * 13) % 101) * 0.01f;
+      for (int round = 0; round < 2; ++round) {  // a reused request
+        std::vector<float> g = f;
+        c.allreduce_sum_async(g.data(), count, *req);
+        while (!req->test()) {
+        }
+        req->wait();
+        for (int64_t i = 0; i < count; i += 997) {
+          double want = 0;
+          for (int k = 0; k < n; ++k) want += static_cast<double>((i * 7 + k * 13) % 101) * 0.01;
+          REQUIRE(g[static_cast<size_t>(i)] == Approx(want).epsilon(1e-5));
+        }
+        // Every rank holds the same bits: compare a checksum of the whole buffer.
+        uint64_t h = 1469598103934665603ull;
+        for (float v : g) {
+          uint32_t bits;
+          std::memcpy(&bits, &v, 4);
+          h = (h ^ bits) * 1099511628211ull;
+        }
+        std::vector<uint64_t> all(static_cast<size_t>(n));
+        c.allgather(&h, sizeof h, all.data());
+        for (uint64_t other : all) CHECK(other == h);
+      }
     }
   }
 }

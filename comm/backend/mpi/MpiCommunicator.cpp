@@ -8,41 +8,36 @@
 #include <thread>
 
 #include "comm/backend/BackendRegistry.h"
+#include "comm/backend/mpi/MpiCheck.h"
+#include "comm/backend/mpi/RingAllreduce.h"
 #include "models/core/Error.h"
-
-// Checks an MPI call; the communicators use MPI_ERRORS_RETURN so failures arrive here.
-#define DPT_MPI(call)                                                                                               \
-  do {                                                                                                              \
-    int dpt_mpi_rc = (call);                                                                                        \
-    if (dpt_mpi_rc != MPI_SUCCESS) {                                                                                \
-      char dpt_msg[MPI_MAX_ERROR_STRING];                                                                           \
-      int dpt_len = 0;                                                                                              \
-      MPI_Error_string(dpt_mpi_rc, dpt_msg, &dpt_len);                                                              \
-      throw ::dptrain::Error(::dptrain::ErrorKind::peer, ::dptrain::error_origin(__FILE__, __LINE__) + #call ": " + \
-                                                             std::string(dpt_msg, dpt_len));                        \
-    }                                                                                                               \
-  } while (0)
 
 namespace dptrain {
 
 namespace {
 
 constexpr int announce_tag = 7001;
+// Float sums of at least this many bytes (and at least one element per rank) go round the ring.
+constexpr int64_t ring_min_bytes = int64_t{256} << 10;
 
 int checked_count(int64_t count) {
   if (count > INT_MAX) fail_internal("MPI collective of " + std::to_string(count) + " elements exceeds INT_MAX");
   return static_cast<int>(count);
 }
 
+// One all-reduce in flight: an MPI_Iallreduce (small buffers) or a ring (large ones).
 class MpiRequest final : public CommRequest {
  public:
   explicit MpiRequest(MpiCommunicator& comm) : comm_(comm) {}
   MPI_Request request = MPI_REQUEST_NULL;
+  RingAllreduce ring;
   uint64_t sequence = 0;
   void wait() override {
+    if (ring.active()) comm_.wait(ring, sequence);
     if (request != MPI_REQUEST_NULL) comm_.wait(request, sequence);
   }
   bool test() override {
+    if (ring.active()) return ring.advance();
     int flag = 1;
     if (request != MPI_REQUEST_NULL) MPI_Test(&request, &flag, MPI_STATUS_IGNORE);
     return flag != 0;
@@ -130,14 +125,26 @@ uint64_t MpiCommunicator::enter() {
 }
 
 void MpiCommunicator::wait(MPI_Request& request, uint64_t sequence) {
-  int flag = 0;
-  DPT_MPI(MPI_Test(&request, &flag, MPI_STATUS_IGNORE));
-  if (flag) return;
+  poll_until(
+      [&] {
+        int flag = 0;
+        DPT_MPI(MPI_Test(&request, &flag, MPI_STATUS_IGNORE));
+        return flag != 0;
+      },
+      sequence);
+}
+
+void MpiCommunicator::wait(RingAllreduce& ring, uint64_t sequence) {
+  poll_until([&] { return ring.advance(); }, sequence);
+}
+
+template <typename Done>
+void MpiCommunicator::poll_until(Done done, uint64_t sequence) {
+  if (done()) return;
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + std::chrono::duration<double>(timeout_s_);
   for (int spins = 0;; ++spins) {
-    DPT_MPI(MPI_Test(&request, &flag, MPI_STATUS_IGNORE));
-    if (flag) return;
+    if (done()) return;
     auto now = std::chrono::steady_clock::now();
     if (now > deadline) timed_out(sequence);
     // Spin briefly for low latency, then back off so oversubscribed ranks leave the core to peers.
@@ -191,8 +198,15 @@ std::unique_ptr<CommRequest> MpiCommunicator::make_request() { return std::make_
 
 void MpiCommunicator::allreduce_sum_async(float* data, int64_t count, CommRequest& request) {
   auto& r = static_cast<MpiRequest&>(request);
-  DPT_ASSERT(r.request == MPI_REQUEST_NULL, "all-reduce started on a request still in flight");
+  DPT_ASSERT(r.request == MPI_REQUEST_NULL && !r.ring.active(), "all-reduce started on a request still in flight");
   r.sequence = enter();
+  if (size_ > 1 && count >= size_ && count * static_cast<int64_t>(sizeof(float)) >= ring_min_bytes) {
+    checked_count(count);
+    // Every rank enters collectives in the same order, so the sequence number tells concurrent
+    // rings apart on every rank alike.
+    r.ring.start(data, count, world_, 1 + static_cast<int>(r.sequence % 30000));
+    return;
+  }
   DPT_MPI(MPI_Iallreduce(MPI_IN_PLACE, data, checked_count(count), MPI_FLOAT, MPI_SUM, world_, &r.request));
 }
 

@@ -15,6 +15,8 @@
 
 namespace dptrain {
 
+class RingAllreduce;
+
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(double timeout_s);
@@ -40,10 +42,14 @@ class MpiCommunicator final : public Communicator {
   // Waits for `request` (polling with backoff) until the deadline; throws a peer error naming the
   // operation, the step and the ranks that have not arrived.
   void wait(MPI_Request& request, uint64_t sequence);
+  // The same for a ring all-reduce (float sums of large buffers go round a ring).
+  void wait(RingAllreduce& ring, uint64_t sequence);
   // Records entry into collective number `sequence` and tells the other ranks.
   uint64_t enter();
 
  private:
+  template <typename Done>
+  void poll_until(Done done, uint64_t sequence);
   [[noreturn]] void timed_out(uint64_t sequence);
   void drain_announcements();
 
