@@ -1,0 +1,128 @@
+// Our side of bench/20-allreduce, run under mpirun: the bucketed gradient all-reduce
+// (GradientReducer over the MPI communicator, driven as the trainer drives it) of one buffer, and
+// data-parallel training of the reference MLP through the real step (models/ layers, the
+// reducer, the Optimizer), with the global batch split across ranks as the trainer splits it.
+//
+//   dptrain_allreduce_bench --mode reduce [--floats 3330000] [--iters 20] [--bucket-mb 25]
+//       rank 0 prints ms= (per call) algbw_GBps= busbw_GBps= buckets=
+//   dptrain_allreduce_bench --mode train [--global-batch 128] [--steps 100] [--warmup 10]
+//                           [--bucket-mb 25] [--overlap 1] [--threads 1]
+//       rank 0 prints samples_per_s= (all ranks together) step_ms= wait_ms= (finish() per step)
+//       buckets= ranks=. --overlap 0 gives backward no ready hook, so every bucket starts after
+//       backward (with a large --bucket-mb: one blocking all-reduce of the whole gradient).
+#include <cstdio>
+#include <numeric>
+#include <vector>
+
+#include "bench/BenchSupport.h"
+#include "comm/Communicator.h"
+#include "comm/GradientReducer.h"
+#include "models/core/Philox.h"
+#include "models/kernels/cpu/CpuKernels.h"
+#include "models/losses/Loss.h"
+#include "storage/reader/ShardedReader.h"
+
+using namespace dptrain;
+using namespace dptrain::bench;
+
+namespace {
+
+int64_t bucket_bytes(const Options& o) { return static_cast<int64_t>(o.real("bucket-mb") * 1024 * 1024); }
+
+int reduce_mode(Communicator& comm, const Options& o) {
+  const int64_t n = o.num("floats"), iters = o.num("iters");
+  std::vector<float> grads(static_cast<size_t>(n), 1.0f);
+  GradientReducer reducer(comm, grads.data(), n, {0}, bucket_bytes(o));
+  auto call = [&](int64_t step) {
+    reducer.begin_step(step);
+    reducer.ready_from(0);  // the whole buffer is final, as after backward
+    reducer.finish();
+  };
+  for (int64_t i = 0; i < 3; ++i) call(i);
+  comm.barrier();
+  auto t0 = Clock::now();
+  for (int64_t i = 0; i < iters; ++i) call(3 + i);
+  const double dt = seconds_since(t0) / static_cast<double>(iters);
+  if (comm.rank() == 0) {
+    const double alg = static_cast<double>(n) * 4.0 / dt / 1e9, ranks = comm.size();
+    std::printf("ms=%.3f algbw_GBps=%.2f busbw_GBps=%.2f buckets=%zu floats=%lld\n", dt * 1e3, alg,
+                alg * 2.0 * (ranks - 1) / ranks, reducer.buckets().size(), static_cast<long long>(n));
+  }
+  return 0;
+}
+
+int train_mode(Communicator& comm, const Options& o) {
+  set_cpu_threads(static_cast<int>(o.num("threads")));
+  auto model = make_reference_mlp();
+  Optimizer optimizer(reference_sgd(), model->flat_size(), Device::cpu);
+  Loss loss(LossKind::softmax_cross_entropy);
+  std::vector<int64_t> offsets;
+  for (const auto& p : model->param_infos()) offsets.push_back(p.offset);
+  GradientReducer reducer(comm, model->grads().data(), model->flat_size(), offsets, bucket_bytes(o));
+  const std::function<void(int64_t)> on_ready = [&](int64_t offset) { reducer.ready_from(offset); };
+  const bool overlap = o.num("overlap") != 0;
+
+  // This rank's slice of the global batch (ShardedReader::rank_slice), random as the peer's.
+  const int64_t global = o.num("global-batch");
+  auto [begin, end] = ShardedReader::rank_slice(global, comm.rank(), comm.size());
+  const int64_t rows = end - begin;
+  Tensor x = Tensor::zeros(Shape{rows, 784});
+  Philox rng(static_cast<uint64_t>(comm.rank()), RandomPurpose::synth, 0);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
+  std::vector<int32_t> labels(static_cast<size_t>(rows));
+  for (auto& l : labels) l = static_cast<int32_t>(rng.below(10));
+  Tensor dout;
+  float stats[num_loss_stats] = {};
+
+  double waited = 0.0;
+  auto step = [&](int64_t t) {
+    StepContext ctx{Mode::train, 0, static_cast<uint64_t>(t), begin, overlap ? &on_ready : nullptr, true};
+    model->zero_grad();
+    reducer.begin_step(t);
+    const Tensor& out = model->forward(x, ctx);
+    // Mean over the global batch: each rank scales by 1 / global, the all-reduce sums.
+    loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(global), &dout, stats);
+    model->backward(dout, ctx);
+    reducer.finish();
+    waited += reducer.last_wait_seconds();
+    optimizer.step(model->params(), model->grads(), 0.01f);
+  };
+  const int64_t warmup = o.num("warmup"), steps = o.num("steps");
+  for (int64_t t = 0; t < warmup; ++t) step(t);
+  comm.barrier();
+  waited = 0.0;
+  auto t0 = Clock::now();
+  for (int64_t t = 0; t < steps; ++t) step(warmup + t);
+  comm.barrier();
+  const double secs = seconds_since(t0);
+  if (comm.rank() == 0)
+    std::printf("samples_per_s=%.1f step_ms=%.3f wait_ms=%.3f buckets=%zu ranks=%d rows_per_rank=%lld floats=%lld\n",
+                static_cast<double>(global * steps) / secs, secs / static_cast<double>(steps) * 1e3,
+                comm.size() > 1 ? waited / static_cast<double>(steps) * 1e3 : 0.0, reducer.buckets().size(),
+                comm.size(), static_cast<long long>(rows), static_cast<long long>(model->flat_size()));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o(argc, argv,
+            {{"mode", "reduce"},
+             {"floats", "3330000"},
+             {"iters", "20"},
+             {"bucket-mb", "25"},
+             {"global-batch", "128"},
+             {"steps", "100"},
+             {"warmup", "10"},
+             {"overlap", "1"},
+             {"threads", "1"}},
+            "dptrain_allreduce_bench --mode reduce|train [--floats N] [--iters N] [--bucket-mb MB] "
+            "[--global-batch N] [--steps N] [--warmup N] [--overlap 0|1] [--threads N]");
+  try {
+    auto comm = make_communicator("auto", 120.0);
+    return o.str("mode") == "train" ? train_mode(*comm, o) : reduce_mode(*comm, o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dptrain_allreduce_bench: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,110 @@
+// Our side of bench/11-checkpoint: CheckpointStore::save of what the trainer checkpoints for the
+// reference MLP with Adam (parameters and both moment buffers, ~40 MB, plus the scalars), and the
+// train step of the same model, so that the stall a synchronous save imposes can be put in steps.
+//
+//   dptrain_checkpoint_bench --dir D [--saves 3] [--steps 30] [--steps-between 10] [--threads 1]
+//   prints save_s= (mean of the timed saves, each after --steps-between train steps) file_bytes=
+//          MB_per_s= step_ms= (mean of --steps train steps) stall_steps= (save_s / step time)
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <vector>
+
+#include "bench/BenchSupport.h"
+#include "models/core/Philox.h"
+#include "models/kernels/cpu/CpuKernels.h"
+#include "models/losses/Loss.h"
+#include "storage/checkpoint/CheckpointStore.h"
+
+using namespace dptrain;
+using namespace dptrain::bench;
+
+namespace {
+
+std::vector<float> to_vector(const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o(argc, argv, {{"dir", ""}, {"saves", "3"}, {"steps", "30"}, {"steps-between", "10"}, {"threads", "1"}},
+            "dptrain_checkpoint_bench --dir D [--saves N] [--steps N] [--steps-between N] [--threads N]");
+  if (o.str("dir").empty()) {
+    std::fprintf(stderr, "dptrain_checkpoint_bench: --dir is required\n");
+    return 2;
+  }
+  try {
+    set_cpu_threads(static_cast<int>(o.num("threads")));
+    auto model = make_reference_mlp();
+    OptimConfig oc;
+    oc.kind = OptimizerKind::adam;
+    oc.lr = 1e-3;
+    Optimizer optimizer(oc, model->flat_size(), Device::cpu);
+    Loss loss(LossKind::softmax_cross_entropy);
+
+    // Random inputs as the peers use; a few steps make the Adam moments real numbers.
+    const int64_t batch = 128;
+    Tensor x = Tensor::zeros(Shape{batch, 784});
+    Philox rng(0, RandomPurpose::synth, 0);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
+    std::vector<int32_t> labels(static_cast<size_t>(batch));
+    for (auto& l : labels) l = static_cast<int32_t>(rng.below(10));
+    Tensor dout;
+    float stats[num_loss_stats] = {};
+    uint64_t t = 0;
+    auto step = [&] {
+      StepContext ctx{Mode::train, 0, t++, 0, nullptr, true};
+      model->zero_grad();
+      const Tensor& out = model->forward(x, ctx);
+      loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(batch), &dout, stats);
+      model->backward(dout, ctx);
+      optimizer.step(model->params(), model->grads(), 1e-3f);
+    };
+    for (int i = 0; i < 5; ++i) step();
+    const int64_t steps = o.num("steps");
+    auto t0 = Clock::now();
+    for (int64_t i = 0; i < steps; ++i) step();
+    const double step_s = seconds_since(t0) / static_cast<double>(steps);
+
+    // What Trainer::checkpoint_state() holds for this model (trainer/TrainerCheckpoint.cpp):
+    // the flat buffers under their groups, and the scalars of the cursor, schedule and metrics.
+    CheckpointState s;
+    s.config_text = "# reference MLP 784-1024-1024-10, Adam\n";
+    s.layout_hash = model->layout_hash();
+    s.world_size = 1;
+    const auto& layout = model->param_infos();
+    s.flats.push_back({"params", layout, to_vector(model->params())});
+    for (const auto& [name, tensor] : optimizer.states())
+      s.flats.push_back({"optimizer/" + name, layout, to_vector(*tensor)});
+    for (const char* name : {"cursor_epoch", "cursor_step", "generator_seed", "optimizer_steps",
+                             "schedule_plateau_scale", "schedule_best", "schedule_bad_epochs", "schedule_has_best",
+                             "early_best", "early_best_epoch", "early_bad_epochs", "stopped_early"})
+      s.scalars.emplace_back(name, 0.0);
+    s.floats.emplace_back("metrics_interval", std::vector<float>(num_loss_stats, 0.0f));
+
+    // Saves between training steps, as in a run (the trainer's default keeps 3; 2 here so that
+    // every timed save also has an old checkpoint to retire).
+    CheckpointStore store(o.str("dir"), 2);
+    s.step = 1;
+    std::string path = store.save(s);  // warm-up: creates the directory, first HDF5 use
+    const int64_t saves = o.num("saves"), between = o.num("steps-between");
+    double total = 0.0;
+    for (int64_t i = 0; i < saves; ++i) {
+      for (int64_t k = 0; k < between; ++k) step();
+      s.step = 2 + i;
+      t0 = Clock::now();
+      path = store.save(s);
+      total += seconds_since(t0);
+    }
+    struct stat st {};
+    ::stat(path.c_str(), &st);
+    const double save_s = total / static_cast<double>(saves);
+    std::printf("save_s=%.4f file_bytes=%lld MB_per_s=%.1f step_ms=%.3f stall_steps=%.2f loss=%.4f\n", save_s,
+                static_cast<long long>(st.st_size), static_cast<double>(st.st_size) / save_s / 1e6, step_s * 1e3,
+                save_s / step_s, stats[stat_loss] / std::max(1.0f, stats[stat_count]));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dptrain_checkpoint_bench: %s\n", e.what());
+    return 1;
+  }
+}
