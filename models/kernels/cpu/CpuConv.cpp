@@ -1,9 +1,6 @@
-// The CPU backend's whole-batch convolution: im2col + GEMM per sample like the reference
-// (Conv2dReference.cpp), but with the samples split over the OpenMP threads, each thread with its
-// own column buffers, and the bias and activation (forward) and the activation's gradient
-// (backward) applied to each sample while it is in cache. Weight and bias gradients are summed per thread and the
-// partial sums added in thread order, so results are bitwise repeatable for a given thread count (and, on one thread,
-// identical to the reference).
+// The CPU backend's batched convolution: im2col + GEMM per sample as in the reference, samples
+// split over the threads with per-thread buffers; per-thread weight and bias gradient sums join in
+// thread order, so results repeat bitwise for a thread count (and equal the reference on one).
 #include <omp.h>
 
 #include <algorithm>
@@ -82,6 +79,7 @@ void activation_grad(KernelBackend& k, Activation act, float slope, int64_t n, c
 
 }  // namespace
 
+// Bias and activation are applied to each sample right after its GEMM, while it is in cache.
 void cpu_conv2d_forward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const float* x, const float* w,
                         const float* bias, Activation act, float slope, float* y, LayerScratch& scratch) {
   const ConvDims d = dims_of(c);

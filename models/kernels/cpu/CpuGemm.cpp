@@ -1,7 +1,6 @@
-// The CPU backend's GEMM: OpenBLAS called single-threaded, threaded by us over blocks of C with
-// OpenMP. OpenBLAS's own pthreads busy-wait after each call; beside our OpenMP workers (which also
-// spin between parallel regions) they fight for the cores, and with several ranks per node they
-// oversubscribe them. One pool, sized by `threads`, avoids both.
+// The CPU backend's GEMM: OpenBLAS kept single-threaded and threaded by us over blocks of C with
+// OpenMP, so a process has one pool sized by `threads` and never OpenBLAS's busy-waiting pthreads
+// beside it (they fight our workers for the cores and oversubscribe nodes shared by ranks).
 #include <cblas.h>
 #include <omp.h>
 

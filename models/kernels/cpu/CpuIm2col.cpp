@@ -1,8 +1,6 @@
-// im2col and col2im for the CPU backend. Each kernel tap reads a rectangle of the input: output
-// rows [y_lo, y_hi) and columns [x_lo, x_hi) fall inside it and the rest is padding. Walking only
-// that rectangle leaves the inner loop a plain row copy or add (a masked vector operation for the
-// short rows of small images), and a column buffer whose padding was zeroed once can skip the
-// zeros on every later call.
+// im2col and col2im for the CPU backend, walking only the rectangle of each kernel tap that lies
+// inside the input, so inner loops are plain row copies and adds (masked vectors for short rows);
+// col2im gathers each input row's taps in registers, and padding zeroed once can be skipped after.
 #include <algorithm>
 
 #include "models/kernels/cpu/CpuInternal.h"

@@ -1,6 +1,6 @@
 // Pieces of the CPU backend that live outside CpuKernels.cpp so that each can be tuned, and tested
-// against a reference, on its own: the threaded GEMM and the optimizer passes. Not a public API;
-// layers reach them through KernelBackend.
+// against its reference, on its own (tests/models/cpu_kernels_test.cpp). Not a public API: layers
+// reach them through KernelBackend.
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,6 @@
-// The optimizer step as one fused pass over the flat buffers (DESIGN.md rule 1), with the choice
-// of optimizer made once per step instead of once per element: a switch inside the loop keeps
-// the compiler from vectorizing it, and the pass is memory-bound (it reads w, g and the states
-// and writes them back), so it must run at memory speed.
+// The optimizer step as one fused pass over the flat buffers (DESIGN.md rule 1), one loop per
+// optimizer kind: a switch inside the loop kept it from vectorizing, and the pass is memory-bound
+// (it reads w, g and the states and writes them back), so it has to run at memory speed.
 #include <cmath>
 
 #include "models/kernels/cpu/CpuInternal.h"

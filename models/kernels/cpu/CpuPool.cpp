@@ -1,7 +1,6 @@
-// Max pooling fast paths of the CPU backend, for windows that never reach padding (no padding,
-// no dilation): no bounds tests, and the common 2x2 window of stride 2 in AVX-512, 16 outputs at
-// a time. Results, argmax included, are the general path's bit for bit: the taps are compared in
-// scan order with a strict, NaN-false `>`, so ties and NaNs go to the first tap.
+// Max pooling fast paths of the CPU backend for windows that never reach padding: no bounds tests,
+// and 2x2/2 windows in AVX-512, 16 outputs at a time. Values and argmax equal the general path's bit
+// for bit: taps are compared in scan order with a strict, NaN-false `>`.
 #include <algorithm>
 #include <cstring>
 

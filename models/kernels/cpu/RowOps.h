@@ -1,8 +1,6 @@
-// Copies and adds over blocks of short rows (a convolution's rows are often 7 to 28 floats wide).
-// A compiler vectorizes such loops in whole vectors and finishes each row one float at a time,
-// which costs more than the vector part; with AVX-512 a row of up to 16 floats is one masked load
-// and store, the mask computed once per block. Masked-off lanes are never read or written, so
-// rows may end anywhere. Other CPUs get the plain loops.
+// Copies and adds over blocks of short rows (convolution rows are often 7 to 28 floats): with
+// AVX-512 a row of up to 16 floats is one masked load and store, where compiled loops finish each
+// row one float at a time. Masked-off lanes are never touched, so rows may end anywhere.
 #pragma once
 
 #include <cstdint>
