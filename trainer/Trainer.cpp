@@ -120,9 +120,8 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   on_ready_ = [this](int64_t offset) { reducer_->ready_from(offset); };
   if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
   stats_ = Tensor::zeros({num_loss_stats}, device);
-  checkpoints_ = std::make_unique<CheckpointStore>(config_.checkpoint.dir, config_.checkpoint.keep);
   last_checkpoint_time_ = std::chrono::steady_clock::now();
-  connect_coordinator();
+  coordination_ = std::make_unique<JobCoordination>(config_, comm_, [this](const std::string& line) { print(line); });
 
   if (logs()) {
     std::filesystem::create_directories(config_.out_dir);
@@ -248,8 +247,8 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   interval_start_ = now;
   interval_steps_ = 0;
   last_samples_per_s_ = samples_per_s;
-  if (client_ && comm_.rank() == 0)
-    client_->report_metrics(step_, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
+  if (coordination_->client() && comm_.rank() == 0)
+    coordination_->client()->report_metrics(step_, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
                             sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s,
                             schedule_->lr(step_ - 1));
   if (!logs()) return;
@@ -320,7 +319,7 @@ TrainResult Trainer::run() {
     for (; s < spe && step_ < total; ++s) {
       TestHooks::get().before_step(comm_.rank(), step_);
       train_step(reader_->next());
-      if (client_) client_->set_progress(step_, last_samples_per_s_);
+      if (auto* client = coordination_->client()) client->set_progress(step_, last_samples_per_s_);
       if ((s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total) log_interval(epoch, s + 1);
       if (stop_after_step_) {
         // Asked to stop (SIGUSR1/SIGTERM or the coordinator): every rank saw it in the same step's

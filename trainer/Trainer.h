@@ -16,8 +16,7 @@
 #include "models/zoo/ModelZoo.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/reader/ShardedReader.h"
-#include "trainer/coordinator/Coordinator.h"
-#include "trainer/coordinator/CoordinatorClient.h"
+#include "trainer/coordinator/JobCoordination.h"
 #include "trainer/DataSplits.h"
 #include "trainer/EarlyStopping.h"
 #include "trainer/FeatureScaler.h"
@@ -72,9 +71,6 @@ class Trainer {
   // Saves a checkpoint when one is due (every_steps, every_seconds) or `force`d; rank 0 writes.
   void maybe_checkpoint(bool force);
   void restore(const CheckpointState& state);
-  // Connects this rank to the coordinator named by the environment or, by default, to one that
-  // rank 0 starts on a thread.
-  void connect_coordinator();
   // Flat buffers in checkpoint order, with the device pointers the coordinator client streams.
   std::vector<const float*> flat_pointers();
   bool checkpoint_time_due() const;
@@ -103,9 +99,7 @@ class Trainer {
   std::chrono::steady_clock::time_point interval_start_, run_start_;
   int64_t interval_steps_ = 0;
   int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
-  std::unique_ptr<CheckpointStore> checkpoints_;
-  std::unique_ptr<Coordinator> coordinator_;      // rank 0, when it hosts the coordinator
-  std::unique_ptr<CoordinatorClient> client_;
+  std::unique_ptr<JobCoordination> coordination_;
   bool checkpoint_due_ = false;                   // rank 0's clock said so (control lane)
   bool stop_after_step_ = false;                  // some rank was asked to stop (control lane)
   double last_samples_per_s_ = 0.0;

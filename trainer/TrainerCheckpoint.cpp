@@ -135,21 +135,10 @@ void Trainer::restore(const CheckpointState& s) {
 
 void Trainer::resume(const std::string& spec) {
   // Rank 0 picks the checkpoint, so every rank loads the same file even if a newer one appears.
-  CheckpointStore::Resolved r;
-  char path[4096] = {};
-  if (comm_.rank() == 0) {
-    r = checkpoints_->resolve(spec);
-    for (const auto& why : r.skipped) print("warning: skipping a damaged checkpoint: " + why);
-    std::snprintf(path, sizeof path, "%s", r.path.c_str());
-  }
-  comm_.set_operation("checkpoint choice broadcast", step_);
-  comm_.broadcast(path, sizeof path, 0);
-  if (!path[0]) {
-    if (spec.empty() || spec == "latest") {
-      print("no checkpoint in " + checkpoints_->dir() + ": starting from scratch");
-      return;
-    }
-    fail_input(spec + ": no usable checkpoint");
+  std::string path = coordination_->choose_checkpoint(spec);
+  if (path.empty()) {
+    print("no checkpoint in " + config_.checkpoint.dir + ": starting from scratch");
+    return;
   }
   CheckpointState meta = read_checkpoint_file(path, {});
   if (meta.layout_hash != model_->layout_hash()) {
@@ -159,11 +148,10 @@ void Trainer::resume(const std::string& spec) {
     } catch (const Error& e) {
       detail = std::string(": ") + e.what();
     }
-    fail_input(std::string(path) +
-               ": saved from a different model (its layer layout differs from the config's [model])" + detail);
+    fail_input(path + ": saved from a different model (its layer layout differs from the config's [model])" + detail);
   }
   restore(read_checkpoint_file(path, flat_specs()));
-  print("resumed from " + std::string(path) + " at step " + std::to_string(step_));
+  print("resumed from " + path + " at step " + std::to_string(step_));
 }
 
 std::vector<const float*> Trainer::flat_pointers() {
@@ -182,18 +170,11 @@ void Trainer::maybe_checkpoint(bool force) {
   if (!due || step_ == last_checkpoint_step_) return;
   last_checkpoint_step_ = step_;
   last_checkpoint_time_ = std::chrono::steady_clock::now();
-  if (client_) {
-    // Every rank hands over its 1/N share and trains on while it streams; the coordinator writes.
-    client_->stage_checkpoint(checkpoint_state(false), flat_pointers(), model_->device());
-    if (force) {
-      std::string path = client_->wait_checkpoint(step_, config_.coordinator.checkpoint_timeout_s);
-      if (logs() && config_.train.progress) print("checkpoint " + path);
-    }
-    return;
-  }
-  if (comm_.rank() != 0) return;  // the replicas are identical: rank 0 writes alone
-  std::string path = checkpoints_->save(checkpoint_state());
-  if (logs() && config_.train.progress) print("checkpoint " + path);
+  // Every rank hands over its 1/N share and trains on while it streams (a forced checkpoint waits
+  // for the write); without a coordinator rank 0 writes alone.
+  std::string path = coordination_->checkpoint([this](bool with_data) { return checkpoint_state(with_data); },
+                                               flat_pointers(), model_->device(), force);
+  if (!path.empty() && logs() && config_.train.progress) print("checkpoint " + path);
 }
 
 bool Trainer::checkpoint_time_due() const {

@@ -1,0 +1,94 @@
+#include "trainer/coordinator/JobCoordination.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "models/core/Error.h"
+#include "models/core/Hash.h"
+
+namespace dptrain {
+
+JobCoordination::JobCoordination(const TrainConfig& config, Communicator& comm, Printer print)
+    : config_(config), comm_(comm), print_(std::move(print)) {
+  store_ = std::make_unique<CheckpointStore>(config_.checkpoint.dir, config_.checkpoint.keep);
+  CoordinatorEndpoint endpoint;
+  if (!CoordinatorEndpoint::from_environment(endpoint)) {
+    if (!config_.coordinator.enabled) return;
+    // Rank 0 starts the coordinator and hands its address and token to the others over the
+    // communicator: never logged, never on a command line.
+    struct Shared {
+      char host[128];
+      char token[80];
+      uint16_t port;
+      uint64_t host_hash;
+    } shared{};
+    char hostname[256] = {};
+    ::gethostname(hostname, sizeof hostname - 1);
+    if (comm_.rank() == 0) {
+      CoordinatorOptions o;
+      o.job = std::filesystem::path(config_.out_dir).filename().string();
+      o.bind_address = config_.coordinator.bind;
+      o.port = static_cast<uint16_t>(config_.coordinator.port);
+      o.http_port = static_cast<int>(config_.coordinator.http_port);
+      o.checkpoint_dir = config_.checkpoint.dir;
+      o.checkpoint_keep = config_.checkpoint.keep;
+      o.max_bulk_frame_bytes = static_cast<size_t>(config_.coordinator.max_bulk_frame_mb) << 20;
+      coordinator_ = std::make_unique<Coordinator>(o, print_);
+      // Workers on this machine reach a wildcard address through loopback; others need a name.
+      std::string reach = o.bind_address == "0.0.0.0" ? (comm_.size() > 1 ? hostname : "127.0.0.1") : o.bind_address;
+      std::snprintf(shared.host, sizeof shared.host, "%s", reach.c_str());
+      std::snprintf(shared.token, sizeof shared.token, "%s", coordinator_->token().c_str());
+      shared.port = coordinator_->port();
+      shared.host_hash = stable_hash(hostname);
+      if (coordinator_->http_port() >= 0)
+        print_("coordinator: status at http://" + reach + ":" + std::to_string(coordinator_->http_port()) + "/status");
+    }
+    comm_.set_operation("coordinator address broadcast", -1);
+    comm_.broadcast(&shared, sizeof shared, 0);
+    const bool loopback = std::strncmp(shared.host, "127.", 4) == 0 || std::strcmp(shared.host, "localhost") == 0;
+    double elsewhere = loopback && stable_hash(hostname) != shared.host_hash ? 1.0 : 0.0;
+    comm_.allreduce_max(&elsewhere, 1);
+    if (elsewhere > 0)
+      fail_input("ranks run on several machines but the coordinator listens on " + std::string(shared.host) +
+                 "; set coordinator.bind to this network's address of rank 0 (or \"0.0.0.0\")");
+    endpoint.host = shared.host;
+    endpoint.port = shared.port;
+    endpoint.token = shared.token;
+  }
+  client_ = std::make_unique<CoordinatorClient>(endpoint, comm_.rank(), comm_.size(), config_.coordinator.heartbeat_s);
+}
+
+// The client goes first: it sends out a staged checkpoint before the hosted coordinator stops.
+JobCoordination::~JobCoordination() {
+  client_.reset();
+  coordinator_.reset();
+}
+
+std::string JobCoordination::checkpoint(const std::function<CheckpointState(bool)>& state,
+                                        const std::vector<const float*>& flats, Device device, bool wait) {
+  if (client_) {
+    CheckpointState meta = state(false);
+    client_->stage_checkpoint(meta, flats, device);
+    return wait ? client_->wait_checkpoint(meta.step, config_.coordinator.checkpoint_timeout_s) : "";
+  }
+  if (comm_.rank() != 0) return "";
+  return store_->save(state(true));
+}
+
+std::string JobCoordination::choose_checkpoint(const std::string& spec) {
+  char path[4096] = {};
+  if (comm_.rank() == 0) {
+    CheckpointStore::Resolved r = store_->resolve(spec);
+    for (const auto& why : r.skipped) print_("warning: skipping a damaged checkpoint: " + why);
+    std::snprintf(path, sizeof path, "%s", r.path.c_str());
+  }
+  comm_.set_operation("checkpoint choice broadcast", -1);
+  comm_.broadcast(path, sizeof path, 0);
+  if (!path[0] && !spec.empty() && spec != "latest") fail_input(spec + ": no usable checkpoint");
+  return path;
+}
+
+}  // namespace dptrain
