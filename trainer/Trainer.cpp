@@ -32,6 +32,10 @@ class CommCrossRankSum final : public CrossRankSum {
     comm_.set_operation("batch statistics all-reduce", comm_.step());
     comm_.allreduce_sum(data, count);
   }
+  void sum(double* data, int64_t count) override {
+    comm_.set_operation("batch statistics all-reduce", comm_.step());
+    comm_.allreduce_sum(data, count);
+  }
 
  private:
   Communicator& comm_;

@@ -163,24 +163,33 @@ class KernelBackend {
   // ---- 2-D strided copy: `rows` rows of `cols` floats, src row stride src_ld, dst row stride dst_ld.
   virtual void copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_ld, float* dst, int64_t dst_ld) = 0;
 
-  // ---- batch norm over x viewed as [n, c, hw]; statistics per channel over n * hw values.
-  // Per-channel sum and sum of squares (overwritten), accumulated in double.
-  virtual void batch_norm_stats(int64_t n, int64_t c, int64_t hw, const float* x, float* sum, float* sumsq) = 0;
-  // Mean and biased variance from sums over `count` values; when running_mean is not null also
-  // running = (1 - momentum) running + momentum batch, with the unbiased variance (as PyTorch).
-  virtual void batch_norm_finalize(int64_t c, float count, float momentum, const float* sum, const float* sumsq,
-                                   float* mean, float* var, float* running_mean, float* running_var) = 0;
+  // ---- batch norm over x viewed as [n, c, hw]; statistics per channel over n * hw values. The
+  // per-channel sums are doubles (summed across ranks in double), so their rounding does not depend
+  // on how the batch is split.
+  // Per-channel sums of (x - shift) and of its squares (overwritten); a null shift means 0.
+  // Shifting by a mean estimate avoids cancellation in the variance.
+  virtual void batch_norm_stats(int64_t n, int64_t c, int64_t hw, const float* x, const float* shift, double* sum,
+                                double* sumsq) = 0;
+  // mean = shift + sum / count and the biased variance sumsq / count - (sum / count)^2 from sums of
+  // `count` shifted values (shift may alias running_mean: each channel reads it first); when
+  // running_mean is not null also running = (1 - momentum) running + momentum batch, with the
+  // unbiased variance (as PyTorch).
+  virtual void batch_norm_finalize(int64_t c, double count, float momentum, const float* shift, const double* sum,
+                                   const double* sumsq, float* mean, float* var, float* running_mean,
+                                   float* running_var) = 0;
   // y = gamma (x - mean) / sqrt(var + eps) + beta.
   virtual void batch_norm_forward(int64_t n, int64_t c, int64_t hw, float eps, const float* x, const float* mean,
                                   const float* var, const float* gamma, const float* beta, float* y) = 0;
-  // Per-channel sums of dy and of dy * xhat, xhat = (x - mean) / sqrt(var + eps) (overwritten).
+  // Per-channel sums of dy and of dy * xhat, xhat = (x - mean) / sqrt(var + eps) (overwritten),
+  // also added to dbeta and dgamma (the parameter gradients) when those are not null.
   virtual void batch_norm_backward_reduce(int64_t n, int64_t c, int64_t hw, float eps, const float* dy, const float* x,
-                                          const float* mean, const float* var, float* sum_dy, float* sum_dy_xhat) = 0;
+                                          const float* mean, const float* var, double* sum_dy, double* sum_dy_xhat,
+                                          float* dgamma, float* dbeta) = 0;
   // dx = gamma / sqrt(var + eps) (dy - sum_dy / count - xhat sum_dy_xhat / count), overwritten;
   // null sums mean fixed statistics (eval mode): dx = gamma / sqrt(var + eps) dy.
-  virtual void batch_norm_backward(int64_t n, int64_t c, int64_t hw, float eps, float count, const float* dy,
+  virtual void batch_norm_backward(int64_t n, int64_t c, int64_t hw, float eps, double count, const float* dy,
                                    const float* x, const float* mean, const float* var, const float* gamma,
-                                   const float* sum_dy, const float* sum_dy_xhat, float* dx) = 0;
+                                   const double* sum_dy, const double* sum_dy_xhat, float* dx) = 0;
 
   // ---- layer norm over each row of `cols` values: y = gamma (x - mean) inv_std + beta; the
   // per-row mean and inv_std are saved for backward.

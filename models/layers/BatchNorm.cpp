@@ -37,16 +37,19 @@ void BatchNorm::forward(const Tensor& in, Tensor& out, const StepContext& ctx) {
                          beta_.data(), out.data());
     return;
   }
-  sums_.resize({2 * c + 1}, in.device());
   mean_.resize({c}, in.device());
   var_.resize({c}, in.device());
-  k.batch_norm_stats(n, c, hw_, in.data(), sums_.data(), sums_.data() + c);
-  k.fill(1, static_cast<float>(n * hw_), sums_.data() + 2 * c);
-  // One all-reduce of sums, sums of squares and the count: ranks may hold uneven slices.
-  if (sync_ && ctx.cross_rank) ctx.cross_rank->sum(sums_.data(), 2 * c + 1);
-  copy_memory(&count_, Device::cpu, sums_.data() + 2 * c, in.device(), sizeof count_);
-  if (count_ < 1.0f) fail_input("batchnorm: a training batch with no rows");
-  k.batch_norm_finalize(c, count_, momentum_, sums_.data(), sums_.data() + c, mean_.data(), var_.data(),
+  // One all-reduce of [sum (c), sum of squares (c), count] in double (ranks may hold uneven
+  // slices). The sums are of x - running_mean: the same shift on every rank, close to the batch
+  // mean once training runs, so E[(x-k)^2] - E[x-k]^2 does not cancel when |mean| >> std.
+  double* sums = sums_.reserve(2 * c + 1, in.device());
+  k.batch_norm_stats(n, c, hw_, in.data(), running_mean_.data(), sums, sums + c);
+  const double local_count = static_cast<double>(n * hw_);
+  copy_memory(sums + 2 * c, in.device(), &local_count, Device::cpu, sizeof local_count);
+  if (sync_ && ctx.cross_rank) ctx.cross_rank->sum(sums, 2 * c + 1);
+  copy_memory(&count_, Device::cpu, sums + 2 * c, in.device(), sizeof count_);
+  if (count_ < 1.0) fail_input("batchnorm: a training batch with no rows");
+  k.batch_norm_finalize(c, count_, momentum_, running_mean_.data(), sums, sums + c, mean_.data(), var_.data(),
                         running_mean_.data(), running_var_.data());
   k.batch_norm_forward(n, c, hw_, eps_, in.data(), mean_.data(), var_.data(), gamma_.data(), beta_.data(), out.data());
 }
@@ -56,24 +59,21 @@ void BatchNorm::backward(const Tensor& in, const Tensor&, const Tensor& dout, Te
   const int64_t n = in.rows(), c = channels_;
   const float* mean = batch_stats_ ? mean_.data() : running_mean_.data();
   const float* var = batch_stats_ ? var_.data() : running_var_.data();
-  reduce_.resize({2 * c}, in.device());
-  float *sum_dy = reduce_.data(), *sum_dy_xhat = reduce_.data() + c;
-  k.batch_norm_backward_reduce(n, c, hw_, eps_, dout.data(), in.data(), mean, var, sum_dy, sum_dy_xhat);
-  // Local sums go into the parameter gradients; the gradient reducer all-reduces those.
-  if (ctx.parameter_gradients) {
-    k.axpy(c, 1.0f, sum_dy_xhat, dgamma_.data());
-    k.axpy(c, 1.0f, sum_dy, dbeta_.data());
-  }
+  double* sums = reduce_.reserve(2 * c, in.device());
+  // Local sums go into the parameter gradients (the gradient reducer all-reduces those).
+  const bool params = ctx.parameter_gradients;
+  k.batch_norm_backward_reduce(n, c, hw_, eps_, dout.data(), in.data(), mean, var, sums, sums + c,
+                               params ? dgamma_.data() : nullptr, params ? dbeta_.data() : nullptr);
   if (!din) return;
   din->resize(in.shape(), in.device());
   if (!batch_stats_) {
-    k.batch_norm_backward(n, c, hw_, eps_, 1.0f, dout.data(), in.data(), mean, var, gamma_.data(), nullptr, nullptr,
+    k.batch_norm_backward(n, c, hw_, eps_, 1.0, dout.data(), in.data(), mean, var, gamma_.data(), nullptr, nullptr,
                           din->data());
     return;
   }
   // The input gradient needs the global sums, as the statistics did.
-  if (sync_ && ctx.cross_rank) ctx.cross_rank->sum(reduce_.data(), 2 * c);
-  k.batch_norm_backward(n, c, hw_, eps_, count_, dout.data(), in.data(), mean, var, gamma_.data(), sum_dy, sum_dy_xhat,
+  if (sync_ && ctx.cross_rank) ctx.cross_rank->sum(sums, 2 * c);
+  k.batch_norm_backward(n, c, hw_, eps_, count_, dout.data(), in.data(), mean, var, gamma_.data(), sums, sums + c,
                         din->data());
 }
 

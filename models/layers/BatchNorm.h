@@ -2,7 +2,8 @@
 // [channels, height, width]: per-channel batch statistics in train mode, running statistics (model
 // buffers, so checkpoints keep them) in eval mode. With sync (the default, DESIGN.md rule 5) the
 // forward sums and the backward reductions span the global batch over every rank through
-// StepContext::cross_rank, so N ranks compute exactly what one rank computes on the whole batch.
+// StepContext::cross_rank (one small all-reduce forward, one backward), so N ranks compute what
+// one rank computes on the whole batch, up to float summation order.
 #pragma once
 
 #include "models/layers/Layer.h"
@@ -23,9 +24,11 @@ class BatchNorm final : public Layer {
   bool sync_;
   int64_t channels_ = 0, hw_ = 1;
   Tensor gamma_, dgamma_, beta_, dbeta_, running_mean_, running_var_;
-  // sums_: [sum (c), sum of squares (c), count] of the last train forward; mean_, var_: its statistics.
-  Tensor sums_, mean_, var_, reduce_;
-  float count_ = 0.0f;
+  // Of the last train forward: sums_ = [sum of x - running mean (c), sum of its squares (c), count]
+  // and the batch statistics mean_, var_; reduce_: backward's [sum dy (c), sum dy xhat (c)].
+  Workspace<double> sums_, reduce_;
+  Tensor mean_, var_;
+  double count_ = 0.0;
   bool batch_stats_ = false;  // whether the last forward normalized with batch statistics
 };
 

@@ -31,6 +31,9 @@ class CrossRankSum {
  public:
   virtual ~CrossRankSum() = default;
   virtual void sum(float* data, int64_t count) = 0;
+  // In double: batch statistics summed in double round the same however the batch is split, so a
+  // network full of ReLU kinks sees the same normalized activations on N ranks as on one.
+  virtual void sum(double* data, int64_t count) = 0;
 };
 
 // What one step's forward and backward passes know besides their tensors.

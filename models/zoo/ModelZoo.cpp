@@ -221,6 +221,7 @@ std::unique_ptr<Layer> LayerBuilder::layer(const ConfigNode& c) {
 
 // Keys of the zoo's image and sequence kinds, read whatever the kind (see build_model).
 struct ZooKeys {
+  Activation act;  // resnet, mobilenet: the block activation
   int64_t depth, width, stages, code, latent, embedding, vocab, samples;
   bool sync_batchnorm, conv;
   double kl_weight;
@@ -253,11 +254,12 @@ void require_image(const Shape& in, const char* kind) {
 
 // ResNet for small images (He et al., 2016, the CIFAR variant): a 3x3 stem, `stages` stages of
 // `depth` basic blocks (conv-BN-ReLU-conv-BN plus a shortcut, then ReLU) whose width doubles and
-// resolution halves from stage to stage, global average pooling.
+// resolution halves from stage to stage, global average pooling. `activation` (ReLU by default)
+// is used throughout.
 void build_resnet(Sequential& seq, const ZooKeys& k) {
   add<Conv2d>(seq, conv3x3(k.width, 1));
   add<BatchNorm>(seq, 0.1f, 1e-5f, k.sync_batchnorm);
-  add<ActivationLayer>(seq, Activation::relu);
+  add<ActivationLayer>(seq, k.act);
   int64_t channels = k.width;
   for (int64_t s = 0; s < k.stages; ++s) {
     const int64_t filters = k.width << s;
@@ -266,7 +268,7 @@ void build_resnet(Sequential& seq, const ZooKeys& k) {
       auto body = std::make_unique<Sequential>();
       add<Conv2d>(*body, conv3x3(filters, stride));
       add<BatchNorm>(*body, 0.1f, 1e-5f, k.sync_batchnorm);
-      add<ActivationLayer>(*body, Activation::relu);
+      add<ActivationLayer>(*body, k.act);
       add<Conv2d>(*body, conv3x3(filters, 1));
       add<BatchNorm>(*body, 0.1f, 1e-5f, k.sync_batchnorm);
       std::unique_ptr<Sequential> shortcut;
@@ -275,7 +277,7 @@ void build_resnet(Sequential& seq, const ZooKeys& k) {
         add<Conv2d>(*shortcut, conv1x1(filters, stride));
         add<BatchNorm>(*shortcut, 0.1f, 1e-5f, k.sync_batchnorm);
       }
-      add<Residual>(seq, std::move(body), std::move(shortcut), Activation::relu);
+      add<Residual>(seq, std::move(body), std::move(shortcut), k.act);
       channels = filters;
     }
   }
@@ -288,7 +290,7 @@ void build_resnet(Sequential& seq, const ZooKeys& k) {
 void build_mobilenet(Sequential& seq, const ZooKeys& k) {
   add<Conv2d>(seq, conv3x3(k.width, 1));
   add<BatchNorm>(seq, 0.1f, 1e-5f, k.sync_batchnorm);
-  add<ActivationLayer>(seq, Activation::relu);
+  add<ActivationLayer>(seq, k.act);
   int64_t channels = k.width;
   for (int64_t s = 0; s < k.stages; ++s) {
     const int64_t filters = k.width << s;
@@ -296,10 +298,10 @@ void build_mobilenet(Sequential& seq, const ZooKeys& k) {
       const int64_t stride = s > 0 && b == 0 ? 2 : 1;
       add<Conv2d>(seq, conv3x3(channels, stride, channels));  // depthwise
       add<BatchNorm>(seq, 0.1f, 1e-5f, k.sync_batchnorm);
-      add<ActivationLayer>(seq, Activation::relu);
+      add<ActivationLayer>(seq, k.act);
       add<Conv2d>(seq, conv1x1(filters, 1));  // pointwise
       add<BatchNorm>(seq, 0.1f, 1e-5f, k.sync_batchnorm);
-      add<ActivationLayer>(seq, Activation::relu);
+      add<ActivationLayer>(seq, k.act);
       channels = filters;
     }
   }
@@ -402,6 +404,9 @@ ZooModel build_model(const ConfigNode& m, const TaskInfo& task, const Shape& inp
   float dropout = probability(m, "dropout", 0.0);
   int64_t pieces = m.get_int("pieces", 2);
   ZooKeys k;
+  k.act = act;
+  if (maxout && (kind == "resnet" || kind == "mobilenet"))
+    m.fail("activation", "maxout is for mlp; resnet and mobilenet take relu, leaky_relu, sigmoid or tanh");
   k.depth = positive(m, "depth", 1);
   k.width = positive(m, "width", 16);
   k.stages = positive(m, "stages", 3);

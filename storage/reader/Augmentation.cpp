@@ -28,19 +28,15 @@ Augmentation::Augmentation(const AugmentOptions& options, const Shape& sample, u
   if (!(o_.noise_std >= 0.0)) fail_input("data.augment.noise_std must be >= 0");
   row_size_ = sample.numel();
   if (o_.geometric()) {
-    if (sample.rank() == 3) {
-      channels_ = sample[0];
-      height_ = sample[1];
-      width_ = sample[2];
-    } else if (sample.rank() == 2) {
-      height_ = sample[0];
-      width_ = sample[1];
-    } else {
+    // Only [C, H, W] is unambiguous: a rank-2 sample may as well be a sequence [steps, features].
+    if (sample.rank() != 3)
       fail_input(
           "data.augment: crop_padding, flip and translate need image samples [channels, height, width]; "
           "the data has " +
           sample.str());
-    }
+    channels_ = sample[0];
+    height_ = sample[1];
+    width_ = sample[2];
   }
   max_dx_ = static_cast<int64_t>(std::floor(o_.translate * static_cast<double>(width_)));
   max_dy_ = static_cast<int64_t>(std::floor(o_.translate * static_cast<double>(height_)));

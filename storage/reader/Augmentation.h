@@ -26,7 +26,7 @@ struct AugmentOptions {
 
 class Augmentation {
  public:
-  // `sample` is the shape of one row; crop, flip and translate need [C, H, W] or [H, W].
+  // `sample` is the shape of one row; crop, flip and translate need [C, H, W].
   Augmentation(const AugmentOptions& options, const Shape& sample, uint64_t seed);
   // Augments `rows` rows of batch `step` in place; row r is global sample row0 + r of that step.
   // Allocates nothing after construction (it runs inside the reader's steady state).

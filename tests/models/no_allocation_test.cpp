@@ -8,11 +8,24 @@
 #include <new>
 
 #include "models/Model.h"
+#include "models/layers/BatchNorm.h"
+#include "models/layers/Concat.h"
 #include "models/layers/Conv2d.h"
+#include "models/layers/ConvTranspose2d.h"
 #include "models/layers/Dense.h"
 #include "models/layers/Dropout.h"
+#include "models/layers/Embedding.h"
+#include "models/layers/GaussianSample.h"
+#include "models/layers/Highway.h"
+#include "models/layers/LayerNorm.h"
+#include "models/layers/MaxUnpool2d.h"
 #include "models/layers/Pool2d.h"
+#include "models/layers/Recurrent.h"
+#include "models/layers/Reshape.h"
+#include "models/layers/Residual.h"
 #include "models/layers/Sequential.h"
+#include "models/layers/TimeDistributed.h"
+#include "models/layers/Upsample2d.h"
 #include "models/losses/Loss.h"
 #include "storage/dataset/Synthesize.h"
 #include "storage/reader/ShardedReader.h"
@@ -84,6 +97,90 @@ TEST_CASE("a training step allocates nothing after the first", "[models][memory]
   CHECK(g_allocations.load() - before == 0);
   CHECK(ready_calls > 0);
   CHECK(stats[stat_count] == 21 * 16);
+}
+
+namespace {
+
+// Trains `model` for 21 steps and returns the allocations made after the first.
+int64_t allocations_after_first_step(Model& model, const Tensor& x, LossKind kind) {
+  Loss loss(kind);
+  OptimConfig oc;
+  oc.kind = OptimizerKind::adam;
+  Optimizer opt(oc, model.flat_size(), Device::cpu);
+  std::vector<int32_t> labels(static_cast<size_t>(x.rows()), 1);
+  float stats[num_loss_stats] = {};
+  Tensor dout;
+  auto step = [&](uint64_t t) {
+    StepContext ctx{Mode::train, 3, t, 0, nullptr, true};
+    ctx.loss_stats = stats;
+    model.zero_grad();
+    const Tensor& out = model.forward(x, ctx);
+    loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(x.rows()), &dout, stats);
+    model.backward(dout, ctx);
+    opt.step(model.params(), model.grads(), 0.01f);
+  };
+  step(0);
+  int64_t before = g_allocations.load();
+  for (uint64_t t = 1; t <= 20; ++t) step(t);
+  return g_allocations.load() - before;
+}
+
+}  // namespace
+
+TEST_CASE("a training step through the modern layers allocates nothing after the first", "[models][memory]") {
+  SECTION("images: batch norm, residual, concat, unpooling, transposed conv, layer norm, highway, VAE sampling") {
+    auto seq = std::make_unique<Sequential>();
+    Conv2dOptions c;
+    c.out_channels = 4;
+    c.padding = 1;
+    seq->add(std::make_unique<Conv2d>(c));
+    seq->add(std::make_unique<BatchNorm>());
+    auto body = std::make_unique<Sequential>();
+    c.activation = Activation::relu;
+    body->add(std::make_unique<Conv2d>(c));
+    body->add(std::make_unique<BatchNorm>());
+    seq->add(std::make_unique<Residual>(std::move(body), nullptr));
+    std::vector<std::unique_ptr<Layer>> branches;
+    c.out_channels = 2;
+    branches.push_back(std::make_unique<Conv2d>(c));
+    branches.push_back(std::make_unique<Upsample2d>(1, 1));
+    seq->add(std::make_unique<Concat>(std::move(branches)));
+    auto pool = std::make_unique<Pool2d>(Pool2d::Kind::max, 2);
+    auto unpool = std::make_unique<MaxUnpool2d>(pool.get());
+    seq->add(std::move(pool));
+    seq->add(std::move(unpool));
+    ConvTranspose2dOptions t;
+    t.out_channels = 2;
+    t.stride = 2;
+    t.padding = 1;
+    t.output_padding = 1;
+    seq->add(std::make_unique<ConvTranspose2d>(t));
+    seq->add(std::make_unique<Pool2d>(Pool2d::Kind::average, 4));
+    seq->add(std::make_unique<Reshape>());
+    seq->add(std::make_unique<LayerNorm>());
+    seq->add(std::make_unique<Highway>());
+    seq->add(std::make_unique<Dense>(6));
+    seq->add(std::make_unique<GaussianSample>(0.5f));
+    seq->add(std::make_unique<Dense>(3));
+    Model model(std::move(seq), Shape{1, 8, 8}, Device::cpu);
+    model.initialize(1);
+    Tensor x = Tensor::zeros(Shape{16, 1, 8, 8});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(i % 7) * 0.1f;
+    CHECK(allocations_after_first_step(model, x, LossKind::softmax_cross_entropy) == 0);
+  }
+  SECTION("sequences: embedding, LSTM with sequences, time-distributed dense, RNN") {
+    auto seq = std::make_unique<Sequential>();
+    seq->add(std::make_unique<Embedding>(5, 4));
+    seq->add(std::make_unique<Recurrent>(Recurrent::Cell::lstm, 8, true));
+    seq->add(std::make_unique<TimeDistributed>(std::make_unique<Dense>(3, true, Activation::tanh)));
+    seq->add(std::make_unique<Recurrent>(Recurrent::Cell::rnn, 5));
+    seq->add(std::make_unique<Dense>(2));
+    Model model(std::move(seq), Shape{6}, Device::cpu);
+    model.initialize(1);
+    Tensor x = Tensor::zeros(Shape{16, 6});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(i % 5);
+    CHECK(allocations_after_first_step(model, x, LossKind::softmax_cross_entropy) == 0);
+  }
 }
 
 TEST_CASE("the reader hands out batches without allocating", "[storage][memory]") {

@@ -539,34 +539,39 @@ class CpuKernels final : public KernelBackend {
   }
 
   // Channels are independent; each is reduced by one thread in a fixed order (deterministic).
-  void batch_norm_stats(int64_t n, int64_t c, int64_t hw, const float* x, float* sum, float* sumsq) override {
+  void batch_norm_stats(int64_t n, int64_t c, int64_t hw, const float* x, const float* shift, double* sum,
+                        double* sumsq) override {
 #pragma omp parallel for schedule(static) if (n * c * hw > parallel_threshold)
     for (int64_t ch = 0; ch < c; ++ch) {
+      const float k = shift ? shift[ch] : 0.0f;
       double s = 0.0, q = 0.0;
       for (int64_t i = 0; i < n; ++i) {
         const float* p = x + (i * c + ch) * hw;
-        float bs = 0.0f, bq = 0.0f;
+        double bs = 0.0, bq = 0.0;
 #pragma omp simd reduction(+ : bs, bq)
         for (int64_t j = 0; j < hw; ++j) {
-          bs += p[j];
-          bq += p[j] * p[j];
+          const double d = static_cast<double>(p[j]) - k;
+          bs += d;
+          bq += d * d;
         }
         s += bs;
         q += bq;
       }
-      sum[ch] = static_cast<float>(s);
-      sumsq[ch] = static_cast<float>(q);
+      sum[ch] = s;
+      sumsq[ch] = q;
     }
   }
-  void batch_norm_finalize(int64_t c, float count, float momentum, const float* sum, const float* sumsq, float* mean,
-                           float* var, float* running_mean, float* running_var) override {
+  void batch_norm_finalize(int64_t c, double count, float momentum, const float* shift, const double* sum,
+                           const double* sumsq, float* mean, float* var, float* running_mean,
+                           float* running_var) override {
     for (int64_t ch = 0; ch < c; ++ch) {
-      double m = static_cast<double>(sum[ch]) / count;
-      double v = std::max(0.0, static_cast<double>(sumsq[ch]) / count - m * m);
+      const double d = sum[ch] / count;
+      const double m = (shift ? shift[ch] : 0.0) + d;
+      const double v = std::max(0.0, sumsq[ch] / count - d * d);
       mean[ch] = static_cast<float>(m);
       var[ch] = static_cast<float>(v);
       if (running_mean) {
-        double unbiased = count > 1.0f ? v * count / (count - 1.0f) : v;
+        const double unbiased = count > 1.0 ? v * count / (count - 1.0) : v;
         running_mean[ch] = static_cast<float>((1.0 - momentum) * running_mean[ch] + momentum * m);
         running_var[ch] = static_cast<float>((1.0 - momentum) * running_var[ch] + momentum * unbiased);
       }
@@ -585,7 +590,8 @@ class CpuKernels final : public KernelBackend {
       }
   }
   void batch_norm_backward_reduce(int64_t n, int64_t c, int64_t hw, float eps, const float* dy, const float* x,
-                                  const float* mean, const float* var, float* sum_dy, float* sum_dy_xhat) override {
+                                  const float* mean, const float* var, double* sum_dy, double* sum_dy_xhat,
+                                  float* dgamma, float* dbeta) override {
 #pragma omp parallel for schedule(static) if (n * c * hw > parallel_threshold)
     for (int64_t ch = 0; ch < c; ++ch) {
       const float m = mean[ch];
@@ -593,28 +599,30 @@ class CpuKernels final : public KernelBackend {
       for (int64_t i = 0; i < n; ++i) {
         const float* d = dy + (i * c + ch) * hw;
         const float* p = x + (i * c + ch) * hw;
-        float bs = 0.0f, bx = 0.0f;
+        double bs = 0.0, bx = 0.0;
 #pragma omp simd reduction(+ : bs, bx)
         for (int64_t j = 0; j < hw; ++j) {
           bs += d[j];
-          bx += d[j] * (p[j] - m);
+          bx += static_cast<double>(d[j]) * (p[j] - m);
         }
         s += bs;
         sx += bx;
       }
-      sum_dy[ch] = static_cast<float>(s);
-      sum_dy_xhat[ch] = static_cast<float>(sx / std::sqrt(static_cast<double>(var[ch]) + eps));
+      sum_dy[ch] = s;
+      sum_dy_xhat[ch] = sx / std::sqrt(static_cast<double>(var[ch]) + eps);
+      if (dgamma) dgamma[ch] += static_cast<float>(sum_dy_xhat[ch]);
+      if (dbeta) dbeta[ch] += static_cast<float>(s);
     }
   }
-  void batch_norm_backward(int64_t n, int64_t c, int64_t hw, float eps, float count, const float* dy, const float* x,
-                           const float* mean, const float* var, const float* gamma, const float* sum_dy,
-                           const float* sum_dy_xhat, float* dx) override {
+  void batch_norm_backward(int64_t n, int64_t c, int64_t hw, float eps, double count, const float* dy, const float* x,
+                           const float* mean, const float* var, const float* gamma, const double* sum_dy,
+                           const double* sum_dy_xhat, float* dx) override {
 #pragma omp parallel for schedule(static) if (n * c * hw > parallel_threshold)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t ch = 0; ch < c; ++ch) {
         const float inv_std = 1.0f / std::sqrt(var[ch] + eps), a = gamma[ch] * inv_std, m = mean[ch];
-        const float mean_dy = sum_dy ? sum_dy[ch] / count : 0.0f;
-        const float mean_dy_xhat = sum_dy_xhat ? sum_dy_xhat[ch] / count : 0.0f;
+        const float mean_dy = sum_dy ? static_cast<float>(sum_dy[ch] / count) : 0.0f;
+        const float mean_dy_xhat = sum_dy_xhat ? static_cast<float>(sum_dy_xhat[ch] / count) : 0.0f;
         const float* d = dy + (i * c + ch) * hw;
         const float* p = x + (i * c + ch) * hw;
         float* q = dx + (i * c + ch) * hw;
