@@ -5,7 +5,8 @@
 //   dptrain_train_bench --model mlp|cnn [--threads 1] [--batch 128] [--steps 200] [--warmup 20]
 //                       [--rss]   (also report resident memory after the first step, after the
 //                                  warmup, after a tenth of the timed steps and at the end)
-// Prints one line: samples_per_s=<float> step_ms=<float> gflops=<float> cpu_gflops=<float>
+// Prints one line: samples_per_s=<float> samples_per_cpu_s=<float> step_ms=<float> gflops=<float>
+//                  cpu_gflops=<float> (the cpu_ figures over the process's CPU time, all threads)
 //                  [rss_first_step_kb=.. rss_start_kb=.. rss_tenth_kb=.. rss_end_kb=..] loss=<float>
 #include <chrono>
 #include <cstdio>
@@ -191,11 +192,12 @@ int main(int argc, char** argv) {
 
   double samples_per_s = static_cast<double>(o.steps * o.batch) / secs;
   const double flops = static_cast<double>(o.steps * o.batch) * ref.flops_per_sample;
-  std::printf("samples_per_s=%.1f step_ms=%.3f gflops=%.2f cpu_gflops=%.2f", samples_per_s,
-              1e3 * secs / static_cast<double>(o.steps), flops / secs / 1e9, flops / cpu_secs / 1e9);
+  std::printf("samples_per_s=%.1f samples_per_cpu_s=%.1f step_ms=%.3f gflops=%.2f cpu_gflops=%.2f", samples_per_s,
+              static_cast<double>(o.steps * o.batch) / cpu_secs, 1e3 * secs / static_cast<double>(o.steps),
+              flops / secs / 1e9, flops / cpu_secs / 1e9);
   if (o.rss)
-    std::printf(" rss_first_step_kb=%ld rss_start_kb=%ld rss_tenth_kb=%ld rss_end_kb=%ld", rss_first, rss_start, rss_mid,
-                rss_end);
+    std::printf(" rss_first_step_kb=%ld rss_start_kb=%ld rss_tenth_kb=%ld rss_end_kb=%ld", rss_first, rss_start,
+                rss_mid, rss_end);
   std::printf(" loss=%.4f\n", stats[stat_loss] / std::max(1.0f, stats[stat_count]));
   return 0;
 }
