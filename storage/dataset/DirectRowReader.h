@@ -2,9 +2,9 @@
 // Going through HDF5 costs more per selected row than the bytes do: perf of 128-row random
 // batches shows most of the time in HDF5's selection iteration (H5S/H5VM) and its byte-at-a-time
 // Fletcher32. When /x is float32 little-endian, contiguous or chunked along dim 0 only, and
-// unfiltered or with Fletcher32 as its only filter, the chunk addresses are looked up once at
-// open (and checked against HDF5's own raw read of a chunk), and a batch becomes one pread per run
-// of rows (unfiltered) or per chunk touched (Fletcher32, verified as HDF5 verifies it). Any other
+// unfiltered or with Fletcher32 as its only filter, the chunk addresses are found once at open
+// (and checked against HDF5's own raw read of a chunk), and a batch becomes one pread per run of
+// rows (unfiltered) or per chunk touched (Fletcher32, verified as HDF5 verifies it). Any other
 // layout, and any checksum mismatch, goes back to HDF5's path, which names the damage.
 #pragma once
 
@@ -38,6 +38,9 @@ class DirectRowReader {
 
  private:
   DirectRowReader() = default;
+  // Fills chunk_offsets_ with the file offset of each of `count` chunks; false when that would
+  // take too many of HDF5's (slow) lookups.
+  bool locate_chunks(hid_t x, int rank, int64_t count, int64_t stored, bool checksummed);
 
   int fd_ = -1;
   int64_t rows_ = 0, row_bytes_ = 0;
