@@ -8,8 +8,9 @@
 //   dptrain_allreduce_bench --mode train [--global-batch 128] [--steps 100] [--warmup 10]
 //                           [--bucket-mb 25] [--overlap 1] [--threads 1]
 //       rank 0 prints samples_per_s= (all ranks together) step_ms= wait_ms= (finish() per step)
-//       buckets= ranks=. --overlap 0 gives backward no ready hook, so every bucket starts after
-//       backward (with a large --bucket-mb: one blocking all-reduce of the whole gradient).
+//       compute_ms= (forward, loss, backward) optimizer_ms= buckets= ranks=. --overlap 0 gives backward no ready hook,
+//       so every bucket starts after backward (with a large --bucket-mb: one blocking all-reduce of the whole
+//       gradient).
 #include <cstdio>
 #include <numeric>
 #include <vector>
@@ -74,8 +75,9 @@ int train_mode(Communicator& comm, const Options& o) {
   Tensor dout;
   float stats[num_loss_stats] = {};
 
-  double waited = 0.0;
+  double waited = 0.0, computed = 0.0, updated = 0.0;
   auto step = [&](int64_t t) {
+    auto t0 = Clock::now();
     StepContext ctx{Mode::train, 0, static_cast<uint64_t>(t), begin, overlap ? &on_ready : nullptr, true};
     model->zero_grad();
     reducer.begin_step(t);
@@ -83,23 +85,29 @@ int train_mode(Communicator& comm, const Options& o) {
     // Mean over the global batch: each rank scales by 1 / global, the all-reduce sums.
     loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(global), &dout, stats);
     model->backward(dout, ctx);
+    computed += seconds_since(t0);
     reducer.finish();
     waited += reducer.last_wait_seconds();
+    auto t1 = Clock::now();
     optimizer.step(model->params(), model->grads(), 0.01f);
+    updated += seconds_since(t1);
   };
   const int64_t warmup = o.num("warmup"), steps = o.num("steps");
   for (int64_t t = 0; t < warmup; ++t) step(t);
   comm.barrier();
-  waited = 0.0;
+  waited = computed = updated = 0.0;
   auto t0 = Clock::now();
   for (int64_t t = 0; t < steps; ++t) step(warmup + t);
   comm.barrier();
   const double secs = seconds_since(t0);
+  const double per_step = 1e3 / static_cast<double>(steps);
   if (comm.rank() == 0)
-    std::printf("samples_per_s=%.1f step_ms=%.3f wait_ms=%.3f buckets=%zu ranks=%d rows_per_rank=%lld floats=%lld\n",
-                static_cast<double>(global * steps) / secs, secs / static_cast<double>(steps) * 1e3,
-                comm.size() > 1 ? waited / static_cast<double>(steps) * 1e3 : 0.0, reducer.buckets().size(),
-                comm.size(), static_cast<long long>(rows), static_cast<long long>(model->flat_size()));
+    std::printf(
+        "samples_per_s=%.1f step_ms=%.3f wait_ms=%.3f compute_ms=%.3f optimizer_ms=%.3f buckets=%zu ranks=%d "
+        "rows_per_rank=%lld floats=%lld\n",
+        static_cast<double>(global * steps) / secs, secs * per_step, comm.size() > 1 ? waited * per_step : 0.0,
+        computed * per_step, updated * per_step, reducer.buckets().size(), comm.size(), static_cast<long long>(rows),
+        static_cast<long long>(model->flat_size()));
   return 0;
 }
 
