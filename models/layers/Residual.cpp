@@ -4,6 +4,7 @@
 #include "models/layers/ActivationNames.h"
 #include "models/layers/Conv2d.h"
 #include "models/layers/Dense.h"
+#include "models/layers/Sequential.h"
 
 namespace dptrain {
 
@@ -12,9 +13,23 @@ Residual::Residual(std::unique_ptr<Layer> body, std::unique_ptr<Layer> shortcut,
   if (!body_) fail_input("residual: needs a body");
 }
 
+namespace {
+
+// "conv2d 8->8 ... | batchnorm ..." for a Sequential, else the layer's own description.
+std::string chain_description(Layer& layer) {
+  auto* seq = dynamic_cast<Sequential*>(&layer);
+  if (!seq) return layer.describe();
+  std::string s;
+  for (size_t i = 0; i < seq->size(); ++i) s += (i ? " | " : "") + seq->layer(i).describe();
+  return s;
+}
+
+}  // namespace
+
 std::string Residual::describe() const {
-  return "residual (" + body_->describe() + (shortcut_ ? ", shortcut " + shortcut_->describe() : ", identity") +
-         (act_ == Activation::identity ? "" : ", " + activation_name(act_)) + ")";
+  return "residual [" + chain_description(*body_) + "] + " +
+         (shortcut_ ? "[" + chain_description(*shortcut_) + "]" : "identity") +
+         (act_ == Activation::identity ? "" : ", " + activation_name(act_));
 }
 
 Shape Residual::setup(const Shape& in, ParamRegistry& registry) {
