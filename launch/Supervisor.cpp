@@ -14,6 +14,7 @@
 #include "models/core/Error.h"
 #include "trainer/StopRequest.h"
 #include "trainer/coordinator/Coordinator.h"
+#include "trainer/tasks/PseudoLabelService.h"
 
 extern char** environ;
 
@@ -126,7 +127,10 @@ int Supervisor::run() {
   co.checkpoint_dir = config_.checkpoint.dir;
   co.checkpoint_keep = config_.checkpoint.keep;
   co.max_bulk_frame_bytes = static_cast<size_t>(config_.coordinator.max_bulk_frame_mb) << 20;
+  std::unique_ptr<ScheduleService> schedule;  // declared first: it outlives the coordinator calling it
   Coordinator coordinator(co, say);
+  schedule = make_schedule_service(config_, coordinator);  // self-training selections
+  if (schedule) coordinator.set_schedule_service(schedule.get());
   const std::string reach = co.bind_address == "0.0.0.0" ? "127.0.0.1" : co.bind_address;
   const std::vector<std::string> env = {"DPTRAIN_COORDINATOR=" + reach + ":" + std::to_string(coordinator.port()),
                                         "DPTRAIN_JOB_TOKEN=" + coordinator.token()};

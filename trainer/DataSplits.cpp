@@ -7,6 +7,30 @@
 
 namespace dptrain {
 
+void merge_for_self_training(const std::string& labelled, const std::string& unlabelled, const std::string& out) {
+  DatasetFile a(labelled), b(unlabelled);
+  if (a.label_kind() != LabelKind::classes)
+    fail_input(labelled + ": self-training needs class labels in /y (integer class ids)");
+  if (b.sample_shape() != a.sample_shape())
+    fail_input(unlabelled + ": rows are " + b.sample_shape().str() + ", the labelled rows " + a.sample_shape().str());
+  DatasetContents c;
+  c.sample_shape = a.sample_shape();
+  c.label_kind = LabelKind::classes;
+  c.num_classes = std::max(a.num_classes(), b.label_kind() == LabelKind::classes ? b.num_classes() : 0);
+  const int64_t row = a.row_size();
+  c.x.resize(static_cast<size_t>((a.rows() + b.rows()) * row));
+  a.read_rows(0, a.rows(), c.x.data());
+  b.read_rows(0, b.rows(), c.x.data() + a.rows() * row);
+  c.labels = a.labels();
+  c.labeled.assign(static_cast<size_t>(a.rows()), 1);
+  for (int64_t i = 0; i < b.rows(); ++i) {
+    // Unlabelled rows keep a known true label only for reporting; 0 stands in when there is none.
+    c.labels.push_back(b.label_kind() == LabelKind::classes ? b.labels()[static_cast<size_t>(i)] : 0);
+    c.labeled.push_back(0);
+  }
+  write_dataset_file(out, c);
+}
+
 std::vector<int64_t> all_rows(const DatasetFile& file) {
   std::vector<int64_t> rows(static_cast<size_t>(file.rows()));
   for (int64_t i = 0; i < file.rows(); ++i) rows[static_cast<size_t>(i)] = i;
@@ -35,7 +59,15 @@ DataSplits make_splits(const DataConfig& c) {
   s.test = {train, take(0, n_test)};
   s.validation = {train, take(n_test, n_val)};
   s.train = {train, take(n_test + n_val, n - n_test - n_val)};
-  if (s.train.rows.empty()) fail_input(c.train + ": no rows left for training after the validation/test split");
+  s.unlabeled = {train, {}};
+  if (train->has_labeled_mask()) {
+    std::vector<int64_t> labelled;
+    for (int64_t r : s.train.rows)
+      (train->labeled_mask()[static_cast<size_t>(r)] ? labelled : s.unlabeled.rows).push_back(r);
+    s.train.rows = std::move(labelled);
+  }
+  if (s.train.rows.empty())
+    fail_input(c.train + ": no labelled rows left for training after the validation/test split");
 
   auto open_other = [&](const std::string& path, const char* what) -> DataSplit {
     auto f = std::make_shared<const DatasetFile>(path);

@@ -46,6 +46,44 @@ OptimizerKind parse_optimizer(const std::string& name) {
   fail_input("unknown optimizer '" + name + "'");
 }
 
+std::string optimizer_name(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::sgd:
+      return "sgd";
+    case OptimizerKind::momentum:
+      return "momentum";
+    case OptimizerKind::nesterov:
+      return "nesterov";
+    case OptimizerKind::adagrad:
+      return "adagrad";
+    case OptimizerKind::rmsprop:
+      return "rmsprop";
+    case OptimizerKind::adam:
+      return "adam";
+    case OptimizerKind::adamw:
+      return "adamw";
+  }
+  return "sgd";
+}
+
+OptimConfig read_optim_config(const ConfigNode& o, const OptimConfig& defaults) {
+  OptimConfig c;
+  std::string kind = o.get_choice("kind", optimizer_name(defaults.kind),
+                                  {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"});
+  c.kind = parse_optimizer(kind);
+  c.lr = positive(o, "lr", defaults.lr);
+  c.momentum = non_negative(o, "momentum", defaults.momentum);
+  c.beta1 = fraction(o, "beta1", defaults.beta1);
+  c.beta2 = fraction(o, "beta2", defaults.beta2);
+  c.eps = positive(o, "eps", c.kind == OptimizerKind::adagrad ? 1e-10 : defaults.eps);
+  c.rho = fraction(o, "rho", defaults.rho);
+  c.l1 = non_negative(o, "l1", defaults.l1);
+  c.l2 = non_negative(o, "l2", defaults.l2);
+  c.weight_decay = non_negative(o, "weight_decay", c.kind == OptimizerKind::adamw ? 0.01 : defaults.weight_decay);
+  c.clip_norm = non_negative(o, "clip_norm", defaults.clip_norm);
+  return c;
+}
+
 TrainConfig read_train_config(const ConfigNode& root, const std::string& source) {
   TrainConfig c;
   c.source = source;
@@ -87,20 +125,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
     c.data.augment.noise_std = non_negative(a, "noise_std", 0.0);
   }
 
-  ConfigNode o = root.child("optim");
-  std::string kind =
-      o.get_choice("kind", "sgd", {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"});
-  c.optim.kind = parse_optimizer(kind);
-  c.optim.lr = positive(o, "lr", 0.01);
-  c.optim.momentum = non_negative(o, "momentum", 0.9);
-  c.optim.beta1 = fraction(o, "beta1", 0.9);
-  c.optim.beta2 = fraction(o, "beta2", 0.999);
-  c.optim.eps = positive(o, "eps", c.optim.kind == OptimizerKind::adagrad ? 1e-10 : 1e-8);
-  c.optim.rho = fraction(o, "rho", 0.99);
-  c.optim.l1 = non_negative(o, "l1", 0.0);
-  c.optim.l2 = non_negative(o, "l2", 0.0);
-  c.optim.weight_decay = non_negative(o, "weight_decay", c.optim.kind == OptimizerKind::adamw ? 0.01 : 0.0);
-  c.optim.clip_norm = non_negative(o, "clip_norm", 0.0);
+  c.optim = read_optim_config(root.child("optim"), OptimConfig{});
 
   ConfigNode s = root.child("schedule");
   std::string sk = s.get_choice("kind", "constant", {"constant", "inv_sqrt", "step", "plateau", "cosine"});
@@ -148,6 +173,28 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.checkpoint.every_seconds = non_negative(k, "every_seconds", 0.0);
   c.checkpoint.keep = positive_int(k, "keep", 3);
   c.checkpoint.at_end = k.get_bool("at_end", true);
+
+  ConfigNode st = root.child("self_training");
+  SelfTrainingConfig& stc = c.self_training;
+  stc.unlabeled = st.get_string("unlabeled", "");
+  stc.rounds = positive_int(st, "rounds", 5);
+  stc.steps_per_round = st.get_int("steps_per_round", 0);
+  if (stc.steps_per_round < 0) st.fail("steps_per_round", "must be >= 0 (0 = train.epochs epochs per round)");
+  stc.pseudo_labels = st.get_bool("pseudo_labels", true);
+  stc.selection = st.get_choice("selection", "threshold", {"threshold", "top_fraction"});
+  stc.threshold = st.get_float("threshold", 0.95);
+  if (!(stc.threshold > 0.0 && stc.threshold <= 1.0)) st.fail("threshold", "must be in (0, 1]");
+  stc.top_fraction = st.get_float("top_fraction", 0.2);
+  if (!(stc.top_fraction > 0.0 && stc.top_fraction <= 1.0)) st.fail("top_fraction", "must be in (0, 1]");
+  stc.class_balanced = st.get_bool("class_balanced", true);
+  stc.soft = st.get_choice("labels", "hard", {"hard", "soft"}) == "soft";
+  stc.reinitialize = st.get_bool("reinitialize", false);
+  stc.relabel = st.get_bool("relabel", false);
+  stc.entropy_weight = non_negative(st, "entropy_weight", 0.0);
+  stc.entropy_batch_size = st.get_int("entropy_batch_size", 0);
+  if (stc.entropy_batch_size < 0) st.fail("entropy_batch_size", "must be >= 0 (0 = train.batch_size)");
+  if (c.task == "self_training" && !stc.pseudo_labels && stc.entropy_weight == 0.0)
+    st.fail("pseudo_labels", "with pseudo_labels = false, set entropy_weight > 0 (otherwise nothing uses the unlabelled rows)");
 
   ConfigNode co = root.child("coordinator");
   c.coordinator.enabled = co.get_bool("enabled", true);

@@ -87,6 +87,26 @@ struct CoordinatorConfig {
   int64_t max_bulk_frame_mb = 64;
 };
 
+// Semi-supervised self-training (task = "self_training"): rounds of training on the labelled rows
+// plus the pseudo-labels selected so far, with an optional entropy-minimization term.
+struct SelfTrainingConfig {
+  std::string unlabeled;            // a file of unlabelled rows; default: train rows with /labeled = 0
+  int64_t rounds = 5;
+  int64_t steps_per_round = 0;      // 0: each round trains train.epochs epochs
+  bool pseudo_labels = true;        // false: entropy minimization alone
+  std::string selection = "threshold";  // threshold | top_fraction
+  double threshold = 0.95;          // softmax confidence needed to be selected
+  double top_fraction = 0.2;        // or: this fraction of the remaining rows per round
+  bool class_balanced = true;       // each class contributes equally many rows per round
+  bool soft = false;                // labels = "soft": train on the predicted distribution
+  bool reinitialize = false;        // start each round from fresh parameters
+  // Curriculum labelling (Cascante-Bonilla et al., 2020): each round re-scores every unlabelled
+  // row and replaces the selection, the top fraction growing by top_fraction per round.
+  bool relabel = false;
+  double entropy_weight = 0.0;      // lambda in L = CE(labelled) + lambda * H(unlabelled)
+  int64_t entropy_batch_size = 0;   // unlabelled rows per step (global); 0 = train.batch_size
+};
+
 struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;             // 0: cores / local ranks
@@ -100,6 +120,7 @@ struct TrainConfig {
   CommConfig comm;
   CheckpointConfig checkpoint;
   CoordinatorConfig coordinator;
+  SelfTrainingConfig self_training;
   std::string task = "supervised";  // supervised | self_training | gan
   std::string source;               // config file path
   std::string text;                 // TOML text with overrides applied
@@ -110,5 +131,9 @@ struct TrainConfig {
 TrainConfig read_train_config(const ConfigNode& root, const std::string& source);
 
 OptimizerKind parse_optimizer(const std::string& name);
+std::string optimizer_name(OptimizerKind kind);
+// Reads an optimizer table ([optim], or a task's own such as [gan.optim_g]); keys it leaves out
+// take `defaults` (eps and weight_decay keep their per-kind defaults for adagrad and adamw).
+OptimConfig read_optim_config(const ConfigNode& table, const OptimConfig& defaults);
 
 }  // namespace dptrain

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 #include "models/core/Error.h"
@@ -42,9 +43,15 @@ class CommCrossRankSum final : public CrossRankSum {
 };
 
 // Reconstruction losses (autoencoders, VAE) compare the output with the input itself.
+// Soft pseudo-labels (self-training) come as target distributions and replace the class ids.
 Targets targets_for(const Loss& loss, const Batch& b, const Tensor& x) {
-  return loss.reconstruction() ? Targets{nullptr, x.data()} : Targets{b.labels, b.targets};
+  if (loss.reconstruction()) return {nullptr, x.data()};
+  if (b.targets && b.labels && loss.kind() == LossKind::softmax_cross_entropy) return {nullptr, b.targets};
+  return {b.labels, b.targets};
 }
+
+// Dropout masks and other per-sample draws of unlabelled rows are keyed apart from labelled ones.
+constexpr int64_t unlabeled_row_offset = int64_t{1} << 40;
 
 // Writes `count` samples of a generative model as one PNG grid; images are [1 or 3, H, W] samples,
 // anything else is drawn as one row of grey pixels per sample.
@@ -66,6 +73,17 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
     threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm_.local_size()));
   set_cpu_threads(threads);
 
+  if (config_.task == "self_training" && !config_.self_training.unlabeled.empty()) {
+    // Two files become one with a /labeled mask, which everything downstream understands.
+    const std::string merged = (std::filesystem::path(config_.out_dir) / "self_training_data.h5").string();
+    if (comm_.rank() == 0) {
+      std::filesystem::create_directories(config_.out_dir);
+      merge_for_self_training(config_.data.train, config_.self_training.unlabeled, merged);
+    }
+    comm_.set_operation("self-training data merge", -1);
+    comm_.barrier();
+    config_.data.train = merged;
+  }
   splits_ = make_splits(config_.data);
   const DatasetFile& train = *splits_.train.file;
   task_.classification = train.label_kind() == LabelKind::classes;
@@ -102,11 +120,33 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
       augment->apply(x, rows, step, row0);
     };
   }
-  reader_ = std::make_unique<ShardedReader>(splits_.train.file, splits_.train.rows, ro);
+  reader_options_ = ro;
+  if (config_.task == "self_training") {
+    self_training_ =
+        std::make_unique<SelfTraining>(config_.self_training, splits_.train, splits_.unlabeled, task_.num_classes);
+    if (config_.self_training.entropy_weight > 0.0) {
+      ReaderOptions uo = ro;
+      uo.global_batch = config_.self_training.entropy_batch_size ? config_.self_training.entropy_batch_size
+                                                                 : config_.train.batch_size;
+      uo.seed = config_.seed ^ 0x5e1f7a11ull;  // its own permutations
+      uo.drop_last = false;
+      unlabeled_reader_ = std::make_unique<ShardedReader>(splits_.unlabeled.file, splits_.unlabeled.rows, uo);
+      entropy_loss_ = std::make_unique<Loss>(LossKind::prediction_entropy);
+      entropy_stats_ = Tensor::zeros({num_loss_stats}, device);
+    }
+  } else if (!splits_.unlabeled.empty()) {
+    print("note: " + std::to_string(splits_.unlabeled.rows.size()) +
+          " training rows are marked unlabelled (/labeled = 0)"
+          " and not used; task = \"self_training\" uses them");
+  }
+  make_training_reader({0, 0});
 
   optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), device);
   const int64_t spe = reader_->steps_per_epoch();
   int64_t total = config_.train.epochs * spe;
+  if (self_training_)  // an estimate: later rounds read more rows
+    total = config_.self_training.rounds *
+            (config_.self_training.steps_per_round ? config_.self_training.steps_per_round : total);
   if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
   schedule_ = std::make_unique<LrSchedule>(config_.schedule, config_.optim.lr, total, spe);
   early_ = std::make_unique<EarlyStopping>(config_.early_stopping);
@@ -189,6 +229,31 @@ void Trainer::print(const std::string& line) {
   std::fflush(stdout);
 }
 
+std::string Trainer::epoch_label(int64_t epoch) const {
+  if (!self_training_) return "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.train.epochs);
+  std::string round =
+      "round " + std::to_string(self_training_->round() + 1) + "/" + std::to_string(config_.self_training.rounds);
+  if (config_.self_training.steps_per_round) return round;
+  return round + " epoch " + std::to_string(epoch - round_start_epoch_ + 1) + "/" +
+         std::to_string(config_.train.epochs);
+}
+
+void Trainer::make_training_reader(const ReaderCursor& cursor) {
+  ReaderOptions ro = reader_options_;
+  std::vector<int64_t> rows = splits_.train.rows;
+  if (self_training_) {
+    rows = self_training_->training_rows();
+    ro.labels = self_training_->labels();
+    if (self_training_->config().soft) {
+      ro.soft_targets = self_training_->soft_targets();
+      ro.soft_target_dim = task_.num_classes;
+    }
+  }
+  reader_.reset();
+  reader_ = std::make_unique<ShardedReader>(splits_.train.file, std::move(rows), ro);
+  if (cursor.epoch || cursor.step_in_epoch) reader_->seek(cursor);
+}
+
 void Trainer::train_step(const Batch& batch) {
   const Tensor* x = &batch.x;
   if (model_->device() != Device::cpu) {
@@ -205,10 +270,30 @@ void Trainer::train_step(const Batch& batch) {
   const float control[GradientReducer::control_lanes] = {stop_requested() ? 1.0f : 0.0f,
                                                          checkpoint_time_due() ? 1.0f : 0.0f};
   reducer_->begin_step(step_, control);
+  if (unlabeled_reader_) ctx.on_gradients_ready = nullptr;  // gradients are final after the second pass
   const Tensor& out = model_->forward(*x, ctx);
   loss_->evaluate(out, targets_for(*loss_, batch, *x), 1.0f / static_cast<float>(batch.global_rows), &dout_,
                   stats_.data());
   model_->backward(dout_, ctx);
+  if (unlabeled_reader_) {
+    // Entropy minimization: lambda * H(softmax) on an unlabelled batch adds to the same gradients.
+    const Batch& u = unlabeled_reader_->next();
+    const Tensor* ux = &u.x;
+    if (model_->device() != Device::cpu) {
+      x_device_.resize(u.x.shape(), model_->device());
+      x_device_.copy_from(u.x);
+      ux = &x_device_;
+    }
+    StepContext uctx = ctx;
+    uctx.row0 = unlabeled_row_offset + u.row0;
+    uctx.on_gradients_ready = &on_ready_;
+    uctx.loss_stats = nullptr;
+    const Tensor& uout = model_->forward(*ux, uctx);
+    entropy_loss_->evaluate(
+        uout, {}, static_cast<float>(config_.self_training.entropy_weight) / static_cast<float>(u.global_rows),
+        &entropy_dout_, entropy_stats_.data());
+    model_->backward(entropy_dout_, uctx);
+  }
   reducer_->finish();
   stop_after_step_ = stop_after_step_ || reducer_->control(0) > 0.0f;
   checkpoint_due_ = checkpoint_due_ || reducer_->control(1) > 0.0f;
@@ -253,8 +338,8 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   last_samples_per_s_ = samples_per_s;
   if (coordination_->client() && comm_.rank() == 0)
     coordination_->client()->report_metrics(step_, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
-                            sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s,
-                            schedule_->lr(step_ - 1));
+                                            sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s,
+                                            schedule_->lr(step_ - 1));
   if (!logs()) return;
   const int64_t spe = reader_->steps_per_epoch();
   int64_t total = config_.train.epochs * spe;
@@ -310,13 +395,79 @@ EvalResult Trainer::evaluate(const DataSplit& split) {
 
 TrainResult Trainer::run() {
   TrainResult result;
-  const int64_t spe = reader_->steps_per_epoch();
-  int64_t total = config_.train.epochs * spe;
-  if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
   run_start_ = interval_start_ = std::chrono::steady_clock::now();
+  if (self_training_) {
+    if (!run_rounds(result)) return result;
+  } else {
+    const int64_t spe = reader_->steps_per_epoch();
+    int64_t total = config_.train.epochs * spe;
+    if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
+    if (!train_epochs(config_.train.epochs, total, true, result)) return result;
+  }
+  finish(result);
+  return result;
+}
+
+bool Trainer::run_rounds(TrainResult& result) {
+  const SelfTrainingConfig& st = config_.self_training;
+  while (true) {
+    const int64_t round = self_training_->round();
+    const bool last = round + 1 >= st.rounds;
+    int64_t epoch_end =
+        st.steps_per_round ? std::numeric_limits<int64_t>::max() : round_start_epoch_ + config_.train.epochs;
+    int64_t step_end =
+        st.steps_per_round ? round_start_step_ + st.steps_per_round : std::numeric_limits<int64_t>::max();
+    if (config_.train.max_steps > 0) step_end = std::min(step_end, config_.train.max_steps);
+    if (!train_epochs(epoch_end, step_end, last, result)) return false;
+    if (last || stopped_early_ || (config_.train.max_steps > 0 && step_ >= config_.train.max_steps)) return true;
+    if (st.pseudo_labels) {
+      RoundReport rep = self_training_->finish_round(*model_, reader_options_, comm_, *coordination_->client(),
+                                                     config_.coordinator.checkpoint_timeout_s);
+      if (logs()) {
+        char line[256];
+        std::snprintf(
+            line, sizeof line, "round %lld/%lld: %lld pseudo-labels added (%lld in all, %lld unlabelled left)",
+            static_cast<long long>(round + 1), static_cast<long long>(st.rounds), static_cast<long long>(rep.added),
+            static_cast<long long>(rep.total_pseudo), static_cast<long long>(rep.remaining));
+        std::string text = line;
+        if (rep.pseudo_accuracy >= 0) {
+          std::snprintf(line, sizeof line, ", %.2f%% of them right by /y", 100 * rep.pseudo_accuracy);
+          text += line;
+        }
+        if (!splits_.validation.empty()) {
+          std::snprintf(line, sizeof line, " | validation acc %.2f%%", 100 * result.validation.accuracy);
+          text += line;
+        }
+        print(text);
+        JsonRecord rec;
+        rec.add("event", std::string("round")).add("round", round + 1).add("step", step_).add("added", rep.added);
+        rec.add("pseudo_labels", rep.total_pseudo).add("unlabeled_left", rep.remaining);
+        if (rep.pseudo_accuracy >= 0) rec.add("pseudo_accuracy", rep.pseudo_accuracy);
+        if (!splits_.validation.empty()) rec.add("val_accuracy", result.validation.accuracy);
+        log_->write(rec);
+      }
+    } else {
+      self_training_->skip_round();
+    }
+    // The next round reads labelled + pseudo-labelled rows from a fresh epoch.
+    ReaderCursor c = reader_->cursor();
+    round_start_epoch_ = c.step_in_epoch ? c.epoch + 1 : c.epoch;
+    round_start_step_ = step_;
+    if (st.reinitialize) {
+      model_->initialize(config_.seed);
+      optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), model_->device());
+    }
+    make_training_reader({round_start_epoch_, 0});
+    maybe_checkpoint(false);
+  }
+}
+
+bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_last_epoch, TrainResult& result) {
+  const int64_t spe = reader_->steps_per_epoch();
+  const int64_t total = step_end;
   ReaderCursor start = reader_->cursor();
   bool stop = stopped_early_;  // a run resumed after it stopped early does not train on
-  for (int64_t epoch = start.epoch; epoch < config_.train.epochs && step_ < total && !stop; ++epoch) {
+  for (int64_t epoch = start.epoch; epoch < epoch_end && step_ < total && !stop; ++epoch) {
     auto epoch_start = interval_start_ = std::chrono::steady_clock::now();
     int64_t s = epoch == start.epoch ? start.step_in_epoch : 0;
     if (s == 0) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);  // else restored
@@ -335,7 +486,7 @@ TrainResult Trainer::run() {
               std::to_string(requeue_exit_code) + " asks for a requeue");
         result.requeue = true;
         result.steps = step_;
-        return result;
+        return false;
       }
       // The last step of an epoch is checkpointed after the epoch's evaluation, which it includes.
       if (s + 1 < spe) maybe_checkpoint(false);
@@ -357,8 +508,7 @@ TrainResult Trainer::run() {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     if (logs()) {
       char line[256];
-      int len = std::snprintf(line, sizeof line, "epoch %lld/%lld: train loss %.4f", static_cast<long long>(epoch + 1),
-                              static_cast<long long>(config_.train.epochs), result.train.loss);
+      int len = std::snprintf(line, sizeof line, "%s: train loss %.4f", epoch_label(epoch).c_str(), result.train.loss);
       if (loss_->classifies())
         len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * result.train.accuracy);
       if (!splits_.validation.empty()) {
@@ -381,8 +531,12 @@ TrainResult Trainer::run() {
         print("early stopping: no improvement for " + std::to_string(config_.early_stopping.patience) + " epochs");
     }
     stopped_early_ = stop;
-    if (s == spe) maybe_checkpoint(false);
+    if (s == spe && (checkpoint_last_epoch || epoch + 1 < epoch_end)) maybe_checkpoint(false);
   }
+  return true;
+}
+
+void Trainer::finish(TrainResult& result) {
   if (config_.checkpoint.at_end) maybe_checkpoint(true);
   result.steps = step_;
   if (early_->restore(model_->params()) && logs())
@@ -423,7 +577,6 @@ TrainResult Trainer::run() {
       print(std::to_string(samples_) + " samples from the prior written to " + png);
     }
   }
-  return result;
 }
 
 }  // namespace dptrain

@@ -16,14 +16,15 @@
 #include "models/zoo/ModelZoo.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/reader/ShardedReader.h"
-#include "trainer/coordinator/JobCoordination.h"
 #include "trainer/DataSplits.h"
 #include "trainer/EarlyStopping.h"
 #include "trainer/FeatureScaler.h"
 #include "trainer/Metrics.h"
 #include "trainer/TrainConfig.h"
+#include "trainer/coordinator/JobCoordination.h"
 #include "trainer/optim/LrSchedule.h"
 #include "trainer/optim/Optimizer.h"
+#include "trainer/tasks/SelfTraining.h"
 
 namespace dptrain {
 
@@ -65,6 +66,17 @@ class Trainer {
   void agree_on_start();
   bool logs() const { return comm_.rank() == 0 || config_.train.all_ranks_log; }
   void train_step(const Batch& batch);
+  // Trains from the reader's cursor to epoch_end epochs or step_end steps (evaluating and
+  // checkpointing at epoch ends; the last epoch's checkpoint only if checkpoint_last_epoch).
+  // False when the run stopped on request after its checkpoint (result.requeue).
+  bool train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_last_epoch, TrainResult& result);
+  // Self-training: rounds of train_epochs with a pseudo-label selection between them.
+  bool run_rounds(TrainResult& result);
+  // The end of a run: final checkpoint, best parameters, test evaluation, model file.
+  void finish(TrainResult& result);
+  // (Re)creates the training reader for the current round's rows, positioned at `cursor`.
+  void make_training_reader(const ReaderCursor& cursor);
+  std::string epoch_label(int64_t epoch) const;
   void log_interval(int64_t epoch, int64_t step_in_epoch);
   EvalResult reduce_stats(const float* stats_host, double extra_count = 0.0);
   void print(const std::string& line);
@@ -88,6 +100,12 @@ class Trainer {
   std::unique_ptr<EarlyStopping> early_;
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<ShardedReader> reader_;
+  ReaderOptions reader_options_;  // what every training reader shares
+  std::unique_ptr<SelfTraining> self_training_;
+  std::unique_ptr<ShardedReader> unlabeled_reader_;  // entropy minimization
+  std::unique_ptr<Loss> entropy_loss_;
+  Tensor entropy_dout_, entropy_stats_;
+  int64_t round_start_epoch_ = 0, round_start_step_ = 0;
   std::function<void(int64_t)> on_ready_;
   std::unique_ptr<CrossRankSum> cross_rank_;
   Tensor dout_, stats_;  // stats_: LossStat sums since the last log, on the model's device
@@ -100,8 +118,8 @@ class Trainer {
   int64_t interval_steps_ = 0;
   int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
   std::unique_ptr<JobCoordination> coordination_;
-  bool checkpoint_due_ = false;                   // rank 0's clock said so (control lane)
-  bool stop_after_step_ = false;                  // some rank was asked to stop (control lane)
+  bool checkpoint_due_ = false;   // rank 0's clock said so (control lane)
+  bool stop_after_step_ = false;  // some rank was asked to stop (control lane)
   double last_samples_per_s_ = 0.0;
   int64_t stop_seen_step_ = -1;  // first step this rank began with a stop request pending
   std::chrono::steady_clock::time_point last_checkpoint_time_;

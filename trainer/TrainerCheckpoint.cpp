@@ -77,6 +77,15 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
                {"stopped_early", stopped_early_ ? 1.0 : 0.0}};
   for (int i = 0; i < num_loss_stats; ++i) s.scalars.emplace_back("metrics_epoch_" + std::to_string(i), epoch_sums_[i]);
   s.floats.emplace_back("metrics_interval", to_host(stats_));
+  s.scalars.emplace_back("round_start_epoch", static_cast<double>(round_start_epoch_));
+  s.scalars.emplace_back("round_start_step", static_cast<double>(round_start_step_));
+  if (self_training_) self_training_->save(s);
+  if (unlabeled_reader_) {
+    ReaderCursor u = unlabeled_reader_->cursor();
+    s.scalars.emplace_back("unlabeled_cursor_epoch", static_cast<double>(u.epoch));
+    s.scalars.emplace_back("unlabeled_cursor_step", static_cast<double>(u.step_in_epoch));
+    s.floats.emplace_back("metrics_entropy", to_host(entropy_stats_));
+  }
   if (!scaler_.empty()) {
     s.floats.emplace_back("normalization_mean", scaler_.mean);
     s.floats.emplace_back("normalization_std", scaler_.std);
@@ -124,13 +133,28 @@ void Trainer::restore(const CheckpointState& s) {
   stopped_early_ = s.scalar("stopped_early") != 0.0;
   step_ = s.step;
   last_checkpoint_step_ = s.step;
+  if (self_training_) {
+    self_training_->restore(s);  // the round's pseudo-labels: the reader's rows depend on them
+    round_start_epoch_ = static_cast<int64_t>(s.scalar("round_start_epoch"));
+    round_start_step_ = static_cast<int64_t>(s.scalar("round_start_step"));
+  }
   ReaderCursor c{static_cast<int64_t>(s.scalar("cursor_epoch")), static_cast<int64_t>(s.scalar("cursor_step"))};
-  if (c.epoch < 0 || c.step_in_epoch < 0 || c.step_in_epoch >= reader_->steps_per_epoch() ||
-      c.epoch * reader_->steps_per_epoch() + c.step_in_epoch != step_)
+  make_training_reader({0, 0});
+  // Within a round (the whole run, without self-training) step = epochs done * steps per epoch + step in epoch.
+  const int64_t spe = reader_->steps_per_epoch();
+  if (c.epoch < round_start_epoch_ || c.step_in_epoch < 0 || c.step_in_epoch >= spe ||
+      (c.epoch - round_start_epoch_) * spe + c.step_in_epoch != step_ - round_start_step_)
     fail_input(src + ": its data cursor (epoch " + std::to_string(c.epoch) + ", step " +
-               std::to_string(c.step_in_epoch) + ") does not fit this data and batch size (" +
-               std::to_string(reader_->steps_per_epoch()) + " steps per epoch)");
+               std::to_string(c.step_in_epoch) + ") does not fit this data and batch size (" + std::to_string(spe) +
+               " steps per epoch)");
   reader_->seek(c);
+  if (unlabeled_reader_) {
+    if (!s.has_scalar("unlabeled_cursor_epoch")) fail_input(src + ": has no cursor for the unlabelled rows");
+    unlabeled_reader_->seek({static_cast<int64_t>(s.scalar("unlabeled_cursor_epoch")),
+                             static_cast<int64_t>(s.scalar("unlabeled_cursor_step"))});
+  }
+  if (entropy_stats_.numel() > 1 && s.has_float_array("metrics_entropy"))
+    from_host(entropy_stats_, s.float_array("metrics_entropy"));
 }
 
 void Trainer::resume(const std::string& spec) {

@@ -8,6 +8,7 @@
 
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
+#include "trainer/tasks/PseudoLabelService.h"
 
 namespace dptrain {
 
@@ -37,6 +38,8 @@ JobCoordination::JobCoordination(const TrainConfig& config, Communicator& comm, 
       o.checkpoint_keep = config_.checkpoint.keep;
       o.max_bulk_frame_bytes = static_cast<size_t>(config_.coordinator.max_bulk_frame_mb) << 20;
       coordinator_ = std::make_unique<Coordinator>(o, print_);
+      service_ = make_schedule_service(config_, *coordinator_);
+      if (service_) coordinator_->set_schedule_service(service_.get());
       // Workers on this machine reach a wildcard address through loopback; others need a name.
       std::string reach = o.bind_address == "0.0.0.0" ? (comm_.size() > 1 ? hostname : "127.0.0.1") : o.bind_address;
       std::snprintf(shared.host, sizeof shared.host, "%s", reach.c_str());

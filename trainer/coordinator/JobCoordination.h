@@ -43,6 +43,7 @@ class JobCoordination {
   Communicator& comm_;
   Printer print_;
   std::unique_ptr<CheckpointStore> store_;
+  std::unique_ptr<ScheduleService> service_;  // outlives the coordinator that calls it
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<CoordinatorClient> client_;
 };
