@@ -64,7 +64,7 @@ std::string shapes_file(const TempDir& dir, int64_t n, uint64_t seed = 1) {
 
 }  // namespace
 
-TEST_CASE("a small ResNet learns the shapes; a depthwise-separable net gets within 2 points with fewer parameters",
+TEST_CASE("a small ResNet learns the shapes and a depthwise-separable net gets within 2 points with fewer parameters",
           "[trainer][modern][slow]") {
   TempDir dir;
   const std::string data = shapes_file(dir, 3000);
