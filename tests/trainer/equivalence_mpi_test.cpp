@@ -28,7 +28,8 @@ std::vector<float> train_params(Communicator& comm, const std::string& toml, con
   return std::vector<float>(p.data(), p.data() + p.numel());
 }
 
-void check_equivalent(const std::string& kind, const std::string& model, const std::string& optim) {
+void check_equivalent(const std::string& kind, const std::string& model, const std::string& optim,
+                      const std::string& extra = "") {
   Communicator& comm = mpi_comm();
   SharedTempDir dir(comm);
   const std::string data = dir.file("data.h5");
@@ -38,13 +39,17 @@ void check_equivalent(const std::string& kind, const std::string& model, const s
     s.n = 900;
     s.seed = 4;
     if (kind == "blobs") s.dim = 12;
+    if (!extra.empty()) s.labeled_per_class = 10;  // self-training: 20 labelled rows, the rest unlabelled
     write_dataset_file(data, synthesize(s));
   }
   comm.barrier();
-  std::string toml = "seed = 7\n[data]\ntrain = \"" + data + "\"\nnormalize = \"zscore\"\n[model]\n" + model +
-                     "\n[optim]\n" + optim +
+  const bool self_training = !extra.empty();
+  std::string toml = std::string("seed = 7\n") + (self_training ? "task = \"self_training\"\n" : "") +
+                     "[data]\ntrain = \"" + data + "\"\nnormalize = \"zscore\"\n[model]\n" + model + "\n[optim]\n" +
+                     optim +
                      "\n[train]\nbatch_size = 30\nepochs = 10\nmax_steps = 50\n"
-                     "progress = false\nlog_every = 10\n";
+                     "progress = false\nlog_every = 10\n" +
+                     extra;
   std::vector<float> parallel = train_params(comm, toml, dir.file("run_n"));
   double max_diff = 0.0;
   if (comm.rank() == 0) {
@@ -83,4 +88,12 @@ TEST_CASE("N ranks match one rank: CNN, SGD with momentum", "[mpi][equivalence]"
 
 TEST_CASE("N ranks match one rank: CNN, Adam", "[mpi][equivalence]") {
   check_equivalent("shapes", cnn, "kind = \"adam\"\nlr = 0.002");
+}
+
+TEST_CASE("N ranks match one rank: self-training rounds with pseudo-labels and entropy minimization",
+          "[mpi][equivalence]") {
+  // Rounds end at steps 20 and 40: two selections through the coordinator within the 50 steps.
+  check_equivalent("moons", "kind = \"mlp\"\nhidden = [16]\nactivation = \"tanh\"", "kind = \"adam\"\nlr = 0.01",
+                   "[self_training]\nrounds = 3\nsteps_per_round = 20\nthreshold = 0.9\n"
+                   "entropy_weight = 0.5\n");
 }
