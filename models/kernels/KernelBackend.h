@@ -256,6 +256,21 @@ class KernelBackend {
   // another GEMM formulation for the shape.
   virtual void dense_forward(int64_t rows, int64_t in, int64_t out, const float* x, const float* w, const float* bias,
                              Activation act, float slope, float* y, LayerScratch& scratch);
+
+  // ==== GAN objectives and weight clipping (issue #6) ====
+  // Every GAN loss (minimax, non-saturating, Wasserstein, hinge, least squares) is, for the real
+  // and for the generated rows, a per-row function of the discriminator's one score s:
+  // f(s) = c * g(a * s + b) with g one of these shapes (models/losses/GanLoss.cpp has the table).
+  struct GanTerm {
+    enum Shape { softplus, linear, relu, half_square } shape = softplus;  // log(1 + e^u), u, max(u, 0), u^2 / 2
+    float a = 1.0f, b = 0.0f, c = 1.0f;
+  };
+  // Over `rows` scores (one per row): adds the sum of f to stats[stat_loss] and rows to
+  // stats[stat_count]; writes dscores = scale * df/ds when dscores is not null.
+  virtual void gan_loss(const GanTerm& term, int64_t rows, const float* scores, float scale, float* dscores,
+                        float* stats) = 0;
+  // x = min(max(x, lo), hi) over n floats (the Wasserstein critic's weight clipping).
+  virtual void clamp(int64_t n, float lo, float hi, float* x) = 0;
 };
 
 // The backend for a device; throws when the device is not available in this build or machine.

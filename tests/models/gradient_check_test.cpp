@@ -32,6 +32,7 @@
 #include "models/layers/Sequential.h"
 #include "models/layers/TimeDistributed.h"
 #include "models/layers/Upsample2d.h"
+#include "models/losses/GanLoss.h"
 #include "models/losses/Loss.h"
 
 using namespace dptrain;
@@ -359,6 +360,48 @@ TEST_CASE("every loss's gradient matches finite differences", "[models][gradchec
   for (const auto& c : cases) {
     DYNAMIC_SECTION(c.name) { check_loss(c); }
   }
+}
+
+TEST_CASE("every GAN loss term's gradient matches finite differences", "[models][gradcheck][gan]") {
+  const int64_t rows = 8;
+  // Scores on both sides of the hinge kinks at +-1, never within 0.2 of them.
+  std::vector<float> scores = random_values(rows, 21);
+  for (int64_t i = 0; i < rows; ++i) {
+    float& v = scores[static_cast<size_t>(i)];
+    v = i % 2 ? 0.8f * v : (v > 0 ? 1.2f + v : -1.2f + v);
+  }
+  for (GanLossKind kind : {GanLossKind::minimax, GanLossKind::non_saturating, GanLossKind::wasserstein,
+                           GanLossKind::hinge, GanLossKind::least_squares})
+    for (GanRole role : {GanRole::real, GanRole::fake, GanRole::generator}) {
+      const std::string name = GanLoss::name(kind) + (role == GanRole::real   ? " real"
+                                                      : role == GanRole::fake ? " fake"
+                                                                              : " generator");
+      DYNAMIC_SECTION(name) {
+        GanLoss loss(kind);
+        Tensor p = Tensor::view(scores.data(), Shape{rows, 1});
+        Tensor d;
+        float stats[num_loss_stats] = {};
+        const float scale = 0.125f;
+        loss.evaluate(role, p, scale, &d, stats);
+        CHECK(stats[stat_count] == rows);
+        std::vector<float> analytic(d.data(), d.data() + d.numel());
+        for (auto& a : analytic) a /= scale;
+        auto value = [&] {
+          float s[num_loss_stats] = {};
+          loss.evaluate(role, p, 1.0f, nullptr, s);
+          return static_cast<double>(s[stat_loss]);
+        };
+        check_coordinates(name.c_str(), scores.data(), analytic.data(), rows, value, 1e-3);
+      }
+    }
+  // Spot values of the objectives at s = 0 (D(x) = 1/2): log 2 per term for the cross-entropies.
+  float s0 = 0.0f, st[num_loss_stats] = {};
+  GanLoss(GanLossKind::minimax).evaluate(GanRole::real, Tensor::view(&s0, Shape{1, 1}), 1.0f, nullptr, st);
+  CHECK(st[stat_loss] == Approx(std::log(2.0)));
+  GanLoss(GanLossKind::minimax).evaluate(GanRole::generator, Tensor::view(&s0, Shape{1, 1}), 1.0f, nullptr, st);
+  CHECK(st[stat_loss] == Approx(0.0).margin(1e-6));  // log 2 - log 2
+  GanLoss(GanLossKind::hinge).evaluate(GanRole::fake, Tensor::view(&s0, Shape{1, 1}), 1.0f, nullptr, st);
+  CHECK(st[stat_loss] == Approx(1.0));
 }
 
 TEST_CASE("parameter gradients accumulate across backward calls", "[models]") {

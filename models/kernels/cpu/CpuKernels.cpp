@@ -807,6 +807,42 @@ class CpuKernels final : public KernelBackend {
       }
     }
   }
+
+  // ---- GAN objectives (issue #6): one score per row; the sum runs in row order, in double.
+  void gan_loss(const GanTerm& t, int64_t rows, const float* scores, float scale, float* dscores,
+                float* stats) override {
+    double total = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float u = t.a * scores[r] + t.b;
+      float f = 0.0f, df = 0.0f;  // g(u) and g'(u)
+      switch (t.shape) {
+        case GanTerm::softplus:  // log(1 + e^u) without overflow; its derivative is sigmoid(u)
+          f = std::max(u, 0.0f) + std::log1p(std::exp(-std::fabs(u)));
+          df = u >= 0.0f ? 1.0f / (1.0f + std::exp(-u)) : std::exp(u) / (1.0f + std::exp(u));
+          break;
+        case GanTerm::linear:
+          f = u;
+          df = 1.0f;
+          break;
+        case GanTerm::relu:
+          f = u > 0.0f ? u : 0.0f;
+          df = u > 0.0f ? 1.0f : 0.0f;
+          break;
+        case GanTerm::half_square:
+          f = 0.5f * u * u;
+          df = u;
+          break;
+      }
+      total += static_cast<double>(t.c) * f;
+      if (dscores) dscores[r] = scale * t.c * t.a * df;
+    }
+    stats[stat_loss] += static_cast<float>(total);
+    stats[stat_count] += static_cast<float>(rows);
+  }
+
+  void clamp(int64_t n, float lo, float hi, float* x) override {
+    for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
+  }
 };
 
 }  // namespace
