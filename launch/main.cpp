@@ -23,6 +23,7 @@ const Command commands[] = {
     {"predict", "write a trained model's predictions for a dataset", dptrain::predict_command},
     {"data", "synthesize, import or inspect dataset files", dptrain::data_command},
     {"checkpoint", "inspect and verify a checkpoint file", dptrain::checkpoint_command},
+    {"sample", "draw samples from a trained GAN generator (model file or checkpoint)", dptrain::sample_command},
     {"launch", "run a supervised job: coordinator, N workers, restarts from checkpoints", dptrain::launch_command},
 };
 

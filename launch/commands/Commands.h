@@ -15,5 +15,6 @@ int predict_command(const Args& args);
 int data_command(const Args& args);
 int checkpoint_command(const Args& args);
 int launch_command(const Args& args);
+int sample_command(const Args& args);
 
 }  // namespace dptrain

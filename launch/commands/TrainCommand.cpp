@@ -7,6 +7,7 @@
 #include "models/core/Error.h"
 #include "trainer/StopRequest.h"
 #include "trainer/Trainer.h"
+#include "trainer/tasks/GanTrainer.h"
 
 namespace dptrain {
 
@@ -29,6 +30,12 @@ int train_command(const Args& args) {
   auto comm = make_communicator(config.comm.backend, config.comm.timeout_s);
   install_stop_signal_handlers();  // SIGUSR1/SIGTERM: checkpoint at the next step and exit 75
   try {
+    if (config.task == "gan") {  // generator/discriminator alternation (trainer/tasks/GanTrainer.h)
+      GanTrainer gan(config, root, *comm);
+      if (p.has("resume")) gan.resume(p.get("resume"));
+      if (gan.run().requeue) return requeue_exit_code;
+      return 0;
+    }
     Trainer trainer(config, root, *comm);
     if (p.has("resume")) trainer.resume(p.get("resume"));
     if (trainer.run().requeue) return requeue_exit_code;

@@ -1,0 +1,37 @@
+// The [gan] table of a task = "gan" config: the two networks, the latent prior, the objective, the
+// alternation (d_steps discriminator updates, then g_steps generator updates), one optimizer per
+// network, the adaptive skip rule, and the sample/evaluation settings. docs/config.md lists every
+// key; the trainer and `dptrain sample` both read it here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "models/core/ConfigNode.h"
+#include "models/losses/GanLoss.h"
+#include "trainer/TrainConfig.h"
+
+namespace dptrain {
+
+enum class LatentDistribution { normal, uniform };
+
+struct GanConfig {
+  int64_t latent = 16;
+  LatentDistribution distribution = LatentDistribution::normal;  // N(0, I) or U(-1, 1)^latent
+  GanLossKind loss = GanLossKind::non_saturating;
+  int64_t d_steps = 1, g_steps = 1;  // one cycle: d_steps discriminator steps, then g_steps generator steps
+  double clip = 0.0;                 // > 0: clamp the discriminator's parameters to [-clip, clip] after each update
+  double d_skip_below = 0.0;         // > 0: skip a discriminator update whose all-reduced loss is below it
+  OptimConfig optim_g, optim_d;
+  int64_t samples = 64;         // samples written as a PNG at the end (grid for images)
+  int64_t eval_samples = 2500;  // 2-D mixtures: samples scored for mode coverage and quality
+  bool eval_every_epoch = true;
+  int64_t mode_min_samples = 20;  // a mode counts as covered with this many high-quality samples
+  double quality_sigmas = 3.0;    // a sample is high quality within this many sigmas of its nearest mode
+};
+
+// Reads [gan] of `root` (and refuses the keys of other tables that a GAN does not use, such as
+// [optim], naming them). The networks' tables are read by build_gan_networks.
+GanConfig read_gan_config(const ConfigNode& root, const TrainConfig& config);
+
+}  // namespace dptrain

@@ -1,0 +1,508 @@
+#include "trainer/tasks/GanTrainer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "models/core/Error.h"
+#include "models/core/Hash.h"
+#include "models/kernels/cpu/CpuKernels.h"
+#include "models/layers/Sequential.h"
+#include "storage/checkpoint/ModelFile.h"
+#include "trainer/CommCrossRankSum.h"
+#include "trainer/StopRequest.h"
+#include "trainer/TestHooks.h"
+#include "trainer/tasks/GanNetworks.h"
+#include "trainer/tasks/GanSampling.h"
+
+namespace dptrain {
+
+namespace {
+
+// The discriminator's draws (dropout) use their own seed, so its masks never repeat the
+// generator's for the same step and sample.
+constexpr uint64_t discriminator_seed_offset = 0x9E3779B97F4A7C15ull;
+
+std::string in_dir(const std::string& dir, const std::string& file) {
+  if (file.empty() || file[0] == '/') return file;
+  return (std::filesystem::path(dir) / file).string();
+}
+
+std::string with_commas(int64_t v) {
+  std::string s = std::to_string(v);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
+}  // namespace
+
+GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm)
+    : config_(config), gan_(read_gan_config(root, config)), comm_(comm), root_(root), loss_(gan_.loss) {
+  int threads = config_.threads;
+  if (threads == 0)
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm_.local_size()));
+  set_cpu_threads(threads);
+  if (config_.data.normalize)
+    root.child("data").fail("normalize", "task gan learns the data as it is; generated samples would be z-scores");
+
+  splits_ = make_splits(config_.data);
+  const DatasetFile& train = *splits_.train.file;
+  if (config_.device == "cuda" || (config_.device == "auto" && cuda_available())) device_ = Device::cuda;
+  if (device_ == Device::cuda) kernels(device_);  // fails clearly when there is no GPU
+  GanNetworks nets = build_gan_networks(root, gan_, gan_sample_shape(root, train.sample_shape()), device_);
+  g_ = std::move(nets.generator);
+  d_ = std::move(nets.discriminator);
+  g_kind_ = nets.generator_kind;
+  d_kind_ = nets.discriminator_kind;
+  g_->initialize(config_.seed);
+  d_->initialize(config_.seed + discriminator_seed_offset);
+  root.check_unused();
+  cycle_ = gan_.d_steps + gan_.g_steps;
+
+  ReaderOptions ro;
+  ro.global_batch = config_.train.batch_size;
+  ro.rank = comm_.rank();
+  ro.world = comm_.size();
+  ro.seed = config_.seed;
+  ro.shuffle = config_.data.shuffle;
+  ro.drop_last = config_.train.drop_last;
+  ro.prefetch = config_.data.prefetch;
+  ro.memory_budget_bytes = config_.data.memory_budget_mb << 20;
+  if (config_.data.augment.enabled()) {
+    auto augment = std::make_shared<Augmentation>(config_.data.augment, train.sample_shape(), config_.seed);
+    ro.transform = [augment](float* x, int64_t rows, int64_t step, int64_t row0) {
+      augment->apply(x, rows, step, row0);
+    };
+  }
+  reader_ = std::make_unique<ShardedReader>(splits_.train.file, splits_.train.rows, ro);
+
+  opt_[G] = std::make_unique<Optimizer>(gan_.optim_g, g_->flat_size(), device_);
+  opt_[D] = std::make_unique<Optimizer>(gan_.optim_d, d_->flat_size(), device_);
+  // Both rates follow [schedule] over the global step; an "epoch" there is one pass of the
+  // discriminator over the real data.
+  const int64_t steps_per_epoch = std::max<int64_t>(1, reader_->steps_per_epoch() * cycle_ / gan_.d_steps);
+  schedule_[G] = std::make_unique<LrSchedule>(config_.schedule, gan_.optim_g.lr, total_steps(), steps_per_epoch);
+  schedule_[D] = std::make_unique<LrSchedule>(config_.schedule, gan_.optim_d.lr, total_steps(), steps_per_epoch);
+  agree_on_start();
+
+  // One reducer per network: each step all-reduces the gradients of the network it updates.
+  Model* nets_by_index[2] = {g_.get(), d_.get()};
+  for (int n : {G, D}) {
+    Model& m = *nets_by_index[n];
+    std::vector<int64_t> offsets;
+    for (const auto& p : m.param_infos()) offsets.push_back(p.offset);
+    reducer_[n] = std::make_unique<GradientReducer>(comm_, m.grads().data(), m.flat_size(), offsets,
+                                                    static_cast<int64_t>(config_.comm.bucket_mb * 1024 * 1024));
+    on_ready_[n] = [this, n](int64_t offset) { reducer_[n]->ready_from(offset); };
+    stats_[n] = Tensor::zeros({num_loss_stats}, device_);
+  }
+  step_stats_ = Tensor::zeros({num_loss_stats}, device_);
+  if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
+  last_checkpoint_time_ = std::chrono::steady_clock::now();
+  coordination_ = std::make_unique<JobCoordination>(config_, comm_, [this](const std::string& line) { print(line); });
+
+  mixture_ = is_gaussian_mixture(train) && g_->output_shape() == train.sample_shape();
+  if (mixture_) modes_ = measure_modes(train, splits_.train.rows);
+
+  if (logs()) {
+    std::filesystem::create_directories(config_.out_dir);
+    log_ = std::make_unique<MetricsLog>(in_dir(config_.out_dir, config_.train.metrics_file));
+    char head[640];
+    std::snprintf(head, sizeof head,
+                  "dptrain gan: %s generator (%s parameters, latent %lld %s) vs %s discriminator (%s parameters) | "
+                  "loss %s, %lld discriminator : %lld generator steps | %s: %lld rows | global batch %lld on %d "
+                  "rank%s (%s, %s) | %lld real batches/epoch",
+                  g_kind_.c_str(), with_commas(g_->parameter_count()).c_str(), static_cast<long long>(gan_.latent),
+                  gan_.distribution == LatentDistribution::normal ? "normal" : "uniform", d_kind_.c_str(),
+                  with_commas(d_->parameter_count()).c_str(), GanLoss::name(gan_.loss).c_str(),
+                  static_cast<long long>(gan_.d_steps), static_cast<long long>(gan_.g_steps), train.path().c_str(),
+                  static_cast<long long>(splits_.train.rows.size()), static_cast<long long>(config_.train.batch_size),
+                  comm_.size(), comm_.size() > 1 ? "s" : "", comm_.backend().c_str(), device_name(device_),
+                  static_cast<long long>(reader_->steps_per_epoch()));
+    print(head);
+    for (auto [name, model] : {std::pair<const char*, Model*>{"generator", g_.get()}, {"discriminator", d_.get()}})
+      if (auto* seq = dynamic_cast<Sequential*>(&model->root()))
+        for (const auto& line : seq->summary()) print(std::string("  ") + name + " " + line);
+    if (mixture_)
+      print("  2-D mixture: " + std::to_string(modes_.count()) + " modes, sigma " + std::to_string(modes_.sigma[0]) +
+            " (measured from the labelled training rows)");
+  }
+}
+
+GanTrainer::~GanTrainer() = default;
+
+void GanTrainer::agree_on_start() {
+  if (comm_.size() == 1) return;
+  struct Fingerprint {
+    uint64_t config, layout;
+    int64_t params, batch;
+  };
+  Fingerprint mine{config_.hash, layout_hash(), g_->parameter_count() + d_->parameter_count(),
+                   config_.train.batch_size};
+  std::vector<Fingerprint> all(static_cast<size_t>(comm_.size()));
+  comm_.set_operation("start-up check", -1);
+  comm_.allgather(&mine, sizeof mine, all.data());
+  std::string problems;
+  for (int r = 1; r < comm_.size(); ++r) {
+    const Fingerprint& f = all[static_cast<size_t>(r)];
+    std::string what;
+    if (f.config != all[0].config) what += " config text (file or --set overrides)";
+    if (f.layout != all[0].layout) what += " network layouts";
+    if (!what.empty())
+      problems +=
+          (problems.empty() ? "" : "; ") + std::string("rank ") + std::to_string(r) + " differs from rank 0 in" + what;
+  }
+  if (!problems.empty()) fail_input("ranks were started with different configurations: " + problems);
+  comm_.set_operation("initial parameter broadcast", -1);
+  for (Model* m : {g_.get(), d_.get()}) {
+    std::vector<float> host(static_cast<size_t>(m->flat_size()));
+    copy_memory(host.data(), Device::cpu, m->params().data(), m->device(), host.size() * sizeof(float));
+    comm_.broadcast(host.data(), host.size() * sizeof(float), 0);
+    copy_memory(m->params().data(), m->device(), host.data(), Device::cpu, host.size() * sizeof(float));
+  }
+}
+
+uint64_t GanTrainer::layout_hash() const {
+  const uint64_t g = g_->layout_hash(), d = d_->layout_hash();
+  return stable_hash(&d, sizeof d, stable_hash(&g, sizeof g, stable_hash("gan")));
+}
+
+void GanTrainer::print(const std::string& line) {
+  if (!logs()) return;
+  std::printf(
+      "%s%s\n",
+      comm_.size() > 1 && config_.train.all_ranks_log ? ("[rank " + std::to_string(comm_.rank()) + "] ").c_str() : "",
+      line.c_str());
+  std::fflush(stdout);
+}
+
+int64_t GanTrainer::discriminator_steps_before(int64_t step) const {
+  return step / cycle_ * gan_.d_steps + std::min(step % cycle_, gan_.d_steps);
+}
+
+int64_t GanTrainer::total_steps() const {
+  // Enough whole cycles for the discriminator to see `epochs` epochs of real batches.
+  const int64_t real_batches = config_.train.epochs * reader_->steps_per_epoch();
+  int64_t total = (real_batches + gan_.d_steps - 1) / gan_.d_steps * cycle_;
+  if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
+  return total;
+}
+
+void GanTrainer::begin_step(GradientReducer& reducer) {
+  if (stop_requested() && stop_seen_step_ < 0) stop_seen_step_ = step_;
+  const float control[GradientReducer::control_lanes] = {stop_requested() ? 1.0f : 0.0f,
+                                                         checkpoint_time_due() ? 1.0f : 0.0f};
+  reducer.begin_step(step_, control);
+}
+
+void GanTrainer::end_step(GradientReducer& reducer) {
+  reducer.finish();
+  stop_after_step_ = stop_after_step_ || reducer.control(0) > 0.0f;
+  checkpoint_due_ = checkpoint_due_ || reducer.control(1) > 0.0f;
+}
+
+const Tensor& GanTrainer::generate(int64_t global_rows, Mode mode, StepContext& ctx) {
+  auto [begin, end] = ShardedReader::rank_slice(global_rows, comm_.rank(), comm_.size());
+  const int64_t n = end - begin;
+  latent_host_.resize(static_cast<size_t>(n * gan_.latent));  // keeps its capacity
+  draw_latent(gan_.distribution, config_.seed, LatentStream::training, static_cast<uint64_t>(step_), begin, n,
+              gan_.latent, latent_host_.data());
+  latent_.resize(Shape{n, gan_.latent}, device_);
+  latent_.copy_from(Tensor::view(latent_host_.data(), Shape{n, gan_.latent}));
+  ctx.mode = mode;
+  ctx.row0 = begin;
+  return g_->forward(latent_, ctx);
+}
+
+void GanTrainer::d_step(const Batch& real) {
+  KernelBackend& k = kernels(device_);
+  Model& d = *d_;
+  d.zero_grad();
+  begin_step(*reducer_[D]);
+  const Tensor* x = &real.x;
+  if (device_ != Device::cpu) {
+    x_device_.resize(real.x.shape(), device_);
+    x_device_.copy_from(real.x);
+    x = &x_device_;
+  }
+  // Both halves are means over the global batch: each rank scales its sums by 1 / global rows.
+  const float scale = 1.0f / static_cast<float>(real.global_rows);
+  step_stats_.fill(0.0f);
+  StepContext dctx{Mode::train,
+                   config_.seed + discriminator_seed_offset,
+                   static_cast<uint64_t>(step_),
+                   real.row0,
+                   nullptr,
+                   true,
+                   cross_rank_.get()};
+  // Real rows first, without the reducer: the generated rows' backward adds to the same gradients
+  // and starts the all-reduce as D's layers become final.
+  const Tensor& real_scores = d.forward(*x, dctx);
+  loss_.evaluate(GanRole::real, real_scores, scale, &dscore_, step_stats_.data());
+  d.backward(dscore_, dctx);
+
+  StepContext gctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), 0, nullptr, false, cross_rank_.get()};
+  const Tensor& fake = generate(real.global_rows, Mode::train, gctx);
+  dctx.row0 = real.global_rows + gctx.row0;  // generated rows get draws of their own
+  const Tensor& fake_scores = d.forward(fake, dctx);
+  loss_.evaluate(GanRole::fake, fake_scores, scale, &dscore_, step_stats_.data());
+
+  // The adaptive rule: skip this update when the all-reduced loss says the discriminator is
+  // already far ahead; every rank computes the same sum, so all skip together.
+  bool skip = false;
+  if (gan_.d_skip_below > 0.0) {
+    float host[num_loss_stats];
+    copy_memory(host, Device::cpu, step_stats_.data(), device_, sizeof host);
+    double sums[2] = {host[stat_loss], host[stat_count]};
+    comm_.set_operation("discriminator loss all-reduce", step_);
+    comm_.allreduce_sum(sums, 2);
+    const double loss = sums[0] / std::max(1.0, 0.5 * sums[1]);  // real mean + generated mean
+    skip = loss < gan_.d_skip_below;
+  }
+  if (!skip) {
+    dctx.on_gradients_ready = &on_ready_[D];
+    d.backward(dscore_, dctx);
+  }
+  end_step(*reducer_[D]);
+  k.axpy(num_loss_stats, 1.0f, step_stats_.data(), stats_[D].data());
+  if (skip) {
+    ++d_skipped_;
+    ++interval_skipped_;
+    return;
+  }
+  float grad_scale = 1.0f;
+  if (gan_.optim_d.clip_norm > 0.0) {
+    const double norm = std::sqrt(k.sum_squares(d.flat_size(), d.grads().data()));
+    if (norm > gan_.optim_d.clip_norm) grad_scale = static_cast<float>(gan_.optim_d.clip_norm / norm);
+  }
+  opt_[D]->step(d.params(), d.grads(), static_cast<float>(schedule_[D]->lr(step_)), grad_scale);
+  if (gan_.clip > 0.0)
+    k.clamp(d.flat_size(), -static_cast<float>(gan_.clip), static_cast<float>(gan_.clip), d.params().data());
+  ++updates_[D];
+}
+
+void GanTrainer::g_step() {
+  KernelBackend& k = kernels(device_);
+  Model& g = *g_;
+  g.zero_grad();
+  begin_step(*reducer_[G]);
+  const int64_t batch = config_.train.batch_size;
+  StepContext gctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), 0, &on_ready_[G], true, cross_rank_.get()};
+  const Tensor& fake = generate(batch, Mode::train, gctx);
+  // The discriminator only passes the gradient through: its parameters get none in this step.
+  StepContext dctx{Mode::train,
+                   config_.seed + discriminator_seed_offset,
+                   static_cast<uint64_t>(step_),
+                   batch + gctx.row0,
+                   nullptr,
+                   false,
+                   cross_rank_.get()};
+  const Tensor& scores = d_->forward(fake, dctx);
+  loss_.evaluate(GanRole::generator, scores, 1.0f / static_cast<float>(batch), &dscore_, stats_[G].data());
+  d_->backward(dscore_, dctx, &dfake_);
+  g.backward(dfake_, gctx);
+  end_step(*reducer_[G]);
+  float grad_scale = 1.0f;
+  if (gan_.optim_g.clip_norm > 0.0) {
+    const double norm = std::sqrt(k.sum_squares(g.flat_size(), g.grads().data()));
+    if (norm > gan_.optim_g.clip_norm) grad_scale = static_cast<float>(gan_.optim_g.clip_norm / norm);
+  }
+  opt_[G]->step(g.params(), g.grads(), static_cast<float>(schedule_[G]->lr(step_)), grad_scale);
+  ++updates_[G];
+}
+
+void GanTrainer::log_interval(int64_t epoch) {
+  double sums[2 * num_loss_stats];
+  for (int n : {G, D}) {
+    float host[num_loss_stats];
+    copy_memory(host, Device::cpu, stats_[n].data(), device_, sizeof host);
+    stats_[n].fill(0.0f);
+    for (int i = 0; i < num_loss_stats; ++i) sums[n * num_loss_stats + i] = host[i];
+  }
+  comm_.set_operation("metrics all-reduce", step_);
+  comm_.allreduce_sum(sums, 2 * num_loss_stats);
+  for (int n : {G, D})
+    for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[n][i] += sums[n * num_loss_stats + i];
+  const double* gs = sums;
+  const double* ds = sums + num_loss_stats;
+  // D's count holds real and generated rows: its loss is their two means added.
+  last_loss_[G] = gs[stat_count] > 0 ? gs[stat_loss] / gs[stat_count] : last_loss_[G];
+  last_loss_[D] = ds[stat_count] > 0 ? ds[stat_loss] / (0.5 * ds[stat_count]) : last_loss_[D];
+  auto now = std::chrono::steady_clock::now();
+  const double dt = std::chrono::duration<double>(now - interval_start_).count();
+  const double samples = gs[stat_count] + ds[stat_count];  // generated and real rows processed
+  last_samples_per_s_ = dt > 0 ? samples / dt : 0.0;
+  interval_start_ = now;
+  const int64_t skipped = interval_skipped_;
+  interval_skipped_ = 0;
+  if (coordination_->client() && comm_.rank() == 0)
+    coordination_->client()->report_metrics(step_, epoch + 1, last_loss_[D], 0.0, last_samples_per_s_,
+                                            schedule_[G]->lr(step_ - 1));
+  if (!logs()) return;
+  const double since_start = std::chrono::duration<double>(now - run_start_).count();
+  if (config_.train.progress) {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "step %lld/%lld (epoch %lld): d_loss %.4f g_loss %.4f | %lld D / %lld G updates%s | %.0f samples/s",
+                  static_cast<long long>(step_), static_cast<long long>(total_steps()),
+                  static_cast<long long>(std::min(epoch + 1, config_.train.epochs)), last_loss_[D], last_loss_[G],
+                  static_cast<long long>(updates_[D]), static_cast<long long>(updates_[G]),
+                  skipped ? (", " + std::to_string(skipped) + " D skipped").c_str() : "", last_samples_per_s_);
+    print(line);
+  }
+  log_->write(JsonRecord()
+                  .add("event", std::string("step"))
+                  .add("step", step_)
+                  .add("epoch", epoch + 1)
+                  .add("d_loss", last_loss_[D])
+                  .add("g_loss", last_loss_[G])
+                  .add("d_updates", updates_[D])
+                  .add("g_updates", updates_[G])
+                  .add("d_skipped", d_skipped_)
+                  .add("lr_g", schedule_[G]->lr(step_ - 1))
+                  .add("lr_d", schedule_[D]->lr(step_ - 1))
+                  .add("samples_per_s", last_samples_per_s_)
+                  .add("time_s", since_start));
+}
+
+void GanTrainer::end_epoch(int64_t epoch) {
+  const double* gs = epoch_sums_[G];
+  const double* ds = epoch_sums_[D];
+  const double g_loss = gs[stat_count] > 0 ? gs[stat_loss] / gs[stat_count] : 0.0;
+  const double d_loss = ds[stat_count] > 0 ? ds[stat_loss] / (0.5 * ds[stat_count]) : 0.0;
+  for (auto& s : epoch_sums_) std::fill(std::begin(s), std::end(s), 0.0);
+  if (!logs()) return;
+  char line[256];
+  int len =
+      std::snprintf(line, sizeof line, "epoch %lld/%lld: d_loss %.4f g_loss %.4f", static_cast<long long>(epoch + 1),
+                    static_cast<long long>(config_.train.epochs), d_loss, g_loss);
+  JsonRecord rec;
+  rec.add("event", std::string("epoch")).add("epoch", epoch + 1).add("step", step_);
+  rec.add("d_loss", d_loss).add("g_loss", g_loss);
+  if (mixture_ && gan_.eval_every_epoch) {  // a few thousand small forward passes: cheap
+    ModeCoverage c = evaluate_coverage();
+    std::snprintf(line + len, sizeof line - len, " | %s", describe(c).c_str());
+    rec.add("modes_covered", c.covered).add("modes", c.modes).add("high_quality", c.high_quality);
+  }
+  print(line);
+  log_->write(rec);
+}
+
+ModeCoverage GanTrainer::evaluate_coverage() {
+  std::vector<float> samples;
+  generate_samples(*g_, gan_, config_.seed, gan_.eval_samples, samples);
+  return score_mode_coverage(modes_, samples.data(), gan_.eval_samples, gan_.quality_sigmas, gan_.mode_min_samples);
+}
+
+GanResult GanTrainer::run() {
+  GanResult result;
+  const int64_t total = total_steps();
+  run_start_ = interval_start_ = std::chrono::steady_clock::now();
+  while (step_ < total) {
+    TestHooks::get().before_step(comm_.rank(), step_);
+    const bool is_d = discriminator_step(step_);
+    const int64_t epoch = reader_->cursor().epoch;
+    if (is_d)
+      d_step(reader_->next());
+    else
+      g_step();
+    ++step_;
+    if (auto* client = coordination_->client()) client->set_progress(step_, last_samples_per_s_);
+    // An epoch ends with the discriminator step that takes its last real batch.
+    const bool epoch_done = is_d && reader_->cursor().epoch != epoch;
+    if (step_ % config_.train.log_every == 0 || step_ == total || epoch_done) log_interval(epoch);
+    if (epoch_done) end_epoch(epoch);
+    if (stop_after_step_) {
+      // Every rank saw the request in this step's control lane: all checkpoint here and leave.
+      maybe_checkpoint(true);
+      print((stop_seen_step_ >= 0 ? "stop requested before step " + std::to_string(stop_seen_step_)
+                                  : std::string("another rank was asked to stop")) +
+            "; stopped after step " + std::to_string(step_) + " and checkpointed; exit code " +
+            std::to_string(requeue_exit_code) + " asks for a requeue");
+      result.requeue = true;
+      result.steps = step_;
+      return result;
+    }
+    maybe_checkpoint(false);
+  }
+  if (config_.checkpoint.at_end) maybe_checkpoint(true);
+  finish(result);
+  return result;
+}
+
+void GanTrainer::finish(GanResult& result) {
+  result.steps = step_;
+  result.epochs = reader_->cursor().epoch;
+  result.d_updates = updates_[D];
+  result.g_updates = updates_[G];
+  result.d_skipped = d_skipped_;
+  result.d_loss = last_loss_[D];
+  result.g_loss = last_loss_[G];
+  if (comm_.rank() != 0) return;
+  std::filesystem::create_directories(config_.out_dir);
+  const Shape& shape = g_->output_shape();
+  // Both networks as model files: `dptrain sample` rebuilds the generator from the config text.
+  result.generator_path = (std::filesystem::path(config_.out_dir) / "generator.h5").string();
+  result.discriminator_path = (std::filesystem::path(config_.out_dir) / "discriminator.h5").string();
+  save_model_file(result.generator_path, *g_,
+                  {config_.text, TaskInfo{false, 2, shape.numel()}, {}, {}, g_->input_shape().to_vector()});
+  save_model_file(result.discriminator_path, *d_,
+                  {config_.text, TaskInfo{false, 2, 1}, {}, {}, d_->input_shape().to_vector()});
+  print("generator saved to " + result.generator_path + ", discriminator to " + result.discriminator_path);
+
+  const int64_t count = mixture_ ? std::max(gan_.samples, gan_.eval_samples) : gan_.samples;
+  if (count > 0) {
+    std::vector<float> samples;
+    generate_samples(*g_, gan_, config_.seed, count, samples);
+    result.samples_path = (std::filesystem::path(config_.out_dir) / "samples.h5").string();
+    write_samples_file(result.samples_path, samples, count, shape);
+    std::vector<float> real;
+    if (shape == Shape{2}) {
+      const DatasetFile& f = *splits_.train.file;
+      real.resize(splits_.train.rows.size() * 2);
+      f.read_row_list(splits_.train.rows.data(), static_cast<int64_t>(splits_.train.rows.size()), real.data());
+    }
+    const std::string png = (std::filesystem::path(config_.out_dir) / "samples.png").string();
+    const bool tanh_output = root_.child("gan").child("generator").get_string("output_activation", "") == "tanh";
+    std::string what = write_samples_picture(png, samples, count, shape, real, tanh_output ? -1.0f : 0.0f, 1.0f);
+    if (!what.empty()) result.picture_path = png;
+    print(std::to_string(count) + " samples written to " + result.samples_path +
+          (what.empty() ? std::string() : "; " + what + " to " + png));
+    if (mixture_) {
+      result.coverage =
+          score_mode_coverage(modes_, samples.data(), gan_.eval_samples, gan_.quality_sigmas, gan_.mode_min_samples);
+      result.has_coverage = true;
+      print("mode coverage: " + describe(result.coverage));
+      if (log_)
+        log_->write(JsonRecord()
+                        .add("event", std::string("coverage"))
+                        .add("step", step_)
+                        .add("modes_covered", result.coverage.covered)
+                        .add("modes", result.coverage.modes)
+                        .add("high_quality", result.coverage.high_quality)
+                        .add("samples", result.coverage.samples));
+    }
+  }
+}
+
+void GanTrainer::maybe_checkpoint(bool force) {
+  const CheckpointConfig& c = config_.checkpoint;
+  // The every_seconds decision is rank 0's clock, carried to every rank by the control lane.
+  bool due = force || checkpoint_due_ || (c.every_steps > 0 && step_ % c.every_steps == 0);
+  checkpoint_due_ = false;
+  if (!due || step_ == last_checkpoint_step_) return;
+  last_checkpoint_step_ = step_;
+  last_checkpoint_time_ = std::chrono::steady_clock::now();
+  std::string path = coordination_->checkpoint([this](bool with_data) { return checkpoint_state(with_data); },
+                                               flat_pointers(), device_, force);
+  if (!path.empty() && logs() && config_.train.progress) print("checkpoint " + path);
+}
+
+bool GanTrainer::checkpoint_time_due() const {
+  const double every = config_.checkpoint.every_seconds;
+  return comm_.rank() == 0 && every > 0 &&
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint_time_).count() >= every;
+}
+
+}  // namespace dptrain

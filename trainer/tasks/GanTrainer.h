@@ -1,0 +1,133 @@
+// GAN training (task = "gan"): the coordinator's alternation schedule — d_steps discriminator
+// updates, then g_steps generator updates — with one model, one optimizer and one gradient
+// reducer per network. A step, top to bottom:
+//   discriminator step: take this rank's slice of the real batch; generate the same-sized fake
+//     slice from latent draws keyed by (seed, step, global sample index); forward D on real,
+//     backward; forward D on fake, backward (D's reducer all-reduces as its layers finish); step
+//     D's optimizer (and clip its weights for the Wasserstein critic).
+//   generator step: generate a slice of a full global batch; forward D; backward through D with
+//     parameter_gradients = false into d(loss)/d(fake); backward G (G's reducer); step G.
+// Which network a step updates is a pure function of the step number, and the optional skip rule
+// a function of the all-reduced loss, so every rank agrees without a round trip. Losses are
+// scaled by 1/global batch; stop requests and rank 0's checkpoint clock ride the control lane of
+// the step's reducer; checkpoints go through JobCoordination like the supervised loop's.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "comm/Communicator.h"
+#include "comm/GradientReducer.h"
+#include "models/Model.h"
+#include "models/losses/GanLoss.h"
+#include "storage/reader/ShardedReader.h"
+#include "trainer/DataSplits.h"
+#include "trainer/Metrics.h"
+#include "trainer/TrainConfig.h"
+#include "trainer/Trainer.h"
+#include "trainer/coordinator/JobCoordination.h"
+#include "trainer/optim/LrSchedule.h"
+#include "trainer/optim/Optimizer.h"
+#include "trainer/tasks/GanConfig.h"
+#include "trainer/tasks/ModeCoverage.h"
+
+namespace dptrain {
+
+struct GanResult {
+  int64_t steps = 0, epochs = 0;
+  int64_t d_updates = 0, g_updates = 0, d_skipped = 0;
+  double d_loss = 0.0, g_loss = 0.0;  // means over the last log interval
+  bool requeue = false;               // stopped on request after its checkpoint
+  bool has_coverage = false;          // 2-D mixtures: the final evaluation
+  ModeCoverage coverage;
+  std::string generator_path, discriminator_path, samples_path, picture_path;
+};
+
+class GanTrainer {
+ public:
+  // `root` is the whole parsed config (its [gan] table builds the networks).
+  GanTrainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm);
+  ~GanTrainer();
+
+  // Continues from a checkpoint ("latest" in the configured directory, or a file) before run().
+  void resume(const std::string& spec);
+  GanResult run();
+  // The complete training state at the current step boundary (for checkpoints).
+  CheckpointState checkpoint_state(bool with_data = true);
+
+  Model& generator() { return *g_; }
+  Model& discriminator() { return *d_; }
+  int64_t global_step() const { return step_; }
+  // Whether step `step` updates the discriminator (else the generator).
+  bool discriminator_step(int64_t step) const { return step % cycle_ < gan_.d_steps; }
+  // Discriminator steps among steps [0, step): the real batches consumed so far.
+  int64_t discriminator_steps_before(int64_t step) const;
+  // Mode coverage of `eval_samples` generator samples (2-D mixtures; rank 0's view).
+  ModeCoverage evaluate_coverage();
+
+ private:
+  enum Net { G = 0, D = 1 };
+  void agree_on_start();
+  bool logs() const { return comm_.rank() == 0 || config_.train.all_ranks_log; }
+  void print(const std::string& line);
+  // The fake slice of a global batch of `global_rows` for this step: latent draws, then G forward.
+  const Tensor& generate(int64_t global_rows, Mode mode, StepContext& ctx);
+  void d_step(const Batch& real);
+  void g_step();
+  void begin_step(GradientReducer& reducer);
+  void end_step(GradientReducer& reducer);
+  void log_interval(int64_t epoch);
+  void end_epoch(int64_t epoch);
+  void maybe_checkpoint(bool force);
+  bool checkpoint_time_due() const;
+  void restore(const CheckpointState& state);
+  std::vector<FlatSpec> flat_specs() const;
+  std::vector<const float*> flat_pointers();
+  uint64_t layout_hash() const;
+  int64_t total_steps() const;
+  void finish(GanResult& result);
+
+  TrainConfig config_;
+  GanConfig gan_;
+  Communicator& comm_;
+  const ConfigNode root_;
+  DataSplits splits_;
+  std::unique_ptr<Model> g_, d_;
+  GanLoss loss_;
+  std::unique_ptr<Optimizer> opt_[2];
+  std::unique_ptr<LrSchedule> schedule_[2];  // [schedule] over the global step, from each network's lr
+  std::unique_ptr<GradientReducer> reducer_[2];
+  std::function<void(int64_t)> on_ready_[2];
+  std::unique_ptr<ShardedReader> reader_;
+  std::unique_ptr<CrossRankSum> cross_rank_;
+  std::unique_ptr<JobCoordination> coordination_;
+  std::unique_ptr<MetricsLog> log_;
+  int64_t cycle_ = 2;
+  Device device_ = Device::cpu;
+  std::string g_kind_, d_kind_;
+
+  // Step state: reused buffers, so that a step after the first allocates nothing.
+  std::vector<float> latent_host_;
+  Tensor latent_, x_device_, dscore_, dfake_;
+  Tensor stats_[2];    // LossStat sums since the last log, per network, on the device
+  Tensor step_stats_;  // this discriminator step's loss (the skip rule reads it)
+  double epoch_sums_[2][num_loss_stats] = {};
+
+  int64_t step_ = 0;
+  int64_t updates_[2] = {0, 0};
+  int64_t d_skipped_ = 0, interval_skipped_ = 0;
+  bool checkpoint_due_ = false, stop_after_step_ = false;
+  int64_t stop_seen_step_ = -1;
+  int64_t last_checkpoint_step_ = -1;
+  double last_loss_[2] = {0.0, 0.0};
+  double last_samples_per_s_ = 0.0;
+  int64_t interval_samples_ = 0;
+  std::chrono::steady_clock::time_point interval_start_, run_start_, last_checkpoint_time_;
+
+  // 2-D mixtures: the modes measured from the training data, for the coverage evaluation.
+  bool mixture_ = false;
+  MixtureModes modes_;
+};
+
+}  // namespace dptrain
