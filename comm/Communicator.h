@@ -65,10 +65,12 @@ class Communicator {
   int64_t step_ = -1;
 };
 
-// Picks the backend: "local", "mpi", "nccl", or "auto" (mpi when launched by mpirun/srun with
-// more than one rank and MPI is built in, else local).
-// Collectives that do not finish within timeout_s fail with a peer error naming the missing ranks.
-std::unique_ptr<Communicator> make_communicator(const std::string& backend, double timeout_s = 300.0);
+// Picks the backend: "local", "mpi", "nccl", or "auto": local for one process; for several ranks
+// started by mpirun/srun, nccl when the model lives on a GPU (model_device) and NCCL is built in,
+// else mpi. Collectives that do not finish within timeout_s fail with a peer error naming the
+// missing ranks.
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, double timeout_s = 300.0,
+                                                Device model_device = Device::cpu);
 
 // Whether the environment says we were started by mpirun/srun as one of several ranks.
 bool launched_as_multiple_ranks();

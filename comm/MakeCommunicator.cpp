@@ -16,9 +16,15 @@ bool launched_as_multiple_ranks() {
   return false;
 }
 
-std::unique_ptr<Communicator> make_communicator(const std::string& backend, double timeout_s) {
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, double timeout_s, Device model_device) {
   std::string b = backend;
-  if (b == "auto") b = launched_as_multiple_ranks() ? (mpi_backend_compiled() ? "mpi" : "local") : "local";
+  if (b == "auto" && launched_as_multiple_ranks()) {
+    if (model_device == Device::cuda && nccl_backend_compiled() && mpi_backend_compiled())
+      b = "nccl";
+    else if (mpi_backend_compiled())
+      b = "mpi";
+  }
+  if (b == "auto") b = "local";
   if (b == "auto" || b == "local") {
     if (backend == "local" && launched_as_multiple_ranks())
       fail_input("comm.backend = \"local\" but this process is one of several ranks; use \"mpi\" or \"auto\"");

@@ -5,6 +5,7 @@
 #include "launch/ArgParser.h"
 #include "launch/commands/Commands.h"
 #include "models/core/Error.h"
+#include "models/kernels/cuda/CudaBackend.h"
 #include "trainer/StopRequest.h"
 #include "trainer/Trainer.h"
 #include "trainer/tasks/GanTrainer.h"
@@ -27,7 +28,10 @@ int train_command(const Args& args) {
   ConfigNode root = ConfigNode::parse_file(p.get("CONFIG"));
   for (const auto& s : p.all("set")) root.apply_override(s);
   TrainConfig config = read_train_config(root, p.get("CONFIG"));
-  auto comm = make_communicator(config.comm.backend, config.comm.timeout_s);
+  // "auto" picks NCCL for several ranks of a GPU model; decided before the backend touches a device,
+  // since the communicator chooses each rank's GPU.
+  const bool on_gpu = config.device == "cuda" || (config.device == "auto" && cuda_devices() > 0);
+  auto comm = make_communicator(config.comm.backend, config.comm.timeout_s, on_gpu ? Device::cuda : Device::cpu);
   install_stop_signal_handlers();  // SIGUSR1/SIGTERM: checkpoint at the next step and exit 75
   try {
     if (config.task == "gan") {  // generator/discriminator alternation (trainer/tasks/GanTrainer.h)

@@ -155,7 +155,7 @@ void MpiCommunicator::poll_until(Done done, uint64_t sequence) {
   }
 }
 
-void MpiCommunicator::timed_out(uint64_t sequence) {
+std::string MpiCommunicator::missing_ranks(uint64_t sequence) {
   drain_announcements();
   std::string missing;
   for (int r = 0; r < size_; ++r) {
@@ -164,13 +164,17 @@ void MpiCommunicator::timed_out(uint64_t sequence) {
     int64_t s = seen_step_[static_cast<size_t>(r)];
     missing += s >= 0 ? " (last seen at step " + std::to_string(s) + ")" : " (not seen since start-up)";
   }
+  if (missing.empty()) return missing;
+  return "rank" + std::string(missing.find(',') == std::string::npos ? " " : "s ") + missing;
+}
+
+void MpiCommunicator::timed_out(uint64_t sequence) {
+  std::string missing = missing_ranks(sequence);
   char secs[32];
   std::snprintf(secs, sizeof secs, "%.1f", timeout_s_);
   std::string msg = std::string(operation()) + (step() >= 0 ? " at step " + std::to_string(step()) : "") +
                     " did not finish within comm.timeout_s = " + secs + " s; ";
-  msg += missing.empty()
-             ? "every rank arrived, so the transport itself is stuck"
-             : "rank" + std::string(missing.find(',') == std::string::npos ? " " : "s ") + missing + " did not arrive";
+  msg += missing.empty() ? "every rank arrived, so the transport itself is stuck" : missing + " did not arrive";
   throw Error(ErrorKind::peer, msg);
 }
 

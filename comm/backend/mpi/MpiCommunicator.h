@@ -12,12 +12,13 @@
 #include <vector>
 
 #include "comm/Communicator.h"
+#include "comm/backend/BackendRegistry.h"
 
 namespace dptrain {
 
 class RingAllreduce;
 
-class MpiCommunicator final : public Communicator {
+class MpiCommunicator final : public Communicator, public CollectiveWatch {
  public:
   explicit MpiCommunicator(double timeout_s);
   ~MpiCommunicator() override;
@@ -45,7 +46,8 @@ class MpiCommunicator final : public Communicator {
   // The same for a ring all-reduce (float sums of large buffers go round a ring).
   void wait(RingAllreduce& ring, uint64_t sequence);
   // Records entry into collective number `sequence` and tells the other ranks.
-  uint64_t enter();
+  uint64_t enter() override;
+  std::string missing_ranks(uint64_t sequence) override;
 
  private:
   template <typename Done>
