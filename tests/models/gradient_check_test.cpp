@@ -12,6 +12,7 @@
 
 #include "models/Model.h"
 #include "models/core/Philox.h"
+#include "models/kernels/KernelBackend.h"
 #include "models/layers/ActivationLayer.h"
 #include "models/layers/BatchNorm.h"
 #include "models/layers/Concat.h"
@@ -59,9 +60,22 @@ std::vector<float> random_values(int64_t n, uint32_t id) {
   return v;
 }
 
+// A tensor's values on the host, from any device.
+std::vector<float> host_values(const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  copy_memory(v.data(), Device::cpu, t.data(), t.device(), v.size() * sizeof(float));
+  return v;
+}
+
+// Host values into a tensor on any device.
+void upload(const std::vector<float>& v, Tensor& t) {
+  copy_memory(t.data(), t.device(), v.data(), Device::cpu, v.size() * sizeof(float));
+}
+
 double weighted_sum(const Tensor& out, const std::vector<float>& r) {
+  const std::vector<float> v = host_values(out);
   double s = 0.0;
-  for (int64_t i = 0; i < out.numel(); ++i) s += static_cast<double>(out.data()[i]) * r[static_cast<size_t>(i)];
+  for (size_t i = 0; i < v.size(); ++i) s += static_cast<double>(v[i]) * r[i];
   return s;
 }
 
@@ -98,46 +112,53 @@ void check_coordinates(const char* what, float* values, const float* analytic, i
   }
 }
 
-void check_layer(const LayerCase& c) {
+// The model runs on `device`; inputs and parameters live in host mirrors that are perturbed there
+// and uploaded before every forward, so the same check covers every backend.
+void check_layer(const LayerCase& c, Device device = Device::cpu) {
   const int64_t batch = 3;
   auto seq = std::make_unique<Sequential>();
   seq->add(c.make());
-  Model model(std::move(seq), c.input, Device::cpu);
+  Model model(std::move(seq), c.input, device);
   model.initialize(7);
   // Keep parameters away from zero too, so products stay away from kinks.
   auto pv = random_values(model.flat_size(), 3);
-  for (int64_t i = 0; i < model.flat_size(); ++i) model.params().data()[i] = 0.5f * pv[static_cast<size_t>(i)];
+  std::vector<float> params(static_cast<size_t>(model.flat_size()));
+  for (int64_t i = 0; i < model.flat_size(); ++i) params[static_cast<size_t>(i)] = 0.5f * pv[static_cast<size_t>(i)];
 
   Shape xs = c.input.with_batch(batch);
   std::vector<float> xv = random_values(xs.numel(), 1);
   if (c.ids > 0)
     for (int64_t i = 0; i < xs.numel(); ++i) xv[static_cast<size_t>(i)] = static_cast<float>((i * 7 + 3) % c.ids);
-  Tensor x = Tensor::view(xv.data(), xs);
+  Tensor x = Tensor::zeros(xs, device);
   // Layers with an auxiliary loss (the VAE's KL term) add it here; the checked loss includes it.
-  float aux[num_loss_stats] = {};
+  Tensor aux = Tensor::zeros({num_loss_stats}, device);
   StepContext ctx{Mode::train, 99, 5, 10, nullptr, true};
-  ctx.loss_stats = aux;
-  const Tensor& out0 = model.forward(x, ctx);
+  ctx.loss_stats = aux.data();
+  auto forward = [&]() -> const Tensor& {
+    upload(params, model.params());
+    upload(xv, x);
+    aux.fill(0.0f);
+    return model.forward(x, ctx);
+  };
+  const Tensor& out0 = forward();
   std::vector<float> r = random_values(out0.numel(), 2);
-  Tensor dout = Tensor::zeros(out0.shape());
-  std::copy(r.begin(), r.end(), dout.data());
+  Tensor dout = Tensor::zeros(out0.shape(), device);
+  upload(r, dout);
   Tensor din;
   model.zero_grad();
   model.backward(dout, ctx, &din);
-  std::vector<float> dx(din.data(), din.data() + din.numel());
-  std::vector<float> dparams(model.grads().data(), model.grads().data() + model.flat_size());
+  std::vector<float> dx = host_values(din);
+  std::vector<float> dparams = host_values(model.grads());
 
   auto loss = [&] {
-    aux[stat_loss] = 0.0f;
-    double main = weighted_sum(model.forward(x, ctx), r);
-    return main + aux[stat_loss];
+    double main = weighted_sum(forward(), r);
+    return main + host_values(aux)[stat_loss];
   };
   const double tol = 1e-3;
   check_coordinates("input", xv.data(), dx.data(), xs.numel(), loss, tol);
   for (const ParamInfo& p : model.param_infos()) {
     INFO("parameter " << p.path);
-    check_coordinates(p.path.c_str(), model.params().data() + p.offset, dparams.data() + p.offset, p.shape.numel(),
-                      loss, tol);
+    check_coordinates(p.path.c_str(), params.data() + p.offset, dparams.data() + p.offset, p.shape.numel(), loss, tol);
   }
 }
 
@@ -298,7 +319,7 @@ struct LossCase {
   enum { labels, values, soft, none } targets;
 };
 
-void check_loss(const LossCase& c) {
+void check_loss(const LossCase& c, Device device = Device::cpu) {
   const int64_t rows = 4;
   Loss loss(c.kind);
   std::vector<float> pred = random_values(rows * c.cols, 11);
@@ -318,24 +339,45 @@ void check_loss(const LossCase& c) {
     }
   if (c.kind == LossKind::binary_cross_entropy && c.targets == LossCase::values)
     for (auto& v : values) v = v > 0 ? 1.0f : 0.0f;
+  // Targets, predictions and stats on the device; predictions are uploaded before each evaluation.
+  DeviceMemory label_mem(labels.size() * sizeof(int32_t), device);
+  copy_memory(label_mem.data(), device, labels.data(), Device::cpu, labels.size() * sizeof(int32_t));
+  Tensor value_mem = Tensor::zeros({rows * c.cols}, device);
+  upload(values, value_mem);
   Targets t;
-  if (c.targets == LossCase::labels) t.labels = labels.data();
-  if (c.targets == LossCase::values || c.targets == LossCase::soft) t.values = values.data();
+  if (c.targets == LossCase::labels) t.labels = static_cast<const int32_t*>(label_mem.data());
+  if (c.targets == LossCase::values || c.targets == LossCase::soft) t.values = value_mem.data();
 
-  Tensor p = Tensor::view(pred.data(), Shape{rows, c.cols});
+  Tensor p = Tensor::zeros(Shape{rows, c.cols}, device);
+  upload(pred, p);
   Tensor d;
-  float stats[num_loss_stats] = {};
+  Tensor stats = Tensor::zeros({num_loss_stats}, device);
   const float scale = 0.25f;
-  loss.evaluate(p, t, scale, &d, stats);
-  CHECK(stats[stat_count] == rows);
-  std::vector<float> analytic(d.data(), d.data() + d.numel());
+  loss.evaluate(p, t, scale, &d, stats.data());
+  CHECK(host_values(stats)[stat_count] == rows);
+  std::vector<float> analytic = host_values(d);
   for (auto& a : analytic) a /= scale;
   auto value = [&] {
-    float s[num_loss_stats] = {};
-    loss.evaluate(p, t, 1.0f, nullptr, s);
-    return static_cast<double>(s[stat_loss]);
+    upload(pred, p);
+    stats.fill(0.0f);
+    loss.evaluate(p, t, 1.0f, nullptr, stats.data());
+    return static_cast<double>(host_values(stats)[stat_loss]);
   };
   check_coordinates(c.name, pred.data(), analytic.data(), rows * c.cols, value, 1e-3);
+}
+
+const std::vector<LossCase>& loss_cases() {
+  static const std::vector<LossCase> cases = {
+      {"mse 1 output", LossKind::mean_squared_error, 1, LossCase::values},
+      {"mse 3 outputs", LossKind::mean_squared_error, 3, LossCase::values},
+      {"bce labels", LossKind::binary_cross_entropy, 1, LossCase::labels},
+      {"bce multi-label targets", LossKind::binary_cross_entropy, 3, LossCase::values},
+      {"softmax cross-entropy labels", LossKind::softmax_cross_entropy, 5, LossCase::labels},
+      {"softmax cross-entropy soft targets", LossKind::softmax_cross_entropy, 4, LossCase::soft},
+      {"multiclass hinge", LossKind::multiclass_hinge, 4, LossCase::labels},
+      {"prediction entropy", LossKind::prediction_entropy, 5, LossCase::none},
+  };
+  return cases;
 }
 
 }  // namespace
@@ -347,18 +389,28 @@ TEST_CASE("every layer's gradients match finite differences", "[models][gradchec
 }
 
 TEST_CASE("every loss's gradient matches finite differences", "[models][gradcheck]") {
-  const std::vector<LossCase> cases = {
-      {"mse 1 output", LossKind::mean_squared_error, 1, LossCase::values},
-      {"mse 3 outputs", LossKind::mean_squared_error, 3, LossCase::values},
-      {"bce labels", LossKind::binary_cross_entropy, 1, LossCase::labels},
-      {"bce multi-label targets", LossKind::binary_cross_entropy, 3, LossCase::values},
-      {"softmax cross-entropy labels", LossKind::softmax_cross_entropy, 5, LossCase::labels},
-      {"softmax cross-entropy soft targets", LossKind::softmax_cross_entropy, 4, LossCase::soft},
-      {"multiclass hinge", LossKind::multiclass_hinge, 4, LossCase::labels},
-      {"prediction entropy", LossKind::prediction_entropy, 5, LossCase::none},
-  };
-  for (const auto& c : cases) {
+  for (const auto& c : loss_cases()) {
     DYNAMIC_SECTION(c.name) { check_loss(c); }
+  }
+}
+
+TEST_CASE("every layer's gradients match finite differences on CUDA", "[cuda][gradcheck]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  for (const auto& c : layer_cases()) {
+    DYNAMIC_SECTION(c.name) { check_layer(c, Device::cuda); }
+  }
+}
+
+TEST_CASE("every loss's gradient matches finite differences on CUDA", "[cuda][gradcheck]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  for (const auto& c : loss_cases()) {
+    DYNAMIC_SECTION(c.name) { check_loss(c, Device::cuda); }
   }
 }
 

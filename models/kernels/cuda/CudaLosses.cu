@@ -1,0 +1,333 @@
+// Losses, softmax and the GAN objectives of the CUDA backend: one block per row writes that row's
+// loss (and correct count) in double and its gradient; a one-block pass then adds the rows' sums,
+// in row order, to stats[] on the device, so a step never waits to read them. A label out of range
+// is recorded on the device and reported as bad input at the next synchronization.
+#include "models/kernels/cuda/CudaInternal.cuh"
+
+namespace dptrain::cuda {
+
+namespace {
+
+constexpr int row_threads = 128;
+
+struct RowShared {
+  float v[row_threads];
+  int64_t i[row_threads];
+  float f[row_threads];
+  double d[row_threads];
+};
+
+// The row's first maximum (value and index).
+__device__ __forceinline__ void row_argmax(const float* z, int64_t cols, RowShared& sh, float& best, int64_t& index) {
+  best = -INFINITY;
+  index = -1;
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads)
+    if (index < 0 || z[j] > best) {
+      best = z[j];
+      index = j;
+    }
+  block_argmax<row_threads>(best, index, sh.v, sh.i);
+}
+
+// log(sum(exp(z))) computed as the CPU does: max, then the sum of exp(z - max) in float.
+__device__ __forceinline__ float row_log_sum_exp(const float* z, int64_t cols, RowShared& sh, int64_t& argmax) {
+  float m;
+  row_argmax(z, cols, sh, m, argmax);
+  float s = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) s += expf(z[j] - m);
+  s = block_sum<row_threads>(s, sh.f);
+  return m + logf(s);
+}
+
+__global__ void softmax_cross_entropy_kernel(int64_t cols, const float* logits, const int32_t* labels,
+                                             const float* targets, float scale, float* dlogits, double* row_loss,
+                                             double* row_correct, int* errors) {
+  __shared__ RowShared sh;
+  const int64_t r = blockIdx.x;
+  const float* z = logits + r * cols;
+  float* d = dlogits ? dlogits + r * cols : nullptr;
+  int64_t pred;
+  const float lse = row_log_sum_exp(z, cols, sh, pred);
+  if (labels) {
+    const int32_t y = labels[r];
+    if (y < 0 || y >= cols) {
+      if (threadIdx.x == 0) {
+        report_error(errors, bad_class_label, y, static_cast<int>(cols));
+        row_loss[r] = 0.0;
+        row_correct[r] = 0.0;
+      }
+      return;
+    }
+    if (d)
+      for (int64_t j = threadIdx.x; j < cols; j += row_threads) {
+        const float v = scale * expf(z[j] - lse);
+        d[j] = j == y ? v - scale : v;
+      }
+    if (threadIdx.x == 0) {
+      row_loss[r] = static_cast<double>(lse - z[y]);
+      row_correct[r] = pred == y ? 1.0 : 0.0;
+    }
+  } else {
+    const float* t = targets + r * cols;
+    double l = 0.0;
+    float tsum = 0.0f;
+    for (int64_t j = threadIdx.x; j < cols; j += row_threads) {
+      l += static_cast<double>(t[j]) * (lse - z[j]);
+      tsum += t[j];
+    }
+    l = block_sum<row_threads>(l, sh.d);
+    tsum = block_sum<row_threads>(tsum, sh.f);
+    float tbest;
+    int64_t target_class;
+    row_argmax(t, cols, sh, tbest, target_class);
+    if (d)
+      for (int64_t j = threadIdx.x; j < cols; j += row_threads) d[j] = scale * (expf(z[j] - lse) * tsum - t[j]);
+    if (threadIdx.x == 0) {
+      row_loss[r] = l;
+      row_correct[r] = pred == target_class ? 1.0 : 0.0;
+    }
+  }
+}
+
+__global__ void sigmoid_cross_entropy_kernel(int64_t cols, float inv_cols, const float* logits, const int32_t* labels,
+                                             const float* targets, float scale, float* dlogits, double* row_loss,
+                                             double* row_correct, int* errors) {
+  __shared__ RowShared sh;
+  const int64_t r = blockIdx.x;
+  float label = 0.0f;
+  if (labels) {
+    const int32_t y = labels[r];
+    if (y != 0 && y != 1) {
+      if (threadIdx.x == 0) {
+        report_error(errors, bad_binary_label, y, 0);
+        row_loss[r] = 0.0;
+        row_correct[r] = 0.0;
+      }
+      return;
+    }
+    label = static_cast<float>(y);
+  }
+  double loss = 0.0, correct = 0.0;
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) {
+    const int64_t i = r * cols + j;
+    const float t = labels ? label : targets[i];
+    const float z = logits[i];
+    loss += fmaxf(z, 0.0f) - z * t + log1pf(expf(-fabsf(z)));
+    correct += (z > 0.0f) == (t > 0.5f);
+    if (dlogits) dlogits[i] = scale * inv_cols * (1.0f / (1.0f + expf(-z)) - t);
+  }
+  loss = block_sum<row_threads>(loss, sh.d);
+  correct = block_sum<row_threads>(correct, sh.d);
+  if (threadIdx.x == 0) {
+    row_loss[r] = loss * inv_cols;
+    row_correct[r] = correct * inv_cols;
+  }
+}
+
+__global__ void mean_squared_error_kernel(int64_t cols, float inv_cols, const float* pred, const float* targets,
+                                          float scale, float* dpred, double* row_loss) {
+  __shared__ RowShared sh;
+  const int64_t r = blockIdx.x;
+  double loss = 0.0;
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) {
+    const int64_t i = r * cols + j;
+    const float e = pred[i] - targets[i];
+    loss += static_cast<double>(e) * e;
+    if (dpred) dpred[i] = scale * 2.0f * inv_cols * e;
+  }
+  loss = block_sum<row_threads>(loss, sh.d);
+  if (threadIdx.x == 0) row_loss[r] = loss;
+}
+
+__global__ void multiclass_hinge_kernel(int64_t cols, const float* scores, const int32_t* labels, float margin,
+                                        float scale, float* dscores, double* row_loss, double* row_correct,
+                                        int* errors) {
+  __shared__ RowShared sh;
+  const int64_t r = blockIdx.x;
+  const float* s = scores + r * cols;
+  float* d = dscores ? dscores + r * cols : nullptr;
+  const int32_t y = labels[r];
+  if (y < 0 || y >= cols) {
+    if (threadIdx.x == 0) {
+      report_error(errors, bad_class_label, y, static_cast<int>(cols));
+      row_loss[r] = 0.0;
+      row_correct[r] = 0.0;
+    }
+    return;
+  }
+  double loss = 0.0;
+  float violated = 0.0f;  // a count: exact in float
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) {
+    if (j == y) continue;
+    const float m = margin + s[j] - s[y];
+    const bool active = m > 0.0f;
+    if (active) {
+      loss += m;
+      violated += 1.0f;
+    }
+    if (d) d[j] = active ? scale : 0.0f;
+  }
+  loss = block_sum<row_threads>(loss, sh.d);
+  violated = block_sum<row_threads>(violated, sh.f);
+  float best;
+  int64_t pred;
+  row_argmax(s, cols, sh, best, pred);
+  if (threadIdx.x == 0) {
+    if (d) d[y] = -scale * violated;
+    row_loss[r] = loss;
+    row_correct[r] = pred == y ? 1.0 : 0.0;
+  }
+}
+
+__global__ void prediction_entropy_kernel(int64_t cols, const float* logits, float scale, float* dlogits,
+                                          double* row_loss) {
+  __shared__ RowShared sh;
+  const int64_t r = blockIdx.x;
+  const float* z = logits + r * cols;
+  int64_t argmax;
+  const float lse = row_log_sum_exp(z, cols, sh, argmax);
+  float expected_z = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) expected_z += expf(z[j] - lse) * z[j];
+  expected_z = block_sum<row_threads>(expected_z, sh.f);
+  if (dlogits)
+    for (int64_t j = threadIdx.x; j < cols; j += row_threads)
+      dlogits[r * cols + j] = scale * expf(z[j] - lse) * (expected_z - z[j]);
+  if (threadIdx.x == 0) row_loss[r] = static_cast<double>(lse - expected_z);  // H = lse - E_p[z]
+}
+
+__global__ void softmax_kernel(int64_t cols, const float* logits, float* probs) {
+  __shared__ RowShared sh;
+  const int64_t r = blockIdx.x;
+  const float* z = logits + r * cols;
+  int64_t argmax;
+  const float lse = row_log_sum_exp(z, cols, sh, argmax);
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) probs[r * cols + j] = expf(z[j] - lse);
+}
+
+__global__ void gan_loss_kernel(KernelBackend::GanTerm t, int64_t rows, const float* scores, float scale,
+                                float* dscores, double* row_loss) {
+  DPT_GRID_STRIDE(r, rows) {
+    const float u = t.a * scores[r] + t.b;
+    float f = 0.0f, df = 0.0f;  // g(u) and g'(u)
+    switch (t.shape) {
+      case KernelBackend::GanTerm::softplus:  // log(1 + e^u) without overflow; its derivative is sigmoid(u)
+        f = fmaxf(u, 0.0f) + log1pf(expf(-fabsf(u)));
+        df = u >= 0.0f ? 1.0f / (1.0f + expf(-u)) : expf(u) / (1.0f + expf(u));
+        break;
+      case KernelBackend::GanTerm::linear:
+        f = u;
+        df = 1.0f;
+        break;
+      case KernelBackend::GanTerm::relu:
+        f = u > 0.0f ? u : 0.0f;
+        df = u > 0.0f ? 1.0f : 0.0f;
+        break;
+      case KernelBackend::GanTerm::half_square:
+        f = 0.5f * u * u;
+        df = u;
+        break;
+    }
+    row_loss[r] = static_cast<double>(t.c) * f;
+    if (dscores) dscores[r] = scale * t.c * t.a * df;
+  }
+}
+
+__global__ void finish_sums_kernel(int64_t n, const double* a, double a_factor, const double* b, float* out_a,
+                                   float* out_b, float* out_count, float count) {
+  __shared__ double shared[threads];
+  double sa = 0.0, sb = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += threads) {
+    sa += a[i];
+    if (b) sb += b[i];
+  }
+  sa = block_sum<threads>(sa, shared);
+  if (b) sb = block_sum<threads>(sb, shared);
+  if (threadIdx.x == 0) {
+    *out_a += static_cast<float>(sa * a_factor);
+    if (b) *out_b += static_cast<float>(sb);
+    if (out_count) *out_count += count;
+  }
+}
+
+}  // namespace
+
+void CudaKernels::finish_sums(int64_t n, const double* a, double a_factor, const double* b, float* out_a, float* out_b,
+                              float* out_count, float count) {
+  finish_sums_kernel<<<1, threads, 0, stream_>>>(n, a, a_factor, b, out_a, out_b, out_count, count);
+  DPT_CUDA_LAUNCHED();
+}
+
+void CudaKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
+                                        const float* targets, float scale, float* dlogits, float* stats) {
+  if (rows <= 0) return;
+  double* loss = scratch_doubles(2 * rows);
+  softmax_cross_entropy_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(
+      cols, logits, labels, targets, scale, dlogits, loss, loss + rows, errors_);
+  DPT_CUDA_LAUNCHED();
+  finish_sums(rows, loss, 1.0, loss + rows, stats + stat_loss, stats + stat_correct, stats + stat_count,
+              static_cast<float>(rows));
+}
+
+void CudaKernels::sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
+                                        const float* targets, float scale, float* dlogits, float* stats) {
+  if (rows <= 0) return;
+  double* loss = scratch_doubles(2 * rows);
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  sigmoid_cross_entropy_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(
+      cols, inv_cols, logits, labels, targets, scale, dlogits, loss, loss + rows, errors_);
+  DPT_CUDA_LAUNCHED();
+  finish_sums(rows, loss, 1.0, loss + rows, stats + stat_loss, stats + stat_correct, stats + stat_count,
+              static_cast<float>(rows));
+}
+
+void CudaKernels::mean_squared_error(int64_t rows, int64_t cols, const float* pred, const float* targets, float scale,
+                                     float* dpred, float* stats) {
+  if (rows <= 0) return;
+  double* loss = scratch_doubles(rows);
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  mean_squared_error_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(cols, inv_cols, pred, targets,
+                                                                                      scale, dpred, loss);
+  DPT_CUDA_LAUNCHED();
+  finish_sums(rows, loss, static_cast<double>(inv_cols), nullptr, stats + stat_loss, nullptr, stats + stat_count,
+              static_cast<float>(rows));
+}
+
+void CudaKernels::multiclass_hinge(int64_t rows, int64_t cols, const float* scores, const int32_t* labels, float margin,
+                                   float scale, float* dscores, float* stats) {
+  if (rows <= 0) return;
+  double* loss = scratch_doubles(2 * rows);
+  multiclass_hinge_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(
+      cols, scores, labels, margin, scale, dscores, loss, loss + rows, errors_);
+  DPT_CUDA_LAUNCHED();
+  finish_sums(rows, loss, 1.0, loss + rows, stats + stat_loss, stats + stat_correct, stats + stat_count,
+              static_cast<float>(rows));
+}
+
+void CudaKernels::prediction_entropy(int64_t rows, int64_t cols, const float* logits, float scale, float* dlogits,
+                                     float* stats) {
+  if (rows <= 0) return;
+  double* loss = scratch_doubles(rows);
+  prediction_entropy_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(cols, logits, scale, dlogits,
+                                                                                      loss);
+  DPT_CUDA_LAUNCHED();
+  finish_sums(rows, loss, 1.0, nullptr, stats + stat_loss, nullptr, stats + stat_count, static_cast<float>(rows));
+}
+
+void CudaKernels::softmax(int64_t rows, int64_t cols, const float* logits, float* probs) {
+  if (rows <= 0) return;
+  softmax_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(cols, logits, probs);
+  DPT_CUDA_LAUNCHED();
+}
+
+void CudaKernels::gan_loss(const GanTerm& term, int64_t rows, const float* scores, float scale, float* dscores,
+                           float* stats) {
+  if (rows <= 0) {
+    return;
+  }
+  double* loss = scratch_doubles(rows);
+  gan_loss_kernel<<<blocks_for(rows), threads, 0, stream_>>>(term, rows, scores, scale, dscores, loss);
+  DPT_CUDA_LAUNCHED();
+  finish_sums(rows, loss, 1.0, nullptr, stats + stat_loss, nullptr, stats + stat_count, static_cast<float>(rows));
+}
+
+}  // namespace dptrain::cuda

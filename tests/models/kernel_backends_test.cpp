@@ -1,0 +1,729 @@
+// One table of every KernelBackend operation (as ggml's test-backend-ops): each row makes random
+// inputs on the host, runs the operation on a backend, and every buffer it may touch comes back to
+// the host. The CUDA backend is compared with the CPU's on the same inputs within the row's
+// tolerance (0 means the same bits: data movement, max pooling and its argmax, dropout masks);
+// on machines without a GPU the [cuda] test says so and stops. The CPU backend is also run twice
+// against itself (same bits, as its determinism promises), which also proves the table runs.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/core/Error.h"
+#include "models/core/Philox.h"
+#include "models/core/Tensor.h"
+#include "models/kernels/KernelBackend.h"
+
+using namespace dptrain;
+
+namespace {
+
+// Host values of every buffer of one operation, by name, plus the scalars it returns.
+struct OpData {
+  std::map<std::string, std::vector<float>> f;
+  std::map<std::string, std::vector<int32_t>> i;
+  std::map<std::string, std::vector<double>> d;
+  std::vector<double> results;
+};
+
+// The same buffers on a device; download() brings them all back.
+class DeviceData {
+ public:
+  DeviceData(const OpData& host, Device device) : device_(device) {
+    for (auto& [k, v] : host.f) upload(k, v.data(), v.size() * sizeof(float));
+    for (auto& [k, v] : host.i) upload(k, v.data(), v.size() * sizeof(int32_t));
+    for (auto& [k, v] : host.d) upload(k, v.data(), v.size() * sizeof(double));
+  }
+  float* f(const std::string& k) { return static_cast<float*>(at(k)); }
+  int32_t* i(const std::string& k) { return static_cast<int32_t*>(at(k)); }
+  double* d(const std::string& k) { return static_cast<double*>(at(k)); }
+  OpData download(const OpData& like) {
+    kernels(device_).synchronize();
+    OpData out = like;
+    for (auto& [k, v] : out.f) copy_memory(v.data(), Device::cpu, at(k), device_, v.size() * sizeof(float));
+    for (auto& [k, v] : out.i) copy_memory(v.data(), Device::cpu, at(k), device_, v.size() * sizeof(int32_t));
+    for (auto& [k, v] : out.d) copy_memory(v.data(), Device::cpu, at(k), device_, v.size() * sizeof(double));
+    out.results = results;
+    return out;
+  }
+  std::vector<double> results;
+
+ private:
+  void upload(const std::string& k, const void* p, size_t bytes) {
+    auto mem = std::make_shared<DeviceMemory>(bytes ? bytes : 4, device_);
+    copy_memory(mem->data(), device_, p, Device::cpu, bytes);
+    mem_[k] = mem;
+  }
+  void* at(const std::string& k) {
+    auto it = mem_.find(k);
+    INFO("buffer '" << k << "'");
+    REQUIRE(it != mem_.end());
+    return it->second->data();
+  }
+  Device device_;
+  std::map<std::string, std::shared_ptr<DeviceMemory>> mem_;
+};
+
+struct OpCase {
+  std::string name;
+  double tol;  // max |got - want| / max(1, |want|) over float and double buffers; 0: the same bits
+  std::function<void(OpData&)> make;
+  std::function<void(KernelBackend&, DeviceData&)> run;
+};
+
+std::vector<float> uniform(int64_t n, uint32_t id, float lo = -1.0f, float hi = 1.0f) {
+  Philox rng(2024, RandomPurpose::synth, id);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = lo + (hi - lo) * rng.uniform();
+  return v;
+}
+
+std::vector<int32_t> integers(int64_t n, uint32_t id, int32_t lo, int32_t hi) {  // [lo, hi)
+  Philox rng(7, RandomPurpose::synth, id);
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = lo + static_cast<int32_t>(rng.below(static_cast<uint64_t>(hi - lo)));
+  return v;
+}
+
+const char* act_name(Activation a) {
+  switch (a) {
+    case Activation::identity:
+      return "identity";
+    case Activation::relu:
+      return "relu";
+    case Activation::leaky_relu:
+      return "leaky_relu";
+    case Activation::sigmoid:
+      return "sigmoid";
+    case Activation::tanh:
+      return "tanh";
+  }
+  return "?";
+}
+
+const Activation all_acts[] = {Activation::identity, Activation::relu, Activation::leaky_relu, Activation::sigmoid,
+                               Activation::tanh};
+
+Conv2dGeometry geometry(int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                        int64_t kw = 0) {
+  return Conv2dGeometry{c, h, w, k, kw ? kw : k, stride, stride, pad, pad, dil, dil};
+}
+
+std::string geo_name(const Conv2dGeometry& g) {
+  return std::to_string(g.channels) + "x" + std::to_string(g.height) + "x" + std::to_string(g.width) + " k" +
+         std::to_string(g.kernel_h) + "x" + std::to_string(g.kernel_w) + " s" + std::to_string(g.stride_h) + " p" +
+         std::to_string(g.pad_h) + " d" + std::to_string(g.dilation_h);
+}
+
+std::vector<OpCase> op_cases() {
+  std::vector<OpCase> t;
+  const int64_t n = 5000;  // more than one block of every grid, not a multiple of any block size
+
+  // ---- vector operations
+  t.push_back({"fill", 0, [=](OpData& d) { d.f["x"] = uniform(n, 1); },
+               [=](KernelBackend& k, DeviceData& b) { k.fill(n, 0.75f, b.f("x")); }});
+  t.push_back({"fill zero", 0, [=](OpData& d) { d.f["x"] = uniform(n, 1); },
+               [=](KernelBackend& k, DeviceData& b) { k.fill(n - 3, 0.0f, b.f("x")); }});
+  t.push_back({"copy", 0,
+               [=](OpData& d) {
+                 d.f["x"] = uniform(n, 1);
+                 d.f["y"] = uniform(n, 2);
+               },
+               [=](KernelBackend& k, DeviceData& b) { k.copy(n - 1, b.f("x"), b.f("y")); }});
+  t.push_back({"axpy", 1e-6,
+               [=](OpData& d) {
+                 d.f["x"] = uniform(n, 1);
+                 d.f["y"] = uniform(n, 2);
+               },
+               [=](KernelBackend& k, DeviceData& b) { k.axpy(n, -0.3f, b.f("x"), b.f("y")); }});
+  t.push_back({"scale", 0, [=](OpData& d) { d.f["x"] = uniform(n, 1); },
+               [=](KernelBackend& k, DeviceData& b) { k.scale(n, 1.7f, b.f("x")); }});
+  t.push_back({"add", 0,
+               [=](OpData& d) {
+                 d.f["a"] = uniform(n, 1);
+                 d.f["b"] = uniform(n, 2);
+                 d.f["y"] = uniform(n, 3);
+               },
+               [=](KernelBackend& k, DeviceData& b) { k.add(n, b.f("a"), b.f("b"), b.f("y")); }});
+  t.push_back({"multiply", 0,
+               [=](OpData& d) {
+                 d.f["a"] = uniform(n, 1);
+                 d.f["b"] = uniform(n, 2);
+                 d.f["y"] = uniform(n, 3);
+               },
+               [=](KernelBackend& k, DeviceData& b) { k.multiply(n, b.f("a"), b.f("b"), b.f("y")); }});
+  for (int64_t len : {int64_t{1}, int64_t{1000}, int64_t{300001}}) {
+    t.push_back({"sum and sum_squares of " + std::to_string(len), 1e-6,
+                 [=](OpData& d) { d.f["x"] = uniform(len, 4, -1.0f, 2.0f); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   b.results.push_back(k.sum(len, b.f("x")));
+                   b.results.push_back(k.sum_squares(len, b.f("x")));
+                 }});
+  }
+
+  // ---- GEMM: every transpose, sub-matrices (ld larger than the width), alpha and beta
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t m = 37, nn = 53, kk = 29, pad = 3;
+      const int64_t lda = (ta ? m : kk) + pad, ldb = (tb ? kk : nn) + pad, ldc = nn + pad;
+      const int64_t a_rows = ta ? kk : m, b_rows = tb ? nn : kk;
+      t.push_back({std::string("gemm ") + (ta ? "T" : "N") + (tb ? "T" : "N"), 1e-5,
+                   [=](OpData& d) {
+                     d.f["a"] = uniform(a_rows * lda, 5);
+                     d.f["b"] = uniform(b_rows * ldb, 6);
+                     d.f["c"] = uniform(m * ldc, 7);
+                   },
+                   [=](KernelBackend& k, DeviceData& b) {
+                     k.gemm(ta, tb, m, nn, kk, 0.7f, b.f("a"), lda, b.f("b"), ldb, 0.5f, b.f("c"), ldc);
+                   }});
+    }
+
+  // ---- bias gradients, bias + activation, activations
+  t.push_back({"row_bias_grad", 1e-5,
+               [](OpData& d) {
+                 d.f["dy"] = uniform(300 * 77, 8);
+                 d.f["db"] = uniform(77, 9);
+               },
+               [](KernelBackend& k, DeviceData& b) { k.row_bias_grad(300, 77, b.f("dy"), b.f("db")); }});
+  t.push_back({"channel_bias_grad", 1e-5,
+               [](OpData& d) {
+                 d.f["dy"] = uniform(6 * 5 * 49, 8);
+                 d.f["db"] = uniform(5, 9);
+               },
+               [](KernelBackend& k, DeviceData& b) { k.channel_bias_grad(6, 5, 49, b.f("dy"), b.f("db")); }});
+  for (Activation a : all_acts) {
+    const float slope = 0.1f;
+    const double tol = a == Activation::sigmoid || a == Activation::tanh ? 2e-6 : 0;
+    for (int64_t hw : {int64_t{1}, int64_t{13}})
+      for (bool bias : {true, false})
+        t.push_back(
+            {std::string("bias_activation ") + act_name(a) + " hw " + std::to_string(hw) + (bias ? "" : " no bias"),
+             bias ? std::max(tol, 1e-7) : tol,
+             [=](OpData& d) {
+               d.f["y"] = uniform(7 * 11 * hw, 10, -3.0f, 3.0f);
+               d.f["bias"] = uniform(11, 11);
+             },
+             [=](KernelBackend& k, DeviceData& b) {
+               k.bias_activation(a, slope, 7, 11, hw, bias ? b.f("bias") : nullptr, b.f("y"));
+             }});
+    t.push_back({std::string("activation ") + act_name(a), tol,
+                 [=](OpData& d) {
+                   d.f["x"] = uniform(n, 12, -4.0f, 4.0f);
+                   d.f["y"] = uniform(n, 13);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) { k.activation(a, slope, n, b.f("x"), b.f("y")); }});
+    t.push_back(
+        {std::string("activation_backward ") + act_name(a), 1e-7,
+         [=](OpData& d) {
+           d.f["y"] = uniform(n, 12, a == Activation::sigmoid ? 0.0f : -1.0f, 1.0f);
+           d.f["dy"] = uniform(n, 14);
+           d.f["dx"] = uniform(n, 15);
+         },
+         [=](KernelBackend& k, DeviceData& b) { k.activation_backward(a, slope, n, b.f("y"), b.f("dy"), b.f("dx")); }});
+  }
+
+  // ---- maxout (ties included: the first piece equal to the max takes the gradient)
+  t.push_back({"maxout and backward", 0,
+               [](OpData& d) {
+                 auto x = uniform(9 * 8 * 3, 16);
+                 for (size_t i = 0; i < x.size(); i += 7) x[i + 1 < x.size() ? i + 1 : i] = x[i];  // ties
+                 d.f["x"] = x;
+                 d.f["y"] = uniform(9 * 8, 17);
+                 d.f["dy"] = uniform(9 * 8, 18);
+                 d.f["dx"] = uniform(9 * 8 * 3, 19);
+               },
+               [](KernelBackend& k, DeviceData& b) {
+                 k.maxout(9, 8, 3, b.f("x"), b.f("y"));
+                 k.maxout_backward(9, 8, 3, b.f("x"), b.f("y"), b.f("dy"), b.f("dx"));
+               }});
+
+  // ---- dropout: the masks are the same bits on every backend
+  for (float p : {0.1f, 0.5f}) {
+    SampleKeys keys{RandomKey::make(11, RandomPurpose::dropout, 3), (uint64_t{1} << 33) + 17, 123456789012};
+    t.push_back({"dropout p " + std::to_string(p), 0,
+                 [](OpData& d) {
+                   d.f["x"] = uniform(33 * 101, 20);
+                   d.f["y"] = uniform(33 * 101, 21);
+                   d.f["dy"] = uniform(33 * 101, 22);
+                   d.f["dx"] = uniform(33 * 101, 23);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.dropout(33, 101, p, keys, b.f("x"), b.f("y"));
+                   k.dropout_backward(33, 101, p, keys, b.f("dy"), b.f("dx"));
+                 }});
+  }
+
+  // ---- im2col / col2im and pooling over assorted geometries
+  const Conv2dGeometry geos[] = {geometry(3, 9, 8, 3, 1, 0, 1), geometry(2, 10, 11, 3, 2, 1, 1),
+                                 geometry(2, 9, 9, 3, 1, 2, 2), geometry(4, 6, 7, 5, 1, 2, 1, 3),
+                                 geometry(1, 8, 8, 2, 2, 0, 1), geometry(3, 5, 5, 1, 1, 0, 1)};
+  for (const auto& g : geos) {
+    const int64_t col_size = g.channels * g.kernel_h * g.kernel_w * g.out_h() * g.out_w();
+    const int64_t in_size = g.channels * g.height * g.width;
+    t.push_back({"im2col " + geo_name(g), 0,
+                 [=](OpData& d) {
+                   d.f["x"] = uniform(in_size, 24);
+                   d.f["col"] = uniform(col_size, 25);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) { k.im2col(g, b.f("x"), b.f("col")); }});
+    t.push_back({"col2im (+=) " + geo_name(g), 1e-6,
+                 [=](OpData& d) {
+                   d.f["col"] = uniform(col_size, 26);
+                   d.f["dx"] = uniform(in_size, 27);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) { k.col2im(g, b.f("col"), b.f("dx")); }});
+    const int64_t batch = 3, out_size = batch * g.channels * g.out_h() * g.out_w();
+    if (g.pad_h * 2 <= g.kernel_h) {  // windows that lie wholly in padding are not a pooling geometry
+      t.push_back({"max_pool and backward " + geo_name(g), 0,
+                   [=](OpData& d) {
+                     auto x = uniform(batch * in_size, 28);
+                     for (size_t i = 0; i + 1 < x.size(); i += 5) x[i + 1] = x[i];  // ties: first in scan order
+                     d.f["x"] = x;
+                     d.f["y"] = uniform(out_size, 29);
+                     d.i["argmax"] = integers(out_size, 30, 0, 1);
+                     d.f["dy"] = uniform(out_size, 31);
+                     d.f["dx"] = uniform(batch * in_size, 32);
+                   },
+                   [=](KernelBackend& k, DeviceData& b) {
+                     k.max_pool(batch, g, b.f("x"), b.f("y"), b.i("argmax"));
+                     k.max_pool_backward(batch, g, b.f("dy"), b.i("argmax"), b.f("dx"));
+                   }});
+      t.push_back({"avg_pool and backward " + geo_name(g), 1e-6,
+                   [=](OpData& d) {
+                     d.f["x"] = uniform(batch * in_size, 33);
+                     d.f["y"] = uniform(out_size, 34);
+                     d.f["dy"] = uniform(out_size, 35);
+                     d.f["dx"] = uniform(batch * in_size, 36);
+                   },
+                   [=](KernelBackend& k, DeviceData& b) {
+                     k.avg_pool(batch, g, b.f("x"), b.f("y"));
+                     k.avg_pool_backward(batch, g, b.f("dy"), b.f("dx"));
+                   }});
+    }
+  }
+
+  // ---- losses: stats accumulate onto what is there; gradients are overwritten
+  const int64_t rows = 37;
+  for (int64_t cols : {int64_t{1}, int64_t{10}, int64_t{300}}) {
+    auto base = [=](OpData& d, uint32_t id) {
+      d.f["z"] = uniform(rows * cols, id, -3.0f, 3.0f);
+      d.f["d"] = uniform(rows * cols, id + 1);
+      d.f["stats"] = {1.0f, 2.0f, 3.0f, 4.0f};
+      auto t = uniform(rows * cols, id + 2, 0.0f, 1.0f);
+      d.f["targets"] = t;
+      d.i["labels"] = integers(rows, id + 3, 0, static_cast<int32_t>(cols));
+      d.i["binary"] = integers(rows, id + 4, 0, 2);
+      std::vector<float> soft = t;  // rows of a distribution
+      for (int64_t r = 0; r < rows; ++r) {
+        float s = 0.0f;
+        for (int64_t j = 0; j < cols; ++j) s += soft[static_cast<size_t>(r * cols + j)];
+        for (int64_t j = 0; j < cols; ++j) soft[static_cast<size_t>(r * cols + j)] /= s;
+      }
+      d.f["soft"] = soft;
+    };
+    const std::string c = " cols " + std::to_string(cols);
+    t.push_back({"softmax_cross_entropy labels" + c, 2e-5, [=](OpData& d) { base(d, 40); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.softmax_cross_entropy(rows, cols, b.f("z"), b.i("labels"), nullptr, 0.25f, b.f("d"), b.f("stats"));
+                 }});
+    t.push_back({"softmax_cross_entropy soft targets, no gradient" + c, 2e-5, [=](OpData& d) { base(d, 41); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.softmax_cross_entropy(rows, cols, b.f("z"), nullptr, b.f("soft"), 0.5f, nullptr, b.f("stats"));
+                 }});
+    t.push_back({"softmax_cross_entropy soft targets" + c, 2e-5, [=](OpData& d) { base(d, 42); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.softmax_cross_entropy(rows, cols, b.f("z"), nullptr, b.f("soft"), 0.5f, b.f("d"), b.f("stats"));
+                 }});
+    t.push_back({"sigmoid_cross_entropy labels" + c, 2e-5, [=](OpData& d) { base(d, 43); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.sigmoid_cross_entropy(rows, cols, b.f("z"), b.i("binary"), nullptr, 0.25f, b.f("d"), b.f("stats"));
+                 }});
+    t.push_back({"sigmoid_cross_entropy targets" + c, 2e-5, [=](OpData& d) { base(d, 44); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.sigmoid_cross_entropy(rows, cols, b.f("z"), nullptr, b.f("targets"), 0.25f, b.f("d"),
+                                           b.f("stats"));
+                 }});
+    t.push_back({"mean_squared_error" + c, 1e-5, [=](OpData& d) { base(d, 45); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.mean_squared_error(rows, cols, b.f("z"), b.f("targets"), 0.25f, b.f("d"), b.f("stats"));
+                 }});
+    t.push_back({"multiclass_hinge" + c, 1e-5, [=](OpData& d) { base(d, 46); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.multiclass_hinge(rows, cols, b.f("z"), b.i("labels"), 1.0f, 0.25f, b.f("d"), b.f("stats"));
+                 }});
+    t.push_back({"prediction_entropy" + c, 2e-5, [=](OpData& d) { base(d, 47); },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.prediction_entropy(rows, cols, b.f("z"), 0.25f, b.f("d"), b.f("stats"));
+                 }});
+    t.push_back({"softmax" + c, 2e-6, [=](OpData& d) { base(d, 48); },
+                 [=](KernelBackend& k, DeviceData& b) { k.softmax(rows, cols, b.f("z"), b.f("d")); }});
+  }
+  for (auto shape : {KernelBackend::GanTerm::softplus, KernelBackend::GanTerm::linear, KernelBackend::GanTerm::relu,
+                     KernelBackend::GanTerm::half_square}) {
+    KernelBackend::GanTerm term;
+    term.shape = shape;
+    term.a = -1.0f;
+    term.b = 0.5f;
+    term.c = 2.0f;
+    t.push_back(
+        {"gan_loss shape " + std::to_string(static_cast<int>(shape)), 1e-5,
+         [](OpData& d) {
+           d.f["s"] = uniform(300, 49, -4.0f, 4.0f);
+           d.f["d"] = uniform(300, 50);
+           d.f["stats"] = {1.0f, 2.0f, 3.0f, 4.0f};
+         },
+         [=](KernelBackend& k, DeviceData& b) { k.gan_loss(term, 300, b.f("s"), 0.125f, b.f("d"), b.f("stats")); }});
+  }
+
+  // ---- optimizers: every kind, with and without regularization, decay and clipping scale
+  for (OptimizerKind kind : {OptimizerKind::sgd, OptimizerKind::momentum, OptimizerKind::nesterov,
+                             OptimizerKind::adagrad, OptimizerKind::rmsprop, OptimizerKind::adam, OptimizerKind::adamw})
+    for (bool reg : {false, true}) {
+      OptimizerStep s;
+      s.kind = kind;
+      s.lr = 0.05f;
+      s.grad_scale = 0.8f;
+      s.bias_correction1 = 0.19f;
+      s.bias_correction2 = 0.0199f;
+      if (reg) {
+        s.l1 = 1e-3f;
+        s.l2 = 1e-2f;
+      }
+      if (kind == OptimizerKind::adamw) s.weight_decay = 0.1f;
+      t.push_back(
+          {"optimizer_update kind " + std::to_string(static_cast<int>(kind)) + (reg ? " l1+l2" : ""), 2e-6,
+           [](OpData& d) {
+             d.f["w"] = uniform(n, 51);
+             d.f["g"] = uniform(n, 52);
+             d.f["m"] = uniform(n, 53, 0.0f, 0.5f);  // non-negative: Adagrad/RMSProp/Adam's v are sums of squares
+             d.f["v"] = uniform(n, 54, 0.0f, 0.5f);
+           },
+           [=](KernelBackend& k, DeviceData& b) { k.optimizer_update(s, n, b.f("w"), b.f("g"), b.f("m"), b.f("v")); }});
+    }
+  t.push_back({"clamp", 0, [](OpData& d) { d.f["x"] = uniform(n, 55, -2.0f, 2.0f); },
+               [](KernelBackend& k, DeviceData& b) { k.clamp(n, -0.5f, 0.25f, b.f("x")); }});
+
+  // ---- model breadth
+  t.push_back({"copy_2d", 0,
+               [](OpData& d) {
+                 d.f["src"] = uniform(13 * 20, 56);
+                 d.f["dst"] = uniform(13 * 17, 57);
+               },
+               [](KernelBackend& k, DeviceData& b) { k.copy_2d(13, 9, b.f("src") + 2, 20, b.f("dst") + 1, 17); }});
+  const int64_t bn_n = 6, bn_c = 5, bn_hw = 23, bn_total = bn_n * bn_c * bn_hw;
+  auto bn_data = [=](OpData& d) {
+    d.f["x"] = uniform(bn_total, 58, 0.5f, 3.0f);
+    d.f["dy"] = uniform(bn_total, 59);
+    d.f["shift"] = uniform(bn_c, 60, 1.0f, 2.0f);
+    d.d["sum"] = std::vector<double>(bn_c, 9.0);
+    d.d["sumsq"] = std::vector<double>(bn_c, 9.0);
+    d.d["sum_dy"] = std::vector<double>(bn_c, 9.0);
+    d.d["sum_dy_xhat"] = std::vector<double>(bn_c, 9.0);
+    d.f["mean"] = uniform(bn_c, 61);
+    d.f["var"] = uniform(bn_c, 62, 0.1f, 1.0f);
+    d.f["running_mean"] = uniform(bn_c, 63);
+    d.f["running_var"] = uniform(bn_c, 64, 0.5f, 1.0f);
+    d.f["gamma"] = uniform(bn_c, 65, 0.5f, 1.5f);
+    d.f["beta"] = uniform(bn_c, 66);
+    d.f["dgamma"] = uniform(bn_c, 67);
+    d.f["dbeta"] = uniform(bn_c, 68);
+    d.f["y"] = uniform(bn_total, 69);
+    d.f["dx"] = uniform(bn_total, 70);
+  };
+  for (bool shifted : {false, true})
+    t.push_back({std::string("batch norm train pass") + (shifted ? " shifted" : ""), 1e-5, bn_data,
+                 [=](KernelBackend& k, DeviceData& b) {
+                   const float* shift = shifted ? b.f("shift") : nullptr;
+                   const double count = static_cast<double>(bn_n * bn_hw);
+                   k.batch_norm_stats(bn_n, bn_c, bn_hw, b.f("x"), shift, b.d("sum"), b.d("sumsq"));
+                   k.batch_norm_finalize(bn_c, count, 0.1f, shift, b.d("sum"), b.d("sumsq"), b.f("mean"), b.f("var"),
+                                         b.f("running_mean"), b.f("running_var"));
+                   k.batch_norm_forward(bn_n, bn_c, bn_hw, 1e-5f, b.f("x"), b.f("mean"), b.f("var"), b.f("gamma"),
+                                        b.f("beta"), b.f("y"));
+                   k.batch_norm_backward_reduce(bn_n, bn_c, bn_hw, 1e-5f, b.f("dy"), b.f("x"), b.f("mean"), b.f("var"),
+                                                b.d("sum_dy"), b.d("sum_dy_xhat"), b.f("dgamma"), b.f("dbeta"));
+                   k.batch_norm_backward(bn_n, bn_c, bn_hw, 1e-5f, count, b.f("dy"), b.f("x"), b.f("mean"), b.f("var"),
+                                         b.f("gamma"), b.d("sum_dy"), b.d("sum_dy_xhat"), b.f("dx"));
+                 }});
+  t.push_back(
+      {"batch norm eval (fixed statistics, no running update)", 1e-6, bn_data, [=](KernelBackend& k, DeviceData& b) {
+         k.batch_norm_forward(bn_n, bn_c, bn_hw, 1e-5f, b.f("x"), b.f("running_mean"), b.f("running_var"), b.f("gamma"),
+                              b.f("beta"), b.f("y"));
+         k.batch_norm_backward(bn_n, bn_c, bn_hw, 1e-5f, 1.0, b.f("dy"), b.f("x"), b.f("running_mean"),
+                               b.f("running_var"), b.f("gamma"), nullptr, nullptr, b.f("dx"));
+         k.batch_norm_finalize(bn_c, 1.0, 0.1f, nullptr, b.d("sum"), b.d("sumsq"), b.f("mean"), b.f("var"), nullptr,
+                               nullptr);
+       }});
+  for (int64_t cols : {int64_t{7}, int64_t{300}})
+    for (bool params : {true, false})
+      t.push_back({"layer norm cols " + std::to_string(cols) + (params ? "" : " no parameter gradients"), 1e-5,
+                   [=](OpData& d) {
+                     d.f["x"] = uniform(19 * cols, 71, -2.0f, 3.0f);
+                     d.f["dy"] = uniform(19 * cols, 72);
+                     d.f["gamma"] = uniform(cols, 73, 0.5f, 1.5f);
+                     d.f["beta"] = uniform(cols, 74);
+                     d.f["y"] = uniform(19 * cols, 75);
+                     d.f["mean"] = uniform(19, 76);
+                     d.f["inv_std"] = uniform(19, 77);
+                     d.f["dx"] = uniform(19 * cols, 78);
+                     d.f["dgamma"] = uniform(cols, 79);
+                     d.f["dbeta"] = uniform(cols, 80);
+                   },
+                   [=](KernelBackend& k, DeviceData& b) {
+                     k.layer_norm_forward(19, cols, 1e-5f, b.f("x"), b.f("gamma"), b.f("beta"), b.f("y"), b.f("mean"),
+                                          b.f("inv_std"));
+                     k.layer_norm_backward(19, cols, b.f("x"), b.f("dy"), b.f("gamma"), b.f("mean"), b.f("inv_std"),
+                                           b.f("dx"), params ? b.f("dgamma") : nullptr,
+                                           params ? b.f("dbeta") : nullptr);
+                   }});
+  t.push_back({"upsample_nearest and backward", 1e-6,
+               [](OpData& d) {
+                 d.f["x"] = uniform(4 * 5 * 6, 81);
+                 d.f["y"] = uniform(4 * 15 * 12, 82);
+                 d.f["dy"] = uniform(4 * 15 * 12, 83);
+                 d.f["dx"] = uniform(4 * 5 * 6, 84);
+               },
+               [](KernelBackend& k, DeviceData& b) {
+                 k.upsample_nearest(4, 5, 6, 3, 2, b.f("x"), b.f("y"));
+                 k.upsample_nearest_backward(4, 5, 6, 3, 2, b.f("dy"), b.f("dx"));
+               }});
+  t.push_back({"max_unpool and backward (repeated and missing argmax)", 0,
+               [](OpData& d) {
+                 auto a = integers(6 * 10, 85, -1, 25);  // -1: no position; repeats: overlapping windows
+                 d.i["argmax"] = a;
+                 d.f["x"] = uniform(6 * 10, 86);
+                 d.f["y"] = uniform(6 * 25, 87);
+                 d.f["dy"] = uniform(6 * 25, 88);
+                 d.f["dx"] = uniform(6 * 10, 89);
+               },
+               [](KernelBackend& k, DeviceData& b) {
+                 k.max_unpool(6, 10, 25, b.f("x"), b.i("argmax"), b.f("y"));
+                 k.max_unpool_backward(6, 10, 25, b.f("dy"), b.i("argmax"), b.f("dx"));
+               }});
+  t.push_back({"embedding and backward (repeated ids)", 0,
+               [](OpData& d) {
+                 std::vector<float> ids(40);
+                 auto ints = integers(40, 90, 0, 7);
+                 for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<float>(ints[i]) + 0.2f;  // rounded
+                 d.f["ids"] = ids;
+                 d.f["w"] = uniform(7 * 12, 91);
+                 d.f["y"] = uniform(40 * 12, 92);
+                 d.f["dy"] = uniform(40 * 12, 93);
+                 d.f["dw"] = uniform(7 * 12, 94);
+               },
+               [](KernelBackend& k, DeviceData& b) {
+                 k.embedding(40, 12, 7, b.f("ids"), b.f("w"), b.f("y"));
+                 k.embedding_backward(40, 12, b.f("ids"), b.f("dy"), b.f("dw"));
+               }});
+  for (bool first : {true, false})
+    t.push_back({std::string("lstm_cell and backward") + (first ? " (no c_prev)" : ""), 2e-6,
+                 [](OpData& d) {
+                   d.f["gates"] = uniform(9 * 4 * 11, 95, -3.0f, 3.0f);
+                   d.f["c_prev"] = uniform(9 * 11, 96);
+                   d.f["c"] = uniform(9 * 11, 97);
+                   d.f["h"] = uniform(9 * 11, 98);
+                   d.f["dh"] = uniform(9 * 11, 99);
+                   d.f["dc"] = uniform(9 * 11, 100);
+                   d.f["dgates"] = uniform(9 * 4 * 11, 101);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   const float* c_prev = first ? nullptr : b.f("c_prev");
+                   k.lstm_cell(9, 11, b.f("gates"), c_prev, b.f("c"), b.f("h"));
+                   k.lstm_cell_backward(9, 11, b.f("gates"), c_prev, b.f("c"), b.f("dh"), b.f("dc"), b.f("dgates"));
+                 }});
+  for (bool sample : {true, false}) {
+    SampleKeys keys{RandomKey::make(5, RandomPurpose::noise, 2), 41, 1000};
+    t.push_back({std::string("gaussian_sample and backward") + (sample ? "" : " (mean only)"), 1e-5,
+                 [](OpData& d) {
+                   d.f["x"] = uniform(21 * 2 * 8, 102, -1.0f, 1.0f);
+                   d.f["z"] = uniform(21 * 8, 103);
+                   d.f["kl"] = {0.5f};
+                   d.f["dz"] = uniform(21 * 8, 104);
+                   d.f["dx"] = uniform(21 * 2 * 8, 105);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.gaussian_sample(21, 8, sample, keys, b.f("x"), b.f("z"), b.f("kl"));
+                   k.gaussian_sample_backward(21, 8, sample, keys, b.f("x"), b.f("dz"), 0.3f, b.f("dx"));
+                 }});
+  }
+
+  // ---- whole-batch convolution and dense forward
+  struct ConvRow {
+    int64_t n, c, h, w, oc, k, stride, pad, dil, groups;
+    Activation act;
+    bool bias;
+  };
+  const ConvRow convs[] = {{4, 3, 9, 9, 5, 3, 1, 1, 1, 1, Activation::relu, true},
+                           {1, 2, 8, 7, 4, 3, 2, 1, 1, 1, Activation::tanh, true},
+                           {3, 4, 7, 7, 6, 3, 1, 2, 2, 2, Activation::identity, false},
+                           {2, 3, 6, 6, 3, 3, 1, 1, 1, 3, Activation::sigmoid, true},
+                           {5, 4, 5, 5, 8, 1, 1, 0, 1, 1, Activation::leaky_relu, true}};
+  for (const ConvRow& r : convs) {
+    Conv2dSpec spec{geometry(r.c, r.h, r.w, r.k, r.stride, r.pad, r.dil), r.oc, r.groups};
+    const int64_t in_size = r.n * r.c * r.h * r.w,
+                  out_size = r.n * r.oc * spec.geometry.out_h() * spec.geometry.out_w();
+    const int64_t w_size = r.oc * (r.c / r.groups) * r.k * r.k;
+    t.push_back({"conv2d forward and backward n " + std::to_string(r.n) + " " + geo_name(spec.geometry) + " oc " +
+                     std::to_string(r.oc) + " groups " + std::to_string(r.groups) + " " + act_name(r.act),
+                 2e-5,
+                 [=](OpData& d) {
+                   d.f["x"] = uniform(in_size, 106);
+                   d.f["w"] = uniform(w_size, 107);
+                   d.f["bias"] = uniform(r.oc, 108);
+                   d.f["y"] = uniform(out_size, 109);
+                   d.f["dout"] = uniform(out_size, 110);
+                   d.f["dx"] = uniform(in_size, 111);
+                   d.f["dw"] = uniform(w_size, 112);
+                   d.f["dbias"] = uniform(r.oc, 113);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   LayerScratch scratch;
+                   float* bias = r.bias ? b.f("bias") : nullptr;
+                   k.conv2d_forward(spec, r.n, b.f("x"), b.f("w"), bias, r.act, 0.1f, b.f("y"), scratch);
+                   k.conv2d_backward(spec, r.n, b.f("x"), b.f("w"), b.f("y"), b.f("dout"), r.act, 0.1f, b.f("dx"),
+                                     b.f("dw"), r.bias ? b.f("dbias") : nullptr, scratch);
+                   // Again with only the input gradient (a frozen layer): dw and dbias stay.
+                   k.conv2d_backward(spec, r.n, b.f("x"), b.f("w"), b.f("y"), b.f("dout"), r.act, 0.1f, b.f("dx"),
+                                     nullptr, nullptr, scratch);
+                 }});
+  }
+  for (bool bias : {true, false})
+    t.push_back({std::string("dense_forward") + (bias ? "" : " no bias"), 1e-5,
+                 [](OpData& d) {
+                   d.f["x"] = uniform(33 * 70, 114);
+                   d.f["w"] = uniform(45 * 70, 115);
+                   d.f["b"] = uniform(45, 116);
+                   d.f["y"] = uniform(33 * 45, 117);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   LayerScratch scratch;
+                   k.dense_forward(33, 70, 45, b.f("x"), b.f("w"), bias ? b.f("b") : nullptr, Activation::relu, 0.0f,
+                                   b.f("y"), scratch);
+                 }});
+  return t;
+}
+
+OpData run_case(const OpCase& c, Device device) {
+  OpData host;
+  c.make(host);
+  DeviceData data(host, device);
+  c.run(kernels(device), data);
+  return data.download(host);
+}
+
+// Worst |got - want| / max(1, |want|) over the float and double buffers and the results; integer
+// buffers must be equal (a mismatch counts as infinity). `where` names the worst place.
+double worst_difference(const OpData& got, const OpData& want, std::string& where) {
+  double worst = 0.0;
+  auto consider = [&](double a, double b, const std::string& name, size_t i) {
+    double diff = a == b ? 0.0 : std::fabs(a - b) / std::max(1.0, std::fabs(b));
+    if (std::isnan(diff) || (std::isnan(a) != std::isnan(b))) diff = INFINITY;
+    if (diff > worst) {
+      worst = diff;
+      where = name + "[" + std::to_string(i) + "]: got " + std::to_string(a) + ", want " + std::to_string(b);
+    }
+  };
+  for (auto& [k, v] : want.f)
+    for (size_t i = 0; i < v.size(); ++i) consider(got.f.at(k)[i], v[i], k, i);
+  for (auto& [k, v] : want.d)
+    for (size_t i = 0; i < v.size(); ++i) consider(got.d.at(k)[i], v[i], k, i);
+  for (auto& [k, v] : want.i)
+    for (size_t i = 0; i < v.size(); ++i)
+      if (got.i.at(k)[i] != v[i]) consider(INFINITY, 0.0, k + " (integers)", i);
+  REQUIRE(got.results.size() == want.results.size());
+  for (size_t i = 0; i < want.results.size(); ++i) consider(got.results[i], want.results[i], "result", i);
+  return worst;
+}
+
+// Bitwise equality of every buffer (for tolerance 0).
+bool same_bits(const OpData& a, const OpData& b) {
+  for (auto& [k, v] : a.f)
+    if (std::memcmp(v.data(), b.f.at(k).data(), v.size() * sizeof(float)) != 0) return false;
+  for (auto& [k, v] : a.d)
+    if (std::memcmp(v.data(), b.d.at(k).data(), v.size() * sizeof(double)) != 0) return false;
+  for (auto& [k, v] : a.i)
+    if (v != b.i.at(k)) return false;
+  return a.results == b.results;
+}
+
+}  // namespace
+
+TEST_CASE("every backend operation matches the CPU backend on CUDA", "[cuda][models]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  for (const OpCase& c : op_cases()) {
+    DYNAMIC_SECTION(c.name) {
+      const OpData want = run_case(c, Device::cpu);
+      const OpData got = run_case(c, Device::cuda);
+      std::string where;
+      const double worst = worst_difference(got, want, where);
+      INFO(c.name << ": worst relative difference " << worst << " at " << where << " (tolerance " << c.tol << ")");
+      if (c.tol == 0)
+        CHECK(same_bits(got, want));
+      else
+        CHECK(worst <= c.tol);
+      // The CUDA backend is deterministic too: a second run gives the same bits.
+      CHECK(same_bits(run_case(c, Device::cuda), got));
+    }
+  }
+}
+
+TEST_CASE("bad labels and ids found on the GPU are reported as bad input at the next synchronization",
+          "[cuda][models]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  OpData host;
+  host.f["z"] = uniform(4 * 10, 1);
+  host.f["stats"] = {0.0f, 0.0f, 0.0f, 0.0f};
+  host.i["labels"] = {1, 12, 3, 0};
+  DeviceData data(host, Device::cuda);
+  KernelBackend& k = kernels(Device::cuda);
+  k.softmax_cross_entropy(4, 10, data.f("z"), data.i("labels"), nullptr, 1.0f, nullptr, data.f("stats"));
+  try {
+    k.synchronize();
+    FAIL("no error reported");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::bad_input);
+    CHECK(std::string(e.what()) == "label 12 out of range for 10 outputs");
+  }
+  k.synchronize();  // reported once; the backend goes on working
+  host.f["ids"] = {0.0f, 3.0f, 9.0f};
+  host.f["w"] = uniform(4 * 2, 2);
+  host.f["y"] = uniform(3 * 2, 3);
+  DeviceData emb(host, Device::cuda);
+  k.embedding(3, 2, 4, emb.f("ids"), emb.f("w"), emb.f("y"));
+  CHECK_THROWS_WITH(k.synchronize(), "embedding: id 9 is outside [0, 4)");
+}
+
+TEST_CASE("every backend operation runs on the CPU and repeats bit for bit", "[models]") {
+  // The table itself on the reference backend: every row runs (buffers large enough, names
+  // right), every output is written deterministically, and the comparison sees a change of one ulp.
+  for (const OpCase& c : op_cases()) {
+    DYNAMIC_SECTION(c.name) {
+      const OpData a = run_case(c, Device::cpu), b = run_case(c, Device::cpu);
+      CHECK(same_bits(a, b));
+      std::string where;
+      CHECK(worst_difference(a, b, where) == 0.0);
+      OpData nudged = a;
+      bool changed = false;
+      for (auto& [k, v] : nudged.f)
+        if (!v.empty() && !changed) {
+          v[v.size() / 2] = std::nextafter(v[v.size() / 2], INFINITY);
+          changed = true;
+        }
+      if (changed) {
+        CHECK_FALSE(same_bits(nudged, a));
+        CHECK(worst_difference(nudged, a, where) > 0.0);
+      }
+    }
+  }
+}
