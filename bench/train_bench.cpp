@@ -5,6 +5,10 @@
 //   dptrain_train_bench --model mlp|cnn [--threads 1] [--batch 128] [--steps 200] [--warmup 20]
 //                       [--rss]   (also report resident memory after the first step, after the
 //                                  warmup, after a tenth of the timed steps and at the end)
+//                       [--device cpu|cuda] [--cuda-graphs]  (on the GPU: the batch, labels and
+//                                  loss sums live on the device; with --cuda-graphs the timed steps
+//                                  replay one CUDA graph of forward + backward + optimizer. The
+//                                  clock stops after the device has finished.)
 // Prints one line: samples_per_s=<float> samples_per_cpu_s=<float> step_ms=<float> gflops=<float>
 //                  cpu_gflops=<float> (the cpu_ figures over the process's CPU time, all threads)
 //                  [rss_first_step_kb=.. rss_start_kb=.. rss_tenth_kb=.. rss_end_kb=..] loss=<float>
@@ -23,6 +27,7 @@
 #include "models/Model.h"
 #include "models/core/Philox.h"
 #include "models/kernels/cpu/CpuKernels.h"
+#include "models/kernels/cuda/CudaBackend.h"
 #include "models/layers/Conv2d.h"
 #include "models/layers/Dense.h"
 #include "models/layers/Pool2d.h"
@@ -39,12 +44,14 @@ struct Options {
   int threads = 1;
   int64_t batch = 128, steps = 200, warmup = 20;
   bool rss = false;
+  std::string device = "cpu";
+  bool graphs = false;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "dptrain_train_bench: %s\nusage: dptrain_train_bench --model mlp|cnn [--threads N] [--batch N] "
-               "[--steps N] [--warmup N] [--rss]\n",
+               "[--steps N] [--warmup N] [--rss] [--device cpu|cuda] [--cuda-graphs]\n",
                why);
   std::exit(2);
 }
@@ -69,10 +76,16 @@ Options parse(int argc, char** argv) {
       o.warmup = std::atoll(value().c_str());
     else if (a == "--rss")
       o.rss = true;
+    else if (a == "--device")
+      o.device = value();
+    else if (a == "--cuda-graphs")
+      o.graphs = true;
     else
       usage(("unknown option " + a).c_str());
   }
   if (o.model != "mlp" && o.model != "cnn") usage("--model must be mlp or cnn");
+  if (o.device != "cpu" && o.device != "cuda") usage("--device must be cpu or cuda");
+  if (o.graphs && o.device != "cuda") usage("--cuda-graphs needs --device cuda");
   if (o.threads < 1 || o.batch < 1 || o.steps < 1 || o.warmup < 0) usage("numbers must be positive");
   return o;
 }
@@ -145,39 +158,64 @@ int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   set_cpu_threads(o.threads);
 
+  const Device device = o.device == "cuda" ? Device::cuda : Device::cpu;
+  if (device == Device::cuda && !cuda_available()) {
+    std::fprintf(stderr, "dptrain_train_bench: not measured: no GPU (no usable CUDA device in this build/machine)\n");
+    return 3;
+  }
+  KernelBackend& k = kernels(device);
+
   Reference ref = make_reference(o.model);
-  Model model(std::move(ref.net), ref.sample, Device::cpu);
+  Model model(std::move(ref.net), ref.sample, device);
   model.initialize(0);
   Loss loss(LossKind::softmax_cross_entropy);
   OptimConfig oc;
   oc.kind = OptimizerKind::momentum;  // SGD lr 0.01 momentum 0.9, as the peer
   oc.lr = 0.01;
   oc.momentum = 0.9;
-  Optimizer optimizer(oc, model.flat_size(), Device::cpu);
+  Optimizer optimizer(oc, model.flat_size(), device);
 
   // Random inputs: standard normal features and uniform labels, as torch.randn / randint.
   Shape batch_shape = ref.sample.with_batch(o.batch);
-  Tensor x = Tensor::zeros(batch_shape);
+  Tensor host_x = Tensor::zeros(batch_shape);
   Philox rng(0, RandomPurpose::synth, 0);
-  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
+  for (int64_t i = 0; i < host_x.numel(); ++i) host_x.data()[i] = rng.normal();
   std::vector<int32_t> labels(static_cast<size_t>(o.batch));
   for (auto& l : labels) l = static_cast<int32_t>(rng.below(10));
+  // The batch, its labels and the loss sums on the model's device (one upload: the peer also
+  // trains on one fixed random batch).
+  Tensor x = Tensor::zeros(batch_shape, device);
+  x.copy_from(host_x);
+  DeviceMemory label_mem(labels.size() * sizeof(int32_t), device);
+  copy_memory(label_mem.data(), device, labels.data(), Device::cpu, labels.size() * sizeof(int32_t));
+  const int32_t* label_data = static_cast<const int32_t*>(label_mem.data());
+  Tensor stats = Tensor::zeros({num_loss_stats}, device);
   Tensor dout;
-  float stats[num_loss_stats] = {};
 
-  auto step = [&](uint64_t t) {
+  auto body = [&](uint64_t t) {
     StepContext ctx{Mode::train, 0, t, 0, nullptr, true};
     model.zero_grad();
     const Tensor& out = model.forward(x, ctx);
-    loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(o.batch), &dout, stats);
+    loss.evaluate(out, {label_data, nullptr}, 1.0f / static_cast<float>(o.batch), &dout, stats.data());
     model.backward(dout, ctx);
     optimizer.step(model.params(), model.grads(), 0.01f);
+  };
+  // With --cuda-graphs every step after the first (which allocates the workspaces) replays one
+  // captured step: shapes and scalars are the same every step.
+  CudaGraph graph;
+  auto step = [&](uint64_t t) {
+    if (o.graphs && t > 0)
+      graph.run(0, [&] { body(t); });
+    else
+      body(t);
   };
 
   uint64_t t = 0;
   step(t++);
+  k.synchronize();
   const long rss_first = rss_kb();
   for (int64_t i = 1; i < o.warmup; ++i) step(t++);
+  k.synchronize();
   const long rss_start = rss_kb();
   const double cpu_start = cpu_seconds();
   auto start = std::chrono::steady_clock::now();
@@ -186,6 +224,7 @@ int main(int argc, char** argv) {
     step(t++);
     if (o.rss && i + 1 == o.steps / 10) rss_mid = rss_kb();
   }
+  k.synchronize();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double cpu_secs = cpu_seconds() - cpu_start;
   const long rss_end = rss_kb();
@@ -198,6 +237,10 @@ int main(int argc, char** argv) {
   if (o.rss)
     std::printf(" rss_first_step_kb=%ld rss_start_kb=%ld rss_tenth_kb=%ld rss_end_kb=%ld", rss_first, rss_start,
                 rss_mid, rss_end);
-  std::printf(" loss=%.4f\n", stats[stat_loss] / std::max(1.0f, stats[stat_count]));
+  float sums[num_loss_stats];
+  copy_memory(sums, Device::cpu, stats.data(), device, sizeof sums);
+  std::printf(" loss=%.4f", sums[stat_loss] / std::max(1.0f, sums[stat_count]));
+  if (device == Device::cuda) std::printf(" device=\"%s\" graphs=%d", cuda_device_name(), o.graphs ? 1 : 0);
+  std::printf("\n");
   return 0;
 }

@@ -158,7 +158,7 @@ std::vector<OpCase> op_cases() {
                },
                [=](KernelBackend& k, DeviceData& b) { k.multiply(n, b.f("a"), b.f("b"), b.f("y")); }});
   for (int64_t len : {int64_t{1}, int64_t{1000}, int64_t{300001}}) {
-    t.push_back({"sum and sum_squares of " + std::to_string(len), 1e-6,
+    t.push_back({"sum and sum_squares of " + std::to_string(len), 1e-5,
                  [=](OpData& d) { d.f["x"] = uniform(len, 4, -1.0f, 2.0f); },
                  [=](KernelBackend& k, DeviceData& b) {
                    b.results.push_back(k.sum(len, b.f("x")));
