@@ -91,6 +91,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.threads = static_cast<int>(root.get_int("threads", 0));
   if (c.threads < 0) root.fail("threads", "must be >= 0 (0 = cores / local ranks)");
   c.device = root.get_choice("device", "cpu", {"cpu", "cuda", "auto"});
+  c.cuda_graphs = root.get_bool("cuda_graphs", false);
   std::string stem = std::filesystem::path(source).stem().string();
   c.out_dir = root.get_string("out_dir", "runs/" + (stem.empty() ? std::string("run") : stem));
   c.task = root.get_choice("task", "supervised", {"supervised", "self_training", "gan"});
@@ -194,7 +195,8 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   stc.entropy_batch_size = st.get_int("entropy_batch_size", 0);
   if (stc.entropy_batch_size < 0) st.fail("entropy_batch_size", "must be >= 0 (0 = train.batch_size)");
   if (c.task == "self_training" && !stc.pseudo_labels && stc.entropy_weight == 0.0)
-    st.fail("pseudo_labels", "with pseudo_labels = false, set entropy_weight > 0 (otherwise nothing uses the unlabelled rows)");
+    st.fail("pseudo_labels",
+            "with pseudo_labels = false, set entropy_weight > 0 (otherwise nothing uses the unlabelled rows)");
 
   ConfigNode co = root.child("coordinator");
   c.coordinator.enabled = co.get_bool("enabled", true);
@@ -202,7 +204,8 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.coordinator.port = co.get_int("port", 0);
   if (c.coordinator.port < 0 || c.coordinator.port > 65535) co.fail("port", "must be in [0, 65535]");
   c.coordinator.http_port = co.get_int("http_port", 0);
-  if (c.coordinator.http_port < -1 || c.coordinator.http_port > 65535) co.fail("http_port", "must be -1 (off) or in [0, 65535]");
+  if (c.coordinator.http_port < -1 || c.coordinator.http_port > 65535)
+    co.fail("http_port", "must be -1 (off) or in [0, 65535]");
   c.coordinator.heartbeat_s = positive(co, "heartbeat_s", 1.0);
   c.coordinator.heartbeat_timeout_s = positive(co, "heartbeat_timeout_s", 30.0);
   c.coordinator.checkpoint_timeout_s = positive(co, "checkpoint_timeout_s", 600.0);

@@ -77,40 +77,41 @@ struct CheckpointConfig {
 };
 
 struct CoordinatorConfig {
-  bool enabled = true;                 // rank 0 hosts one unless DPTRAIN_COORDINATOR names another
-  std::string bind = "127.0.0.1";      // a host address when ranks run on several machines
-  int64_t port = 0;                    // control channel; 0 = any free port
-  int64_t http_port = 0;               // /status and /metrics; 0 = any free port, -1 = off
+  bool enabled = true;             // rank 0 hosts one unless DPTRAIN_COORDINATOR names another
+  std::string bind = "127.0.0.1";  // a host address when ranks run on several machines
+  int64_t port = 0;                // control channel; 0 = any free port
+  int64_t http_port = 0;           // /status and /metrics; 0 = any free port, -1 = off
   double heartbeat_s = 1.0;
-  double heartbeat_timeout_s = 30.0;   // the supervisor restarts a job whose worker is silent this long
-  double checkpoint_timeout_s = 600.0; // how long a rank waits for a checkpoint to be confirmed
+  double heartbeat_timeout_s = 30.0;    // the supervisor restarts a job whose worker is silent this long
+  double checkpoint_timeout_s = 600.0;  // how long a rank waits for a checkpoint to be confirmed
   int64_t max_bulk_frame_mb = 64;
 };
 
 // Semi-supervised self-training (task = "self_training"): rounds of training on the labelled rows
 // plus the pseudo-labels selected so far, with an optional entropy-minimization term.
 struct SelfTrainingConfig {
-  std::string unlabeled;            // a file of unlabelled rows; default: train rows with /labeled = 0
+  std::string unlabeled;  // a file of unlabelled rows; default: train rows with /labeled = 0
   int64_t rounds = 5;
-  int64_t steps_per_round = 0;      // 0: each round trains train.epochs epochs
-  bool pseudo_labels = true;        // false: entropy minimization alone
+  int64_t steps_per_round = 0;          // 0: each round trains train.epochs epochs
+  bool pseudo_labels = true;            // false: entropy minimization alone
   std::string selection = "threshold";  // threshold | top_fraction
-  double threshold = 0.95;          // softmax confidence needed to be selected
-  double top_fraction = 0.2;        // or: this fraction of the remaining rows per round
-  bool class_balanced = true;       // each class contributes equally many rows per round
-  bool soft = false;                // labels = "soft": train on the predicted distribution
-  bool reinitialize = false;        // start each round from fresh parameters
+  double threshold = 0.95;              // softmax confidence needed to be selected
+  double top_fraction = 0.2;            // or: this fraction of the remaining rows per round
+  bool class_balanced = true;           // each class contributes equally many rows per round
+  bool soft = false;                    // labels = "soft": train on the predicted distribution
+  bool reinitialize = false;            // start each round from fresh parameters
   // Curriculum labelling (Cascante-Bonilla et al., 2020): each round re-scores every unlabelled
   // row and replaces the selection, the top fraction growing by top_fraction per round.
   bool relabel = false;
-  double entropy_weight = 0.0;      // lambda in L = CE(labelled) + lambda * H(unlabelled)
-  int64_t entropy_batch_size = 0;   // unlabelled rows per step (global); 0 = train.batch_size
+  double entropy_weight = 0.0;     // lambda in L = CE(labelled) + lambda * H(unlabelled)
+  int64_t entropy_batch_size = 0;  // unlabelled rows per step (global); 0 = train.batch_size
 };
 
 struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;             // 0: cores / local ranks
   std::string device = "cpu";  // cpu | cuda | auto
+  bool cuda_graphs = false;    // replay the training step as one CUDA graph where it is static
   std::string out_dir;
   DataConfig data;
   OptimConfig optim;

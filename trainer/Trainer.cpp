@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "models/core/Error.h"
+#include "models/core/Hash.h"
 #include "models/kernels/cpu/CpuKernels.h"
 #include "models/layers/Sequential.h"
 #include "models/zoo/PriorSampler.h"
@@ -60,6 +61,18 @@ void write_sample_grid(const std::string& path, const std::vector<float>& images
   PngWriter::write_grid(path, images.data(), count, image ? s[0] : 1, image ? s[1] : 1, image ? s[2] : s.numel());
 }
 
+// Whether a step's kernels depend on the step number beyond what a graph key can hold: layers that
+// draw per-step random numbers (dropout, the VAE's sampling). Unknown containers count as random.
+bool draws_per_step_randomness(Model& model) {
+  auto* seq = dynamic_cast<Sequential*>(&model.root());
+  if (!seq) return true;
+  for (const auto& line : seq->summary())
+    if (line.find("dropout") != std::string::npos || line.find("sample") != std::string::npos ||
+        line.find("residual") != std::string::npos || line.find("concat") != std::string::npos)
+      return true;
+  return false;
+}
+
 std::string in_dir(const std::string& dir, const std::string& file) {
   if (file.empty() || file[0] == '/') return file;
   return (std::filesystem::path(dir) / file).string();
@@ -94,7 +107,13 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   ZooModel zoo = build_model(root.child("model"), task_, train.sample_shape());
   Device device = Device::cpu;
   if (config_.device == "cuda" || (config_.device == "auto" && cuda_available())) device = Device::cuda;
-  if (device == Device::cuda) kernels(device);  // fails clearly when there is no GPU
+  if (device == Device::cuda) {
+    // One rank per GPU: the NCCL communicator has chosen this rank's device; with MPI it is chosen here.
+    if (comm_.size() > 1 && comm_.device() != Device::cuda && cuda_devices() > 0)
+      cuda_set_device(cuda_device_for_local_rank(comm_.local_rank()));
+    kernels(device);  // fails clearly when there is no GPU
+    stager_ = std::make_unique<DeviceBatchStager>();
+  }
   model_ = std::make_unique<Model>(std::move(zoo.root), train.sample_shape(), device);
   model_->initialize(config_.seed);
   loss_ = std::make_unique<Loss>(zoo.loss, 1.0f, zoo.reconstruct);
@@ -164,6 +183,28 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   on_ready_ = [this](int64_t offset) { reducer_->ready_from(offset); };
   if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
   stats_ = Tensor::zeros({num_loss_stats}, device);
+  if (config_.cuda_graphs) {
+    std::string why;
+    if (device != Device::cuda)
+      why = "the model runs on the CPU";
+    else if (!cuda_graphs_supported())
+      why = "this GPU or driver cannot capture graphs";
+    else if (comm_.size() > 1)
+      why = "with several ranks the all-reduce runs between backward and the optimizer";
+    else if (unlabeled_reader_)
+      why = "entropy minimization reads a second batch each step";
+    else if (config_.optim.clip_norm > 0.0)
+      why = "optim.clip_norm reads the gradient norm on the host each step";
+    else if (config_.optim.kind == OptimizerKind::adam || config_.optim.kind == OptimizerKind::adamw)
+      why = "Adam's bias correction changes every step";
+    else if (draws_per_step_randomness(*model_))
+      why = "the model draws random numbers per step (dropout, sampling) or has layers graphs are not checked for";
+    graphs_usable_ = why.empty();
+    if (graphs_usable_)
+      for (auto& g : graphs_) g = std::make_unique<CudaGraph>();
+    else
+      print("note: cuda_graphs = true, but the step runs without graphs: " + why);
+  }
   last_checkpoint_time_ = std::chrono::steady_clock::now();
   coordination_ = std::make_unique<JobCoordination>(config_, comm_, [this](const std::string& line) { print(line); });
 
@@ -250,18 +291,32 @@ void Trainer::make_training_reader(const ReaderCursor& cursor) {
     }
   }
   reader_.reset();
+  staged_ahead_ = nullptr;
+  target_width_ = ro.soft_targets ? ro.soft_target_dim : std::max<int64_t>(1, splits_.train.file->target_dim());
   reader_ = std::make_unique<ShardedReader>(splits_.train.file, std::move(rows), ro);
   if (cursor.epoch || cursor.step_in_epoch) reader_->seek(cursor);
 }
 
-void Trainer::train_step(const Batch& batch) {
-  const Tensor* x = &batch.x;
-  if (model_->device() != Device::cpu) {
-    x_device_.resize(batch.x.shape(), model_->device());
-    x_device_.copy_from(batch.x);
-    x = &x_device_;
+const Batch& Trainer::next_training_batch() {
+  if (!stager_) return reader_->next();
+  if (const Batch* ahead = staged_ahead_) {
+    staged_ahead_ = nullptr;
+    return *ahead;
   }
-  model_->zero_grad();
+  return stager_->stage(reader_->next(), target_width_);
+}
+
+ReaderCursor Trainer::training_cursor() const { return staged_ahead_ ? ahead_cursor_ : reader_->cursor(); }
+
+void Trainer::train_step(const Batch& batch, bool stage_next) {
+  const Tensor* x = &batch.x;  // on a GPU the batch is already there (next_training_batch)
+  if (stager_) {
+    stager_->ready();  // this step's kernels wait, on the device, for its batch
+    if (stage_next) {  // and the next batch is copied while they run
+      ahead_cursor_ = reader_->cursor();
+      staged_ahead_ = &stager_->stage(reader_->next(), target_width_);
+    }
+  }
   StepContext ctx{Mode::train, config_.seed,     static_cast<uint64_t>(step_), batch.row0, &on_ready_,
                   true,        cross_rank_.get()};
   ctx.loss_stats = stats_.data();  // auxiliary losses (a VAE's KL term) report with the main loss
@@ -271,8 +326,63 @@ void Trainer::train_step(const Batch& batch) {
                                                          checkpoint_time_due() ? 1.0f : 0.0f};
   reducer_->begin_step(step_, control);
   if (unlabeled_reader_) ctx.on_gradients_ready = nullptr;  // gradients are final after the second pass
-  const Tensor& out = model_->forward(*x, ctx);
-  loss_->evaluate(out, targets_for(*loss_, batch, *x), 1.0f / static_cast<float>(batch.global_rows), &dout_,
+  step_compute(batch, *x, ctx);
+  ++step_;
+  ++interval_steps_;
+}
+
+uint64_t Trainer::graph_key(const Batch& batch) const {
+  if (!graphs_usable_) return 0;
+  // Everything a captured step bakes into its kernels that can change between steps: the batch's
+  // device addresses and size, the loss scale and the learning rate.
+  const float lr = static_cast<float>(schedule_->lr(step_));
+  const void* parts[3] = {batch.x.data(), batch.labels, batch.targets};
+  const int64_t sizes[3] = {batch.rows(), batch.global_rows, batch.row0};
+  uint64_t h = stable_hash(parts, sizeof parts);
+  h = stable_hash(sizes, sizeof sizes, h);
+  h = stable_hash(&lr, sizeof lr, h);
+  return h | 1;  // never 0
+}
+
+void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx) {
+  const uint64_t key = graph_key(batch);
+  if (key && graph_warm_) {
+    // One launch for the whole step. On one rank the reducer has nothing to do, and the optimizer's
+    // host-side step counter only advances while a graph is captured, so it is set here.
+    const float lr = static_cast<float>(schedule_->lr(step_));
+    const int64_t steps = optimizer_->steps();
+    CudaGraph& graph = *graphs_[batch.x.data() == graph_x_[0] ? 0 : 1];
+    const int captures = graph.captures();
+    graph.run(key, [&] {
+      model_->zero_grad();
+      const Tensor& out = model_->forward(x, ctx);
+      loss_->evaluate(out, targets_for(*loss_, batch, x), 1.0f / static_cast<float>(batch.global_rows), &dout_,
+                      stats_.data());
+      model_->backward(dout_, ctx);
+      optimizer_->step(model_->params(), model_->grads(), lr, 1.0f);
+    });
+    optimizer_->set_steps(steps + 1);
+    reducer_->finish();
+    stop_after_step_ = stop_after_step_ || reducer_->control(0) > 0.0f;
+    checkpoint_due_ = checkpoint_due_ || reducer_->control(1) > 0.0f;
+    // A key that changes nearly every step (a learning rate decayed per step) makes capturing cost
+    // more than it saves: fall back to plain launches.
+    graph_steps_ += 1;
+    graph_captures_ += graph.captures() - captures;
+    if (graph_steps_ >= 32 && graph_captures_ * 4 > graph_steps_) {
+      graphs_usable_ = false;
+      print("note: cuda_graphs: the step had to be captured again " + std::to_string(graph_captures_) + " times in " +
+            std::to_string(graph_steps_) + " steps (a learning rate that changes each step?); running without graphs");
+    }
+    return;
+  }
+  if (key) {
+    graph_x_[batch.x.data() == graph_x_[0] || !graph_x_[0] ? 0 : 1] = batch.x.data();
+    graph_warm_ = true;  // this eager step makes every allocation the captured ones will use
+  }
+  model_->zero_grad();
+  const Tensor& out = model_->forward(x, ctx);
+  loss_->evaluate(out, targets_for(*loss_, batch, x), 1.0f / static_cast<float>(batch.global_rows), &dout_,
                   stats_.data());
   model_->backward(dout_, ctx);
   if (unlabeled_reader_) {
@@ -303,8 +413,6 @@ void Trainer::train_step(const Batch& batch) {
     if (norm > config_.optim.clip_norm) grad_scale = static_cast<float>(config_.optim.clip_norm / norm);
   }
   optimizer_->step(model_->params(), model_->grads(), static_cast<float>(schedule_->lr(step_)), grad_scale);
-  ++step_;
-  ++interval_steps_;
 }
 
 EvalResult Trainer::reduce_stats(const float* stats_host, double) {
@@ -375,14 +483,18 @@ EvalResult Trainer::evaluate(const DataSplit& split) {
   }
   ShardedReader reader(split.file, split.rows, ro);
   Tensor stats = Tensor::zeros({num_loss_stats}, model_->device());
+  if (staged_ahead_) {  // the staging slots are needed here: the training reader reads it again
+    reader_->seek(ahead_cursor_);
+    staged_ahead_ = nullptr;
+  }
+  graph_warm_ = false;  // evaluation may resize activations a captured step refers to
+  for (auto& g : graphs_)
+    if (g) g->reset();
+  const int64_t target_width = std::max<int64_t>(1, split.file->target_dim());
   for (int64_t s = 0; s < reader.steps_per_epoch(); ++s) {
-    const Batch& b = reader.next();
+    const Batch& b = stager_ ? stager_->stage(reader.next(), target_width) : reader.next();
     const Tensor* x = &b.x;
-    if (model_->device() != Device::cpu) {
-      x_device_.resize(b.x.shape(), model_->device());
-      x_device_.copy_from(b.x);
-      x = &x_device_;
-    }
+    if (stager_) stager_->ready();
     StepContext ctx{Mode::eval, config_.seed, static_cast<uint64_t>(step_), b.row0, nullptr, false};
     ctx.loss_stats = stats.data();
     const Tensor& out = model_->forward(*x, ctx);
@@ -450,7 +562,7 @@ bool Trainer::run_rounds(TrainResult& result) {
       self_training_->skip_round();
     }
     // The next round reads labelled + pseudo-labelled rows from a fresh epoch.
-    ReaderCursor c = reader_->cursor();
+    ReaderCursor c = training_cursor();
     round_start_epoch_ = c.step_in_epoch ? c.epoch + 1 : c.epoch;
     round_start_step_ = step_;
     if (st.reinitialize) {
@@ -465,7 +577,7 @@ bool Trainer::run_rounds(TrainResult& result) {
 bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_last_epoch, TrainResult& result) {
   const int64_t spe = reader_->steps_per_epoch();
   const int64_t total = step_end;
-  ReaderCursor start = reader_->cursor();
+  ReaderCursor start = training_cursor();
   bool stop = stopped_early_;  // a run resumed after it stopped early does not train on
   for (int64_t epoch = start.epoch; epoch < epoch_end && step_ < total && !stop; ++epoch) {
     auto epoch_start = interval_start_ = std::chrono::steady_clock::now();
@@ -473,7 +585,7 @@ bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_
     if (s == 0) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);  // else restored
     for (; s < spe && step_ < total; ++s) {
       TestHooks::get().before_step(comm_.rank(), step_);
-      train_step(reader_->next());
+      train_step(next_training_batch(), s + 1 < spe && step_ + 1 < total);
       if (auto* client = coordination_->client()) client->set_progress(step_, last_samples_per_s_);
       if ((s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total) log_interval(epoch, s + 1);
       if (stop_after_step_) {

@@ -12,11 +12,13 @@
 #include "comm/Communicator.h"
 #include "comm/GradientReducer.h"
 #include "models/Model.h"
+#include "models/kernels/cuda/CudaBackend.h"
 #include "models/losses/Loss.h"
 #include "models/zoo/ModelZoo.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/reader/ShardedReader.h"
 #include "trainer/DataSplits.h"
+#include "trainer/DeviceBatchStager.h"
 #include "trainer/EarlyStopping.h"
 #include "trainer/FeatureScaler.h"
 #include "trainer/Metrics.h"
@@ -65,7 +67,19 @@ class Trainer {
   // All ranks compare config, model layout and parameter count, then take rank 0's parameters.
   void agree_on_start();
   bool logs() const { return comm_.rank() == 0 || config_.train.all_ranks_log; }
-  void train_step(const Batch& batch);
+  // `stage_next`: the loop will train on the reader's next batch right after this one, so on a GPU
+  // that batch is staged now and its copy overlaps this step.
+  void train_step(const Batch& batch, bool stage_next = false);
+  // The batch of the next training step: the reader's on the CPU; on a GPU, in device memory
+  // (staged during the previous step when it could be).
+  const Batch& next_training_batch();
+  // The reader's position for checkpoints and rounds, before any batch staged ahead.
+  ReaderCursor training_cursor() const;
+  // Forward, loss, backward (through the reducer) and optimizer on a batch already on the model's
+  // device; replayed as one CUDA graph when cuda_graphs applies (graph_key says when).
+  void step_compute(const Batch& batch, const Tensor& x, StepContext& ctx);
+  // The key a captured step depends on, or 0 when this step cannot be captured.
+  uint64_t graph_key(const Batch& batch) const;
   // Trains from the reader's cursor to epoch_end epochs or step_end steps (evaluating and
   // checkpointing at epoch ends; the last epoch's checkpoint only if checkpoint_last_epoch).
   // False when the run stopped on request after its checkpoint (result.requeue).
@@ -110,6 +124,17 @@ class Trainer {
   std::unique_ptr<CrossRankSum> cross_rank_;
   Tensor dout_, stats_;  // stats_: LossStat sums since the last log, on the model's device
   Tensor x_device_;
+  // GPU data path: batches staged through pinned memory, one batch ahead of the step.
+  std::unique_ptr<DeviceBatchStager> stager_;
+  const Batch* staged_ahead_ = nullptr;
+  ReaderCursor ahead_cursor_;
+  int64_t target_width_ = 1;  // floats per row of the training reader's targets
+  // cuda_graphs: one graph per staging slot (the batch's device addresses are baked in).
+  std::unique_ptr<CudaGraph> graphs_[2];
+  bool graphs_usable_ = false;
+  bool graph_warm_ = false;                       // a step ran eagerly since the last reset (allocations done)
+  const float* graph_x_[2] = {nullptr, nullptr};  // the staging slot each graph belongs to
+  int64_t graph_steps_ = 0, graph_captures_ = 0;
   std::unique_ptr<MetricsLog> log_;
   std::unique_ptr<ProgressLine> progress_;
   int64_t step_ = 0;

@@ -60,7 +60,7 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
   for (const auto& [name, tensor] : optimizer_->states()) flat("optimizer/" + name, layout, *tensor);
   if (!early_->best_params().empty()) flat("early_stopping/best", layout, early_->best_params());
 
-  ReaderCursor c = reader_->cursor();
+  ReaderCursor c = training_cursor();
   const LrSchedule::State& ls = schedule_->state();
   const EarlyStopping::State& es = early_->state();
   s.scalars = {{"cursor_epoch", static_cast<double>(c.epoch)},
@@ -148,6 +148,7 @@ void Trainer::restore(const CheckpointState& s) {
                std::to_string(c.step_in_epoch) + ") does not fit this data and batch size (" + std::to_string(spe) +
                " steps per epoch)");
   reader_->seek(c);
+  staged_ahead_ = nullptr;
   if (unlabeled_reader_) {
     if (!s.has_scalar("unlabeled_cursor_epoch")) fail_input(src + ": has no cursor for the unlabelled rows");
     unlabeled_reader_->seek({static_cast<int64_t>(s.scalar("unlabeled_cursor_epoch")),
