@@ -61,16 +61,20 @@ void write_sample_grid(const std::string& path, const std::vector<float>& images
   PngWriter::write_grid(path, images.data(), count, image ? s[0] : 1, image ? s[1] : 1, image ? s[2] : s.numel());
 }
 
-// Whether a step's kernels depend on the step number beyond what a graph key can hold: layers that
-// draw per-step random numbers (dropout, the VAE's sampling). Unknown containers count as random.
-bool draws_per_step_randomness(Model& model) {
+// Why a model's training step cannot be replayed as a CUDA graph, or "" when it can: layers that
+// draw per-step random numbers (dropout, the VAE's sampling: the step keys bake into a graph), batch
+// norm (reads its row count back to the host), and containers the check does not look into.
+std::string not_capturable(Model& model) {
   auto* seq = dynamic_cast<Sequential*>(&model.root());
-  if (!seq) return true;
-  for (const auto& line : seq->summary())
-    if (line.find("dropout") != std::string::npos || line.find("sample") != std::string::npos ||
-        line.find("residual") != std::string::npos || line.find("concat") != std::string::npos)
-      return true;
-  return false;
+  if (!seq) return "the model is not a plain sequence of layers";
+  for (const auto& line : seq->summary()) {
+    if (line.find("dropout") != std::string::npos || line.find("sample") != std::string::npos)
+      return "the model draws random numbers each step (dropout, sampling)";
+    if (line.find("norm") != std::string::npos) return "batch norm reads its statistics on the host each step";
+    if (line.find("residual") != std::string::npos || line.find("concat") != std::string::npos)
+      return "the model has residual or concatenated blocks, which are not checked for graphs yet";
+  }
+  return "";
 }
 
 std::string in_dir(const std::string& dir, const std::string& file) {
@@ -197,8 +201,8 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
       why = "optim.clip_norm reads the gradient norm on the host each step";
     else if (config_.optim.kind == OptimizerKind::adam || config_.optim.kind == OptimizerKind::adamw)
       why = "Adam's bias correction changes every step";
-    else if (draws_per_step_randomness(*model_))
-      why = "the model draws random numbers per step (dropout, sampling) or has layers graphs are not checked for";
+    else
+      why = not_capturable(*model_);
     graphs_usable_ = why.empty();
     if (graphs_usable_)
       for (auto& g : graphs_) g = std::make_unique<CudaGraph>();

@@ -24,12 +24,6 @@ namespace dptrain {
 
 namespace {
 
-// The stream the kernel backend computes on. Its work is ordered before an event recorded on the
-// legacy default stream as long as it is a blocking stream (made without cudaStreamNonBlocking),
-// which is what models/kernels/cuda creates; NCCL's own stream is non-blocking, so collectives in
-// flight never serialize with compute.
-cudaStream_t compute_stream() { return cudaStreamLegacy; }
-
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : fallback;
@@ -290,7 +284,7 @@ void* NcclCommunicator::scratch(size_t bytes) {
 void NcclCommunicator::enqueue_reduce(void* data, int64_t count, ncclDataType_t type, ncclRedOp_t op,
                                       uint64_t sequence) {
   // NCCL's stream waits (on the device) for what compute has queued so far: the bucket's gradients.
-  DPT_CUDART(cudaEventRecord(compute_ready_, compute_stream()));
+  DPT_CUDART(cudaEventRecord(compute_ready_, nccl_compute_stream()));
   DPT_CUDART(cudaStreamWaitEvent(stream_, compute_ready_, 0));
   settle(ncclAllReduce(data, data, static_cast<size_t>(count), type, op, comm_, stream_), "ncclAllReduce", sequence);
 }
@@ -349,7 +343,7 @@ void NcclCommunicator::broadcast(void* data, size_t bytes, int root) {
   const bool device = on_device(data);
   void* buf = device ? data : scratch(bytes);
   if (device) {
-    DPT_CUDART(cudaEventRecord(compute_ready_, compute_stream()));
+    DPT_CUDART(cudaEventRecord(compute_ready_, nccl_compute_stream()));
     DPT_CUDART(cudaStreamWaitEvent(stream_, compute_ready_, 0));
   } else {
     DPT_CUDART(cudaMemcpyAsync(buf, data, bytes, cudaMemcpyHostToDevice, stream_));
@@ -368,7 +362,7 @@ void NcclCommunicator::allgather(const void* send, size_t bytes, void* recv) {
   char* buf = device ? static_cast<char*>(recv) : static_cast<char*>(scratch(total));
   const void* in = device ? send : buf + bytes * static_cast<size_t>(rank_);
   if (device) {
-    DPT_CUDART(cudaEventRecord(compute_ready_, compute_stream()));
+    DPT_CUDART(cudaEventRecord(compute_ready_, nccl_compute_stream()));
     DPT_CUDART(cudaStreamWaitEvent(stream_, compute_ready_, 0));
   } else {
     DPT_CUDART(cudaMemcpyAsync(const_cast<void*>(in), send, bytes, cudaMemcpyHostToDevice, stream_));

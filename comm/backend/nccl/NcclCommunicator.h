@@ -19,6 +19,10 @@
 
 namespace dptrain {
 
+// The stream the kernel backend computes on (ComputeStream.cu): a collective on device memory
+// waits, on the device, for the work queued on it so far.
+cudaStream_t nccl_compute_stream();
+
 class NcclCommunicator final : public Communicator {
  public:
   explicit NcclCommunicator(double timeout_s);
