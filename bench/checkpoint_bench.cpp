@@ -6,6 +6,9 @@
 //   prints save_s= (mean of the timed saves, each after --steps-between train steps) file_bytes=
 //          MB_per_s= step_ms= (mean of --steps train steps) stall_steps= (save_s / step time)
 //          floor_s= floor_MB_per_s= (the same bytes, raw, through the same atomic-write protocol)
+//          stream_stall_s= (the coordinator's streamed save: how much longer a window of
+//          --window steps takes when a checkpoint is staged at its start and confirmed written by
+//          its end, than the window before it without one) stream_window_steps=
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -14,11 +17,13 @@
 #include <vector>
 
 #include "bench/BenchSupport.h"
+#include "comm/backend/local/LocalCommunicator.h"
 #include "models/core/Philox.h"
 #include "models/kernels/cpu/CpuKernels.h"
 #include "models/losses/Loss.h"
 #include "storage/AtomicFile.h"
 #include "storage/checkpoint/CheckpointStore.h"
+#include "trainer/coordinator/JobCoordination.h"
 
 using namespace dptrain;
 using namespace dptrain::bench;
@@ -30,8 +35,9 @@ std::vector<float> to_vector(const Tensor& t) { return std::vector<float>(t.data
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o(argc, argv, {{"dir", ""}, {"saves", "3"}, {"steps", "30"}, {"steps-between", "10"}, {"threads", "1"}},
-            "dptrain_checkpoint_bench --dir D [--saves N] [--steps N] [--steps-between N] [--threads N]");
+  Options o(argc, argv,
+            {{"dir", ""}, {"saves", "3"}, {"steps", "30"}, {"steps-between", "10"}, {"threads", "1"}, {"window", "40"}},
+            "dptrain_checkpoint_bench --dir D [--saves N] [--steps N] [--steps-between N] [--threads N] [--window N]");
   if (o.str("dir").empty()) {
     std::fprintf(stderr, "dptrain_checkpoint_bench: --dir is required\n");
     return 2;
@@ -127,12 +133,51 @@ int main(int argc, char** argv) {
       std::remove(target.c_str());  // outside the timing, as save() retires old files in the background
     }
     const double floor_s = floor_total / static_cast<double>(saves);
+
+    // The coordinator's streamed save (JobCoordination, as the trainer calls it): the rank stages
+    // a host copy of its share and trains on while a thread streams it over loopback and the
+    // coordinator's writer thread assembles, seals and fsyncs the file. Its stall is what the
+    // training loses meanwhile: a window of steps with a checkpoint staged at its start and
+    // confirmed written at its end, against the window just before it without one.
+    TrainConfig tc;
+    tc.out_dir = o.str("dir") + "/streamed";
+    tc.checkpoint.dir = tc.out_dir;
+    tc.checkpoint.keep = 2;
+    tc.coordinator.http_port = -1;
+    LocalCommunicator comm;
+    JobCoordination coordination(tc, comm, [](const std::string&) {});
+    auto state = [&](bool with_data) {
+      CheckpointState m = s;
+      for (auto& f : m.flats) {
+        f.size = static_cast<int64_t>(f.data.size());
+        if (!with_data) f.data.clear();
+      }
+      return m;
+    };
+    std::vector<const float*> flats{model->params().data()};
+    for (const auto& [name, tensor] : optimizer.states()) flats.push_back(tensor->data());
+    const int64_t window = o.num("window");
+    s.step = 100;
+    coordination.checkpoint(state, flats, Device::cpu, /*wait=*/true);  // warm-up: connection, directory
+    double stall_total = 0.0;
+    for (int64_t i = 0; i < saves; ++i) {
+      t0 = Clock::now();
+      for (int64_t k = 0; k < window; ++k) step();
+      const double plain = seconds_since(t0);
+      s.step = 101 + i;
+      t0 = Clock::now();
+      coordination.checkpoint(state, flats, Device::cpu, /*wait=*/false);
+      for (int64_t k = 0; k < window; ++k) step();
+      coordination.client()->wait_checkpoint(s.step, 600.0);
+      stall_total += std::max(0.0, seconds_since(t0) - plain);
+    }
+    const double stream_stall_s = stall_total / static_cast<double>(saves);
     std::printf(
         "save_s=%.4f file_bytes=%lld MB_per_s=%.1f step_ms=%.3f stall_steps=%.2f floor_s=%.4f floor_MB_per_s=%.1f "
-        "loss=%.4f\n",
+        "stream_stall_s=%.4f stream_window_steps=%lld loss=%.4f\n",
         save_s, static_cast<long long>(st.st_size), static_cast<double>(st.st_size) / save_s / 1e6, step_s * 1e3,
-        save_s / step_s, floor_s, static_cast<double>(st.st_size) / floor_s / 1e6,
-        stats[stat_loss] / std::max(1.0f, stats[stat_count]));
+        save_s / step_s, floor_s, static_cast<double>(st.st_size) / floor_s / 1e6, stream_stall_s,
+        static_cast<long long>(window), stats[stat_loss] / std::max(1.0f, stats[stat_count]));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dptrain_checkpoint_bench: %s\n", e.what());
