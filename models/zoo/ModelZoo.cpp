@@ -90,18 +90,36 @@ void add(Sequential& seq, Args&&... args) {
 class LayerBuilder {
  public:
   std::unique_ptr<Layer> layer(const ConfigNode& c);
+  // Adds the layers of `tables` in order. A dense or convolution without an activation directly
+  // before a batch norm gets no bias unless its table sets `bias`: the normalization subtracts it,
+  // so its gradient is zero up to rounding, and Adam turns that rounding into lr-sized steps that
+  // differ with the number of ranks (PyTorch's DCGAN and our ResNet leave that bias out too).
+  void add_all(Sequential& seq, const std::vector<ConfigNode>& tables);
   // The tables of `key` as one Sequential; fails naming the key when the list is empty.
   std::unique_ptr<Sequential> list(const ConfigNode& parent, const std::string& key);
 
  private:
+  bool default_bias(const ConfigNode& c, Activation act) const {
+    return c.get_bool("bias", !(batchnorm_follows_ && act == Activation::identity));
+  }
   std::vector<const Pool2d*> pools_;
+  bool batchnorm_follows_ = false;  // the table being built is directly followed by a batch norm
 };
+
+void LayerBuilder::add_all(Sequential& seq, const std::vector<ConfigNode>& tables) {
+  for (size_t i = 0; i < tables.size(); ++i) {
+    const std::string next = i + 1 < tables.size() ? tables[i + 1].get_string("type", "") : "";
+    batchnorm_follows_ = next == "batchnorm" || next == "batchnorm1d" || next == "batchnorm2d";
+    seq.add(layer(tables[i]));
+  }
+  batchnorm_follows_ = false;
+}
 
 std::unique_ptr<Sequential> LayerBuilder::list(const ConfigNode& parent, const std::string& key) {
   std::vector<ConfigNode> tables = parent.table_array(key);
   if (tables.empty()) parent.fail(key, "needs a list of at least one layer table");
   auto seq = std::make_unique<Sequential>();
-  for (const auto& t : tables) seq->add(layer(t));
+  add_all(*seq, tables);
   return seq;
 }
 
@@ -110,8 +128,8 @@ std::unique_ptr<Layer> LayerBuilder::layer(const ConfigNode& c) {
   if (type.empty()) c.fail("type", std::string("every layer needs a type; valid: ") + layer_types_help());
   float slope = static_cast<float>(c.get_float("slope", 0.01));
   if (type == "dense" || type == "linear") {
-    return std::make_unique<Dense>(positive(c, "units", 1), c.get_bool("bias", true),
-                                   read_activation(c, "activation", "identity"), slope);
+    const Activation act = read_activation(c, "activation", "identity");
+    return std::make_unique<Dense>(positive(c, "units", 1), default_bias(c, act), act, slope);
   }
   if (type == "conv2d" || type == "conv") {
     Conv2dOptions o;
@@ -122,8 +140,8 @@ std::unique_ptr<Layer> LayerBuilder::layer(const ConfigNode& c) {
     if (o.padding < 0) c.fail("padding", "must be >= 0");
     o.dilation = positive(c, "dilation", 1);
     o.groups = positive(c, "groups", 1);
-    o.bias = c.get_bool("bias", true);
     o.activation = read_activation(c, "activation", "identity");
+    o.bias = default_bias(c, o.activation);
     o.slope = slope;
     return std::make_unique<Conv2d>(o);
   }
@@ -138,8 +156,8 @@ std::unique_ptr<Layer> LayerBuilder::layer(const ConfigNode& c) {
     if (o.output_padding < 0 || o.output_padding >= o.stride)
       c.fail("output_padding", "must be >= 0 and smaller than stride");
     o.dilation = positive(c, "dilation", 1);
-    o.bias = c.get_bool("bias", true);
     o.activation = read_activation(c, "activation", "identity");
+    o.bias = default_bias(c, o.activation);
     o.slope = slope;
     return std::make_unique<ConvTranspose2d>(o);
   }
@@ -448,7 +466,7 @@ ZooModel build_model(const ConfigNode& m, const TaskInfo& task, const Shape& inp
       m.fail(kind == "cnn" ? "blocks" : "layers",
              "needs at least one layer table ([[model." + std::string(kind == "cnn" ? "blocks" : "layers") + "]])");
     LayerBuilder builder;
-    for (const auto& b : blocks) seq->add(builder.layer(b));
+    builder.add_all(*seq, blocks);
   } else if (kind == "resnet" || kind == "mobilenet") {
     require_image(input, kind.c_str());
     if (kind == "resnet")

@@ -226,8 +226,6 @@ void GanTrainer::d_step(const Batch& real) {
     x_device_.copy_from(real.x);
     x = &x_device_;
   }
-  // Both halves are means over the global batch: each rank scales its sums by 1 / global rows.
-  const float scale = 1.0f / static_cast<float>(real.global_rows);
   step_stats_.fill(0.0f);
   StepContext dctx{Mode::train,
                    config_.seed + discriminator_seed_offset,
@@ -239,14 +237,14 @@ void GanTrainer::d_step(const Batch& real) {
   // Real rows first, without the reducer: the generated rows' backward adds to the same gradients
   // and starts the all-reduce as D's layers become final.
   const Tensor& real_scores = d.forward(*x, dctx);
-  loss_.evaluate(GanRole::real, real_scores, scale, &dscore_, step_stats_.data());
+  loss_.evaluate(GanRole::real, real_scores, 1.0f, &dscore_, step_stats_.data());
   d.backward(dscore_, dctx);
 
   StepContext gctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), 0, nullptr, false, cross_rank_.get()};
   const Tensor& fake = generate(real.global_rows, Mode::train, gctx);
   dctx.row0 = real.global_rows + gctx.row0;  // generated rows get draws of their own
   const Tensor& fake_scores = d.forward(fake, dctx);
-  loss_.evaluate(GanRole::fake, fake_scores, scale, &dscore_, step_stats_.data());
+  loss_.evaluate(GanRole::fake, fake_scores, 1.0f, &dscore_, step_stats_.data());
 
   // The adaptive rule: skip this update when the all-reduced loss says the discriminator is
   // already far ahead; every rank computes the same sum, so all skip together.
@@ -271,19 +269,14 @@ void GanTrainer::d_step(const Batch& real) {
     ++interval_skipped_;
     return;
   }
-  float grad_scale = 1.0f;
-  if (gan_.optim_d.clip_norm > 0.0) {
-    const double norm = std::sqrt(k.sum_squares(d.flat_size(), d.grads().data()));
-    if (norm > gan_.optim_d.clip_norm) grad_scale = static_cast<float>(gan_.optim_d.clip_norm / norm);
-  }
-  opt_[D]->step(d.params(), d.grads(), static_cast<float>(schedule_[D]->lr(step_)), grad_scale);
+  opt_[D]->step(d.params(), d.grads(), static_cast<float>(schedule_[D]->lr(step_)),
+                mean_gradient_scale(d, gan_.optim_d.clip_norm, real.global_rows));
   if (gan_.clip > 0.0)
     k.clamp(d.flat_size(), -static_cast<float>(gan_.clip), static_cast<float>(gan_.clip), d.params().data());
   ++updates_[D];
 }
 
 void GanTrainer::g_step() {
-  KernelBackend& k = kernels(device_);
   Model& g = *g_;
   g.zero_grad();
   begin_step(*reducer_[G]);
@@ -299,17 +292,22 @@ void GanTrainer::g_step() {
                    false,
                    cross_rank_.get()};
   const Tensor& scores = d_->forward(fake, dctx);
-  loss_.evaluate(GanRole::generator, scores, 1.0f / static_cast<float>(batch), &dscore_, stats_[G].data());
+  loss_.evaluate(GanRole::generator, scores, 1.0f, &dscore_, stats_[G].data());
   d_->backward(dscore_, dctx, &dfake_);
   g.backward(dfake_, gctx);
   end_step(*reducer_[G]);
-  float grad_scale = 1.0f;
-  if (gan_.optim_g.clip_norm > 0.0) {
-    const double norm = std::sqrt(k.sum_squares(g.flat_size(), g.grads().data()));
-    if (norm > gan_.optim_g.clip_norm) grad_scale = static_cast<float>(gan_.optim_g.clip_norm / norm);
-  }
-  opt_[G]->step(g.params(), g.grads(), static_cast<float>(schedule_[G]->lr(step_)), grad_scale);
+  opt_[G]->step(g.params(), g.grads(), static_cast<float>(schedule_[G]->lr(step_)),
+                mean_gradient_scale(g, gan_.optim_g.clip_norm, batch));
   ++updates_[G];
+}
+
+float GanTrainer::mean_gradient_scale(Model& m, double clip_norm, int64_t global_rows) const {
+  double scale = 1.0 / static_cast<double>(global_rows);
+  if (clip_norm > 0.0) {
+    const double norm = scale * std::sqrt(kernels(device_).sum_squares(m.flat_size(), m.grads().data()));
+    if (norm > clip_norm) scale *= clip_norm / norm;
+  }
+  return static_cast<float>(scale);
 }
 
 void GanTrainer::log_interval(int64_t epoch) {

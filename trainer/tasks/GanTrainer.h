@@ -8,9 +8,9 @@
 //   generator step: generate a slice of a full global batch; forward D; backward through D with
 //     parameter_gradients = false into d(loss)/d(fake); backward G (G's reducer); step G.
 // Which network a step updates is a pure function of the step number, and the optional skip rule
-// a function of the all-reduced loss, so every rank agrees without a round trip. Losses are
-// scaled by 1/global batch; stop requests and rank 0's checkpoint clock ride the control lane of
-// the step's reducer; checkpoints go through JobCoordination like the supervised loop's.
+// a function of the all-reduced loss, so every rank agrees without a round trip. Gradients are
+// summed over the global batch and divided by it in the optimizer step; stop requests and rank 0's checkpoint clock
+// ride the control lane of the step's reducer; checkpoints go through JobCoordination like the supervised loop's.
 #pragma once
 
 #include <chrono>
@@ -75,6 +75,11 @@ class GanTrainer {
   const Tensor& generate(int64_t global_rows, Mode mode, StepContext& ctx);
   void d_step(const Batch& real);
   void g_step();
+  // The optimizer's gradient factor: the summed gradients become the global batch's mean, then
+  // norm clipping. Per-row loss derivatives stay unscaled (+-1 for the Wasserstein critic), so a
+  // parameter the loss does not depend on, such as the critic's output bias, sums to exactly 0
+  // on any number of ranks instead of rounding noise that Adam would amplify to lr-sized steps.
+  float mean_gradient_scale(Model& m, double clip_norm, int64_t global_rows) const;
   void begin_step(GradientReducer& reducer);
   void end_step(GradientReducer& reducer);
   void log_interval(int64_t epoch);
