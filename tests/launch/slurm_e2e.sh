@@ -3,10 +3,13 @@
 # runs 2 ranks under `dptrain launch --launcher srun`; SLURM's warning (USR1 to the batch shell, as
 # `--signal=B:USR1@…` sends it) makes the job checkpoint, exit 75 and requeue itself; the requeued
 # job resumes and finishes, and its model is bitwise the model of an uninterrupted 2-rank run.
-#   tests/launch/slurm_e2e.sh DPTRAIN SOURCE_DIR      (CTest: label slurm; exit 77 = skipped)
+#   tests/launch/slurm_e2e.sh DPTRAIN SOURCE_DIR [STATE_FILE]   (CTest: label slurm; 77 = skipped)
+# STATE_FILE receives the cluster's directory, so that CTest's cleanup fixture can stop the daemons
+# even when this script is killed (a CTest timeout sends SIGKILL, which no trap sees).
 set -euo pipefail
 bin=$1
 src=$2
+state_file=${3:-}
 skip() { echo "SKIP: $*"; exit 77; }
 for b in slurmctld slurmd munged; do
   command -v "$b" >/dev/null || [[ -x /usr/sbin/$b ]] || skip "$b is not installed (scripts/setup installs slurmctld slurmd slurm-client munge)"
@@ -16,6 +19,7 @@ for b in sbatch scontrol scancel mpirun; do command -v "$b" >/dev/null || skip "
 
 work=$(mktemp -d /tmp/dptrain-slurm-e2e.XXXXXX)
 cluster=$work/cluster
+[[ -z $state_file ]] || echo "$cluster" >"$state_file"
 export SLURM_CONF=$cluster/slurm.conf
 cleanup() {
   local rc=$?
