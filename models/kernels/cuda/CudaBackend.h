@@ -37,6 +37,9 @@ void cuda_set_device(int index);
 int cuda_device_for_local_rank(int local_rank);
 // The name of the backend's device ("NVIDIA H100 80GB HBM3"), or "" without one.
 const char* cuda_device_name();
+// The backend's compute stream as a cudaStream_t (null without a device), for libraries that must
+// order their work after the kernels queued on it, such as NCCL all-reducing gradient buckets.
+void* cuda_compute_stream();
 
 // ---- pinned host memory for the trainer's staging buffers (page-locked: the copy engine reads it
 // directly, so a copy from it overlaps compute). Throws when the allocation fails.

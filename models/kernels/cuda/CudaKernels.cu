@@ -533,6 +533,11 @@ int cuda_device_for_local_rank(int local_rank) {
 
 const char* cuda_device_name() { return cuda::backend_or_null() ? cuda::g_device_name.c_str() : ""; }
 
+void* cuda_compute_stream() {
+  cuda::CudaKernels* k = cuda::backend_or_null();
+  return k ? static_cast<void*>(k->stream()) : nullptr;
+}
+
 void* cuda_host_alloc(size_t bytes) {
   cuda::backend();
   void* p = nullptr;

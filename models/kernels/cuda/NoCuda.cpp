@@ -19,6 +19,7 @@ int cuda_devices() { return 0; }
 void cuda_set_device(int) { no_cuda(); }
 int cuda_device_for_local_rank(int) { return -1; }
 const char* cuda_device_name() { return ""; }
+void* cuda_compute_stream() { return nullptr; }
 
 void* cuda_host_alloc(size_t) { no_cuda(); }
 void cuda_host_free(void* p) {
