@@ -22,6 +22,11 @@
 
 namespace dptrain {
 
+cudaStream_t nccl_compute_stream() {
+  void* stream = cuda_compute_stream();
+  return stream ? static_cast<cudaStream_t>(stream) : cudaStreamLegacy;
+}
+
 namespace {
 
 int env_int(const char* name, int fallback) {

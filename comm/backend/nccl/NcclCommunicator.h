@@ -19,8 +19,8 @@
 
 namespace dptrain {
 
-// The stream the kernel backend computes on (ComputeStream.cu): a collective on device memory
-// waits, on the device, for the work queued on it so far.
+// The stream the kernel backend computes on: a collective on device memory waits, on the device,
+// for the work queued on it so far.
 cudaStream_t nccl_compute_stream();
 
 class NcclCommunicator final : public Communicator {
