@@ -106,7 +106,10 @@ std::vector<std::string> Supervisor::worker_command() const {
     cmd = {"mpirun", "-np", n, "--bind-to", "none", "-x", "DPTRAIN_COORDINATOR", "-x", "DPTRAIN_JOB_TOKEN"};
     if (static_cast<unsigned>(o_.ranks) > std::thread::hardware_concurrency()) cmd.push_back("--oversubscribe");
   } else if (o_.launcher == "srun") {
-    cmd = {"srun", "-n", n, "--kill-on-bad-exit=1"};
+    // --export=ALL: the workers need DPTRAIN_COORDINATOR and DPTRAIN_JOB_TOKEN even in a job submitted
+    // with `sbatch --export=NONE` (or a list), whose SLURM_EXPORT_ENV srun would otherwise obey; without
+    // them rank 0 would run a coordinator of its own, out of the supervisor's reach.
+    cmd = {"srun", "-n", n, "--kill-on-bad-exit=1", "--export=ALL"};
   }
   cmd.insert(cmd.end(), o_.launcher_args.begin(), o_.launcher_args.end());
   for (const auto& a : {exe_path(), std::string("train"), o_.config_path}) cmd.push_back(a);

@@ -76,9 +76,11 @@ OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
   --set "out_dir=\"$work/ref\"" >"$work/ref.log" 2>&1 || { cat "$work/ref.log" >&2; fail "the reference run failed"; }
 
 # Submitted as documented in launch/slurm/README.md; the command line overrides the script's sizes.
+# Only the listed variables reach the job (as with --export=NONE, which many sites ask for): the
+# supervisor's srun must still hand the coordinator's address and token to the ranks.
 say "sbatch launch/slurm/train.sbatch"
-job=$(cd "$work" && CONFIG=$work/run.toml DPTRAIN=$bin DPTRAIN_TEST_STEP_MS=30 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
-  sbatch --parsable --ntasks=2 --cpus-per-task=1 --time=10:00 --output="$work/job-%j.out" \
+job=$(cd "$work" && sbatch --parsable --ntasks=2 --cpus-per-task=1 --time=10:00 --output="$work/job-%j.out" \
+  --export="CONFIG=$work/run.toml,DPTRAIN=$bin,DPTRAIN_TEST_STEP_MS=30,OMP_NUM_THREADS=1,OPENBLAS_NUM_THREADS=1,PATH=$PATH,SLURM_CONF=$SLURM_CONF" \
   "$src/launch/slurm/train.sbatch")
 job=${job%%;*}
 out=$work/job-$job.out
@@ -118,6 +120,7 @@ grep -q "checkpointed on request; requeueing job $job" "$out" || fail "the first
 grep -q "restart count 1" "$out" || fail "no second run in the job's output"
 [[ $(grep -c "global batch 20 on 2 ranks (mpi" "$out") -eq 2 ]] || fail "both runs should have 2 MPI ranks (srun)"
 grep -q "launch: job finished" "$out" || fail "the second run did not finish"
+! grep -q "^coordinator:" "$out" || fail "rank 0 ran a coordinator of its own (the ranks missed the supervisor's)"
 stopped=$(sed -n 's/.*stopped on request after the checkpoint of step \([0-9]*\).*/\1/p' "$out" | head -n 1)
 [[ -n $stopped && $stopped -gt 0 && $stopped -lt 240 ]] || fail "the stop checkpoint was not mid-run (step '${stopped}')"
 grep -q "resumed from $work/job/checkpoints/ckpt-$(printf %010d "$stopped").h5 at step $stopped" "$out" ||
