@@ -51,7 +51,8 @@ Params train_gan(Communicator& comm, const std::string& toml, const std::string&
           trainer.generator().param_infos(), trainer.discriminator().param_infos()};
 }
 
-void check_equivalent(const std::string& kind, const std::string& networks, const std::string& loss) {
+void check_equivalent(const std::string& kind, const std::string& networks, const std::string& loss,
+                      const std::string& gan_extra = "", int64_t batch = 30) {
   Communicator& comm = mpi_comm();
   SharedTempDir dir(comm);
   const std::string data = dir.file("data.h5");
@@ -65,8 +66,8 @@ void check_equivalent(const std::string& kind, const std::string& networks, cons
   comm.barrier();
   const std::string toml = "seed = 7\ntask = \"gan\"\nthreads = 1\n[data]\ntrain = \"" + data +
                            "\"\n[gan]\nd_steps = 2\ng_steps = 1\nsamples = 0\neval_every_epoch = false\nloss = \"" +
-                           loss + "\"\n" + networks +
-                           "\n[train]\nbatch_size = 30\nepochs = 10\nmax_steps = 50\nprogress = false\n"
+                           loss + "\"\n" + gan_extra + networks + "\n[train]\nbatch_size = " + std::to_string(batch) +
+                           "\nepochs = 10\nmax_steps = 50\nprogress = false\n"
                            "log_every = 10\n[checkpoint]\nat_end = false\n";
   Params parallel = train_gan(comm, toml, dir.file("run_n"));
   double max_diff = 0.0;
@@ -116,4 +117,16 @@ TEST_CASE("N ranks match one rank: GAN alternation, DCGAN-style conv pair, hinge
 TEST_CASE("N ranks match one rank: GAN alternation, Wasserstein with clipping and the skip rule off",
           "[mpi][equivalence][gan]") {
   check_equivalent("ring", mlp_pair, "wasserstein");
+}
+
+TEST_CASE("N ranks match one rank: PacGAN packing (pack = 2), conv pair, non-saturating", "[mpi][equivalence][gan]") {
+  // Packs are consecutive global rows: a global batch of 24 (12 packs) gives 1, 2, 3 or 4 ranks
+  // whole packs; 600 rows = 25 batches, so no shorter last batch. D's dropout and batch norm see
+  // packed rows.
+  check_equivalent("shapes", conv_pair, "non_saturating", "pack = 2\n", 24);
+}
+
+TEST_CASE("N ranks match one rank: PacGAN packing (pack = 3), MLP pair with dropout", "[mpi][equivalence][gan]") {
+  // The ring's 2-D samples packed as 6 features; 900 rows = 25 batches of 36.
+  check_equivalent("ring", mlp_pair, "non_saturating", "pack = 3\n", 36);
 }

@@ -166,6 +166,31 @@ TEST_CASE("each step of the alternation updates exactly one network", "[gan]") {
   CHECK(again.d == all.d);
 }
 
+TEST_CASE("PacGAN packing: the discriminator judges pack consecutive samples at once", "[gan]") {
+  TempDir dir;
+  const std::string toml = ring_toml(ring_data(dir), "pack = 2\n");
+  ConfigNode root = ConfigNode::parse_string(toml, "gan.toml");
+  root.apply_override("out_dir=\"" + dir.file("shape") + "\"");
+  TrainConfig config = read_train_config(root, "gan.toml");
+  auto comm = make_communicator("local");
+  GanTrainer trainer(config, root, *comm);
+  CHECK(trainer.discriminator().input_shape() == Shape{4});  // two 2-D samples side by side
+  CHECK(trainer.generator().output_shape() == Shape{2});     // the generator still draws one
+  // Both networks learn: one discriminator step, then one generator step through the packed D.
+  GanRun one = run_gan(toml, dir.file("1"), {"train.max_steps=1"});
+  GanRun two = run_gan(toml, dir.file("2"), {"train.max_steps=2"});
+  CHECK(one.d != one.d0);
+  CHECK(two.g != two.g0);
+  CHECK(two.d == one.d);
+  GanRun all = run_gan(toml, dir.file("all"));
+  CHECK(all.result.steps == 80);  // 2 epochs of 20 discriminator steps, each followed by a generator step
+  CHECK(std::isfinite(all.result.d_loss));
+  CHECK(all.result.d_loss > 0.0);
+  // pack = 1 is the unpacked GAN: another discriminator, another trajectory.
+  GanRun plain = run_gan(ring_toml(ring_data(dir)), dir.file("plain"));
+  CHECK(plain.d.size() < all.d.size());
+}
+
 TEST_CASE("the skip rule skips discriminator updates on the all-reduced loss; clipping bounds the critic", "[gan]") {
   TempDir dir;
   const std::string data = ring_data(dir);
@@ -316,6 +341,14 @@ TEST_CASE("bad [gan] configs fail naming the key", "[gan][cli]") {
                 "[gan.discriminator]\nkind = \"layers\"\nlayers = [{ type = \"dense\", units = 2 }]");
   fails(bad_d, "the discriminator must output one score per sample");
   fails(ring_toml(data) + "[gan.generator.extra]\n", "unknown key 'extra' in [gan.generator]");
+  // Packs of consecutive global rows: every rank's share of every batch must be whole packs.
+  fails(ring_toml(data, "pack = 0\n"), "key 'gan.pack'");
+  fails(ring_toml(data, "pack = 3\n"), "gan.pack = 3 needs every rank's share of the global batch");
+  fails(ring_toml(data, "pack = 3\n"), "train.batch_size 20");
+  SynthOptions ring210;
+  ring210.kind = "ring";
+  ring210.n = 210;  // 10 batches of 20, then one of 10: not whole packs of 4
+  fails(ring_toml(synth_file(dir, "ring210", ring210), "pack = 4\n"), "the last batch of an epoch (10 of 210 rows");
 }
 
 TEST_CASE("dptrain sample draws from a generator file or a checkpoint", "[gan][cli]") {

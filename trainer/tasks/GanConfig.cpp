@@ -22,6 +22,8 @@ GanConfig read_gan_config(const ConfigNode& root, const TrainConfig& config) {
   if (c.d_steps <= 0) g.fail("d_steps", "must be a positive integer (discriminator updates per cycle)");
   c.g_steps = g.get_int("g_steps", 1);
   if (c.g_steps <= 0) g.fail("g_steps", "must be a positive integer (generator updates per cycle)");
+  c.pack = g.get_int("pack", 1);
+  if (c.pack <= 0) g.fail("pack", "must be a positive integer (samples the discriminator judges at once; 1 = off)");
   // Weight clipping keeps the Wasserstein critic Lipschitz (Arjovsky et al.: c = 0.01).
   c.clip = g.get_float("clip", c.loss == GanLossKind::wasserstein ? 0.01 : 0.0);
   if (!(c.clip >= 0.0)) g.fail("clip", "must be >= 0 (0 = no weight clipping)");

@@ -22,6 +22,9 @@ struct GanConfig {
   int64_t d_steps = 1, g_steps = 1;  // one cycle: d_steps discriminator steps, then g_steps generator steps
   double clip = 0.0;                 // > 0: clamp the discriminator's parameters to [-clip, clip] after each update
   double d_skip_below = 0.0;         // > 0: skip a discriminator update whose all-reduced loss is below it
+  // PacGAN (Lin et al. 2018): the discriminator judges `pack` consecutive global samples at once,
+  // concatenated along the first sample dimension, which penalises a generator short of variety.
+  int64_t pack = 1;
   OptimConfig optim_g, optim_d;
   int64_t samples = 64;         // samples written as a PNG at the end (grid for images)
   int64_t eval_samples = 2500;  // 2-D mixtures: samples scored for mode coverage and quality

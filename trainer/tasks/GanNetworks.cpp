@@ -68,18 +68,25 @@ std::unique_ptr<Model> build_gan_generator(const ConfigNode& root, const GanConf
   return build(true);  // same values, laid out as the data's samples
 }
 
+Shape packed_shape(const Shape& sample_shape, int64_t pack) {
+  Shape s = sample_shape;
+  s[0] *= pack;
+  return s;
+}
+
 GanNetworks build_gan_networks(const ConfigNode& root, const GanConfig& gan, const Shape& sample_shape, Device device) {
   GanNetworks n;
   n.generator = build_gan_generator(root, gan, sample_shape, device, &n.generator_kind);
   ConfigNode table = root.child("gan").child("discriminator");
-  ZooModel z = build_model(table, TaskInfo{false, 2, 1}, sample_shape);
+  const Shape d_input = packed_shape(sample_shape, gan.pack);
+  ZooModel z = build_model(table, TaskInfo{false, 2, 1}, d_input);
   refuse_reconstruction(table, z);
   n.discriminator_kind = z.kind;
-  n.discriminator = std::make_unique<Model>(std::move(z.root), sample_shape, device);
+  n.discriminator = std::make_unique<Model>(std::move(z.root), d_input, device);
   if (n.discriminator->output_shape().numel() != 1)
-    table.fail(
-        table.has("layers") ? "layers" : "kind",
-        "the discriminator must output one score per sample, it outputs " + n.discriminator->output_shape().str());
+    table.fail(table.has("layers") ? "layers" : "kind", std::string("the discriminator must output one score per ") +
+                                                            (gan.pack > 1 ? "pack" : "sample") + ", it outputs " +
+                                                            n.discriminator->output_shape().str());
   return n;
 }
 

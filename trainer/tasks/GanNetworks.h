@@ -22,7 +22,12 @@ struct GanNetworks {
 // `data_shape` unless that is empty), else `data_shape`; fails naming the key when neither is known.
 Shape gan_sample_shape(const ConfigNode& root, const Shape& data_shape);
 
-// Builds both networks (parameters not yet initialized) for samples of `sample_shape`.
+// `sample_shape` with its first dimension times `pack`: one discriminator input of `pack` samples
+// concatenated along channels (images) or features (vectors).
+Shape packed_shape(const Shape& sample_shape, int64_t pack);
+
+// Builds both networks (parameters not yet initialized) for samples of `sample_shape`; the
+// discriminator takes gan.pack of them at once (packed_shape).
 GanNetworks build_gan_networks(const ConfigNode& root, const GanConfig& gan, const Shape& sample_shape, Device device);
 
 // Builds the generator alone (for sampling).

@@ -76,6 +76,7 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
     };
   }
   reader_ = std::make_unique<ShardedReader>(splits_.train.file, splits_.train.rows, ro);
+  check_pack();
 
   opt_[G] = std::make_unique<Optimizer>(gan_.optim_g, g_->flat_size(), device_);
   opt_[D] = std::make_unique<Optimizer>(gan_.optim_d, d_->flat_size(), device_);
@@ -131,6 +132,30 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
 }
 
 GanTrainer::~GanTrainer() = default;
+
+void GanTrainer::check_pack() const {
+  const int64_t m = gan_.pack, b = config_.train.batch_size;
+  if (m == 1) return;
+  // The global batches a step can see: the full one (real and generated) and, without drop_last,
+  // the shorter last batch of an epoch.
+  std::vector<int64_t> batches{b};
+  const int64_t tail = static_cast<int64_t>(splits_.train.rows.size()) % b;
+  if (config_.data.shuffle != Shuffle::shard && !config_.train.drop_last && tail > 0) batches.push_back(tail);
+  for (int64_t rows : batches)
+    for (int r = 0; r < comm_.size(); ++r) {
+      auto [begin, end] = ShardedReader::rank_slice(rows, r, comm_.size());
+      if (begin % m == 0 && end % m == 0) continue;
+      const std::string what = rows == b ? "train.batch_size " + std::to_string(b)
+                                         : "the last batch of an epoch (" + std::to_string(rows) + " of " +
+                                               std::to_string(splits_.train.rows.size()) +
+                                               " rows; train.drop_last = true drops it)";
+      fail_input("gan.pack = " + std::to_string(m) +
+                 " needs every rank's share of the global batch to be whole packs, but " + what + " gives rank " +
+                 std::to_string(r) + " of " + std::to_string(comm_.size()) + " rows " + std::to_string(begin) + ".." +
+                 std::to_string(end - 1) +
+                 ": choose a train.batch_size that is a multiple of gan.pack times the number of ranks");
+    }
+}
 
 void GanTrainer::agree_on_start() {
   if (comm_.size() == 1) return;
@@ -236,14 +261,15 @@ void GanTrainer::d_step(const Batch& real) {
                    cross_rank_.get()};
   // Real rows first, without the reducer: the generated rows' backward adds to the same gradients
   // and starts the all-reduce as D's layers become final.
-  const Tensor& real_scores = d.forward(*x, dctx);
+  dctx.row0 /= gan_.pack;  // D's draws are keyed by packed row
+  const Tensor& real_scores = d.forward(packed(*x), dctx);
   loss_.evaluate(GanRole::real, real_scores, 1.0f, &dscore_, step_stats_.data());
   d.backward(dscore_, dctx);
 
   StepContext gctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), 0, nullptr, false, cross_rank_.get()};
   const Tensor& fake = generate(real.global_rows, Mode::train, gctx);
-  dctx.row0 = real.global_rows + gctx.row0;  // generated rows get draws of their own
-  const Tensor& fake_scores = d.forward(fake, dctx);
+  dctx.row0 = (real.global_rows + gctx.row0) / gan_.pack;  // generated rows get draws of their own
+  const Tensor& fake_scores = d.forward(packed(fake), dctx);
   loss_.evaluate(GanRole::fake, fake_scores, 1.0f, &dscore_, step_stats_.data());
 
   // The adaptive rule: skip this update when the all-reduced loss says the discriminator is
@@ -255,7 +281,7 @@ void GanTrainer::d_step(const Batch& real) {
     double sums[2] = {host[stat_loss], host[stat_count]};
     comm_.set_operation("discriminator loss all-reduce", step_);
     comm_.allreduce_sum(sums, 2);
-    const double loss = sums[0] / std::max(1.0, 0.5 * sums[1]);  // real mean + generated mean
+    const double loss = sums[0] / std::max(1.0, 0.5 * sums[1]);  // real mean + generated mean (over packs)
     skip = loss < gan_.d_skip_below;
   }
   if (!skip) {
@@ -270,7 +296,7 @@ void GanTrainer::d_step(const Batch& real) {
     return;
   }
   opt_[D]->step(d.params(), d.grads(), static_cast<float>(schedule_[D]->lr(step_)),
-                mean_gradient_scale(d, gan_.optim_d.clip_norm, real.global_rows));
+                mean_gradient_scale(d, gan_.optim_d.clip_norm, real.global_rows / gan_.pack));
   if (gan_.clip > 0.0)
     k.clamp(d.flat_size(), -static_cast<float>(gan_.clip), static_cast<float>(gan_.clip), d.params().data());
   ++updates_[D];
@@ -287,18 +313,30 @@ void GanTrainer::g_step() {
   StepContext dctx{Mode::train,
                    config_.seed + discriminator_seed_offset,
                    static_cast<uint64_t>(step_),
-                   batch + gctx.row0,
+                   (batch + gctx.row0) / gan_.pack,
                    nullptr,
                    false,
                    cross_rank_.get()};
-  const Tensor& scores = d_->forward(fake, dctx);
+  const Tensor& scores = d_->forward(packed(fake), dctx);
   loss_.evaluate(GanRole::generator, scores, 1.0f, &dscore_, stats_[G].data());
   d_->backward(dscore_, dctx, &dfake_);
-  g.backward(dfake_, gctx);
+  g.backward(dfake_.reshaped(fake.shape()), gctx);  // d/d(pack) viewed back as d/d(sample)
   end_step(*reducer_[G]);
   opt_[G]->step(g.params(), g.grads(), static_cast<float>(schedule_[G]->lr(step_)),
-                mean_gradient_scale(g, gan_.optim_g.clip_norm, batch));
+                mean_gradient_scale(g, gan_.optim_g.clip_norm, batch / gan_.pack));
   ++updates_[G];
+}
+
+const Tensor& GanTrainer::packed(const Tensor& rows) {
+  // Consecutive rows are contiguous, so m of them side by side along the first sample dimension
+  // are the same memory: a zero-copy view. It stays alive as D's last input for the backward.
+  Shape s = rows.shape();
+  DPT_ASSERT(s[0] % gan_.pack == 0,
+             "a rank's rows " + s.str() + " are not whole packs of " + std::to_string(gan_.pack));
+  s[0] /= gan_.pack;
+  s[1] *= gan_.pack;
+  d_input_ = rows.reshaped(s);
+  return d_input_;
 }
 
 float GanTrainer::mean_gradient_scale(Model& m, double clip_norm, int64_t global_rows) const {
@@ -329,7 +367,7 @@ void GanTrainer::log_interval(int64_t epoch) {
   last_loss_[D] = ds[stat_count] > 0 ? ds[stat_loss] / (0.5 * ds[stat_count]) : last_loss_[D];
   auto now = std::chrono::steady_clock::now();
   const double dt = std::chrono::duration<double>(now - interval_start_).count();
-  const double samples = gs[stat_count] + ds[stat_count];  // generated and real rows processed
+  const double samples = (gs[stat_count] + ds[stat_count]) * gan_.pack;  // generated and real rows processed
   last_samples_per_s_ = dt > 0 ? samples / dt : 0.0;
   interval_start_ = now;
   const int64_t skipped = interval_skipped_;

@@ -8,7 +8,9 @@
 //   generator step: generate a slice of a full global batch; forward D; backward through D with
 //     parameter_gradients = false into d(loss)/d(fake); backward G (G's reducer); step G.
 // Which network a step updates is a pure function of the step number, and the optional skip rule
-// a function of the all-reduced loss, so every rank agrees without a round trip. Gradients are
+// a function of the all-reduced loss, so every rank agrees without a round trip. With gan.pack = m
+// (PacGAN) D sees views of m consecutive global rows side by side and scores each pack; losses and
+// gradient means are over packs. Gradients are
 // summed over the global batch and divided by it in the optimizer step; stop requests and rank 0's checkpoint clock
 // ride the control lane of the step's reducer; checkpoints go through JobCoordination like the supervised loop's.
 #pragma once
@@ -69,6 +71,11 @@ class GanTrainer {
  private:
   enum Net { G = 0, D = 1 };
   void agree_on_start();
+  // gan.pack > 1: every rank's share of every global batch must be whole packs of consecutive
+  // global rows, so that the packs do not depend on the number of ranks; fails naming the keys.
+  void check_pack() const;
+  // D's input for `rows` [n, d0, ...]: the view [n / pack, pack * d0, ...] (kept in d_input_).
+  const Tensor& packed(const Tensor& rows);
   bool logs() const { return comm_.rank() == 0 || config_.train.all_ranks_log; }
   void print(const std::string& line);
   // The fake slice of a global batch of `global_rows` for this step: latent draws, then G forward.
@@ -115,6 +122,7 @@ class GanTrainer {
   // Step state: reused buffers, so that a step after the first allocates nothing.
   std::vector<float> latent_host_;
   Tensor latent_, x_device_, dscore_, dfake_;
+  Tensor d_input_;     // the packed view D ran forward on last (Model keeps a pointer to its input)
   Tensor stats_[2];    // LossStat sums since the last log, per network, on the device
   Tensor step_stats_;  // this discriminator step's loss (the skip rule reads it)
   double epoch_sums_[2][num_loss_stats] = {};
