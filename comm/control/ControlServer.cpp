@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "comm/control/BackgroundPriority.h"
 #include "comm/control/Sha256.h"
 #include "models/core/Error.h"
 
@@ -232,7 +233,10 @@ ControlServer::ControlServer(const Options& options, Handler& handler, Logger lo
     fail_input("coordinator: cannot listen on " + options.bind_address + ":" + std::to_string(options.port) + ": " +
                ec.message());
   impl_->accept();
-  impl_->thread = std::thread([this] { impl_->io.run(); });
+  impl_->thread = std::thread([this, background = options.background] {
+    if (background) lower_this_thread_priority();
+    impl_->io.run();
+  });
 }
 
 ControlServer::~ControlServer() {

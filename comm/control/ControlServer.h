@@ -31,6 +31,8 @@ class ControlServer {
     size_t max_frame_bytes = size_t{64} << 10;
     size_t max_bulk_frame_bytes = size_t{64} << 20;
     double handshake_timeout_s = 10.0;
+    // Run the I/O thread at a lower priority (a coordinator beside training ranks).
+    bool background = false;
   };
   class Handler {
    public:

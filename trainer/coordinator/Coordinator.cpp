@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "comm/control/BackgroundPriority.h"
 #include "models/core/Error.h"
 #include "trainer/Metrics.h"
 #include "trainer/coordinator/CheckpointWire.h"
@@ -26,6 +27,7 @@ Coordinator::Coordinator(const CoordinatorOptions& options, Logger log)
   so.token = options_.token;
   so.max_frame_bytes = options_.max_frame_bytes;
   so.max_bulk_frame_bytes = options_.max_bulk_frame_bytes;
+  so.background = true;
   try {
     server_ = std::make_unique<ControlServer>(so, *this, log_);
     if (options_.http_port >= 0)
@@ -299,6 +301,7 @@ void Coordinator::end_checkpoint(int rank, ByteReader& r) {
 }
 
 void Coordinator::write_loop() {
+  lower_this_thread_priority();
   while (true) {
     std::unique_ptr<CheckpointState> state;
     {

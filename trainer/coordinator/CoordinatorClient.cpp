@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "comm/control/BackgroundPriority.h"
 #include "models/core/Error.h"
+#include "models/core/StreamingCopy.h"
 #include "models/kernels/KernelBackend.h"
 #include "trainer/StopRequest.h"
 #include "trainer/coordinator/CheckpointWire.h"
@@ -139,7 +141,10 @@ void CoordinatorClient::stage_checkpoint(const CheckpointState& meta, const std:
   int64_t at = 0;
   for (size_t i = 0; i < flats.size(); ++i) {
     auto [b, e] = job->ranges[i];
-    copy_memory(staging_.data() + at, Device::cpu, flats[i] + b, device, static_cast<size_t>(e - b) * sizeof(float));
+    if (device == Device::cpu)
+      streaming_copy(staging_.data() + at, flats[i] + b, e - b);
+    else
+      copy_memory(staging_.data() + at, Device::cpu, flats[i] + b, device, static_cast<size_t>(e - b) * sizeof(float));
     at += e - b;
   }
   job_ = std::move(job);
@@ -147,6 +152,7 @@ void CoordinatorClient::stage_checkpoint(const CheckpointState& meta, const std:
 }
 
 void CoordinatorClient::send_loop() {
+  lower_this_thread_priority();
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [&] { return closing_ || job_; });
