@@ -17,7 +17,7 @@ struct FlatEntry {
   std::string group;              // "params", "optimizer/adam_m", ...
   std::vector<ParamInfo> layout;  // the parts and their offsets
   std::vector<float> data;        // the whole flat buffer (padding included)
-  int64_t size = 0;  // its length when `data` is not held (metadata only)
+  int64_t size = 0;               // its length when `data` is not held (metadata only)
   int64_t length() const { return data.empty() ? size : static_cast<int64_t>(data.size()); }
 };
 

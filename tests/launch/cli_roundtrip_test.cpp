@@ -71,10 +71,10 @@ TEST_CASE("a dataset written by h5py trains, and ours read in h5py", "[cli]") {
   CHECK(acc >= 95.0);
 
   run_cli({"data", "synth", "shapes", "--n", "50", "--out", dir.file("shapes.h5")});
-  CliResult back =
-      run_program({python, "-c",
-                   "import h5py, sys\nf = h5py.File(sys.argv[1])\n"
-                   "print(f['x'].shape, f['x'].dtype, f['y'].dtype, f.attrs['format'].decode(), f.attrs['num_classes'])\n",
-                   dir.file("shapes.h5")});
+  CliResult back = run_program(
+      {python, "-c",
+       "import h5py, sys\nf = h5py.File(sys.argv[1])\n"
+       "print(f['x'].shape, f['x'].dtype, f['y'].dtype, f.attrs['format'].decode(), f.attrs['num_classes'])\n",
+       dir.file("shapes.h5")});
   CHECK(back.out.find("(50, 1, 28, 28) float32 int32 dptrain-dataset/1 4") != std::string::npos);
 }
