@@ -13,6 +13,7 @@
 #include "models/zoo/PriorSampler.h"
 #include "storage/checkpoint/ModelFile.h"
 #include "storage/image/PngWriter.h"
+#include "trainer/CommCrossRankSum.h"
 #include "trainer/StopRequest.h"
 #include "trainer/TestHooks.h"
 
@@ -25,23 +26,6 @@ std::string with_commas(int64_t v) {
   for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
   return s;
 }
-
-// Lets layers with global-batch statistics (synchronized batch norm) sum over the job's ranks.
-class CommCrossRankSum final : public CrossRankSum {
- public:
-  explicit CommCrossRankSum(Communicator& comm) : comm_(comm) {}
-  void sum(float* data, int64_t count) override {
-    comm_.set_operation("batch statistics all-reduce", comm_.step());
-    comm_.allreduce_sum(data, count);
-  }
-  void sum(double* data, int64_t count) override {
-    comm_.set_operation("batch statistics all-reduce", comm_.step());
-    comm_.allreduce_sum(data, count);
-  }
-
- private:
-  Communicator& comm_;
-};
 
 // Reconstruction losses (autoencoders, VAE) compare the output with the input itself.
 // Soft pseudo-labels (self-training) come as target distributions and replace the class ids.
