@@ -25,4 +25,11 @@ void install_stop_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
+std::string requeue_message(int64_t seen_step, int64_t step) {
+  return (seen_step >= 0 ? "stop requested before step " + std::to_string(seen_step)
+                         : std::string("another rank was asked to stop")) +
+         "; stopped after step " + std::to_string(step) + " and checkpointed; exit code " +
+         std::to_string(requeue_exit_code) + " asks for a requeue";
+}
+
 }  // namespace dptrain

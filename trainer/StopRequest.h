@@ -3,11 +3,18 @@
 // agrees on it with the other ranks through the gradient all-reduce's control lane.
 #pragma once
 
+#include <cstdint>
+#include <string>
+
 namespace dptrain {
 
 // Exit code of a run that stopped on request after writing its checkpoint: the job should be
 // requeued (EX_TEMPFAIL, "try again later").
 constexpr int requeue_exit_code = 75;
+
+// What rank 0 prints when a run stops on request: `seen_step` is the step before which this
+// process saw the request (-1 when another rank did), `step` the step it checkpointed after.
+std::string requeue_message(int64_t seen_step, int64_t step);
 
 void request_stop();  // async-signal-safe
 bool stop_requested();

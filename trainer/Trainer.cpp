@@ -580,10 +580,7 @@ bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_
         // Asked to stop (SIGUSR1/SIGTERM or the coordinator): every rank saw it in the same step's
         // control lane, so all checkpoint this step and leave together, to be requeued.
         maybe_checkpoint(true);
-        print((stop_seen_step_ >= 0 ? "stop requested before step " + std::to_string(stop_seen_step_)
-                                    : std::string("another rank was asked to stop")) +
-              "; stopped after step " + std::to_string(step_) + " and checkpointed; exit code " +
-              std::to_string(requeue_exit_code) + " asks for a requeue");
+        print(requeue_message(stop_seen_step_, step_));
         result.requeue = true;
         result.steps = step_;
         return false;

@@ -71,4 +71,15 @@ void Tensor::copy_from(const Tensor& src) {
 
 void Tensor::fill(float value) { kernels(device_).fill(numel(), value, data_); }
 
+std::vector<float> to_host(const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  copy_memory(v.data(), Device::cpu, t.data(), t.device(), v.size() * sizeof(float));
+  return v;
+}
+
+void from_host(Tensor& t, const std::vector<float>& v) {
+  DPT_ASSERT(static_cast<int64_t>(v.size()) == t.numel(), "host buffer size");
+  copy_memory(t.data(), t.device(), v.data(), Device::cpu, v.size() * sizeof(float));
+}
+
 }  // namespace dptrain

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "models/core/Device.h"
 #include "models/core/Shape.h"
@@ -74,6 +75,11 @@ class Tensor {
   bool view_ = false;    // views never reallocate
   bool alias_ = false;   // see reshaped()
 };
+
+// A host copy of a tensor's elements (from any device), and the way back into a tensor of the
+// same number of elements.
+std::vector<float> to_host(const Tensor& t);
+void from_host(Tensor& t, const std::vector<float>& v);
 
 // Typed workspace memory (indices, masks) that grows like Tensor::resize.
 template <typename T>

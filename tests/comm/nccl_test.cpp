@@ -31,12 +31,6 @@ bool nccl_usable() {
   return true;
 }
 
-std::vector<float> to_host(const Tensor& t) {
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  copy_memory(out.data(), Device::cpu, t.data(), t.device(), out.size() * sizeof(float));
-  return out;
-}
-
 Tensor on_device(const std::vector<float>& v) {
   Tensor t = Tensor::zeros({static_cast<int64_t>(v.size())}, Device::cuda);
   copy_memory(t.data(), Device::cuda, v.data(), Device::cpu, v.size() * sizeof(float));

@@ -18,6 +18,7 @@
 #include "models/core/Philox.h"
 #include "models/core/Tensor.h"
 #include "models/kernels/KernelBackend.h"
+#include "models/layers/ActivationNames.h"
 
 using namespace dptrain;
 
@@ -88,22 +89,6 @@ std::vector<int32_t> integers(int64_t n, uint32_t id, int32_t lo, int32_t hi) { 
   std::vector<int32_t> v(static_cast<size_t>(n));
   for (auto& x : v) x = lo + static_cast<int32_t>(rng.below(static_cast<uint64_t>(hi - lo)));
   return v;
-}
-
-const char* act_name(Activation a) {
-  switch (a) {
-    case Activation::identity:
-      return "identity";
-    case Activation::relu:
-      return "relu";
-    case Activation::leaky_relu:
-      return "leaky_relu";
-    case Activation::sigmoid:
-      return "sigmoid";
-    case Activation::tanh:
-      return "tanh";
-  }
-  return "?";
 }
 
 const Activation all_acts[] = {Activation::identity, Activation::relu, Activation::leaky_relu, Activation::sigmoid,
@@ -201,24 +186,23 @@ std::vector<OpCase> op_cases() {
     const double tol = a == Activation::sigmoid || a == Activation::tanh ? 2e-6 : 0;
     for (int64_t hw : {int64_t{1}, int64_t{13}})
       for (bool bias : {true, false})
-        t.push_back(
-            {std::string("bias_activation ") + act_name(a) + " hw " + std::to_string(hw) + (bias ? "" : " no bias"),
-             bias ? std::max(tol, 1e-7) : tol,
-             [=](OpData& d) {
-               d.f["y"] = uniform(7 * 11 * hw, 10, -3.0f, 3.0f);
-               d.f["bias"] = uniform(11, 11);
-             },
-             [=](KernelBackend& k, DeviceData& b) {
-               k.bias_activation(a, slope, 7, 11, hw, bias ? b.f("bias") : nullptr, b.f("y"));
-             }});
-    t.push_back({std::string("activation ") + act_name(a), tol,
+        t.push_back({"bias_activation " + activation_name(a) + " hw " + std::to_string(hw) + (bias ? "" : " no bias"),
+                     bias ? std::max(tol, 1e-7) : tol,
+                     [=](OpData& d) {
+                       d.f["y"] = uniform(7 * 11 * hw, 10, -3.0f, 3.0f);
+                       d.f["bias"] = uniform(11, 11);
+                     },
+                     [=](KernelBackend& k, DeviceData& b) {
+                       k.bias_activation(a, slope, 7, 11, hw, bias ? b.f("bias") : nullptr, b.f("y"));
+                     }});
+    t.push_back({"activation " + activation_name(a), tol,
                  [=](OpData& d) {
                    d.f["x"] = uniform(n, 12, -4.0f, 4.0f);
                    d.f["y"] = uniform(n, 13);
                  },
                  [=](KernelBackend& k, DeviceData& b) { k.activation(a, slope, n, b.f("x"), b.f("y")); }});
     t.push_back(
-        {std::string("activation_backward ") + act_name(a), 1e-7,
+        {"activation_backward " + activation_name(a), 1e-7,
          [=](OpData& d) {
            d.f["y"] = uniform(n, 12, a == Activation::sigmoid ? 0.0f : -1.0f, 1.0f);
            d.f["dy"] = uniform(n, 14);
@@ -569,7 +553,7 @@ std::vector<OpCase> op_cases() {
                   out_size = r.n * r.oc * spec.geometry.out_h() * spec.geometry.out_w();
     const int64_t w_size = r.oc * (r.c / r.groups) * r.k * r.k;
     t.push_back({"conv2d forward and backward n " + std::to_string(r.n) + " " + geo_name(spec.geometry) + " oc " +
-                     std::to_string(r.oc) + " groups " + std::to_string(r.groups) + " " + act_name(r.act),
+                     std::to_string(r.oc) + " groups " + std::to_string(r.groups) + " " + activation_name(r.act),
                  2e-5,
                  [=](OpData& d) {
                    d.f["x"] = uniform(in_size, 106);

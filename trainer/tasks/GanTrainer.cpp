@@ -452,10 +452,7 @@ GanResult GanTrainer::run() {
     if (stop_after_step_) {
       // Every rank saw the request in this step's control lane: all checkpoint here and leave.
       maybe_checkpoint(true);
-      print((stop_seen_step_ >= 0 ? "stop requested before step " + std::to_string(stop_seen_step_)
-                                  : std::string("another rank was asked to stop")) +
-            "; stopped after step " + std::to_string(step_) + " and checkpointed; exit code " +
-            std::to_string(requeue_exit_code) + " asks for a requeue");
+      print(requeue_message(stop_seen_step_, step_));
       result.requeue = true;
       result.steps = step_;
       return result;

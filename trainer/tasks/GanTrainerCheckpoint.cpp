@@ -13,17 +13,6 @@ namespace dptrain {
 
 namespace {
 
-std::vector<float> to_host(const Tensor& t) {
-  std::vector<float> v(static_cast<size_t>(t.numel()));
-  copy_memory(v.data(), Device::cpu, t.data(), t.device(), v.size() * sizeof(float));
-  return v;
-}
-
-void from_host(Tensor& t, const std::vector<float>& v) {
-  DPT_ASSERT(static_cast<int64_t>(v.size()) == t.numel(), "checkpoint buffer size");
-  copy_memory(t.data(), t.device(), v.data(), Device::cpu, v.size() * sizeof(float));
-}
-
 const char* const net_names[2] = {"generator", "discriminator"};
 
 }  // namespace
