@@ -25,10 +25,21 @@ void install_stop_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-std::string requeue_message(int64_t seen_step, int64_t step) {
-  return (seen_step >= 0 ? "stop requested before step " + std::to_string(seen_step)
-                         : std::string("another rank was asked to stop")) +
-         "; stopped after step " + std::to_string(step) + " and checkpointed; exit code " +
+float StopSighting::post(int64_t step) {
+  if (!stop_requested()) return 0.0f;
+  if (here_ < 0) here_ = step;
+  return 1.0f;
+}
+
+bool StopSighting::agree(int64_t step, float lane) {
+  if (lane > 0.0f && agreed_ < 0) agreed_ = step;
+  return agreed();
+}
+
+std::string StopSighting::requeue_message(int64_t stopped_after) const {
+  const int64_t seen = here_ >= 0 && here_ <= agreed_ ? here_ : agreed_;
+  return "stop requested before step " + std::to_string(seen) + (seen == here_ ? "" : " (on another rank)") +
+         "; stopped after step " + std::to_string(stopped_after) + " and checkpointed; exit code " +
          std::to_string(requeue_exit_code) + " asks for a requeue";
 }
 

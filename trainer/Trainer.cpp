@@ -309,9 +309,7 @@ void Trainer::train_step(const Batch& batch, bool stage_next) {
                   true,        cross_rank_.get()};
   ctx.loss_stats = stats_.data();  // auxiliary losses (a VAE's KL term) report with the main loss
   ctx.loss_scale = 1.0f / static_cast<float>(batch.global_rows);
-  if (stop_requested() && stop_seen_step_ < 0) stop_seen_step_ = step_;
-  const float control[GradientReducer::control_lanes] = {stop_requested() ? 1.0f : 0.0f,
-                                                         checkpoint_time_due() ? 1.0f : 0.0f};
+  const float control[GradientReducer::control_lanes] = {stop_.post(step_), checkpoint_time_due() ? 1.0f : 0.0f};
   reducer_->begin_step(step_, control);
   if (unlabeled_reader_) ctx.on_gradients_ready = nullptr;  // gradients are final after the second pass
   step_compute(batch, *x, ctx);
@@ -351,7 +349,7 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
     });
     optimizer_->set_steps(steps + 1);
     reducer_->finish();
-    stop_after_step_ = stop_after_step_ || reducer_->control(0) > 0.0f;
+    stop_.agree(step_, reducer_->control(0));
     checkpoint_due_ = checkpoint_due_ || reducer_->control(1) > 0.0f;
     // A key that changes nearly every step (a learning rate decayed per step) makes capturing cost
     // more than it saves: fall back to plain launches.
@@ -393,7 +391,7 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
     model_->backward(entropy_dout_, uctx);
   }
   reducer_->finish();
-  stop_after_step_ = stop_after_step_ || reducer_->control(0) > 0.0f;
+  stop_.agree(step_, reducer_->control(0));
   checkpoint_due_ = checkpoint_due_ || reducer_->control(1) > 0.0f;
   float grad_scale = 1.0f;
   if (config_.optim.clip_norm > 0.0) {
@@ -576,11 +574,11 @@ bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_
       train_step(next_training_batch(), s + 1 < spe && step_ + 1 < total);
       if (auto* client = coordination_->client()) client->set_progress(step_, last_samples_per_s_);
       if ((s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total) log_interval(epoch, s + 1);
-      if (stop_after_step_) {
+      if (stop_.agreed()) {
         // Asked to stop (SIGUSR1/SIGTERM or the coordinator): every rank saw it in the same step's
         // control lane, so all checkpoint this step and leave together, to be requeued.
         maybe_checkpoint(true);
-        print(requeue_message(stop_seen_step_, step_));
+        print(stop_.requeue_message(step_));
         result.requeue = true;
         result.steps = step_;
         return false;

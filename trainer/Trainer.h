@@ -22,6 +22,7 @@
 #include "trainer/EarlyStopping.h"
 #include "trainer/FeatureScaler.h"
 #include "trainer/Metrics.h"
+#include "trainer/StopRequest.h"
 #include "trainer/TrainConfig.h"
 #include "trainer/coordinator/JobCoordination.h"
 #include "trainer/optim/LrSchedule.h"
@@ -143,10 +144,9 @@ class Trainer {
   int64_t interval_steps_ = 0;
   int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
   std::unique_ptr<JobCoordination> coordination_;
-  bool checkpoint_due_ = false;   // rank 0's clock said so (control lane)
-  bool stop_after_step_ = false;  // some rank was asked to stop (control lane)
+  bool checkpoint_due_ = false;  // rank 0's clock said so (control lane)
   double last_samples_per_s_ = 0.0;
-  int64_t stop_seen_step_ = -1;  // first step this rank began with a stop request pending
+  StopSighting stop_;  // some rank was asked to stop (control lane)
   std::chrono::steady_clock::time_point last_checkpoint_time_;
   int64_t last_checkpoint_step_ = -1;
   bool stopped_early_ = false;

@@ -38,9 +38,20 @@ std::vector<int64_t> json_ints(const std::string& json, const std::string& key) 
 
 struct Job {
   TempDir dir;
-  int http_port;
+  int http_port = -1;  // read from the job's output: the config asks for any free port
   std::string config;
 };
+
+// The port of "status at http://HOST:PORT/status" in a job's output, or -1 before it is printed.
+int status_port(const std::string& log) {
+  const std::string mark = "status at http://";
+  auto at = log.rfind(mark);
+  if (at == std::string::npos) return -1;
+  auto colon = log.find(':', at + mark.size());
+  auto end = log.find("/status", at);
+  if (colon == std::string::npos || end == std::string::npos || end < colon) return -1;
+  return std::stoi(log.substr(colon + 1, end - colon - 1));
+}
 
 void make_job(Job& job) {
   SynthOptions s;
@@ -48,14 +59,12 @@ void make_job(Job& job) {
   s.n = 1200;
   s.dim = 6;
   write_dataset_file(job.dir.file("data.h5"), synthesize(s));
-  Philox rng(static_cast<uint64_t>(::getpid()), RandomPurpose::synth, 3);
-  job.http_port = 20000 + static_cast<int>(rng.below(30000));
   job.config = job.dir.file("c.toml");
   write_text(job.config, "seed = 9\n[data]\ntrain = \"" + job.dir.file("data.h5") +
                              "\"\nnormalize = \"zscore\"\n[model]\nkind = \"mlp\"\nhidden = [32]\ndropout = 0.1\n" +
                              "[optim]\nkind = \"adam\"\nlr = 0.005\n[train]\nbatch_size = 20\nepochs = 4\n" +
                              "progress = false\nlog_every = 10\n[checkpoint]\nevery_steps = 10\n" +
-                             "[coordinator]\nheartbeat_s = 0.05\nhttp_port = " + std::to_string(job.http_port) + "\n");
+                             "[coordinator]\nheartbeat_s = 0.05\nhttp_port = 0\n");
 }
 
 std::vector<std::string> launch_args(const Job& job, const std::string& out, int restarts) {
@@ -71,10 +80,14 @@ std::vector<std::string> launch_args(const Job& job, const std::string& out, int
 }
 
 // Waits until /status shows two ranks, none of them in `dead`, both past `step`; returns their pids.
-std::vector<int64_t> wait_for_ranks(const Job& job, int64_t step, const std::set<int64_t>& dead) {
+// Fails early, with the job's output, when the job exits first.
+std::vector<int64_t> wait_for_ranks(Job& job, int64_t step, const std::set<int64_t>& dead, BackgroundProcess& run,
+                                    const std::string& log) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::string status = http_get(job.http_port, "/status");
+  std::string status;
+  while (std::chrono::steady_clock::now() < deadline && run.running()) {
+    job.http_port = status_port(read_text(log));
+    status = job.http_port > 0 ? http_get(job.http_port, "/status") : "";
     auto at = status.find("\"ranks\": [");
     std::string ranks = at == std::string::npos ? "" : status.substr(at);
     auto pids = json_ints(ranks, "pid");
@@ -84,7 +97,11 @@ std::vector<int64_t> wait_for_ranks(const Job& job, int64_t step, const std::set
     if (ok) return pids;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  FAIL("the job did not reach step " << step << " with two live ranks");
+  const bool exited = !run.running();
+  FAIL("the job did not reach step " << step << " with two live ranks"
+                                     << (exited ? " (it exited with " + std::to_string(run.wait()) + ")" : "")
+                                     << "\nlast /status: " << status << "\njob output:\n"
+                                     << read_text(log));
   return {};
 }
 
@@ -112,12 +129,13 @@ TEST_CASE("launch: three workers killed at random steps, the job ends as if unin
   INFO(ref.out << ref.err);
   REQUIRE(ref.exit_code == 0);
 
-  BackgroundProcess run(launch_args(job, "killed", 5), {"DPTRAIN_TEST_STEP_MS=15"}, job.dir.file("killed.log"));
+  const std::string log_file = job.dir.file("killed.log");
+  BackgroundProcess run(launch_args(job, "killed", 5), {"DPTRAIN_TEST_STEP_MS=15"}, log_file);
   Philox rng(77, RandomPurpose::synth, 1);
   std::set<int64_t> dead;
   for (int k = 0; k < 3; ++k) {
     int64_t target = 15 + 50 * k + static_cast<int64_t>(rng.below(30));
-    auto pids = wait_for_ranks(job, target, dead);
+    auto pids = wait_for_ranks(job, target, dead, run, log_file);
     if (k == 0) {
       std::string metrics = http_get(job.http_port, "/metrics");
       CHECK(metrics.find("# TYPE dptrain_step gauge") != std::string::npos);
@@ -128,7 +146,7 @@ TEST_CASE("launch: three workers killed at random steps, the job ends as if unin
     dead.insert(pids.begin(), pids.end());  // the other rank dies with the job
   }
   CHECK(run.wait() == 0);
-  std::string log = read_text(job.dir.file("killed.log"));
+  std::string log = read_text(log_file);
   INFO(log);
   size_t restarts = 0;
   for (size_t at = log.find("restarting from"); at != std::string::npos; at = log.find("restarting from", at + 1))
@@ -150,8 +168,9 @@ TEST_CASE("launch: SIGUSR1 checkpoints within 2 steps and exits 75; rerunning fi
 
   CliResult first;
   {
-    BackgroundProcess run(launch_args(job, "preempted", 0), {"DPTRAIN_TEST_STEP_MS=15"});
-    wait_for_ranks(job, 57, {});
+    const std::string log_file = job.dir.file("preempted.log");
+    BackgroundProcess run(launch_args(job, "preempted", 0), {"DPTRAIN_TEST_STEP_MS=15"}, log_file);
+    wait_for_ranks(job, 57, {}, run, log_file);
     std::string status = http_get(job.http_port, "/status");
     CHECK(json_ints(status, "ranks_alive") == std::vector<int64_t>{2});
     auto t0 = std::chrono::steady_clock::now();
@@ -191,7 +210,7 @@ TEST_CASE("train under mpirun: SIGUSR1 to mpirun stops every rank within 2 steps
   std::string line;
   for (const auto& a : cmd) line += "'" + a + "' ";
   BackgroundProcess run({"sh", "-c", "exec " + line + " > " + log + " 2>&1"});
-  wait_for_ranks(job, 40, {});
+  wait_for_ranks(job, 40, {}, run, log);
   run.kill(SIGUSR1);
   int code = run.wait();
   std::string out = read_text(log);

@@ -131,6 +131,12 @@ BackgroundProcess::~BackgroundProcess() {
 
 void BackgroundProcess::kill(int signal) { ::kill(pid_, signal); }
 
+bool BackgroundProcess::running() {
+  if (reaped_) return false;
+  if (::waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
+  return !reaped_;
+}
+
 int BackgroundProcess::wait() {
   if (!reaped_) {
     ::waitpid(pid_, &status_, 0);

@@ -49,6 +49,8 @@ class BackgroundProcess {
   BackgroundProcess& operator=(const BackgroundProcess&) = delete;
   int pid() const { return pid_; }
   void kill(int signal);
+  // True while the process has not exited (reaps it when it has, without blocking).
+  bool running();
   // Waits for the exit and returns the exit code (128 + signal when killed).
   int wait();
 

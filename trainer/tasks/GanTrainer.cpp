@@ -215,15 +215,13 @@ int64_t GanTrainer::total_steps() const {
 }
 
 void GanTrainer::begin_step(GradientReducer& reducer) {
-  if (stop_requested() && stop_seen_step_ < 0) stop_seen_step_ = step_;
-  const float control[GradientReducer::control_lanes] = {stop_requested() ? 1.0f : 0.0f,
-                                                         checkpoint_time_due() ? 1.0f : 0.0f};
+  const float control[GradientReducer::control_lanes] = {stop_.post(step_), checkpoint_time_due() ? 1.0f : 0.0f};
   reducer.begin_step(step_, control);
 }
 
 void GanTrainer::end_step(GradientReducer& reducer) {
   reducer.finish();
-  stop_after_step_ = stop_after_step_ || reducer.control(0) > 0.0f;
+  stop_.agree(step_, reducer.control(0));
   checkpoint_due_ = checkpoint_due_ || reducer.control(1) > 0.0f;
 }
 
@@ -449,10 +447,10 @@ GanResult GanTrainer::run() {
     const bool epoch_done = is_d && reader_->cursor().epoch != epoch;
     if (step_ % config_.train.log_every == 0 || step_ == total || epoch_done) log_interval(epoch);
     if (epoch_done) end_epoch(epoch);
-    if (stop_after_step_) {
+    if (stop_.agreed()) {
       // Every rank saw the request in this step's control lane: all checkpoint here and leave.
       maybe_checkpoint(true);
-      print(requeue_message(stop_seen_step_, step_));
+      print(stop_.requeue_message(step_));
       result.requeue = true;
       result.steps = step_;
       return result;

@@ -130,8 +130,8 @@ class GanTrainer {
   int64_t step_ = 0;
   int64_t updates_[2] = {0, 0};
   int64_t d_skipped_ = 0, interval_skipped_ = 0;
-  bool checkpoint_due_ = false, stop_after_step_ = false;
-  int64_t stop_seen_step_ = -1;
+  bool checkpoint_due_ = false;
+  StopSighting stop_;  // some rank was asked to stop (control lane)
   int64_t last_checkpoint_step_ = -1;
   double last_loss_[2] = {0.0, 0.0};
   double last_samples_per_s_ = 0.0;
