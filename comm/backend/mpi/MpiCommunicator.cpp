@@ -147,8 +147,10 @@ void MpiCommunicator::poll_until(Done done, uint64_t sequence) {
     if (done()) return;
     auto now = std::chrono::steady_clock::now();
     if (now > deadline) timed_out(sequence);
-    // Spin briefly for low latency, then back off so oversubscribed ranks leave the core to peers.
-    if (spins < 200)
+    // Spin (yielding) for the first few milliseconds: MPI moves a large message only inside MPI
+    // calls, so a sleeping rank delays its peer too; then back off so that oversubscribed ranks
+    // leave the core to their peers.
+    if (now - start < std::chrono::milliseconds(5))
       sched_yield();
     else
       std::this_thread::sleep_for(std::chrono::microseconds(spins < 2000 ? 20 : 500));
