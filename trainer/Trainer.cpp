@@ -68,6 +68,17 @@ std::string in_dir(const std::string& dir, const std::string& file) {
 
 }  // namespace
 
+Device choose_training_device(const TrainConfig& config, Communicator& comm) {
+  Device device = Device::cpu;
+  if (config.device == "cuda" || (config.device == "auto" && cuda_available())) device = Device::cuda;
+  if (device == Device::cuda) {
+    if (comm.size() > 1 && comm.device() != Device::cuda && cuda_devices() > 0)
+      cuda_set_device(cuda_device_for_local_rank(comm.local_rank()));
+    kernels(device);  // fails clearly when there is no GPU
+  }
+  return device;
+}
+
 Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm) : config_(config), comm_(comm) {
   int threads = config_.threads;
   if (threads == 0)
@@ -93,15 +104,8 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   if (config_.data.normalize) scaler_ = FeatureScaler::fit(train, splits_.train.rows);
 
   ZooModel zoo = build_model(root.child("model"), task_, train.sample_shape());
-  Device device = Device::cpu;
-  if (config_.device == "cuda" || (config_.device == "auto" && cuda_available())) device = Device::cuda;
-  if (device == Device::cuda) {
-    // One rank per GPU: the NCCL communicator has chosen this rank's device; with MPI it is chosen here.
-    if (comm_.size() > 1 && comm_.device() != Device::cuda && cuda_devices() > 0)
-      cuda_set_device(cuda_device_for_local_rank(comm_.local_rank()));
-    kernels(device);  // fails clearly when there is no GPU
-    stager_ = std::make_unique<DeviceBatchStager>();
-  }
+  const Device device = choose_training_device(config_, comm_);
+  if (device == Device::cuda) stager_ = std::make_unique<DeviceBatchStager>();
   model_ = std::make_unique<Model>(std::move(zoo.root), train.sample_shape(), device);
   model_->initialize(config_.seed);
   loss_ = std::make_unique<Loss>(zoo.loss, 1.0f, zoo.reconstruct);

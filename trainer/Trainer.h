@@ -46,6 +46,11 @@ struct TrainResult {
   std::string model_path;
 };
 
+// The device a rank trains on (`device` = "cpu" | "cuda" | "auto"). On a GPU it also makes this
+// rank's GPU current: the NCCL communicator has chosen it; with MPI it is the local rank's, one
+// rank per GPU. Fails clearly when "cuda" is asked for and there is no GPU.
+Device choose_training_device(const TrainConfig& config, Communicator& comm);
+
 class Trainer {
  public:
   // `root` is the whole parsed config (its [model] table builds the model).
