@@ -206,6 +206,17 @@ class KernelBackend {
   virtual void upsample_nearest_backward(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* dy,
                                          float* dx) = 0;
 
+  // ---- minibatch standard deviation (ProGAN's discriminator feature): `rows` rows of `features`
+  // values in groups of `group` consecutive rows (the last group may be shorter). A group's
+  // statistic is the mean over the features of sqrt(var + 1e-8), the variance over the group's
+  // rows; each output row is its input row followed by `extra` copies of its group's statistic.
+  virtual void minibatch_stddev(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
+                                float* y) = 0;
+  // dx (overwritten) = dy's copy of x plus, through the statistic, the sum of the group's `extra`
+  // gradients times d(statistic)/dx = (x - mean) / (features * group rows * sqrt(var + 1e-8)).
+  virtual void minibatch_stddev_backward(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
+                                         const float* dy, float* dx) = 0;
+
   // ---- max-unpooling with the argmax a max pooling recorded: each plane of `pooled` values is
   // scattered (+=, windows may overlap) into a zeroed plane of `hw` values at its argmax.
   virtual void max_unpool(int64_t planes, int64_t pooled, int64_t hw, const float* x, const int32_t* argmax,

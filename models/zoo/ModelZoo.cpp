@@ -15,6 +15,7 @@
 #include "models/layers/LayerNorm.h"
 #include "models/layers/MaxUnpool2d.h"
 #include "models/layers/Maxout.h"
+#include "models/layers/MinibatchStddev.h"
 #include "models/layers/Pool2d.h"
 #include "models/layers/Recurrent.h"
 #include "models/layers/Reshape.h"
@@ -178,6 +179,11 @@ std::unique_ptr<Layer> LayerBuilder::layer(const ConfigNode& c) {
   if (type == "upsample2d" || type == "upsample") {
     auto [sh, sw] = pair_of(c, "scale", 2);
     return std::make_unique<Upsample2d>(sh, sw);
+  }
+  if (type == "minibatch_stddev") {
+    const int64_t group = c.get_int("group", 4);
+    if (group < 2) c.fail("group", "must be at least 2 (consecutive samples whose spread is measured)");
+    return std::make_unique<MinibatchStddev>(group);
   }
   if (type == "global_avgpool") return std::make_unique<Pool2d>(Pool2d::Kind::average, 0, 0, 0);
   if (type == "flatten") return std::make_unique<Reshape>();
@@ -505,7 +511,8 @@ const char* model_kinds_help() {
 
 const char* layer_types_help() {
   return "dense, conv2d, conv_transpose2d, maxpool2d, avgpool2d, global_avgpool, maxunpool2d, upsample2d, flatten, "
-         "reshape, dropout, maxout, batchnorm, layernorm, residual, concat, highway, embedding, rnn, lstm, "
+         "reshape, dropout, maxout, minibatch_stddev, batchnorm, layernorm, residual, concat, highway, embedding, rnn, "
+         "lstm, "
          "time_distributed, gaussian_sample, relu, leaky_relu, sigmoid, tanh";
 }
 

@@ -26,6 +26,7 @@
 #include "models/layers/LayerNorm.h"
 #include "models/layers/MaxUnpool2d.h"
 #include "models/layers/Maxout.h"
+#include "models/layers/MinibatchStddev.h"
 #include "models/layers/Pool2d.h"
 #include "models/layers/Recurrent.h"
 #include "models/layers/Reshape.h"
@@ -259,6 +260,15 @@ const std::vector<LayerCase>& layer_cases() {
        Shape{1, 3, 2}},
       {"upsample2d 2x2", [] { return std::make_unique<Upsample2d>(2, 2); }, Shape{2, 2, 3}},
       {"upsample2d 3x1", [] { return std::make_unique<Upsample2d>(3, 1); }, Shape{1, 2, 2}},
+      // Batch 3: groups of 2 end in a group of one (its spread is 0, its gradient 0).
+      {"minibatch_stddev [C, H, W] group 2", [] { return std::make_unique<MinibatchStddev>(2); }, Shape{2, 3, 3}},
+      {"minibatch_stddev features group 3", [] { return std::make_unique<MinibatchStddev>(3); }, Shape{5}},
+      {"conv2d + minibatch_stddev + conv2d",
+       [] {
+         return chain_of(std::make_unique<Conv2d>(conv(2, 3, 1, 1, 1, 1, Activation::tanh)),
+                         std::make_unique<MinibatchStddev>(3), std::make_unique<Conv2d>(conv(2, 3, 1, 0, 1, 1)));
+       },
+       Shape{1, 4, 4}},
       {"maxpool 2 + maxunpool", [] { return pool_then_unpool(2, 2, 0); }, Shape{2, 4, 4}},
       {"maxpool 3 stride 2 pad 1 + maxunpool", [] { return pool_then_unpool(3, 2, 1); }, Shape{1, 5, 5}},
       {"residual identity",

@@ -6,6 +6,8 @@
 // against itself (same bits, as its determinism promises), which also proves the table runs.
 #include <catch2/catch.hpp>
 
+#include <array>
+
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -476,6 +478,20 @@ std::vector<OpCase> op_cases() {
                  k.upsample_nearest(4, 5, 6, 3, 2, b.f("x"), b.f("y"));
                  k.upsample_nearest_backward(4, 5, 6, 3, 2, b.f("dy"), b.f("dx"));
                }});
+  // [3, 5, 5] samples (one extra channel of 25) in groups of 4 with a shorter last group, and
+  // 300 features (one extra) in groups of 3.
+  for (auto [rows, group, features, extra] : {std::array<int64_t, 4>{13, 4, 75, 25}, {12, 3, 300, 1}})
+    t.push_back({"minibatch_stddev and backward, group " + std::to_string(group), 1e-5,
+                 [=](OpData& d) {
+                   d.f["x"] = uniform(rows * features, 94, -2.0f, 3.0f);
+                   d.f["y"] = uniform(rows * (features + extra), 95);
+                   d.f["dy"] = uniform(rows * (features + extra), 96);
+                   d.f["dx"] = uniform(rows * features, 97);
+                 },
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.minibatch_stddev(rows, group, features, extra, b.f("x"), b.f("y"));
+                   k.minibatch_stddev_backward(rows, group, features, extra, b.f("x"), b.f("dy"), b.f("dx"));
+                 }});
   t.push_back({"max_unpool and backward (repeated and missing argmax)", 0,
                [](OpData& d) {
                  auto a = integers(6 * 10, 85, -1, 25);  // -1: no position; repeats: overlapping windows

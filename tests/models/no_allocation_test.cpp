@@ -19,6 +19,7 @@
 #include "models/layers/Highway.h"
 #include "models/layers/LayerNorm.h"
 #include "models/layers/MaxUnpool2d.h"
+#include "models/layers/MinibatchStddev.h"
 #include "models/layers/Pool2d.h"
 #include "models/layers/Recurrent.h"
 #include "models/layers/Reshape.h"
@@ -128,7 +129,9 @@ int64_t allocations_after_first_step(Model& model, const Tensor& x, LossKind kin
 }  // namespace
 
 TEST_CASE("a training step through the modern layers allocates nothing after the first", "[models][memory]") {
-  SECTION("images: batch norm, residual, concat, unpooling, transposed conv, layer norm, highway, VAE sampling") {
+  SECTION(
+      "images: batch norm, residual, concat, unpooling, transposed conv, minibatch stddev, layer norm, highway, VAE "
+      "sampling") {
     auto seq = std::make_unique<Sequential>();
     Conv2dOptions c;
     c.out_channels = 4;
@@ -155,6 +158,7 @@ TEST_CASE("a training step through the modern layers allocates nothing after the
     t.padding = 1;
     t.output_padding = 1;
     seq->add(std::make_unique<ConvTranspose2d>(t));
+    seq->add(std::make_unique<MinibatchStddev>(4));
     seq->add(std::make_unique<Pool2d>(Pool2d::Kind::average, 4));
     seq->add(std::make_unique<Reshape>());
     seq->add(std::make_unique<LayerNorm>());

@@ -130,3 +130,19 @@ TEST_CASE("N ranks match one rank: PacGAN packing (pack = 3), MLP pair with drop
   // The ring's 2-D samples packed as 6 features; 900 rows = 25 batches of 36.
   check_equivalent("ring", mlp_pair, "non_saturating", "pack = 3\n", 36);
 }
+
+TEST_CASE("N ranks match one rank: minibatch_stddev in D (conv pair, group 2; MLP pair, group 3)",
+          "[mpi][equivalence][gan]") {
+  // Groups are consecutive rows of one rank: global batches of 24 (groups of 2) and 36 (groups of
+  // 3) give 1, 2, 3 or 4 ranks whole groups, so the groups are the single process's.
+  std::string conv = conv_pair;
+  const std::string second_conv = "{ type = \"conv2d\", filters = 8";
+  conv.insert(conv.find(second_conv), "{ type = \"minibatch_stddev\", group = 2 }, ");
+  check_equivalent("shapes", conv, "non_saturating", "", 24);
+  const std::string mlp =
+      "[gan.generator]\nkind = \"layers\"\nlayers = [{ type = \"dense\", units = 32, activation = \"relu\" }, "
+      "{ type = \"dense\", units = 2 }]\n[gan.discriminator]\nkind = \"layers\"\nlayers = [{ type = \"dense\", "
+      "units = 32, activation = \"leaky_relu\", slope = 0.2 }, { type = \"minibatch_stddev\", group = 3 }, "
+      "{ type = \"dense\", units = 32, activation = \"leaky_relu\", slope = 0.2 }, { type = \"dense\", units = 1 }]\n";
+  check_equivalent("ring", mlp, "non_saturating", "", 36);
+}

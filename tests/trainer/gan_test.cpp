@@ -352,6 +352,20 @@ TEST_CASE("bad [gan] configs fail naming the key", "[gan][cli]") {
   ring210.kind = "ring";
   ring210.n = 210;  // 10 batches of 20, then one of 10: not whole packs of 4
   fails(ring_toml(synth_file(dir, "ring210", ring210), "pack = 4\n"), "the last batch of an epoch (10 of 210 rows");
+  // The same for the groups of a minibatch_stddev layer in D (rows of one rank), and its key.
+  auto stddev_d = [&](const std::string& layer, const std::string& gan_extra = "") {
+    std::string t = ring_toml(data, gan_extra);
+    t.replace(t.find("[gan.discriminator]\nkind = \"mlp\"\nhidden = [16]"),
+              std::string("[gan.discriminator]\nkind = \"mlp\"\nhidden = [16]").size(),
+              "[gan.discriminator]\nkind = \"layers\"\nlayers = [{ type = \"dense\", units = 8 }, " + layer +
+                  ", { type = \"dense\", units = 1 }]");
+    return t;
+  };
+  fails(stddev_d("{ type = \"minibatch_stddev\", group = 3 }"),
+        "group = 3 of the minibatch_stddev layer in gan.discriminator needs every rank's share of the global batch to "
+        "be whole groups of 3 rows, but train.batch_size 20");
+  fails(stddev_d("{ type = \"minibatch_stddev\", group = 4 }", "pack = 2\n"), "whole groups of 4 packs (8 rows)");
+  fails(stddev_d("{ type = \"minibatch_stddev\", group = 1 }"), "group");
 }
 
 TEST_CASE("dptrain sample draws from a generator file or a checkpoint", "[gan][cli]") {

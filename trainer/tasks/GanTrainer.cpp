@@ -8,6 +8,7 @@
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
 #include "models/kernels/cpu/CpuKernels.h"
+#include "models/layers/MinibatchStddev.h"
 #include "models/layers/Sequential.h"
 #include "storage/checkpoint/ModelFile.h"
 #include "trainer/CommCrossRankSum.h"
@@ -135,7 +136,10 @@ GanTrainer::~GanTrainer() = default;
 
 void GanTrainer::check_pack() const {
   const int64_t m = gan_.pack, b = config_.train.batch_size;
-  if (m == 1) return;
+  // D's minibatch_stddev groups are consecutive rows (packs) of what one rank holds; like the
+  // packs, they must not depend on the number of ranks.
+  const int64_t group = minibatch_stddev_group(d_->root());
+  if (m == 1 && group == 1) return;
   // The global batches a step can see: the full one (real and generated) and, without drop_last,
   // the shorter last batch of an epoch.
   std::vector<int64_t> batches{b};
@@ -144,16 +148,23 @@ void GanTrainer::check_pack() const {
   for (int64_t rows : batches)
     for (int r = 0; r < comm_.size(); ++r) {
       auto [begin, end] = ShardedReader::rank_slice(rows, r, comm_.size());
-      if (begin % m == 0 && end % m == 0) continue;
       const std::string what = rows == b ? "train.batch_size " + std::to_string(b)
                                          : "the last batch of an epoch (" + std::to_string(rows) + " of " +
                                                std::to_string(splits_.train.rows.size()) +
                                                " rows; train.drop_last = true drops it)";
-      fail_input("gan.pack = " + std::to_string(m) +
-                 " needs every rank's share of the global batch to be whole packs, but " + what + " gives rank " +
-                 std::to_string(r) + " of " + std::to_string(comm_.size()) + " rows " + std::to_string(begin) + ".." +
-                 std::to_string(end - 1) +
-                 ": choose a train.batch_size that is a multiple of gan.pack times the number of ranks");
+      const std::string gives = " gives rank " + std::to_string(r) + " of " + std::to_string(comm_.size()) + " rows " +
+                                std::to_string(begin) + ".." + std::to_string(end - 1);
+      if (begin % m != 0 || end % m != 0)
+        fail_input("gan.pack = " + std::to_string(m) +
+                   " needs every rank's share of the global batch to be whole packs, but " + what + gives +
+                   ": choose a train.batch_size that is a multiple of gan.pack times the number of ranks");
+      const int64_t unit = m * group;
+      if (begin % unit != 0 || end % unit != 0)
+        fail_input("group = " + std::to_string(group) + " of the minibatch_stddev layer in gan.discriminator needs " +
+                   "every rank's share of the global batch to be whole groups of " + std::to_string(group) +
+                   (m > 1 ? " packs (" + std::to_string(unit) + " rows)" : " rows") + ", but " + what + gives +
+                   ": choose a train.batch_size that is a multiple of the group" + (m > 1 ? " times gan.pack" : "") +
+                   " times the number of ranks, or a group that divides each rank's share");
     }
 }
 

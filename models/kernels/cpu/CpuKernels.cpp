@@ -19,6 +19,24 @@ namespace {
 // Loops shorter than this stay on one thread: forking costs more than they do.
 constexpr int64_t parallel_threshold = 1 << 15;
 
+// The group statistics of minibatch_stddev for n consecutive features of m rows `ld` apart:
+// mean[j] and s[j] = sqrt(var[j] + 1e-8), var over the rows (the CUDA kernel computes the same).
+constexpr int64_t stddev_chunk = 64;
+inline void group_stddev(const float* x, int64_t m, int64_t ld, int64_t n, float* mean, float* s) {
+  for (int64_t j = 0; j < n; ++j) mean[j] = 0.0f;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) mean[j] += x[i * ld + j];
+  const float inv_m = 1.0f / static_cast<float>(m);
+  for (int64_t j = 0; j < n; ++j) mean[j] *= inv_m;
+  for (int64_t j = 0; j < n; ++j) s[j] = 0.0f;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const float d = x[i * ld + j] - mean[j];
+      s[j] += d * d;
+    }
+  for (int64_t j = 0; j < n; ++j) s[j] = std::sqrt(s[j] * inv_m + 1e-8f);
+}
+
 inline float activate(Activation act, float slope, float v) {
   switch (act) {
     case Activation::identity:
@@ -697,6 +715,54 @@ class CpuKernels final : public KernelBackend {
           out[j] = s;
         }
       }
+  }
+
+  // Features in chunks of a fixed size with the per-feature sums on the stack: the loops over a
+  // chunk vectorize, and nothing is allocated.
+  void minibatch_stddev(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
+                        float* y) override {
+    const int64_t groups = (rows + group - 1) / group, width = features + extra;
+#pragma omp parallel for schedule(static) if (rows * width > parallel_threshold)
+    for (int64_t k = 0; k < groups; ++k) {
+      const int64_t r0 = k * group, m = std::min(group, rows - r0);
+      double total = 0.0;
+      for (int64_t f0 = 0; f0 < features; f0 += stddev_chunk) {
+        const int64_t n = std::min(stddev_chunk, features - f0);
+        float mean[stddev_chunk], s[stddev_chunk];
+        group_stddev(x + r0 * features + f0, m, features, n, mean, s);
+        for (int64_t j = 0; j < n; ++j) total += s[j];
+      }
+      const float stat = static_cast<float>(total / static_cast<double>(features));
+      for (int64_t i = r0; i < r0 + m; ++i) {
+        float* out = y + i * width;
+        std::memcpy(out, x + i * features, static_cast<size_t>(features) * sizeof(float));
+        for (int64_t e = 0; e < extra; ++e) out[features + e] = stat;
+      }
+    }
+  }
+  void minibatch_stddev_backward(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
+                                 const float* dy, float* dx) override {
+    const int64_t groups = (rows + group - 1) / group, width = features + extra;
+#pragma omp parallel for schedule(static) if (rows * width > parallel_threshold)
+    for (int64_t k = 0; k < groups; ++k) {
+      const int64_t r0 = k * group, m = std::min(group, rows - r0);
+      double dstat = 0.0;
+      for (int64_t i = r0; i < r0 + m; ++i)
+        for (int64_t e = 0; e < extra; ++e) dstat += dy[i * width + features + e];
+      const float scale = static_cast<float>(dstat / static_cast<double>(features * m));
+      for (int64_t f0 = 0; f0 < features; f0 += stddev_chunk) {
+        const int64_t n = std::min(stddev_chunk, features - f0);
+        float mean[stddev_chunk], s[stddev_chunk];
+        group_stddev(x + r0 * features + f0, m, features, n, mean, s);
+        for (int64_t j = 0; j < n; ++j) s[j] = scale / s[j];
+        for (int64_t i = r0; i < r0 + m; ++i) {
+          const float* xi = x + i * features + f0;
+          const float* d = dy + i * width + f0;
+          float* o = dx + i * features + f0;
+          for (int64_t j = 0; j < n; ++j) o[j] = d[j] + (xi[j] - mean[j]) * s[j];
+        }
+      }
+    }
   }
 
   void max_unpool(int64_t planes, int64_t pooled, int64_t hw, const float* x, const int32_t* argmax,

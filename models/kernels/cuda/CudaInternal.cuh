@@ -274,6 +274,10 @@ class CudaKernels final : public KernelBackend {
                         float* y) override;
   void upsample_nearest_backward(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* dy,
                                  float* dx) override;
+  void minibatch_stddev(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
+                        float* y) override;
+  void minibatch_stddev_backward(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
+                                 const float* dy, float* dx) override;
   void max_unpool(int64_t planes, int64_t pooled, int64_t hw, const float* x, const int32_t* argmax, float* y) override;
   void max_unpool_backward(int64_t planes, int64_t pooled, int64_t hw, const float* dy, const int32_t* argmax,
                            float* dx) override;

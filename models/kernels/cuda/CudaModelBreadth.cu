@@ -291,6 +291,59 @@ __global__ void gaussian_sample_backward_kernel(int64_t rows, int64_t k, bool sa
   }
 }
 
+// minibatch_stddev: one block per group of rows. The mean and sqrt(var + 1e-8) of feature f over
+// the group's m rows `ld` apart, in the CPU's order.
+__device__ __forceinline__ void group_stddev(const float* x, int64_t m, int64_t ld, float& mean, float& s) {
+  float mu = 0.0f;
+  for (int64_t i = 0; i < m; ++i) mu += x[i * ld];
+  const float inv_m = 1.0f / static_cast<float>(m);
+  mu *= inv_m;
+  float q = 0.0f;
+  for (int64_t i = 0; i < m; ++i) {
+    const float d = x[i * ld] - mu;
+    q += d * d;
+  }
+  mean = mu;
+  s = sqrtf(q * inv_m + 1e-8f);
+}
+
+__global__ void minibatch_stddev_kernel(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
+                                        float* y) {
+  __shared__ double shared[threads];
+  const int64_t r0 = blockIdx.x * group, m = rows - r0 < group ? rows - r0 : group, width = features + extra;
+  double total = 0.0;
+  for (int64_t f = threadIdx.x; f < features; f += threads) {
+    float mean, s;
+    group_stddev(x + r0 * features + f, m, features, mean, s);
+    total += s;
+  }
+  total = block_sum<threads>(total, shared);
+  const float stat = static_cast<float>(total / static_cast<double>(features));
+  for (int64_t idx = threadIdx.x; idx < m * width; idx += threads) {
+    const int64_t i = idx / width, c = idx - i * width;
+    y[(r0 + i) * width + c] = c < features ? x[(r0 + i) * features + c] : stat;
+  }
+}
+
+__global__ void minibatch_stddev_backward_kernel(int64_t rows, int64_t group, int64_t features, int64_t extra,
+                                                 const float* x, const float* dy, float* dx) {
+  __shared__ double shared[threads];
+  const int64_t r0 = blockIdx.x * group, m = rows - r0 < group ? rows - r0 : group, width = features + extra;
+  double dstat = 0.0;
+  for (int64_t idx = threadIdx.x; idx < m * extra; idx += threads) {
+    const int64_t i = idx / extra, e = idx - i * extra;
+    dstat += dy[(r0 + i) * width + features + e];
+  }
+  dstat = block_sum<threads>(dstat, shared);
+  const float scale = static_cast<float>(dstat / static_cast<double>(features * m));
+  for (int64_t f = threadIdx.x; f < features; f += threads) {
+    float mean, s;
+    group_stddev(x + r0 * features + f, m, features, mean, s);
+    const float c = scale / s;
+    for (int64_t i = r0; i < r0 + m; ++i) dx[i * features + f] = dy[i * width + f] + (x[i * features + f] - mean) * c;
+  }
+}
+
 }  // namespace
 
 void CudaKernels::copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_ld, float* dst, int64_t dst_ld) {
@@ -378,6 +431,23 @@ void CudaKernels::upsample_nearest_backward(int64_t planes, int64_t h, int64_t w
   const int64_t total = planes * h * w;
   if (total <= 0) return;
   upsample_backward_kernel<<<blocks_for(total), threads, 0, stream_>>>(total, h, w, sh, sw, dy, dx);
+  DPT_CUDA_LAUNCHED();
+}
+
+void CudaKernels::minibatch_stddev(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
+                                   float* y) {
+  if (rows <= 0) return;
+  const int64_t groups = (rows + group - 1) / group;
+  minibatch_stddev_kernel<<<static_cast<unsigned>(groups), threads, 0, stream_>>>(rows, group, features, extra, x, y);
+  DPT_CUDA_LAUNCHED();
+}
+
+void CudaKernels::minibatch_stddev_backward(int64_t rows, int64_t group, int64_t features, int64_t extra,
+                                            const float* x, const float* dy, float* dx) {
+  if (rows <= 0) return;
+  const int64_t groups = (rows + group - 1) / group;
+  minibatch_stddev_backward_kernel<<<static_cast<unsigned>(groups), threads, 0, stream_>>>(rows, group, features, extra,
+                                                                                           x, dy, dx);
   DPT_CUDA_LAUNCHED();
 }
 
