@@ -1,5 +1,6 @@
 #include "storage/hdf5/H5.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -156,6 +157,31 @@ void h5_write_int_attribute(hid_t obj, const std::string& name, int64_t value) {
 
 namespace {
 
+// Starts the disk writing back what a large write left in the page cache, without waiting for
+// it, so that the disk works while the rest of the file is produced and a final fsync has less
+// left to do. Only for files on the default (sec2) driver, whose handle is a file descriptor.
+class Writeback {
+ public:
+  explicit Writeback(hid_t loc) {
+    H5Id file(H5Iget_file_id(loc), H5Fclose);
+    if (!file.valid()) return;
+    H5Id fapl(H5Fget_access_plist(file), H5Pclose);
+    void* handle = nullptr;
+    if (fapl.valid() && H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle)
+      fd_ = *static_cast<int*>(handle);
+  }
+  void wrote(size_t bytes) {
+    pending_ += bytes;
+    if (fd_ < 0 || pending_ < (size_t{4} << 20)) return;
+    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+    pending_ = 0;
+  }
+
+ private:
+  int fd_ = -1;
+  size_t pending_ = 0;
+};
+
 void write_dataset(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, hid_t file_type,
                    hid_t mem_type, size_t elem_size, const void* data, bool checksum,
                    size_t chunk_bytes = size_t{1} << 20) {
@@ -191,6 +217,7 @@ void write_dataset(hid_t loc, const std::string& name, const std::vector<hsize_t
   std::vector<unsigned char> buf(chunk_data + 4);
   std::vector<hsize_t> offset(dims.size(), 0);
   const auto* bytes = static_cast<const unsigned char*>(data);
+  Writeback writeback(loc);
   for (hsize_t first = 0; first < dims[0]; first += chunk[0]) {
     const size_t n = static_cast<size_t>(std::min(chunk[0], dims[0] - first)) * row_bytes;
     std::memcpy(buf.data(), bytes + first * row_bytes, n);
@@ -199,6 +226,7 @@ void write_dataset(hid_t loc, const std::string& name, const std::vector<hsize_t
     std::memcpy(buf.data() + chunk_data, &sum, 4);
     offset[0] = first;
     DPT_H5(H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset.data(), buf.size(), buf.data()), what);
+    writeback.wrote(buf.size());
   }
 }
 
