@@ -49,8 +49,7 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
 
   splits_ = make_splits(config_.data);
   const DatasetFile& train = *splits_.train.file;
-  if (config_.device == "cuda" || (config_.device == "auto" && cuda_available())) device_ = Device::cuda;
-  if (device_ == Device::cuda) kernels(device_);  // fails clearly when there is no GPU
+  device_ = choose_training_device(config_, comm_);  // one rank per GPU, as in Trainer
   GanNetworks nets = build_gan_networks(root, gan_, gan_sample_shape(root, train.sample_shape()), device_);
   g_ = std::move(nets.generator);
   d_ = std::move(nets.discriminator);
