@@ -21,13 +21,6 @@ using namespace dptrain::test;
 
 namespace {
 
-std::string newest_checkpoint(const std::string& out_dir) {
-  CheckpointStore store(out_dir + "/checkpoints", 3);
-  auto all = store.list();
-  REQUIRE(!all.empty());
-  return all.front();
-}
-
 // The generator has batch norm (buffers in the checkpoint), the discriminator dropout (draws keyed
 // by step and sample).
 std::string write_config(const TempDir& dir, int64_t every) {

@@ -1,5 +1,6 @@
 #include "support/TestSupport.h"
 
+#include "storage/checkpoint/CheckpointStore.h"
 #include "storage/hdf5/H5.h"
 
 #include <fcntl.h>
@@ -168,6 +169,12 @@ std::map<std::string, std::vector<float>> read_float_datasets(const std::string&
   H5Id f = h5_open_read(path);
   H5Ovisit(f, H5_INDEX_NAME, H5_ITER_INC, collect_float_dataset, &out);
   return out;
+}
+
+std::string newest_checkpoint(const std::string& out_dir) {
+  auto all = CheckpointStore(out_dir + "/checkpoints", 3).list();
+  if (all.empty()) throw std::runtime_error(out_dir + "/checkpoints holds no checkpoint");
+  return all.front();
 }
 
 std::string read_text(const std::string& path) {

@@ -63,6 +63,9 @@ class BackgroundProcess {
 // Every float dataset of an HDF5 file by path ("params/00_dense/weight"), for bitwise comparisons.
 std::map<std::string, std::vector<float>> read_float_datasets(const std::string& path);
 
+// The newest checkpoint a run wrote under OUT_DIR/checkpoints; throws when there is none.
+std::string newest_checkpoint(const std::string& out_dir);
+
 std::string read_text(const std::string& path);
 void write_text(const std::string& path, const std::string& text);
 
