@@ -97,7 +97,7 @@ TEST_CASE("a GAN killed mid-alternation and resumed equals the uninterrupted run
   check_same_final_state(dir.file("a"), b_dir);
 }
 
-TEST_CASE("SIGUSR1 stops a GAN run with a checkpoint and exit code 75; the rerun finishes identically",
+TEST_CASE("SIGUSR1 stops a GAN run with a checkpoint and exit code 75, and the rerun finishes identically",
           "[checkpoint][resume][gan]") {
   TempDir dir;
   const std::string config = write_config(dir, 7);

@@ -131,7 +131,7 @@ TEST_CASE("N ranks match one rank: PacGAN packing (pack = 3), MLP pair with drop
   check_equivalent("ring", mlp_pair, "non_saturating", "pack = 3\n", 36);
 }
 
-TEST_CASE("N ranks match one rank: minibatch_stddev in D (conv pair, group 2; MLP pair, group 3)",
+TEST_CASE("N ranks match one rank: minibatch_stddev in D (conv pair, group 2, and MLP pair, group 3)",
           "[mpi][equivalence][gan]") {
   // Groups are consecutive rows of one rank: global batches of 24 (groups of 2) and 36 (groups of
   // 3) give 1, 2, 3 or 4 ranks whole groups, so the groups are the single process's.
