@@ -160,7 +160,8 @@ TEST_CASE("launch: three workers killed at random steps, the job ends as if unin
   check_same_result(job, "ref", "killed");
 }
 
-TEST_CASE("launch: SIGUSR1 checkpoints within 2 steps and exits 75, and rerunning finishes identically", "[launch][mpi]") {
+TEST_CASE("launch: SIGUSR1 checkpoints within 2 steps and exits 75, and rerunning finishes identically",
+          "[launch][mpi]") {
   Job job;
   make_job(job);
   CliResult ref = run_program(launch_args(job, "ref", 0), "", 300);

@@ -191,7 +191,8 @@ TEST_CASE("PacGAN packing: the discriminator judges pack consecutive samples at 
   CHECK(plain.d.size() < all.d.size());
 }
 
-TEST_CASE("the skip rule skips discriminator updates on the all-reduced loss, and clipping bounds the critic", "[gan]") {
+TEST_CASE("the skip rule skips discriminator updates on the all-reduced loss, and clipping bounds the critic",
+          "[gan]") {
   TempDir dir;
   const std::string data = ring_data(dir);
   // Every discriminator loss is below 100: no discriminator update happens at all.
