@@ -1,6 +1,7 @@
 #include "models/layers/MinibatchStddev.h"
 
 #include <algorithm>
+#include <numeric>
 #include <vector>
 
 #include "models/core/Error.h"
@@ -41,7 +42,7 @@ int64_t minibatch_stddev_group(Layer& layer) {
   if (auto* m = dynamic_cast<MinibatchStddev*>(&layer)) return m->group();
   int64_t g = 1;
   if (auto* seq = dynamic_cast<Sequential*>(&layer))
-    for (size_t i = 0; i < seq->size(); ++i) g = std::max(g, minibatch_stddev_group(seq->layer(i)));
+    for (size_t i = 0; i < seq->size(); ++i) g = std::lcm(g, minibatch_stddev_group(seq->layer(i)));
   return g;
 }
 

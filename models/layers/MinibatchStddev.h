@@ -28,8 +28,8 @@ class MinibatchStddev final : public Layer {
   Shape out_;
 };
 
-// The largest group of the minibatch_stddev layers in `layer` and the Sequentials it nests
-// (1 when there are none): the unit a batch split over ranks must be cut at.
+// The least common multiple of the groups of the minibatch_stddev layers in `layer` and the
+// Sequentials it nests (1 when there are none): the unit a batch split over ranks must be cut at.
 int64_t minibatch_stddev_group(Layer& layer);
 
 }  // namespace dptrain
