@@ -5,13 +5,23 @@
 //   dptrain_train_bench --model mlp|cnn [--threads 1] [--batch 128] [--steps 200] [--warmup 20]
 //                       [--rss]   (also report resident memory after the first step, after the
 //                                  warmup, after a tenth of the timed steps and at the end)
+//                       [--roofline ROUNDS] [--sgemm-sizes 512,1024,2048] [--sgemm-seconds 0.25]
+//                                 (CPU: split the timed steps into ROUNDS blocks and, before each,
+//                                  time square SGEMMs of the backend at each size; prints the
+//                                  medians over rounds of the step's GFLOP/s, of the best SGEMM
+//                                  size's GFLOP/s and of their per-round ratio. Alternating in one
+//                                  process, both sides of each ratio see the same machine load.)
 //                       [--device cpu|cuda] [--cuda-graphs]  (on the GPU: the batch, labels and
 //                                  loss sums live on the device; with --cuda-graphs the timed steps
 //                                  replay one CUDA graph of forward + backward + optimizer. The
 //                                  clock stops after the device has finished.)
 // Prints one line: samples_per_s=<float> samples_per_cpu_s=<float> step_ms=<float> gflops=<float>
 //                  cpu_gflops=<float> (the cpu_ figures over the process's CPU time, all threads)
-//                  [rss_first_step_kb=.. rss_start_kb=.. rss_tenth_kb=.. rss_end_kb=..] loss=<float>
+//                  [rss_first_step_kb=.. rss_start_kb=.. rss_tenth_kb=.. rss_end_kb=..]
+//                  [roofline_step_gflops=.. roofline_peak_gflops=.. roofline_ratio=.. (CPU clock)
+//                   roofline_wall_step_gflops=.. roofline_wall_peak_gflops=.. roofline_wall_ratio=..]
+//                  loss=<float>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -46,12 +56,16 @@ struct Options {
   bool rss = false;
   std::string device = "cpu";
   bool graphs = false;
+  int64_t roofline_rounds = 0;
+  std::vector<int64_t> sgemm_sizes = {512, 1024, 2048};
+  double sgemm_seconds = 0.25;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "dptrain_train_bench: %s\nusage: dptrain_train_bench --model mlp|cnn [--threads N] [--batch N] "
-               "[--steps N] [--warmup N] [--rss] [--device cpu|cuda] [--cuda-graphs]\n",
+               "[--steps N] [--warmup N] [--rss] [--roofline ROUNDS] [--sgemm-sizes a,b] [--sgemm-seconds s] "
+               "[--device cpu|cuda] [--cuda-graphs]\n",
                why);
   std::exit(2);
 }
@@ -76,7 +90,20 @@ Options parse(int argc, char** argv) {
       o.warmup = std::atoll(value().c_str());
     else if (a == "--rss")
       o.rss = true;
-    else if (a == "--device")
+    else if (a == "--roofline")
+      o.roofline_rounds = std::atoll(value().c_str());
+    else if (a == "--sgemm-seconds")
+      o.sgemm_seconds = std::atof(value().c_str());
+    else if (a == "--sgemm-sizes") {
+      o.sgemm_sizes.clear();
+      const std::string list = value();
+      for (const char* p = list.c_str(); *p;) {
+        char* end;
+        o.sgemm_sizes.push_back(std::strtoll(p, &end, 10));
+        if (end == p || o.sgemm_sizes.back() < 1) usage("--sgemm-sizes takes positive sizes separated by commas");
+        p = *end ? end + 1 : end;
+      }
+    } else if (a == "--device")
       o.device = value();
     else if (a == "--cuda-graphs")
       o.graphs = true;
@@ -87,6 +114,9 @@ Options parse(int argc, char** argv) {
   if (o.device != "cpu" && o.device != "cuda") usage("--device must be cpu or cuda");
   if (o.graphs && o.device != "cuda") usage("--cuda-graphs needs --device cuda");
   if (o.threads < 1 || o.batch < 1 || o.steps < 1 || o.warmup < 0) usage("numbers must be positive");
+  if (o.roofline_rounds < 0 || o.roofline_rounds > o.steps) usage("--roofline takes 1 to --steps rounds");
+  if (o.roofline_rounds && o.device != "cpu") usage("--roofline measures the CPU backend");
+  if (o.sgemm_sizes.empty() || !(o.sgemm_seconds > 0.0)) usage("--sgemm-sizes and --sgemm-seconds must be positive");
   return o;
 }
 
@@ -151,6 +181,59 @@ double cpu_seconds() {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
+
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// The roof: square row-major SGEMMs through the backend's gemm (as layers call it), on the
+// backend's buffers, each size timed for `seconds` after one warmup call.
+class SquareSgemm {
+ public:
+  explicit SquareSgemm(const std::vector<int64_t>& sizes) {
+    for (int64_t n : sizes) {
+      Operands ops{n, Tensor::zeros({n, n}), Tensor::zeros({n, n}), Tensor::zeros({n, n})};
+      for (int64_t i = 0; i < n * n; ++i) {
+        ops.a.data()[i] = static_cast<float>(i % 7) * 0.25f - 0.75f;
+        ops.b.data()[i] = static_cast<float>(i % 5) * 0.125f - 0.25f;
+      }
+      operands_.push_back(std::move(ops));
+    }
+  }
+  // Best GFLOP/s over the sizes, on the CPU clock and on the wall clock.
+  void measure(double seconds, double& cpu_best, double& wall_best) {
+    KernelBackend& k = cpu_kernels();
+    cpu_best = wall_best = 0.0;
+    for (Operands& o : operands_) {
+      auto call = [&] {
+        k.gemm(false, false, o.n, o.n, o.n, 1.0f, o.a.data(), o.n, o.b.data(), o.n, 0.0f, o.c.data(), o.n);
+      };
+      call();
+      const double cpu0 = cpu_seconds(), wall0 = wall_seconds();
+      int64_t calls = 0;
+      do {
+        call();
+        ++calls;
+      } while (wall_seconds() - wall0 < seconds);
+      const double flops = 2.0 * static_cast<double>(o.n * o.n) * static_cast<double>(o.n) * static_cast<double>(calls);
+      cpu_best = std::max(cpu_best, flops / (cpu_seconds() - cpu0) / 1e9);
+      wall_best = std::max(wall_best, flops / (wall_seconds() - wall0) / 1e9);
+    }
+  }
+
+ private:
+  struct Operands {
+    int64_t n;
+    Tensor a, b, c;
+  };
+  std::vector<Operands> operands_;
+};
 
 }  // namespace
 
@@ -217,16 +300,40 @@ int main(int argc, char** argv) {
   for (int64_t i = 1; i < o.warmup; ++i) step(t++);
   k.synchronize();
   const long rss_start = rss_kb();
-  const double cpu_start = cpu_seconds();
-  auto start = std::chrono::steady_clock::now();
+  // Without --roofline one block of all timed steps; with it, ROUNDS blocks, each after a
+  // measurement of the SGEMM roof, and only the blocks' time counts.
+  std::unique_ptr<SquareSgemm> roof;
+  if (o.roofline_rounds) roof = std::make_unique<SquareSgemm>(o.sgemm_sizes);
+  const int64_t rounds = std::max<int64_t>(1, o.roofline_rounds);
+  std::vector<double> step_cpu, step_wall, peak_cpu, peak_wall, ratio_cpu, ratio_wall;
+  double secs = 0.0, cpu_secs = 0.0;
   long rss_mid = -1;
-  for (int64_t i = 0; i < o.steps; ++i) {
-    step(t++);
-    if (o.rss && i + 1 == o.steps / 10) rss_mid = rss_kb();
+  int64_t done = 0;
+  for (int64_t r = 0; r < rounds; ++r) {
+    if (roof) {
+      double c = 0.0, w = 0.0;
+      roof->measure(o.sgemm_seconds, c, w);
+      peak_cpu.push_back(c);
+      peak_wall.push_back(w);
+    }
+    const int64_t block = o.steps * (r + 1) / rounds - done;
+    const double cpu0 = cpu_seconds(), wall0 = wall_seconds();
+    for (int64_t i = 0; i < block; ++i, ++done) {
+      step(t++);
+      if (o.rss && done + 1 == o.steps / 10) rss_mid = rss_kb();
+    }
+    k.synchronize();
+    const double wall_dt = wall_seconds() - wall0, cpu_dt = cpu_seconds() - cpu0;
+    secs += wall_dt;
+    cpu_secs += cpu_dt;
+    if (roof) {
+      const double block_flops = static_cast<double>(block * o.batch) * ref.flops_per_sample;
+      step_cpu.push_back(block_flops / cpu_dt / 1e9);
+      step_wall.push_back(block_flops / wall_dt / 1e9);
+      ratio_cpu.push_back(step_cpu.back() / peak_cpu.back());
+      ratio_wall.push_back(step_wall.back() / peak_wall.back());
+    }
   }
-  k.synchronize();
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double cpu_secs = cpu_seconds() - cpu_start;
   const long rss_end = rss_kb();
 
   double samples_per_s = static_cast<double>(o.steps * o.batch) / secs;
@@ -237,6 +344,12 @@ int main(int argc, char** argv) {
   if (o.rss)
     std::printf(" rss_first_step_kb=%ld rss_start_kb=%ld rss_tenth_kb=%ld rss_end_kb=%ld", rss_first, rss_start,
                 rss_mid, rss_end);
+  if (roof)
+    std::printf(
+        " roofline_step_gflops=%.2f roofline_peak_gflops=%.2f roofline_ratio=%.4f roofline_wall_step_gflops=%.2f "
+        "roofline_wall_peak_gflops=%.2f roofline_wall_ratio=%.4f",
+        median(step_cpu), median(peak_cpu), median(ratio_cpu), median(step_wall), median(peak_wall),
+        median(ratio_wall));
   float sums[num_loss_stats];
   copy_memory(sums, Device::cpu, stats.data(), device, sizeof sums);
   std::printf(" loss=%.4f", sums[stat_loss] / std::max(1.0f, sums[stat_count]));

@@ -7,9 +7,11 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "models/Model.h"
@@ -486,4 +488,43 @@ TEST_CASE("training steps repeat bit for bit for a given thread count", "[models
       CHECK(max_rel_error(first, std::vector<double>(one.begin(), one.end())) < 1e-4);
     }
   }
+}
+
+TEST_CASE("buffers of 2 MiB and more sit on 2 MiB boundaries and may use huge pages", "[models][cpu]") {
+  KernelBackend& k = cpu_kernels();
+  constexpr size_t huge = size_t{2} << 20;
+  void* small = k.allocate(1000);
+  void* large = k.allocate(huge + 12345);
+  CHECK(reinterpret_cast<uintptr_t>(small) % 64 == 0);
+  REQUIRE(reinterpret_cast<uintptr_t>(large) % huge == 0);
+  // The whole rounded-up size is usable (the advice covers it).
+  std::memset(large, 1, 2 * huge);
+  // Where the kernel offers transparent huge pages on request, the mapping holding the buffer is
+  // eligible for them (THPeligible in /proc/self/smaps, Linux 5.0 and later).
+  std::string mode;
+  if (std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
+    char buf[128] = {};
+    if (std::fgets(buf, sizeof buf, f)) mode = buf;
+    std::fclose(f);
+  }
+  if (mode.find("[madvise]") != std::string::npos || mode.find("[always]") != std::string::npos) {
+    std::FILE* f = std::fopen("/proc/self/smaps", "r");
+    REQUIRE(f);
+    char line[512];
+    bool inside = false;
+    int eligible = -1;
+    const uintptr_t at = reinterpret_cast<uintptr_t>(large);
+    while (std::fgets(line, sizeof line, f)) {
+      unsigned long lo = 0, hi = 0;
+      if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {  // a mapping's first line
+        inside = lo <= at && at < hi;
+      } else if (inside && std::sscanf(line, "THPeligible: %d", &eligible) == 1) {
+        break;
+      }
+    }
+    std::fclose(f);
+    if (eligible >= 0) CHECK(eligible == 1);
+  }
+  k.release(large);
+  k.release(small);
 }

