@@ -1,5 +1,6 @@
 // Single-core SGEMM throughput, the roof of the GEMM roofline in bench/RESULTS.md: the OpenBLAS we
-// link (cblas_sgemm) and the CPU backend's gemm (which may route to another engine), on square
+// link (cblas_sgemm), the CPU backend's gemm (which may route to another engine) and the unpacked
+// product the dense layers use (dptrain-gemm:unpacked, where AVX-512 is there), on square
 // row-major products, each timed for a fixed wall time after a warmup.
 //
 //   dptrain_sgemm_bench [--threads 1] [--sizes 1024,2048] [--seconds 1.0]
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "models/core/Tensor.h"
+#include "models/kernels/cpu/CpuInternal.h"
 #include "models/kernels/cpu/CpuKernels.h"
 
 using namespace dptrain;
@@ -65,9 +67,12 @@ int main(int argc, char** argv) {
     Tensor ta = Tensor::zeros({n, n}), tb = Tensor::zeros({n, n}), tc = Tensor::zeros({n, n});
     std::copy(a.begin(), a.end(), ta.data());
     std::copy(b.begin(), b.end(), tb.data());
-    for (int engine = 0; engine < 2; ++engine) {
+    for (int engine = 0; engine < 3; ++engine) {
+      if (engine == 2 && !cpu_unpacked_gemm_available()) continue;
       auto call = [&] {
-        if (engine == 0)
+        if (engine == 2)
+          cpu_unpacked_gemm(n, n, n, ta.data(), n, tb.data(), n, tc.data(), n);
+        else if (engine == 0)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(n),
                       static_cast<blasint>(n), 1.0f, a.data(), static_cast<blasint>(n), b.data(),
                       static_cast<blasint>(n), 0.0f, c.data(), static_cast<blasint>(n));
@@ -86,8 +91,10 @@ int main(int argc, char** argv) {
       } while (dt < seconds);
       const double cpu_dt = cpu_seconds() - cpu0;
       const double flops = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) * reps;
-      std::printf("engine=%s%s m=%lld n=%lld k=%lld gflops=%.2f cpu_gflops=%.2f\n",
-                  engine == 0 ? "" : "dptrain-gemm:", engine == 0 ? "openblas" : cpu_gemm_engine(),
+      std::printf("engine=%s%s m=%lld n=%lld k=%lld gflops=%.2f cpu_gflops=%.2f\n", engine == 0 ? "" : "dptrain-gemm:",
+                  engine == 0   ? "openblas"
+                  : engine == 1 ? cpu_gemm_engine()
+                                : "unpacked",
                   static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(n), flops / dt / 1e9,
                   flops / cpu_dt / 1e9);
     }

@@ -7,9 +7,10 @@
 //                                  warmup, after a tenth of the timed steps and at the end)
 //                       [--roofline ROUNDS] [--sgemm-sizes 512,1024,2048] [--sgemm-seconds 0.25]
 //                                 (CPU: split the timed steps into ROUNDS blocks and, before each,
-//                                  time square SGEMMs of the backend at each size; prints the
-//                                  medians over rounds of the step's GFLOP/s, of the best SGEMM
-//                                  size's GFLOP/s and of their per-round ratio. Alternating in one
+//                                  time square SGEMMs at each size (OpenBLAS through the backend,
+//                                  and the dense layers' unpacked product); prints the medians over
+//                                  rounds of the step's GFLOP/s, of the best SGEMM's GFLOP/s and of
+//                                  their per-round ratio. Alternating in one
 //                                  process, both sides of each ratio see the same machine load.)
 //                       [--device cpu|cuda] [--cuda-graphs]  (on the GPU: the batch, labels and
 //                                  loss sums live on the device; with --cuda-graphs the timed steps
@@ -36,6 +37,7 @@
 
 #include "models/Model.h"
 #include "models/core/Philox.h"
+#include "models/kernels/cpu/CpuInternal.h"
 #include "models/kernels/cpu/CpuKernels.h"
 #include "models/kernels/cuda/CudaBackend.h"
 #include "models/layers/Conv2d.h"
@@ -192,8 +194,9 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// The roof: square row-major SGEMMs through the backend's gemm (as layers call it), on the
-// backend's buffers, each size timed for `seconds` after one warmup call.
+// The roof: square row-major SGEMMs through the backend's gemm (OpenBLAS, as layers call it) and
+// through the unpacked product the dense layers use (faster than OpenBLAS at some sizes), on the
+// backend's buffers, each size and engine timed for `seconds` after one warmup call.
 class SquareSgemm {
  public:
   explicit SquareSgemm(const std::vector<int64_t>& sizes) {
@@ -210,21 +213,27 @@ class SquareSgemm {
   void measure(double seconds, double& cpu_best, double& wall_best) {
     KernelBackend& k = cpu_kernels();
     cpu_best = wall_best = 0.0;
-    for (Operands& o : operands_) {
-      auto call = [&] {
-        k.gemm(false, false, o.n, o.n, o.n, 1.0f, o.a.data(), o.n, o.b.data(), o.n, 0.0f, o.c.data(), o.n);
-      };
-      call();
-      const double cpu0 = cpu_seconds(), wall0 = wall_seconds();
-      int64_t calls = 0;
-      do {
+    for (Operands& o : operands_)
+      for (bool unpacked : {false, true}) {
+        if (unpacked && !cpu_unpacked_gemm_available()) continue;
+        auto call = [&] {
+          if (unpacked)
+            cpu_unpacked_gemm(o.n, o.n, o.n, o.a.data(), o.n, o.b.data(), o.n, o.c.data(), o.n);
+          else
+            k.gemm(false, false, o.n, o.n, o.n, 1.0f, o.a.data(), o.n, o.b.data(), o.n, 0.0f, o.c.data(), o.n);
+        };
         call();
-        ++calls;
-      } while (wall_seconds() - wall0 < seconds);
-      const double flops = 2.0 * static_cast<double>(o.n * o.n) * static_cast<double>(o.n) * static_cast<double>(calls);
-      cpu_best = std::max(cpu_best, flops / (cpu_seconds() - cpu0) / 1e9);
-      wall_best = std::max(wall_best, flops / (wall_seconds() - wall0) / 1e9);
-    }
+        const double cpu0 = cpu_seconds(), wall0 = wall_seconds();
+        int64_t calls = 0;
+        do {
+          call();
+          ++calls;
+        } while (wall_seconds() - wall0 < seconds);
+        const double flops =
+            2.0 * static_cast<double>(o.n * o.n) * static_cast<double>(o.n) * static_cast<double>(calls);
+        cpu_best = std::max(cpu_best, flops / (cpu_seconds() - cpu0) / 1e9);
+        wall_best = std::max(wall_best, flops / (wall_seconds() - wall0) / 1e9);
+      }
   }
 
  private:

@@ -1,6 +1,7 @@
 // The reference dense forward every backend inherits: one gemm, y = x w^T, then the fused bias and
-// activation pass. Backends override it where another GEMM formulation is faster (the CPU one
-// computes y^T for wide layers) and are tested against it.
+// activation pass; and the input gradient, one gemm dx = dz w. Backends override them where
+// another GEMM formulation is faster (the CPU one computes y^T for wide layers, and both products
+// without packing the weights) and are tested against them.
 #include "models/kernels/KernelBackend.h"
 
 namespace dptrain {
@@ -9,6 +10,11 @@ void KernelBackend::dense_forward(int64_t rows, int64_t in, int64_t out, const f
                                   const float* bias, Activation act, float slope, float* y, LayerScratch&) {
   gemm(false, true, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
   bias_activation(act, slope, rows, out, 1, bias, y);
+}
+
+void KernelBackend::dense_backward_input(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w,
+                                         float* dx) {
+  gemm(false, false, rows, in, out, 1.0f, dz, out, w, in, 0.0f, dx, in);
 }
 
 }  // namespace dptrain

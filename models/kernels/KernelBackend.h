@@ -267,6 +267,9 @@ class KernelBackend {
   // another GEMM formulation for the shape.
   virtual void dense_forward(int64_t rows, int64_t in, int64_t out, const float* x, const float* w, const float* bias,
                              Activation act, float slope, float* y, LayerScratch& scratch);
+  // A dense layer's input gradient, dx[rows, in] = dz[rows, out] w[out, in] (dx overwritten). The
+  // default is gemm; the CPU backend streams w without packing it (CpuUnpackedGemm.cpp).
+  virtual void dense_backward_input(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w, float* dx);
 
   // ==== GAN objectives and weight clipping (issue #6) ====
   // Every GAN loss (minimax, non-saturating, Wasserstein, hinge, least squares) is, for the real

@@ -47,7 +47,7 @@ void Dense::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Te
   }
   if (din) {
     din->resize(in.shape(), in.device());
-    k.gemm(false, false, rows, in_, out_, 1.0f, dz, out_, weight_.data(), in_, 0.0f, din->data(), in_);
+    k.dense_backward_input(rows, in_, out_, dz, weight_.data(), din->data());
   }
 }
 

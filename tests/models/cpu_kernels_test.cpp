@@ -336,7 +336,9 @@ TEST_CASE("the dense forward's transposed product matches the reference", "[mode
   for (DenseCase d :
        {DenseCase{128, 784, 1024, Activation::relu, true}, DenseCase{37, 300, 517, Activation::relu, true},
         DenseCase{16, 64, 256, Activation::identity, false}, DenseCase{128, 1024, 10, Activation::identity, true},
-        DenseCase{20, 2100, 300, Activation::relu, true}, DenseCase{50, 100, 400, Activation::tanh, true}})
+        DenseCase{20, 2100, 300, Activation::relu, true}, DenseCase{50, 100, 400, Activation::tanh, true},
+        DenseCase{130, 785, 1000, Activation::relu, true}, DenseCase{17, 33, 262, Activation::identity, true},
+        DenseCase{3, 50, 300, Activation::relu, true}})
     for (int threads : {1, 2}) {
       DYNAMIC_SECTION("rows " << d.rows << " in " << d.in << " out " << d.out << " threads " << threads) {
         Threads t(threads);
@@ -359,6 +361,103 @@ TEST_CASE("the dense forward's transposed product matches the reference", "[mode
         std::vector<float> again(y.size());
         cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, again.data(), fast);
         CHECK(same_bits(again, y));
+      }
+    }
+}
+
+TEST_CASE("the unpacked gemm computes A B on every edge of its tiles and blocks", "[models][cpu]") {
+  struct Case {
+    int64_t m, n, k;
+  };
+  // Both orders (A or B the larger operand), rows and columns off the 8x32 tiles, k = 1, and a k so
+  // long that the reused operand is split into several blocks.
+  for (Case c : {Case{300, 33, 64}, Case{7, 100, 300}, Case{1, 1, 1}, Case{9, 17, 5}, Case{37, 31, 1},
+                 Case{64, 200, 5000}, Case{200, 16, 5000}, Case{128, 1024, 256}, Case{1024, 128, 200}})
+    for (int threads : {1, 2}) {
+      DYNAMIC_SECTION("m " << c.m << " n " << c.n << " k " << c.k << " threads " << threads) {
+        Threads t(threads);
+        // Leading dimensions past the widths: the operands are windows of larger matrices.
+        const int64_t lda = c.k + 3, ldb = c.n + 5, ldc = c.n + 2;
+        auto a = random_vector(c.m * lda, 220), b = random_vector(c.k * ldb, 221);
+        std::vector<float> out(static_cast<size_t>(c.m * ldc), 7.0f);
+        cpu_unpacked_gemm(c.m, c.n, c.k, a.data(), lda, b.data(), ldb, out.data(), ldc);
+        std::vector<float> got;
+        std::vector<double> want;
+        for (int64_t i = 0; i < c.m; ++i)
+          for (int64_t j = 0; j < c.n; ++j) {
+            double sum = 0.0;
+            for (int64_t p = 0; p < c.k; ++p) sum += static_cast<double>(a[i * lda + p]) * b[p * ldb + j];
+            got.push_back(out[i * ldc + j]);
+            want.push_back(sum);
+          }
+        CHECK(max_rel_error(got, want) < 1e-5 * std::sqrt(static_cast<double>(c.k)));
+        // Nothing outside the window of C is written.
+        bool untouched = true;
+        for (int64_t i = 0; i < c.m; ++i)
+          for (int64_t j = c.n; j < ldc; ++j) untouched = untouched && out[i * ldc + j] == 7.0f;
+        CHECK(untouched);
+        // A row's result does not depend on the other rows of the call.
+        if (c.m > 1) {
+          const int64_t split = c.m / 2;
+          std::vector<float> parts(out.size(), 7.0f);
+          cpu_unpacked_gemm(split, c.n, c.k, a.data(), lda, b.data(), ldb, parts.data(), ldc);
+          cpu_unpacked_gemm(c.m - split, c.n, c.k, a.data() + split * lda, lda, b.data(), ldb,
+                            parts.data() + split * ldc, ldc);
+          CHECK(same_bits(parts, out));
+        }
+      }
+    }
+}
+
+TEST_CASE("the dense input gradient matches the reference and splits by rows exactly", "[models][cpu]") {
+  const int64_t rows = 100, in = 300, out = 530;
+  auto dz = random_vector(rows * out, 230), w = random_vector(out * in, 231);
+  std::vector<float> dx(static_cast<size_t>(rows * in)), ref(dx.size());
+  cpu_kernels().dense_backward_input(rows, in, out, dz.data(), w.data(), dx.data());
+  cpu_kernels().KernelBackend::dense_backward_input(rows, in, out, dz.data(), w.data(), ref.data());
+  std::vector<double> ref_d(ref.begin(), ref.end());
+  CHECK(max_rel_error(dx, ref_d) < 1e-4);
+  for (int threads : {1, 2}) {
+    Threads t(threads);
+    std::vector<float> parts(dx.size());
+    cpu_kernels().dense_backward_input(37, in, out, dz.data(), w.data(), parts.data());
+    cpu_kernels().dense_backward_input(rows - 37, in, out, dz.data() + 37 * out, w.data(), parts.data() + 37 * in);
+#if defined(__AVX512F__)
+    CHECK(same_bits(parts, dx));
+#else
+    CHECK(max_rel_error(parts, ref_d) < 1e-4);
+#endif
+  }
+}
+
+TEST_CASE("the dense forward gives each row the same bits whatever the batch split and thread count", "[models][cpu]") {
+  // Rank shares of a global batch are row ranges: a row's outputs must not depend on which other
+  // rows share its call (shares of 3 and 5 rows included), nor on the threads. Without AVX-512
+  // shares under 16 rows take the BLAS path, whose bits may differ in the last place.
+  const int64_t rows = 100, in = 300, out = 530;
+  auto x = random_vector(rows * in, 210), w = random_vector(out * in, 211), b = random_vector(out, 212);
+  std::vector<float> whole(static_cast<size_t>(rows * out));
+  LayerScratch scratch;
+  {
+    Threads t(1);
+    cpu_kernels().dense_forward(rows, in, out, x.data(), w.data(), b.data(), Activation::relu, 0.01f, whole.data(),
+                                scratch);
+  }
+#if defined(__AVX512F__)
+  const std::vector<int64_t> splits = {5, 16, 37, 64, 97};
+#else
+  const std::vector<int64_t> splits = {16, 37, 64};
+#endif
+  for (int threads : {1, 2})
+    for (int64_t split : splits) {
+      DYNAMIC_SECTION("first " << split << " rows, then the rest, threads " << threads) {
+        Threads t(threads);
+        std::vector<float> parts(whole.size());
+        cpu_kernels().dense_forward(split, in, out, x.data(), w.data(), b.data(), Activation::relu, 0.01f, parts.data(),
+                                    scratch);
+        cpu_kernels().dense_forward(rows - split, in, out, x.data() + split * in, w.data(), b.data(), Activation::relu,
+                                    0.01f, parts.data() + split * out, scratch);
+        CHECK(same_bits(parts, whole));
       }
     }
 }

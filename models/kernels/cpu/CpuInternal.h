@@ -50,6 +50,14 @@ void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const
 void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
                        const float* bias, Activation act, float slope, float* y, LayerScratch& scratch);
 
+// C[m x n] = A[m x k] B[k x n], row-major, C overwritten, without packing (CpuUnpackedGemm.cpp):
+// for dense layers' products with a batch, where one operand is far larger than the other. Each
+// element is one sum over k in order, so a row's result does not depend on the other rows of the
+// call or the threads. Where AVX-512 is missing it is cpu_gemm, and available() says false.
+bool cpu_unpacked_gemm_available();
+void cpu_unpacked_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                       float* c, int64_t ldc);
+
 // One fused pass of the optimizer over n parameters: a loop per kind, so each vectorizes.
 void cpu_optimizer_update(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m, float* v);
 
