@@ -107,27 +107,14 @@ void tile_cols(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
     tile<MR, false, false>(k, a, lda, b, ldb, c, ldc, cols, pf);
 }
 
-// The tile of `rows` <= 8 rows of A and C.
+// The tile of 1 <= `rows` <= 8 rows of A and C.
 void tile_any(int64_t rows, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
               int64_t cols, const Prefetch& pf) {
-  switch (rows) {
-    case 8:
-      return tile_cols<8>(k, a, lda, b, ldb, c, ldc, cols, pf);
-    case 7:
-      return tile_cols<7>(k, a, lda, b, ldb, c, ldc, cols, pf);
-    case 6:
-      return tile_cols<6>(k, a, lda, b, ldb, c, ldc, cols, pf);
-    case 5:
-      return tile_cols<5>(k, a, lda, b, ldb, c, ldc, cols, pf);
-    case 4:
-      return tile_cols<4>(k, a, lda, b, ldb, c, ldc, cols, pf);
-    case 3:
-      return tile_cols<3>(k, a, lda, b, ldb, c, ldc, cols, pf);
-    case 2:
-      return tile_cols<2>(k, a, lda, b, ldb, c, ldc, cols, pf);
-    default:
-      return tile_cols<1>(k, a, lda, b, ldb, c, ldc, cols, pf);
-  }
+  using Tile =
+      void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, const Prefetch&);
+  static constexpr Tile by_rows[mr] = {tile_cols<1>, tile_cols<2>, tile_cols<3>, tile_cols<4>,
+                                       tile_cols<5>, tile_cols<6>, tile_cols<7>, tile_cols<8>};
+  by_rows[rows - 1](k, a, lda, b, ldb, c, ldc, cols, pf);
 }
 
 int64_t lines_of(int64_t floats) { return (floats + line_floats - 1) / line_floats; }
