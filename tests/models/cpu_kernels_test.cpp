@@ -396,8 +396,9 @@ TEST_CASE("the unpacked gemm computes A B on every edge of its tiles and blocks"
         for (int64_t i = 0; i < c.m; ++i)
           for (int64_t j = c.n; j < ldc; ++j) untouched = untouched && out[i * ldc + j] == 7.0f;
         CHECK(untouched);
-        // A row's result does not depend on the other rows of the call.
-        if (c.m > 1) {
+        // A row's result does not depend on the other rows of the call (without AVX-512 this is
+        // OpenBLAS, which promises no such thing).
+        if (c.m > 1 && cpu_unpacked_gemm_available()) {
           const int64_t split = c.m / 2;
           std::vector<float> parts(out.size(), 7.0f);
           cpu_unpacked_gemm(split, c.n, c.k, a.data(), lda, b.data(), ldb, parts.data(), ldc);
