@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/BenchTiming.h"
 #include "models/kernels/cpu/CpuKernels.h"
 
 namespace {
@@ -45,11 +46,7 @@ struct Layer {
 };
 
 // Process CPU time: one thread, so the time the step ran, not the time others had the core.
-double cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
+using bench::cpu_seconds;
 
 std::vector<float> filled(size_t n, float scale) {
   std::vector<float> v(n);

@@ -16,20 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/BenchTiming.h"
 #include "models/core/Tensor.h"
 #include "models/kernels/cpu/CpuInternal.h"
 #include "models/kernels/cpu/CpuKernels.h"
 
 using namespace dptrain;
-
-namespace {
-// Process CPU time; on one thread, the time the GEMMs actually ran (see train_bench.cpp).
-double cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   int threads = 1;
@@ -79,24 +71,14 @@ int main(int argc, char** argv) {
         else
           k.gemm(false, false, n, n, n, 1.0f, ta.data(), n, tb.data(), n, 0.0f, tc.data(), n);
       };
-      for (int w = 0; w < 2; ++w) call();
-      int reps = 0;
-      auto t0 = std::chrono::steady_clock::now();
-      const double cpu0 = cpu_seconds();
-      double dt = 0.0;
-      do {
-        call();
-        ++reps;
-        dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      } while (dt < seconds);
-      const double cpu_dt = cpu_seconds() - cpu0;
-      const double flops = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) * reps;
+      const bench::Rate rate =
+          bench::gflops_over(seconds, 2.0 * static_cast<double>(n) * static_cast<double>(n * n), 2, call);
       std::printf("engine=%s%s m=%lld n=%lld k=%lld gflops=%.2f cpu_gflops=%.2f\n", engine == 0 ? "" : "dptrain-gemm:",
                   engine == 0   ? "openblas"
                   : engine == 1 ? cpu_gemm_engine()
                                 : "unpacked",
-                  static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(n), flops / dt / 1e9,
-                  flops / cpu_dt / 1e9);
+                  static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(n), rate.wall_gflops,
+                  rate.cpu_gflops);
     }
   }
   return 0;

@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "bench/BenchTiming.h"
 #include "models/Model.h"
 #include "models/core/Philox.h"
 #include "models/kernels/cpu/CpuInternal.h"
@@ -176,13 +177,7 @@ Reference make_reference(const std::string& kind) {
   return r;
 }
 
-// CPU time of the whole process (all threads): on one thread, the time it actually ran, which
-// leaves out the time the scheduler gave to other processes on a shared machine.
-double cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
+using bench::cpu_seconds;
 
 double wall_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -222,17 +217,10 @@ class SquareSgemm {
           else
             k.gemm(false, false, o.n, o.n, o.n, 1.0f, o.a.data(), o.n, o.b.data(), o.n, 0.0f, o.c.data(), o.n);
         };
-        call();
-        const double cpu0 = cpu_seconds(), wall0 = wall_seconds();
-        int64_t calls = 0;
-        do {
-          call();
-          ++calls;
-        } while (wall_seconds() - wall0 < seconds);
-        const double flops =
-            2.0 * static_cast<double>(o.n * o.n) * static_cast<double>(o.n) * static_cast<double>(calls);
-        cpu_best = std::max(cpu_best, flops / (cpu_seconds() - cpu0) / 1e9);
-        wall_best = std::max(wall_best, flops / (wall_seconds() - wall0) / 1e9);
+        const bench::Rate rate =
+            bench::gflops_over(seconds, 2.0 * static_cast<double>(o.n * o.n) * static_cast<double>(o.n), 1, call);
+        cpu_best = std::max(cpu_best, rate.cpu_gflops);
+        wall_best = std::max(wall_best, rate.wall_gflops);
       }
   }
 

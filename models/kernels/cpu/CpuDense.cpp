@@ -1,7 +1,7 @@
 // The CPU backend's dense forward: wide layers compute y^T = w x^T and transpose back in 16x16
 // AVX-512 tiles that also add the bias and apply ReLU, so the transpose takes the place of the bias
 // pass. With AVX-512, x is transposed into a workspace first and y^T = w x^T runs as the unpacked
-// row-major product of CpuUnpackedGemm.cpp (15-20% faster than OpenBLAS on the reference MLP's
+// row-major product of CpuUnpackedGemm.cpp (10-20% faster than OpenBLAS on the reference MLP's
 // layers); without it, OpenBLAS computes y^T = w x^T (7-17% faster there than y = x w^T).
 #include <omp.h>
 
