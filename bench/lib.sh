@@ -4,7 +4,7 @@
 
 BENCH_REPS=${BENCH_REPS:-5}
 PYTHON=${PYTHON:-/usr/bin/python3}
-DPTRAIN_PEERS=${DPTRAIN_PEERS:-/work/shared/peers}
+DPTRAIN_PEERS=${DPTRAIN_PEERS:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/peers}
 
 # bench_result TABLE ROW SIDE NAME METRIC BETTER VALUE [TARGET]
 #   SIDE is "ours" or "peer"; NAME labels the side ("dptrain", "PyTorch 1.13.1"); BETTER is

@@ -2,7 +2,7 @@
 
   python3 torch_gpu_train.py --model mlp|cnn [--batch 128] [--steps 500] [--warmup 50] [--tf32]
 
-The models, loss, optimizer and data are those of /work/shared/peers/torch_train.py (MLP
+The models, loss, optimizer and data are those of bench/peers/torch_train.py (MLP
 784-1024-1024-10 ReLU; CNN conv5x5(32, pad 2) ReLU maxpool2 conv5x5(64, pad 2) ReLU maxpool2
 fc1024 ReLU fc10; softmax cross-entropy; SGD lr 0.01 momentum 0.9; float32; one random batch),
 moved to cuda. The timed loop is bracketed by torch.cuda.synchronize(), so it measures finished
