@@ -1,4 +1,4 @@
-// All-reduces the flat gradient buffer in buckets (DESIGN.md rule 6). Buckets are contiguous
+// All-reduces the flat gradient buffer in buckets (docs/design.md rule 6). Buckets are contiguous
 // ranges whose edges fall on parameter boundaries, built from the end of the buffer because
 // backward finishes the last layers first. The model's backward reports, after each layer, the
 // offset from which gradients are final; every bucket lying wholly above it starts its

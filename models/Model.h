@@ -1,4 +1,4 @@
-// A model: a root layer, its parameters and gradients in one flat buffer each (DESIGN.md rule 1),
+// A model: a root layer, its parameters and gradients in one flat buffer each (docs/design.md rule 1),
 // and the names of every parameter by layer path. Optimizer states, gradient buckets and
 // checkpoint slices all use the same layout: a float offset into these buffers.
 #pragma once

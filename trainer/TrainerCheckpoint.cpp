@@ -1,4 +1,4 @@
-// The trainer's side of checkpoints: what a training state consists of (DESIGN.md
+// The trainer's side of checkpoints: what a training state consists of (docs/design.md
 // "Checkpoints") and how it is applied on resume. Every piece that influences later steps is
 // saved — parameters, buffers, optimizer states and step count, learning-rate schedule and
 // early-stopping state (with the best parameters), the data cursor, the generator keys (seed and

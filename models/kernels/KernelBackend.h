@@ -51,7 +51,7 @@ class LayerScratch {
   std::shared_ptr<void> state_;
 };
 
-// Which per-sample random stream a dropout mask comes from (DESIGN.md rule 3).
+// Which per-sample random stream a dropout mask comes from (docs/design.md rule 3).
 struct SampleKeys {
   RandomKey key;
   uint64_t step;

@@ -1,6 +1,6 @@
 // Batch normalization (Ioffe & Szegedy, 2015) over samples of [features], [channels, length] or
 // [channels, height, width]: per-channel batch statistics in train mode, running statistics (model
-// buffers, so checkpoints keep them) in eval mode. With sync (the default, DESIGN.md rule 5) the
+// buffers, so checkpoints keep them) in eval mode. With sync (the default, docs/design.md rule 5) the
 // forward sums and the backward reductions span the global batch over every rank through
 // StepContext::cross_rank (one small all-reduce forward, one backward), so N ranks compute what
 // one rank computes on the whole batch, up to float summation order.

@@ -1,7 +1,7 @@
 // The stochastic layer of a variational autoencoder (Kingma & Welling, 2014): its input holds
 // [mu (k), log variance (k)] per sample and its output z = mu + exp(logvar / 2) eps, eps ~ N(0, I)
 // (the reparameterization trick), or z = mu in eval mode. eps is drawn per (seed, step, global
-// sample index) so any number of ranks draws the same noise (DESIGN.md rule 3). The layer owns
+// sample index) so any number of ranks draws the same noise (docs/design.md rule 3). The layer owns
 // the KL(q(z|x) || N(0, I)) term: forward adds kl_weight * KL to the step's loss statistics and
 // backward adds its gradient, scaled like the main loss (StepContext::loss_scale).
 #pragma once

@@ -1,4 +1,4 @@
-// The layer contract (DESIGN.md rule 2): setup once from the shape of one input sample, declaring
+// The layer contract (docs/design.md rule 2): setup once from the shape of one input sample, declaring
 // parameters into the model's flat buffers; forward(in, out); backward(in, out, dout, din) that
 // accumulates (+=) parameter gradients and overwrites din. Containers compose layers.
 #pragma once

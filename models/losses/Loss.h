@@ -1,7 +1,7 @@
 // The losses, as one class with a kind: each is a single kernel call over the model's output, so
 // separate classes would only repeat the plumbing. Every loss adds the sum of its per-sample
 // losses to a stats buffer on the device and writes d = scale * dL/dpred; the trainer passes
-// scale = 1 / global batch so all-reduced sums are the global mean (DESIGN.md rule 5).
+// scale = 1 / global batch so all-reduced sums are the global mean (docs/design.md rule 5).
 #pragma once
 
 #include <cstdint>

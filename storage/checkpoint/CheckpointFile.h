@@ -1,4 +1,4 @@
-// One checkpoint as one HDF5 file (DESIGN.md "Checkpoints"). Layout:
+// One checkpoint as one HDF5 file (docs/design.md "Checkpoints"). Layout:
 //   attribute format = "dptrain-checkpoint/1"
 //   /meta/{config_text, config_hash, layout_hash, step, world_size}
 //   /<group>/<part path>      every flat buffer, one dataset per parameter (h5py-readable)

@@ -1,4 +1,4 @@
-// A dataset file in the layout of DESIGN.md ("Data files"): /x float [N, ...], optional /y (class
+// A dataset file in the layout of docs/design.md ("Data files"): /x float [N, ...], optional /y (class
 // ids [N] or float targets [N, k]), optional /labeled uint8 [N], root attributes format, task and
 // num_classes. Opening validates the layout and names every defect; labels are read and checked
 // once at open, features are read on demand (by row range or sorted row list) and checked for

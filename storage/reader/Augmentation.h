@@ -2,7 +2,7 @@
 // on its prefetch thread: random crop after zero padding, horizontal flip, small translation and
 // additive Gaussian noise. Every draw comes from Philox keyed by (seed, augment) at counter
 // (global step, global sample index), so a sample is augmented the same way whichever rank reads
-// it and however many ranks there are (DESIGN.md rule 3), and a resumed run repeats it exactly.
+// it and however many ranks there are (docs/design.md rule 3), and a resumed run repeats it exactly.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Produces each rank's slice of every global minibatch (DESIGN.md rule 3). With shuffle =
+// Produces each rank's slice of every global minibatch (docs/design.md rule 3). With shuffle =
 // "global", epoch e visits the rows in one permutation drawn from (seed, e); step t takes
 // perm[tB, (t+1)B) and rank r of N its contiguous share, so any N sees the same global batches.
 // With "shard", rank r owns a fixed contiguous shard and shuffles it locally (for data that must

@@ -1,5 +1,5 @@
 // Bad input through the CLI: each defect gives one clear line naming the file, key or dataset,
-// exit code 2, and no crash. (DESIGN.md rule 7; the foundation issue's "Bad input" list.)
+// exit code 2, and no crash. (docs/design.md rule 7; the foundation issue's "Bad input" list.)
 #include <catch2/catch.hpp>
 
 #include <cmath>

@@ -1,5 +1,5 @@
 // The whole CLI path a user takes: synthesize, train, eval, predict, and the HDF5 files exchanged
-// with h5py in both directions (DESIGN.md: files written by h5py load, files we write read in h5py).
+// with h5py in both directions (docs/design.md "Data files": files written by h5py load, files we write read in h5py).
 #include <catch2/catch.hpp>
 
 #include "support/TestSupport.h"

@@ -1,4 +1,4 @@
-// Synchronized batch norm gives N ranks exactly the one-rank result (DESIGN.md rule 5), including
+// Synchronized batch norm gives N ranks exactly the one-rank result (docs/design.md rule 5), including
 // on uneven slices. Two "ranks" run as threads in one process (as xgboost's collective tests do),
 // summing through a CrossRankSum over shared memory, and are compared with one model that sees the
 // whole batch: outputs, input gradients, summed parameter gradients and running statistics.

@@ -1,4 +1,4 @@
-// One table-driven finite-difference check of every layer and loss (DESIGN.md rule 2). Each layer
+// One table-driven finite-difference check of every layer and loss (docs/design.md rule 2). Each layer
 // runs forward on a random batch; with loss L = sum(out * R) for a fixed random R, backward's
 // input and parameter gradients must match central differences to a relative error <= 1e-3.
 // Inputs are distinct and away from zero; each coordinate is tried with several step sizes and

@@ -1,4 +1,4 @@
-// GAN resume exactness (DESIGN.md rule 4) mid-alternation: a run with d_steps = 2, g_steps = 1
+// GAN resume exactness (docs/design.md rule 4) mid-alternation: a run with d_steps = 2, g_steps = 1
 // and checkpoints every 7 steps (so they fall inside a phase), killed with SIGKILL at a random step
 // and resumed from its latest checkpoint, ends bitwise identical to the run never interrupted —
 // both networks' parameters and batch-norm buffers, both Adam states, the saved generator file.

@@ -1,4 +1,4 @@
-// Resume exactness (DESIGN.md rule 4): a run of S steps, and the same run killed with SIGKILL at a
+// Resume exactness (docs/design.md rule 4): a run of S steps, and the same run killed with SIGKILL at a
 // random step and resumed from its latest checkpoint, end with bitwise identical parameters and
 // optimizer state — for SGD with momentum, Adam, and models with dropout.
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-// World-size independence (DESIGN.md rule 3): with the same seed and global batch, N ranks follow
+// World-size independence (docs/design.md rule 3): with the same seed and global batch, N ranks follow
 // the one-rank trajectory up to float summation order. Each case trains 50 steps on N ranks, then
 // rank 0 trains the same job alone and compares parameters (max abs difference). The global batch
 // of 30 splits unevenly over 4 ranks (7, 8, 7, 8), exercising the weighted mean.

@@ -1,4 +1,4 @@
-// World-size independence of the GAN schedule (DESIGN.md rule 3): with the same seed and global
+// World-size independence of the GAN schedule (docs/design.md rule 3): with the same seed and global
 // batch, N ranks follow the one-rank trajectory of both networks up to float summation order.
 // Each case runs 50 steps of a d_steps = 2, g_steps = 1 alternation on N ranks, then rank 0 runs
 // the same job alone and compares the generator's and the discriminator's parameters. The global

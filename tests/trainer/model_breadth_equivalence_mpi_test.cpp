@@ -1,4 +1,4 @@
-// World-size independence for the models of issue #7 (DESIGN.md rules 3 and 5): a ResNet whose
+// World-size independence for the models of issue #7 (docs/design.md rules 3 and 5): a ResNet whose
 // batch norm is synchronized across ranks, a CNN trained on augmented images, a VAE (sampling
 // noise keyed by global sample index) and an LSTM each train 50 steps on N ranks and then alone on
 // rank 0; parameters and buffers (the running statistics) must agree within 1e-5. The global batch

@@ -1,4 +1,4 @@
-// The coordinator service (DESIGN.md "Coordinator"): it registers a job's workers over the
+// The coordinator service (docs/design.md "Coordinator"): it registers a job's workers over the
 // control channel, tracks their heartbeats and metrics, assembles checkpoints from the ranks'
 // 1/N slices and writes them (atomic, sealed) on its own thread, tells workers to stop for a
 // pre-emption, and answers /status and /metrics. `dptrain launch` runs it in the supervisor;

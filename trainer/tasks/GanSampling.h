@@ -1,5 +1,5 @@
 // Drawing from a GAN: latent vectors from the counter-based generator keyed by (seed, step,
-// global sample index, stream) — the same draws on any number of ranks (DESIGN.md rule 3) — and
+// global sample index, stream) — the same draws on any number of ranks (docs/design.md rule 3) — and
 // the generator's samples written as a dataset file (/x) and as a picture: a grid for images, a
 // scatter against the real data for 2-D points. Used at the end of training and by `dptrain sample`.
 #pragma once

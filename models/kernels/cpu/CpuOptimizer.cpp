@@ -1,4 +1,4 @@
-// The optimizer step as one fused pass over the flat buffers (DESIGN.md rule 1), one loop per
+// The optimizer step as one fused pass over the flat buffers (docs/design.md rule 1), one loop per
 // optimizer kind: a switch inside the loop kept it from vectorizing, and the pass is memory-bound
 // (it reads w, g and the states and writes them back), so it has to run at memory speed.
 #include <cmath>

@@ -1,4 +1,4 @@
-// The optimizer step of the CUDA backend: one fused kernel over the flat buffers (DESIGN.md rule 1),
+// The optimizer step of the CUDA backend: one fused kernel over the flat buffers (docs/design.md rule 1),
 // a template instance per optimizer kind with the formulas of the CPU's pass (CpuOptimizer.cpp),
 // so that each element reads w, g and its states once and writes them once.
 #include "models/kernels/cuda/CudaInternal.cuh"
