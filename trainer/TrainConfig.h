@@ -8,6 +8,7 @@
 
 #include "models/core/ConfigNode.h"
 #include "models/kernels/KernelBackend.h"
+#include "models/kernels/cpu/CpuEngine.h"
 #include "storage/reader/Augmentation.h"
 #include "storage/reader/ShardedReader.h"
 
@@ -111,6 +112,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;             // 0: cores / local ranks
   std::string device = "cpu";  // cpu | cuda | auto
+  CpuEngine cpu_engine = CpuEngine::automatic;  // dense products: auto | openblas | unpacked
   bool cuda_graphs = false;    // replay the training step as one CUDA graph where it is static
   std::string out_dir;
   DataConfig data;

@@ -79,11 +79,16 @@ Device choose_training_device(const TrainConfig& config, Communicator& comm) {
   return device;
 }
 
-Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm) : config_(config), comm_(comm) {
-  int threads = config_.threads;
+void apply_cpu_settings(const TrainConfig& config, const Communicator& comm) {
+  int threads = config.threads;
   if (threads == 0)
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm_.local_size()));
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm.local_size()));
   set_cpu_threads(threads);
+  set_cpu_engine(config.cpu_engine);
+}
+
+Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm) : config_(config), comm_(comm) {
+  apply_cpu_settings(config_, comm_);
 
   if (config_.task == "self_training" && !config_.self_training.unlabeled.empty()) {
     // Two files become one with a /labeled mask, which everything downstream understands.

@@ -51,6 +51,10 @@ struct TrainResult {
 // rank per GPU. Fails clearly when "cuda" is asked for and there is no GPU.
 Device choose_training_device(const TrainConfig& config, Communicator& comm);
 
+// The CPU threads (`threads`, 0 = the node's cores shared among its local ranks) and the engine
+// of the dense products (`cpu_engine`, overridden by DPTRAIN_CPU_ENGINE) for this process.
+void apply_cpu_settings(const TrainConfig& config, const Communicator& comm);
+
 class Trainer {
  public:
   // `root` is the whole parsed config (its [model] table builds the model).

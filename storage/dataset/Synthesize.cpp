@@ -454,11 +454,17 @@ DatasetContents synthesize(const SynthOptions& options) {
 }
 
 std::string synth_kinds_help() {
+  // Columns as wide as their widest entry plus two spaces, so no name runs into its defaults.
+  size_t name_width = 0, opts_width = 0;
+  for (const KindSpec& k : kinds) {
+    name_width = std::max(name_width, std::string(k.name).size() + 2);
+    opts_width = std::max(opts_width, option_text(k).size() + 2);
+  }
   std::ostringstream out;
   for (const KindSpec& k : kinds) {
     std::string name = k.name, opts = option_text(k);
-    name.resize(std::max<size_t>(name.size(), 8), ' ');
-    opts.resize(std::max<size_t>(opts.size(), 28), ' ');
+    name.resize(name_width, ' ');
+    opts.resize(opts_width, ' ');
     out << name << opts << k.about << '\n';
   }
   out << "all kinds: n=1000 seed=0; classification kinds also labeled_per_class=K (a /labeled mask)\n";

@@ -40,6 +40,11 @@ GanConfig read_gan_config(const ConfigNode& root, const TrainConfig& config) {
   c.optim_g = read_optim_config(g.child("optim_g"), adam);
   c.optim_d = read_optim_config(g.child("optim_d"), adam);
 
+  c.ema = g.get_float("ema", 0.0);
+  if (!(c.ema >= 0.0 && c.ema < 1.0)) g.fail("ema", "must be in [0, 1): the decay of the generator's weight average (0 = off)");
+  c.ema_calibration_batches = g.get_int("ema_calibration_batches", 100);
+  if (c.ema_calibration_batches <= 0) g.fail("ema_calibration_batches", "must be a positive integer");
+
   c.samples = g.get_int("samples", 64);
   if (c.samples < 0) g.fail("samples", "must be >= 0 (0 = write no sample picture)");
   c.eval_samples = g.get_int("eval_samples", 2500);

@@ -26,6 +26,13 @@ struct GanConfig {
   // concatenated along the first sample dimension, which penalises a generator short of variety.
   int64_t pack = 1;
   OptimConfig optim_g, optim_d;
+  // > 0: the generator that training writes out (generator.h5, samples) is the exponential moving
+  // average of its weights, ema_t = d ema_{t-1} + (1 - d) w_t after each generator update, with
+  // d = min(ema, (1 + t) / (10 + t)) so that the first updates do not keep the initial weights
+  // (Yazici et al. 2019; ProGAN, StyleGAN, BigGAN). Its batch-norm statistics are measured anew
+  // at the end (ema_calibration_batches forward passes in training mode).
+  double ema = 0.0;
+  int64_t ema_calibration_batches = 100;
   int64_t samples = 64;         // samples written as a PNG at the end (grid for images)
   int64_t eval_samples = 2500;  // 2-D mixtures: samples scored for mode coverage and quality
   bool eval_every_epoch = true;

@@ -14,7 +14,8 @@
 namespace dptrain {
 
 // Which draws: the noise of training steps (keyed by the step) or of evaluation and sampling.
-enum class LatentStream : uint32_t { training = 0x47414E01u, evaluation = 0x47414E02u };
+// Calibration: the draws that measure the averaged generator's batch-norm statistics.
+enum class LatentStream : uint32_t { training = 0x47414E01u, evaluation = 0x47414E02u, calibration = 0x47414E03u };
 
 // rows x latent values into out: row i is global sample row0 + i of `step` in `stream`.
 void draw_latent(LatentDistribution distribution, uint64_t seed, LatentStream stream, uint64_t step, int64_t row0,

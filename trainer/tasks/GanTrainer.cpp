@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <thread>
 
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
@@ -40,10 +39,7 @@ std::string with_commas(int64_t v) {
 
 GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm)
     : config_(config), gan_(read_gan_config(root, config)), comm_(comm), root_(root), loss_(gan_.loss) {
-  int threads = config_.threads;
-  if (threads == 0)
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm_.local_size()));
-  set_cpu_threads(threads);
+  apply_cpu_settings(config_, comm_);
   if (config_.data.normalize)
     root.child("data").fail("normalize", "task gan learns the data as it is; generated samples would be z-scores");
 
@@ -86,6 +82,10 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
   schedule_[G] = std::make_unique<LrSchedule>(config_.schedule, gan_.optim_g.lr, total_steps(), steps_per_epoch);
   schedule_[D] = std::make_unique<LrSchedule>(config_.schedule, gan_.optim_d.lr, total_steps(), steps_per_epoch);
   agree_on_start();
+  if (gan_.ema > 0.0) {
+    g_average_ = Tensor::zeros({g_->flat_size()}, device_);
+    g_average_.copy_from(g_->params());
+  }
 
   // One reducer per network: each step all-reduces the gradients of the network it updates.
   Model* nets_by_index[2] = {g_.get(), d_.get()};
@@ -235,11 +235,11 @@ void GanTrainer::end_step(GradientReducer& reducer) {
   checkpoint_due_ = checkpoint_due_ || reducer.control(1) > 0.0f;
 }
 
-const Tensor& GanTrainer::generate(int64_t global_rows, Mode mode, StepContext& ctx) {
+const Tensor& GanTrainer::generate(int64_t global_rows, Mode mode, StepContext& ctx, LatentStream stream) {
   auto [begin, end] = ShardedReader::rank_slice(global_rows, comm_.rank(), comm_.size());
   const int64_t n = end - begin;
   latent_host_.resize(static_cast<size_t>(n * gan_.latent));  // keeps its capacity
-  draw_latent(gan_.distribution, config_.seed, LatentStream::training, static_cast<uint64_t>(step_), begin, n,
+  draw_latent(gan_.distribution, config_.seed, stream, static_cast<uint64_t>(ctx.step), begin, n,
               gan_.latent, latent_host_.data());
   latent_.resize(Shape{n, gan_.latent}, device_);
   latent_.copy_from(Tensor::view(latent_host_.data(), Shape{n, gan_.latent}));
@@ -333,6 +333,28 @@ void GanTrainer::g_step() {
   opt_[G]->step(g.params(), g.grads(), static_cast<float>(schedule_[G]->lr(step_)),
                 mean_gradient_scale(g, gan_.optim_g.clip_norm, batch / gan_.pack));
   ++updates_[G];
+  update_weight_average();
+}
+
+void GanTrainer::update_weight_average() {
+  if (gan_.ema <= 0.0) return;
+  KernelBackend& k = kernels(device_);
+  const double t = static_cast<double>(updates_[G]);
+  const auto decay = static_cast<float>(std::min(gan_.ema, (1.0 + t) / (10.0 + t)));
+  k.scale(g_->flat_size(), decay, g_average_.data());
+  k.axpy(g_->flat_size(), 1.0f - decay, g_->params().data(), g_average_.data());
+}
+
+void GanTrainer::use_weight_average() {
+  if (gan_.ema <= 0.0) return;
+  kernels(device_).copy(g_->flat_size(), g_average_.data(), g_->params().data());
+  // The running statistics belong to the last live weights: measure the average's own, in
+  // training-mode forward passes over batches of the calibration stream (synchronized batch norm
+  // makes them the same on any number of ranks). The layer's momentum forgets the old values.
+  for (int64_t b = 0; b < gan_.ema_calibration_batches; ++b) {
+    StepContext ctx{Mode::train, config_.seed, static_cast<uint64_t>(b), 0, nullptr, false, cross_rank_.get()};
+    generate(config_.train.batch_size, Mode::train, ctx, LatentStream::calibration);
+  }
 }
 
 const Tensor& GanTrainer::packed(const Tensor& rows) {
@@ -473,6 +495,7 @@ GanResult GanTrainer::run() {
 }
 
 void GanTrainer::finish(GanResult& result) {
+  use_weight_average();
   result.steps = step_;
   result.epochs = reader_->cursor().epoch;
   result.d_updates = updates_[D];

@@ -32,6 +32,7 @@
 #include "trainer/optim/LrSchedule.h"
 #include "trainer/optim/Optimizer.h"
 #include "trainer/tasks/GanConfig.h"
+#include "trainer/tasks/GanSampling.h"
 #include "trainer/tasks/ModeCoverage.h"
 
 namespace dptrain {
@@ -79,7 +80,12 @@ class GanTrainer {
   bool logs() const { return comm_.rank() == 0 || config_.train.all_ranks_log; }
   void print(const std::string& line);
   // The fake slice of a global batch of `global_rows` for this step: latent draws, then G forward.
-  const Tensor& generate(int64_t global_rows, Mode mode, StepContext& ctx);
+  const Tensor& generate(int64_t global_rows, Mode mode, StepContext& ctx,
+                         LatentStream stream = LatentStream::training);
+  // gan.ema: folds the generator's new weights into the average (after each generator update),
+  // and at the end puts the average into the generator and measures its batch-norm statistics.
+  void update_weight_average();
+  void use_weight_average();
   void d_step(const Batch& real);
   void g_step();
   // The optimizer's gradient factor: the summed gradients become the global batch's mean, then
@@ -123,6 +129,7 @@ class GanTrainer {
   std::vector<float> latent_host_;
   Tensor latent_, x_device_, dscore_, dfake_;
   Tensor d_input_;     // the packed view D ran forward on last (Model keeps a pointer to its input)
+  Tensor g_average_;   // gan.ema > 0: the moving average of the generator's parameters
   Tensor stats_[2];    // LossStat sums since the last log, per network, on the device
   Tensor step_stats_;  // this discriminator step's loss (the skip rule reads it)
   double epoch_sums_[2][num_loss_stats] = {};

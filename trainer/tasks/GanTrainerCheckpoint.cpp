@@ -29,6 +29,7 @@ std::vector<FlatSpec> GanTrainer::flat_specs() const {
     for (const auto& [name, tensor] : opt_[n]->states())
       specs.push_back({net + "/optimizer/" + name, m.param_infos(), m.flat_size(), false});
   }
+  if (gan_.ema > 0.0) specs.push_back({"generator/weight_average", g_->param_infos(), g_->flat_size(), false});
   return specs;
 }
 
@@ -40,6 +41,7 @@ std::vector<const float*> GanTrainer::flat_pointers() {
     if (!nets[n]->buffer_infos().empty()) p.push_back(nets[n]->buffers().data());
     for (const auto& [name, tensor] : opt_[n]->states()) p.push_back(tensor->data());
   }
+  if (gan_.ema > 0.0) p.push_back(g_average_.data());
   return p;
 }
 
@@ -63,6 +65,7 @@ CheckpointState GanTrainer::checkpoint_state(bool with_data) {
     for (const auto& [name, tensor] : opt_[n]->states())
       flat(net + "/optimizer/" + name, nets[n]->param_infos(), *tensor);
   }
+  if (gan_.ema > 0.0) flat("generator/weight_average", g_->param_infos(), g_average_);
   const ReaderCursor c = reader_->cursor();
   s.scalars = {{"cursor_epoch", static_cast<double>(c.epoch)},
                {"cursor_step", static_cast<double>(c.step_in_epoch)},
@@ -118,6 +121,11 @@ void GanTrainer::restore(const CheckpointState& s) {
         static_cast<int64_t>(s.float_array(net + "_metrics_interval").size()) == stats_[n].numel())
       from_host(stats_[n], s.float_array(net + "_metrics_interval"));
     for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[n][i] = s.scalar(net + "_metrics_epoch_" + std::to_string(i));
+  }
+  if (gan_.ema > 0.0) {
+    if (!s.has_flat("generator/weight_average"))
+      fail_input(src + ": has no generator/weight_average: it was saved without gan.ema, which the config sets");
+    from_host(g_average_, s.flat("generator/weight_average").data);
   }
   opt_[G]->set_steps(static_cast<int64_t>(s.scalar("generator_optimizer_steps")));
   opt_[D]->set_steps(static_cast<int64_t>(s.scalar("discriminator_optimizer_steps")));

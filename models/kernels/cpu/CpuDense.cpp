@@ -1,8 +1,9 @@
 // The CPU backend's dense forward: wide layers compute y^T = w x^T and transpose back in 16x16
 // AVX-512 tiles that also add the bias and apply ReLU, so the transpose takes the place of the bias
-// pass. With AVX-512, x is transposed into a workspace first and y^T = w x^T runs as the unpacked
-// row-major product of CpuUnpackedGemm.cpp (10-20% faster than OpenBLAS on the reference MLP's
-// layers); without it, OpenBLAS computes y^T = w x^T (7-17% faster there than y = x w^T).
+// pass. With the unpacked engine (CpuEngine.h), x is transposed into a workspace first and
+// y^T = w x^T runs as the unpacked row-major product of CpuUnpackedGemm.cpp (10-20% faster than
+// OpenBLAS on the reference MLP's layers on an AMD EPYC); with OpenBLAS, it computes y^T = w x^T
+// (7-17% faster there than y = x w^T).
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #endif
 
 #include "models/core/Tensor.h"
+#include "models/kernels/cpu/CpuEngine.h"
 #include "models/kernels/cpu/CpuInternal.h"
 
 namespace dptrain {
@@ -26,14 +28,10 @@ struct DenseState {
 };
 const char dense_tag = 0;
 
-// The transposed product pays for a layer this wide with at most this many inputs. With AVX-512
-// it takes any number of rows, so that the rows of every rank's share take the same path (and get
-// the same bits) as in a single process; the BLAS-backed fallback needs 16.
-#if defined(__AVX512F__)
-constexpr int64_t min_transposed_rows = 1;
-#else
-constexpr int64_t min_transposed_rows = 16;
-#endif
+// The transposed product pays for a layer this wide with at most this many inputs. With the
+// unpacked engine it takes any number of rows, so that the rows of every rank's share take the
+// same path (and get the same bits) as in a single process; the BLAS-backed one needs 16.
+constexpr int64_t min_transposed_rows_unpacked = 1, min_transposed_rows_blas = 16;
 constexpr int64_t min_transposed_out = 256, max_transposed_in = 2048;
 
 inline float bias_act(Activation act, float v, float b) {
@@ -119,7 +117,9 @@ void transpose_bias_relu(int64_t rows, int64_t out, int64_t o0, int64_t o1, cons
 void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
                        const float* bias, Activation act, float slope, float* y, LayerScratch& scratch) {
   const bool fused_act = act == Activation::identity || act == Activation::relu;
-  if (out < min_transposed_out || in > max_transposed_in || rows < min_transposed_rows || !fused_act) {
+  const bool unpacked = cpu_use_unpacked();
+  const int64_t min_rows = unpacked ? min_transposed_rows_unpacked : min_transposed_rows_blas;
+  if (out < min_transposed_out || in > max_transposed_in || rows < min_rows || !fused_act) {
     cpu_gemm(false, true, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     k.bias_activation(act, slope, rows, out, 1, bias, y);
     return;
@@ -130,14 +130,16 @@ void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, 
   const int64_t blocks = (out + 63) / 64;
   const bool threaded = rows * out > (1 << 15);
 #if defined(__AVX512F__)
-  float* xt = st.input_t.reserve(in * rows, Device::cpu);
-  const int64_t in_blocks = (in + 63) / 64;
+  if (unpacked) {
+    float* xt = st.input_t.reserve(in * rows, Device::cpu);
+    const int64_t in_blocks = (in + 63) / 64;
 #pragma omp parallel for schedule(static) if (threaded)
-  for (int64_t blk = 0; blk < in_blocks; ++blk) transpose_input(rows, in, blk * 64, std::min(in, blk * 64 + 64), x, xt);
-  cpu_unpacked_gemm(out, rows, in, w, in, xt, rows, yt, rows);
-#else
-  cpu_gemm(false, true, out, rows, in, 1.0f, w, in, x, in, 0.0f, yt, rows);
+    for (int64_t blk = 0; blk < in_blocks; ++blk)
+      transpose_input(rows, in, blk * 64, std::min(in, blk * 64 + 64), x, xt);
+    cpu_unpacked_gemm(out, rows, in, w, in, xt, rows, yt, rows);
+  } else
 #endif
+    cpu_gemm(false, true, out, rows, in, 1.0f, w, in, x, in, 0.0f, yt, rows);
 #pragma omp parallel for schedule(static) if (threaded)
   for (int64_t blk = 0; blk < blocks; ++blk)
     transpose_bias_relu(rows, out, blk * 64, std::min(out, blk * 64 + 64), yt, bias, act, y);

@@ -12,8 +12,9 @@ namespace dptrain {
 // Row-major C = alpha op(A) op(B) + beta C. Outside a parallel region it splits C into column or
 // row blocks over the OpenMP threads, each block one single-threaded call of the engine, so the
 // process has one thread pool (OpenMP) and never a second one spinning beside it (OpenBLAS's).
-// Every element of C is computed by one call whatever the split, so results are the same for
-// every thread count.
+// Every element of C is computed by one call, so for a given thread count results repeat bit for
+// bit; across thread counts they agree to rounding only: a BLAS may round an element differently
+// when it falls on another edge of a call (OpenBLAS 0.3.21's Haswell kernels do).
 void cpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
               const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "models/core/Error.h"
+#include "models/kernels/cpu/CpuEngine.h"
 #include "models/kernels/cpu/CpuInternal.h"
 
 namespace dptrain {
@@ -228,7 +229,7 @@ class CpuKernels final : public KernelBackend {
   // the per-tile overhead of the short sums loses to OpenBLAS.
   void dense_backward_input(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w,
                             float* dx) override {
-    if (out >= 64 && cpu_unpacked_gemm_available())
+    if (out >= 64 && cpu_use_unpacked())
       cpu_unpacked_gemm(rows, in, out, dz, out, w, in, dx, in);
     else
       cpu_gemm(false, false, rows, in, out, 1.0f, dz, out, w, in, 0.0f, dx, in);
