@@ -96,7 +96,7 @@ std::string format_duration(double seconds) {
 
 ProgressLine::ProgressLine(bool enabled) : enabled_(enabled), tty_(::isatty(STDOUT_FILENO) != 0) {}
 
-void ProgressLine::update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double loss, double accuracy,
+void ProgressLine::update(const std::string& label, int64_t step, int64_t steps, double loss, double accuracy,
                           bool has_accuracy, double samples_per_s, double eta_s) {
   if (!enabled_) return;
   auto now = std::chrono::steady_clock::now();
@@ -104,10 +104,9 @@ void ProgressLine::update(int64_t epoch, int64_t epochs, int64_t step, int64_t s
   last_ = now;
   char acc[32] = "";
   if (has_accuracy) std::snprintf(acc, sizeof acc, "  acc %.2f%%", accuracy * 100.0);
-  std::printf("%sepoch %lld/%lld  step %lld/%lld  loss %.4f%s  %.0f samples/s  ETA %s%s", tty_ ? "\r\033[K" : "",
-              static_cast<long long>(epoch), static_cast<long long>(epochs), static_cast<long long>(step),
-              static_cast<long long>(steps), loss, acc, samples_per_s, format_duration(eta_s).c_str(),
-              tty_ ? "" : "\n");
+  std::printf("%s%s  step %lld/%lld  loss %.4f%s  %.0f samples/s  ETA %s%s", tty_ ? "\r\033[K" : "", label.c_str(),
+              static_cast<long long>(step), static_cast<long long>(steps), loss, acc, samples_per_s,
+              format_duration(eta_s).c_str(), tty_ ? "" : "\n");
   std::fflush(stdout);
   open_ = tty_;
 }

@@ -44,9 +44,10 @@ class MetricsLog {
 class ProgressLine {
  public:
   explicit ProgressLine(bool enabled);
-  // Shows progress through an epoch; throttled to a few redraws per second on a terminal.
-  void update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double loss, double accuracy,
-              bool has_accuracy, double samples_per_s, double eta_s);
+  // Shows progress through a period (`label`: "epoch 3/10", "round 2/5"), step `step` of `steps`;
+  // throttled to a few redraws per second on a terminal.
+  void update(const std::string& label, int64_t step, int64_t steps, double loss, double accuracy, bool has_accuracy,
+              double samples_per_s, double eta_s);
   // Ends the current line (before printing anything else).
   void finish();
 

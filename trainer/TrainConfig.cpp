@@ -185,7 +185,8 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   stc.steps_per_round = st.get_int("steps_per_round", 0);
   if (stc.steps_per_round < 0) st.fail("steps_per_round", "must be >= 0 (0 = train.epochs epochs per round)");
   stc.pseudo_labels = st.get_bool("pseudo_labels", true);
-  stc.selection = st.get_choice("selection", "threshold", {"threshold", "top_fraction"});
+  // Curriculum labelling by default (docs/self_training.md: chosen on shapes and moons).
+  stc.selection = st.get_choice("selection", "top_fraction", {"threshold", "top_fraction"});
   stc.threshold = st.get_float("threshold", 0.95);
   if (!(stc.threshold > 0.0 && stc.threshold <= 1.0)) st.fail("threshold", "must be in (0, 1]");
   stc.top_fraction = st.get_float("top_fraction", 0.2);
@@ -193,7 +194,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   stc.class_balanced = st.get_bool("class_balanced", true);
   stc.soft = st.get_choice("labels", "hard", {"hard", "soft"}) == "soft";
   stc.reinitialize = st.get_bool("reinitialize", false);
-  stc.relabel = st.get_bool("relabel", false);
+  stc.relabel = st.get_bool("relabel", stc.selection == "top_fraction");
   stc.entropy_weight = non_negative(st, "entropy_weight", 0.0);
   stc.entropy_batch_size = st.get_int("entropy_batch_size", 0);
   if (stc.entropy_batch_size < 0) st.fail("entropy_batch_size", "must be >= 0 (0 = train.batch_size)");
@@ -213,6 +214,9 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.coordinator.heartbeat_timeout_s = positive(co, "heartbeat_timeout_s", 30.0);
   c.coordinator.checkpoint_timeout_s = positive(co, "checkpoint_timeout_s", 600.0);
   c.coordinator.max_bulk_frame_mb = positive_int(co, "max_bulk_frame_mb", 64);
+  if (c.task == "self_training" && c.self_training.pseudo_labels && !c.coordinator.enabled)
+    co.fail("enabled", "task self_training selects its pseudo-labels in the coordinator: it cannot be disabled "
+                       "(or set self_training.pseudo_labels = false)");
 
   c.text = root.text();
   c.hash = stable_hash(c.text);

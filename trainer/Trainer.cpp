@@ -445,12 +445,23 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
                                             schedule_->lr(step_ - 1));
   if (!logs()) return;
   const int64_t spe = reader_->steps_per_epoch();
-  int64_t total = config_.train.epochs * spe;
-  if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
-  double n = std::max(1.0, sums[stat_count]);
-  double eta = step_ > 0 ? since_start / static_cast<double>(step_) * static_cast<double>(total - step_) : 0.0;
-  progress_->update(epoch + 1, config_.train.epochs, step_in_epoch, spe, sums[stat_loss] / n, sums[stat_correct] / n,
-                    loss_->classifies(), samples_per_s, eta);
+  // Where the run stands: step `at` of the period shown, and the steps still to go in the run.
+  int64_t at = step_in_epoch, period = spe, left = config_.train.epochs * spe - step_;
+  if (self_training_) {
+    // Later rounds read more rows when a round is counted in epochs: an estimate from this round.
+    const SelfTrainingConfig& st = config_.self_training;
+    const int64_t round_steps = st.steps_per_round ? st.steps_per_round : config_.train.epochs * spe;
+    const int64_t done_in_round = step_ - round_start_step_;
+    left = round_steps - done_in_round + (st.rounds - self_training_->round() - 1) * round_steps;
+    if (st.steps_per_round) at = done_in_round, period = round_steps;
+  }
+  if (config_.train.max_steps > 0) left = std::min(left, config_.train.max_steps - step_);
+  const double n = std::max(1.0, sums[stat_count]);
+  const int64_t done = step_ - run_start_step_;
+  const double eta = done > 0 ? since_start / static_cast<double>(done) * static_cast<double>(std::max<int64_t>(left, 0))
+                              : -1.0;
+  progress_->update(epoch_label(epoch), at, period, sums[stat_loss] / n, sums[stat_correct] / n, loss_->classifies(),
+                    samples_per_s, eta);
   log_->write(JsonRecord()
                   .add("event", std::string("step"))
                   .add("step", step_)
@@ -503,6 +514,7 @@ EvalResult Trainer::evaluate(const DataSplit& split) {
 TrainResult Trainer::run() {
   TrainResult result;
   run_start_ = interval_start_ = std::chrono::steady_clock::now();
+  run_start_step_ = step_;
   if (self_training_) {
     if (!run_rounds(result)) return result;
   } else {
@@ -560,6 +572,7 @@ bool Trainer::run_rounds(TrainResult& result) {
     ReaderCursor c = training_cursor();
     round_start_epoch_ = c.step_in_epoch ? c.epoch + 1 : c.epoch;
     round_start_step_ = step_;
+    if (reports_per_round()) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);
     if (st.reinitialize) {
       model_->initialize(config_.seed);
       optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), model_->device());
@@ -572,17 +585,23 @@ bool Trainer::run_rounds(TrainResult& result) {
 bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_last_epoch, TrainResult& result) {
   const int64_t spe = reader_->steps_per_epoch();
   const int64_t total = step_end;
+  // Per round: the sums, the log cadence and the end-of-period report follow the round, not the
+  // data epochs inside it.
+  const bool per_round = reports_per_round();
   ReaderCursor start = training_cursor();
   bool stop = stopped_early_;  // a run resumed after it stopped early does not train on
+  auto epoch_start = interval_start_ = std::chrono::steady_clock::now();
   for (int64_t epoch = start.epoch; epoch < epoch_end && step_ < total && !stop; ++epoch) {
-    auto epoch_start = interval_start_ = std::chrono::steady_clock::now();
+    if (!per_round) epoch_start = interval_start_ = std::chrono::steady_clock::now();
     int64_t s = epoch == start.epoch ? start.step_in_epoch : 0;
-    if (s == 0) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);  // else restored
+    if (s == 0 && !per_round) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);  // else restored
     for (; s < spe && step_ < total; ++s) {
       TestHooks::get().before_step(comm_.rank(), step_);
       train_step(next_training_batch(), s + 1 < spe && step_ + 1 < total);
       if (auto* client = coordination_->client()) client->set_progress(step_, last_samples_per_s_);
-      if ((s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total) log_interval(epoch, s + 1);
+      const bool log_now = per_round ? (step_ - round_start_step_) % config_.train.log_every == 0 || step_ == total
+                                     : (s + 1) % config_.train.log_every == 0 || s + 1 == spe || step_ == total;
+      if (log_now) log_interval(epoch, s + 1);
       if (stop_.agreed()) {
         // Asked to stop (SIGUSR1/SIGTERM or the coordinator): every rank saw it in the same step's
         // control lane, so all checkpoint this step and leave together, to be requeued.
@@ -594,6 +613,10 @@ bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_
       }
       // The last step of an epoch is checkpointed after the epoch's evaluation, which it includes.
       if (s + 1 < spe) maybe_checkpoint(false);
+    }
+    if (per_round && step_ < total) {  // a data epoch inside the round: no report
+      maybe_checkpoint(false);
+      continue;
     }
     double n = std::max(1.0, epoch_sums_[stat_count]);
     result.train = {epoch_sums_[stat_loss] / n, epoch_sums_[stat_correct] / n,

@@ -101,6 +101,9 @@ class Trainer {
   // (Re)creates the training reader for the current round's rows, positioned at `cursor`.
   void make_training_reader(const ReaderCursor& cursor);
   std::string epoch_label(int64_t epoch) const;
+  // Self-training with steps_per_round reports per round (progress, the round's loss line,
+  // validation): the data epochs of a small labelled set may be a few steps long.
+  bool reports_per_round() const { return self_training_ && config_.self_training.steps_per_round > 0; }
   void log_interval(int64_t epoch, int64_t step_in_epoch);
   EvalResult reduce_stats(const float* stats_host, double extra_count = 0.0);
   void print(const std::string& line);
@@ -151,6 +154,7 @@ class Trainer {
   double epoch_sums_[num_loss_stats] = {};
   std::chrono::steady_clock::time_point interval_start_, run_start_;
   int64_t interval_steps_ = 0;
+  int64_t run_start_step_ = 0;  // step_ when run() began (after a resume), for the ETA
   int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
   std::unique_ptr<JobCoordination> coordination_;
   bool checkpoint_due_ = false;  // rank 0's clock said so (control lane)
