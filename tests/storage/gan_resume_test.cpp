@@ -1,7 +1,8 @@
 // GAN resume exactness (docs/design.md rule 4) mid-alternation: a run with d_steps = 2, g_steps = 1
 // and checkpoints every 7 steps (so they fall inside a phase), killed with SIGKILL at a random step
 // and resumed from its latest checkpoint, ends bitwise identical to the run never interrupted —
-// both networks' parameters and batch-norm buffers, both Adam states, the saved generator file.
+// both networks' parameters and batch-norm buffers, both Adam states, the generator's weight
+// average (gan.ema), the saved generator file.
 // And SIGUSR1 stops a GAN run at a step boundary with a checkpoint and exit code 75.
 #include <catch2/catch.hpp>
 
@@ -31,7 +32,7 @@ std::string write_config(const TempDir& dir, int64_t every) {
   write_dataset_file(dir.file("ring.h5"), synthesize(s));
   write_text(dir.file("gan.toml"),
              "seed = 4\ntask = \"gan\"\nthreads = 1\n[data]\ntrain = \"" + dir.file("ring.h5") +
-                 "\"\n[gan]\nlatent = 3\nloss = \"non_saturating\"\nd_steps = 2\ng_steps = 1\neval_samples = 500\n"
+                 "\"\n[gan]\nlatent = 3\nloss = \"non_saturating\"\nd_steps = 2\ng_steps = 1\neval_samples = 500\nema = 0.9\n"
                  "[gan.generator]\nkind = \"layers\"\nlayers = [{ type = \"dense\", units = 24 }, { type = "
                  "\"batchnorm\" }, { type = \"relu\" }, { type = \"dense\", units = 2 }]\n"
                  "[gan.discriminator]\nkind = \"mlp\"\nhidden = [24]\ndropout = 0.2\n"
@@ -56,6 +57,14 @@ void check_same_final_state(const std::string& a_dir, const std::string& b_dir) 
   CHECK(compared >= 12);  // params, buffers, adam m and v of both networks
   CHECK(fa.count("generator/buffers/01_batchnorm/running_mean"));
   CHECK(fa.count("discriminator/optimizer/adam_m/00_dense/weight"));
+  // gan.ema: the checkpoint holds the weight average; generator.h5 is that average, with batch-norm
+  // statistics measured for it, not the live generator the checkpoint also holds.
+  REQUIRE(fa.count("generator/weight_average/00_dense/weight"));
+  auto saved = read_float_datasets(a_dir + "/generator.h5");
+  REQUIRE(saved.count("params/00_dense/weight"));
+  CHECK(saved["params/00_dense/weight"] == fa["generator/weight_average/00_dense/weight"]);
+  CHECK(saved["params/00_dense/weight"] != fa["generator/params/00_dense/weight"]);
+  CHECK(saved["buffers/01_batchnorm/running_mean"] != fa["generator/buffers/01_batchnorm/running_mean"]);
   CHECK(read_float_datasets(a_dir + "/generator.h5") == read_float_datasets(b_dir + "/generator.h5"));
   CHECK(read_float_datasets(a_dir + "/discriminator.h5") == read_float_datasets(b_dir + "/discriminator.h5"));
 }

@@ -41,7 +41,7 @@ SeedStats accuracy_over_seeds(const std::string& what, SynthOptions s, const std
 
 }  // namespace
 
-TEST_CASE("linear regression recovers the weights of linear data", "[trainer][classic]") {
+TEST_CASE("linear regression recovers the weights of linear data", "[trainer][classic][quality]") {
   SeedStats weight_error("linear regression: largest weight or bias error"), loss("linear regression: test MSE");
   for (uint64_t seed : quality_seeds()) {
     TempDir dir;
@@ -72,7 +72,7 @@ TEST_CASE("linear regression recovers the weights of linear data", "[trainer][cl
   CHECK(loss.max() < 0.02);  // the noise variance is 0.01
 }
 
-TEST_CASE("logistic regression separates two blobs", "[trainer][classic]") {
+TEST_CASE("logistic regression separates two blobs", "[trainer][classic][quality]") {
   SynthOptions s;
   s.kind = "blobs";
   s.classes = 2;
@@ -84,7 +84,7 @@ TEST_CASE("logistic regression separates two blobs", "[trainer][classic]") {
   CHECK(acc.min() >= 0.99);
 }
 
-TEST_CASE("softmax regression on 5 blobs", "[trainer][classic]") {
+TEST_CASE("softmax regression on 5 blobs", "[trainer][classic][quality]") {
   SynthOptions s;
   s.kind = "blobs";
   s.classes = 5;
@@ -97,7 +97,7 @@ TEST_CASE("softmax regression on 5 blobs", "[trainer][classic]") {
   CHECK(acc.min() >= 0.95);
 }
 
-TEST_CASE("linear SVM on blobs", "[trainer][classic]") {
+TEST_CASE("linear SVM on blobs", "[trainer][classic][quality]") {
   SynthOptions s;
   s.kind = "blobs";
   s.classes = 4;
@@ -109,7 +109,7 @@ TEST_CASE("linear SVM on blobs", "[trainer][classic]") {
   CHECK(acc.min() >= 0.98);
 }
 
-TEST_CASE("an MLP solves moons", "[trainer][classic]") {
+TEST_CASE("an MLP solves moons", "[trainer][classic][quality]") {
   SynthOptions s;
   s.kind = "moons";
   s.n = 2000;
@@ -120,7 +120,7 @@ TEST_CASE("an MLP solves moons", "[trainer][classic]") {
   CHECK(acc.min() >= 0.98);
 }
 
-TEST_CASE("an MLP solves XOR while logistic regression cannot", "[trainer][classic]") {
+TEST_CASE("an MLP solves XOR while logistic regression cannot", "[trainer][classic][quality]") {
   SynthOptions s;
   s.kind = "xor";
   s.n = 2000;
@@ -134,7 +134,7 @@ TEST_CASE("an MLP solves XOR while logistic regression cannot", "[trainer][class
   CHECK(linear.max() <= 0.65);
 }
 
-TEST_CASE("a CNN recognizes the shapes images", "[trainer][classic]") {
+TEST_CASE("a CNN recognizes the shapes images", "[trainer][classic][quality]") {
   SynthOptions s;
   s.kind = "shapes";
   s.n = 4000;
@@ -147,7 +147,7 @@ TEST_CASE("a CNN recognizes the shapes images", "[trainer][classic]") {
   CHECK(acc.min() >= 0.95);
 }
 
-TEST_CASE("every optimizer reduces the training loss of an MLP", "[trainer][optim]") {
+TEST_CASE("every optimizer reduces the training loss of an MLP", "[trainer][optim][quality]") {
   for (const char* optim : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}) {
     DYNAMIC_SECTION(optim) {
       SeedStats acc(std::string(optim) + " on 3 blobs: test accuracy"), loss(std::string(optim) + ": train loss");

@@ -7,6 +7,7 @@
 // [gan] configs fail naming the key; `dptrain sample` works from a model file and a checkpoint.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include "models/losses/GanLoss.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/dataset/Synthesize.h"
+#include "support/SeedStats.h"
 #include "support/TestSupport.h"
 #include "support/TrainingRun.h"
 #include "trainer/Predictor.h"
@@ -215,7 +217,7 @@ TEST_CASE("the skip rule skips discriminator updates on the all-reduced loss, an
   CHECK(largest == 0.05f);  // the clip was reached (the initial weights are larger)
 }
 
-TEST_CASE("GAN on an 8-Gaussian ring covers the modes with high-quality samples (5 seeds)", "[gan][slow]") {
+TEST_CASE("GAN on an 8-Gaussian ring covers the modes with high-quality samples (5 seeds)", "[gan][slow][quality]") {
   TempDir dir;
   SynthOptions s;
   s.kind = "ring";
@@ -254,7 +256,7 @@ TEST_CASE("GAN on an 8-Gaussian ring covers the modes with high-quality samples 
   CHECK(hq >= 80.0);
 }
 
-TEST_CASE("a DCGAN on shapes draws shapes a CNN trained on real shapes recognises", "[gan][slow]") {
+TEST_CASE("a DCGAN on shapes draws shapes a CNN trained on real shapes recognises", "[gan][slow][quality]") {
   TempDir dir;
   SynthOptions s;
   s.kind = "shapes";
@@ -263,11 +265,18 @@ TEST_CASE("a DCGAN on shapes draws shapes a CNN trained on real shapes recognise
   const std::string shapes = synth_file(dir, "shapes", s);
   s.seed = 2;
   const std::string held_out = synth_file(dir, "shapes_cls", s);
-  // The DCGAN in its own process while the classifier trains here.
-  BackgroundProcess gan({dptrain_binary(), "train", source_dir() + "/examples/dcgan_shapes.toml", "--set",
-                         "data.train=\"" + shapes + "\"", "--set", "out_dir=\"" + dir.file("dcgan") + "\"", "--set",
-                         "train.progress=false", "--set", "coordinator.enabled=false"},
-                        {}, dir.file("dcgan.log"));
+  // The example config as it stands, one process per seed (they share the machine's cores), while
+  // the classifier trains here.
+  const std::vector<uint64_t> seeds = quality_seeds();
+  std::vector<std::unique_ptr<BackgroundProcess>> gans;
+  auto run_dir = [&](uint64_t seed) { return dir.file("dcgan" + std::to_string(seed)); };
+  for (uint64_t seed : seeds)
+    gans.push_back(std::make_unique<BackgroundProcess>(
+        std::vector<std::string>{dptrain_binary(), "train", source_dir() + "/examples/dcgan_shapes.toml", "--set",
+                                 "seed=" + std::to_string(seed), "--set", "data.train=\"" + shapes + "\"", "--set",
+                                 "out_dir=\"" + run_dir(seed) + "\"", "--set", "train.progress=false", "--set",
+                                 "coordinator.enabled=false"},
+        std::vector<std::string>{}, run_dir(seed) + ".log"));
   std::string cnn = read_text(source_dir() + "/examples/shapes_cnn.toml");
   ConfigNode root = ConfigNode::parse_string(cnn, "shapes_cnn.toml");
   root.apply_override("data.train=\"" + held_out + "\"");
@@ -284,37 +293,47 @@ TEST_CASE("a DCGAN on shapes draws shapes a CNN trained on real shapes recognise
     cls = trainer.run();
   }
   REQUIRE(cls.test.accuracy >= 0.98);
-  INFO(read_text(dir.file("dcgan.log")));
-  REQUIRE(gan.wait() == 0);
-  CHECK(std::filesystem::exists(dir.file("dcgan/samples.png")));
 
-  CliResult sample =
-      run_cli({"sample", dir.file("dcgan"), "--n", "500", "--out", dir.file("samples.h5"), "--seed", "11"});
-  INFO(sample.out << sample.err);
-  REQUIRE(sample.exit_code == 0);
-  DatasetFile samples(dir.file("samples.h5"));
-  REQUIRE(samples.rows() == 500);
-  REQUIRE(samples.sample_shape() == Shape({1, 28, 28}));
+  // A sample counts when the classifier is >= 90 % sure of its shape; every shape should be drawn
+  // about a quarter of the time (the real data's share).
+  SeedStats share("dcgan shapes: share of 500 samples recognised"),
+      rarest("dcgan shapes: the rarest recognised shape's share of the samples");
   Predictor predictor(cls.model_path);
-  std::vector<float> probs;
-  std::vector<int32_t> classes;
-  predictor.predict(samples, probs, classes);
-  int64_t confident = 0, per_class[4] = {};
-  for (int64_t i = 0; i < 500; ++i) {
-    float best = 0.0f;
-    for (int c = 0; c < 4; ++c) best = std::max(best, probs[static_cast<size_t>(i * 4 + c)]);
-    if (best >= 0.9f) ++confident, ++per_class[classes[static_cast<size_t>(i)]];
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    const std::string out = run_dir(seeds[i]);
+    INFO(read_text(out + ".log"));
+    REQUIRE(gans[i]->wait() == 0);
+    CHECK(std::filesystem::exists(out + "/samples.png"));
+    CliResult sample = run_cli({"sample", out, "--n", "500", "--out", out + "/samples500.h5", "--seed", "11"});
+    INFO(sample.out << sample.err);
+    REQUIRE(sample.exit_code == 0);
+    DatasetFile samples(out + "/samples500.h5");
+    REQUIRE(samples.rows() == 500);
+    REQUIRE(samples.sample_shape() == Shape({1, 28, 28}));
+    std::vector<float> probs;
+    std::vector<int32_t> classes;
+    predictor.predict(samples, probs, classes);
+    int64_t confident = 0, per_class[4] = {};
+    for (int64_t r = 0; r < 500; ++r) {
+      float best = 0.0f;
+      for (int c = 0; c < 4; ++c) best = std::max(best, probs[static_cast<size_t>(r * 4 + c)]);
+      if (best >= 0.9f) ++confident, ++per_class[classes[static_cast<size_t>(r)]];
+    }
+    std::printf("dcgan shapes, seed %llu: %.1f%% of 500 samples recognised (circle %lld, square %lld, triangle %lld, "
+                "cross %lld)\n",
+                static_cast<unsigned long long>(seeds[i]), 100.0 * static_cast<double>(confident) / 500.0,
+                static_cast<long long>(per_class[0]), static_cast<long long>(per_class[1]),
+                static_cast<long long>(per_class[2]), static_cast<long long>(per_class[3]));
+    share.add(seeds[i], static_cast<double>(confident) / 500.0);
+    rarest.add(seeds[i], static_cast<double>(*std::min_element(per_class, per_class + 4)) / 500.0);
   }
-  std::printf(
-      "dcgan shapes: %.1f%% of 500 samples classified with confidence >= 0.9 (circle %lld, square %lld, "
-      "triangle %lld, cross %lld)\n",
-      100.0 * confident / 500.0, static_cast<long long>(per_class[0]), static_cast<long long>(per_class[1]),
-      static_cast<long long>(per_class[2]), static_cast<long long>(per_class[3]));
-  // Issue 6 asks for >= 80 % (400 of 500). examples/dcgan_shapes.toml reaches 82.0 % (410) on this
-  // seed, every shape at least 55 times (seeds 2 and 3 of the same config: 78.2 and 75.8 %;
-  // docs/gan.md).
-  CHECK(confident >= 400);
-  for (int64_t n : per_class) CHECK(n >= 25);  // every shape is drawn, not one shape over and over
+  share.report();
+  rarest.report();
+  // The must-show: >= 80 % recognised, every shape >= 10 % of the samples. Measured over 5 seeds
+  // under both CPU engines in docs/gan.md; the floors leave the margin measured there.
+  CHECK(share.mean() >= 0.80);
+  CHECK(share.min() >= 0.78);
+  CHECK(rarest.min() >= 0.10);
 }
 
 TEST_CASE("bad [gan] configs fail naming the key", "[gan][cli]") {
@@ -332,6 +351,8 @@ TEST_CASE("bad [gan] configs fail naming the key", "[gan][cli]") {
   fails(ring_toml(data, "latent_distribution = \"cauchy\"\n"), "gan.latent_distribution");
   fails(ring_toml(data) + "[optim]\nlr = 0.1\n", "key 'optim.lr': a GAN has one optimizer per network");
   fails(ring_toml(data, "d_skip_below = -1.0\n"), "gan.d_skip_below");
+  fails(ring_toml(data, "ema = 1.0\n"), "key 'gan.ema'");
+  fails(ring_toml(data, "ema_calibration_batches = 0\n"), "key 'gan.ema_calibration_batches'");
   fails(ring_toml(data) + "[gan.optim_g]\nlerning_rate = 0.1\n", "lerning_rate");
   // A generator whose output does not fit the data, and a discriminator with two outputs.
   std::string bad_g = ring_toml(data);

