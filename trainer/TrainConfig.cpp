@@ -215,8 +215,9 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.coordinator.checkpoint_timeout_s = positive(co, "checkpoint_timeout_s", 600.0);
   c.coordinator.max_bulk_frame_mb = positive_int(co, "max_bulk_frame_mb", 64);
   if (c.task == "self_training" && c.self_training.pseudo_labels && !c.coordinator.enabled)
-    co.fail("enabled", "task self_training selects its pseudo-labels in the coordinator: it cannot be disabled "
-                       "(or set self_training.pseudo_labels = false)");
+    co.fail("enabled",
+            "task self_training selects its pseudo-labels in the coordinator: it cannot be disabled "
+            "(or set self_training.pseudo_labels = false)");
 
   c.text = root.text();
   c.hash = stable_hash(c.text);

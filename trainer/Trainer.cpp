@@ -458,8 +458,8 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   if (config_.train.max_steps > 0) left = std::min(left, config_.train.max_steps - step_);
   const double n = std::max(1.0, sums[stat_count]);
   const int64_t done = step_ - run_start_step_;
-  const double eta = done > 0 ? since_start / static_cast<double>(done) * static_cast<double>(std::max<int64_t>(left, 0))
-                              : -1.0;
+  const double eta =
+      done > 0 ? since_start / static_cast<double>(done) * static_cast<double>(std::max<int64_t>(left, 0)) : -1.0;
   progress_->update(epoch_label(epoch), at, period, sums[stat_loss] / n, sums[stat_correct] / n, loss_->classifies(),
                     samples_per_s, eta);
   log_->write(JsonRecord()

@@ -155,7 +155,7 @@ class Trainer {
   std::chrono::steady_clock::time_point interval_start_, run_start_;
   int64_t interval_steps_ = 0;
   int64_t run_start_step_ = 0;  // step_ when run() began (after a resume), for the ETA
-  int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
+  int64_t samples_ = 0;         // generative models: prior samples written as a PNG grid at the end
   std::unique_ptr<JobCoordination> coordination_;
   bool checkpoint_due_ = false;  // rank 0's clock said so (control lane)
   double last_samples_per_s_ = 0.0;

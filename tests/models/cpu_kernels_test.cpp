@@ -353,33 +353,34 @@ TEST_CASE("the dense forward's transposed product matches the reference", "[mode
         DenseCase{130, 785, 1000, Activation::relu, true}, DenseCase{17, 33, 262, Activation::identity, true},
         DenseCase{3, 50, 300, Activation::relu, true}})
     for (CpuEngine engine : {CpuEngine::openblas, CpuEngine::unpacked})
-    for (int threads : {1, 2}) {
-      if (!cpu_engine_available(engine)) continue;
-      DYNAMIC_SECTION("rows " << d.rows << " in " << d.in << " out " << d.out << " engine " << cpu_engine_name(engine)
-                              << " threads " << threads) {
-        EngineScope e(engine);
-        Threads t(threads);
-        auto x = random_vector(d.rows * d.in, 200), w = random_vector(d.out * d.in, 201), b = random_vector(d.out, 202);
-        const float* bias = d.bias ? b.data() : nullptr;
-        std::vector<float> y(static_cast<size_t>(d.rows * d.out), 3.0f), y_ref(y.size(), -3.0f);
-        LayerScratch fast, reference;
-        cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, y.data(), fast);
-        cpu_kernels().KernelBackend::dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f,
-                                                   y_ref.data(), reference);
-        std::vector<double> direct(y.size());
-        for (int64_t r = 0; r < d.rows; ++r)
-          for (int64_t o = 0; o < d.out; ++o) {
-            double s = d.bias ? b[o] : 0.0;
-            for (int64_t i = 0; i < d.in; ++i) s += static_cast<double>(x[r * d.in + i]) * w[o * d.in + i];
-            direct[r * d.out + o] = activate(d.act, static_cast<float>(s));
-          }
-        CHECK(max_rel_error(y, direct) < 1e-4);
-        CHECK(max_rel_error(y_ref, direct) < 1e-4);
-        std::vector<float> again(y.size());
-        cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, again.data(), fast);
-        CHECK(same_bits(again, y));
+      for (int threads : {1, 2}) {
+        if (!cpu_engine_available(engine)) continue;
+        DYNAMIC_SECTION("rows " << d.rows << " in " << d.in << " out " << d.out << " engine " << cpu_engine_name(engine)
+                                << " threads " << threads) {
+          EngineScope e(engine);
+          Threads t(threads);
+          auto x = random_vector(d.rows * d.in, 200), w = random_vector(d.out * d.in, 201),
+               b = random_vector(d.out, 202);
+          const float* bias = d.bias ? b.data() : nullptr;
+          std::vector<float> y(static_cast<size_t>(d.rows * d.out), 3.0f), y_ref(y.size(), -3.0f);
+          LayerScratch fast, reference;
+          cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, y.data(), fast);
+          cpu_kernels().KernelBackend::dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f,
+                                                     y_ref.data(), reference);
+          std::vector<double> direct(y.size());
+          for (int64_t r = 0; r < d.rows; ++r)
+            for (int64_t o = 0; o < d.out; ++o) {
+              double s = d.bias ? b[o] : 0.0;
+              for (int64_t i = 0; i < d.in; ++i) s += static_cast<double>(x[r * d.in + i]) * w[o * d.in + i];
+              direct[r * d.out + o] = activate(d.act, static_cast<float>(s));
+            }
+          CHECK(max_rel_error(y, direct) < 1e-4);
+          CHECK(max_rel_error(y_ref, direct) < 1e-4);
+          std::vector<float> again(y.size());
+          cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, again.data(), fast);
+          CHECK(same_bits(again, y));
+        }
       }
-    }
 }
 
 TEST_CASE("CPU engines: names, the config's choice and the environment's override", "[models][cpu]") {

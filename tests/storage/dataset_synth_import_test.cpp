@@ -308,11 +308,11 @@ TEST_CASE("bad synth options are rejected naming the kind and option", "[storage
     REQUIRE(e.exit_code() == 2);
   }
   std::string help = synth_kinds_help();
-  for (const char* kind :
-       {"blobs", "moons", "xor", "spirals", "linear", "ring", "grid", "shapes", "parity", "parity_varlen", "sum", "sine"})
+  for (const char* kind : {"blobs", "moons", "xor", "spirals", "linear", "ring", "grid", "shapes", "parity",
+                           "parity_varlen", "sum", "sine"})
     REQUIRE(help.find(std::string(kind) + " ") != std::string::npos);
   REQUIRE(help.find("parity_varlen  classes=2") != std::string::npos);  // the name never runs into its defaults
-  REQUIRE(help.find("noise=0.02") != std::string::npos);  // ring's default
+  REQUIRE(help.find("noise=0.02") != std::string::npos);                // ring's default
 }
 
 TEST_CASE("synthesized sets round-trip through a dataset file", "[storage]") {

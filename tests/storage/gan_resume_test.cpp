@@ -30,16 +30,17 @@ std::string write_config(const TempDir& dir, int64_t every) {
   s.n = 800;
   s.seed = 2;
   write_dataset_file(dir.file("ring.h5"), synthesize(s));
-  write_text(dir.file("gan.toml"),
-             "seed = 4\ntask = \"gan\"\nthreads = 1\n[data]\ntrain = \"" + dir.file("ring.h5") +
-                 "\"\n[gan]\nlatent = 3\nloss = \"non_saturating\"\nd_steps = 2\ng_steps = 1\neval_samples = 500\nema = 0.9\n"
-                 "[gan.generator]\nkind = \"layers\"\nlayers = [{ type = \"dense\", units = 24 }, { type = "
-                 "\"batchnorm\" }, { type = \"relu\" }, { type = \"dense\", units = 2 }]\n"
-                 "[gan.discriminator]\nkind = \"mlp\"\nhidden = [24]\ndropout = 0.2\n"
-                 "[gan.optim_g]\nlr = 0.002\n[gan.optim_d]\nlr = 0.002\n"
-                 "[train]\nbatch_size = 20\nepochs = 3\nprogress = false\nlog_every = 10\n"
-                 "[checkpoint]\nevery_steps = " +
-                 std::to_string(every) + "\n");
+  write_text(
+      dir.file("gan.toml"),
+      "seed = 4\ntask = \"gan\"\nthreads = 1\n[data]\ntrain = \"" + dir.file("ring.h5") +
+          "\"\n[gan]\nlatent = 3\nloss = \"non_saturating\"\nd_steps = 2\ng_steps = 1\neval_samples = 500\nema = 0.9\n"
+          "[gan.generator]\nkind = \"layers\"\nlayers = [{ type = \"dense\", units = 24 }, { type = "
+          "\"batchnorm\" }, { type = \"relu\" }, { type = \"dense\", units = 2 }]\n"
+          "[gan.discriminator]\nkind = \"mlp\"\nhidden = [24]\ndropout = 0.2\n"
+          "[gan.optim_g]\nlr = 0.002\n[gan.optim_d]\nlr = 0.002\n"
+          "[train]\nbatch_size = 20\nepochs = 3\nprogress = false\nlog_every = 10\n"
+          "[checkpoint]\nevery_steps = " +
+          std::to_string(every) + "\n");
   return dir.file("gan.toml");
 }
 

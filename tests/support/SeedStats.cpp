@@ -16,7 +16,8 @@ std::vector<uint64_t> quality_seeds(int n) {
     while (in >> word) {
       char* end = nullptr;
       const unsigned long long v = std::strtoull(word.c_str(), &end, 10);
-      if (!end || *end) throw std::invalid_argument("DPTRAIN_TEST_SEEDS: '" + word + "' is not a seed (a whole number)");
+      if (!end || *end)
+        throw std::invalid_argument("DPTRAIN_TEST_SEEDS: '" + word + "' is not a seed (a whole number)");
       seeds.push_back(v);
     }
     if (seeds.empty()) throw std::invalid_argument("DPTRAIN_TEST_SEEDS names no seed");

@@ -17,8 +17,8 @@ namespace {
 
 std::string config(uint64_t seed, const std::string& data, const std::string& model, const std::string& optim,
                    int64_t epochs, int64_t batch = 32, const std::string& extra_data = "") {
-  return "seed = " + std::to_string(seed) + "\n[data]\ntrain = \"" + data + "\"\ntest_fraction = 0.2\n" + extra_data + "\n[model]\n" + model +
-         "\n[optim]\n" + optim + "\n[train]\nbatch_size = " + std::to_string(batch) +
+  return "seed = " + std::to_string(seed) + "\n[data]\ntrain = \"" + data + "\"\ntest_fraction = 0.2\n" + extra_data +
+         "\n[model]\n" + model + "\n[optim]\n" + optim + "\n[train]\nbatch_size = " + std::to_string(batch) +
          "\nepochs = " + std::to_string(epochs) + "\n";
 }
 
@@ -78,9 +78,9 @@ TEST_CASE("logistic regression separates two blobs", "[trainer][classic][quality
   s.classes = 2;
   s.n = 2000;
   s.seed = 4;
-  SeedStats acc = accuracy_over_seeds("logistic regression on 2 blobs: test accuracy", s,
-                                      "kind = \"logistic_regression\"", "kind = \"sgd\"\nlr = 0.1", 10, 32,
-                                      "normalize = \"zscore\"");
+  SeedStats acc =
+      accuracy_over_seeds("logistic regression on 2 blobs: test accuracy", s, "kind = \"logistic_regression\"",
+                          "kind = \"sgd\"\nlr = 0.1", 10, 32, "normalize = \"zscore\"");
   CHECK(acc.min() >= 0.99);
 }
 
@@ -91,9 +91,9 @@ TEST_CASE("softmax regression on 5 blobs", "[trainer][classic][quality]") {
   s.dim = 10;
   s.n = 3000;
   s.seed = 1;
-  SeedStats acc = accuracy_over_seeds("softmax regression on 5 blobs: test accuracy", s,
-                                      "kind = \"softmax_regression\"", "kind = \"sgd\"\nlr = 0.1", 15, 64,
-                                      "normalize = \"zscore\"");
+  SeedStats acc =
+      accuracy_over_seeds("softmax regression on 5 blobs: test accuracy", s, "kind = \"softmax_regression\"",
+                          "kind = \"sgd\"\nlr = 0.1", 15, 64, "normalize = \"zscore\"");
   CHECK(acc.min() >= 0.95);
 }
 
@@ -114,9 +114,9 @@ TEST_CASE("an MLP solves moons", "[trainer][classic][quality]") {
   s.kind = "moons";
   s.n = 2000;
   s.seed = 2;
-  SeedStats acc = accuracy_over_seeds("MLP on moons: test accuracy", s,
-                                      "kind = \"mlp\"\nhidden = [32, 32]\nactivation = \"tanh\"",
-                                      "kind = \"adam\"\nlr = 0.01", 40, 64, "normalize = \"zscore\"");
+  SeedStats acc =
+      accuracy_over_seeds("MLP on moons: test accuracy", s, "kind = \"mlp\"\nhidden = [32, 32]\nactivation = \"tanh\"",
+                          "kind = \"adam\"\nlr = 0.01", 40, 64, "normalize = \"zscore\"");
   CHECK(acc.min() >= 0.98);
 }
 
@@ -125,9 +125,9 @@ TEST_CASE("an MLP solves XOR while logistic regression cannot", "[trainer][class
   s.kind = "xor";
   s.n = 2000;
   s.seed = 0;
-  SeedStats mlp = accuracy_over_seeds("MLP on XOR: test accuracy", s,
-                                      "kind = \"mlp\"\nhidden = [16]\nactivation = \"relu\"",
-                                      "kind = \"adam\"\nlr = 0.02", 40);
+  SeedStats mlp =
+      accuracy_over_seeds("MLP on XOR: test accuracy", s, "kind = \"mlp\"\nhidden = [16]\nactivation = \"relu\"",
+                          "kind = \"adam\"\nlr = 0.02", 40);
   SeedStats linear = accuracy_over_seeds("logistic regression on XOR: test accuracy", s,
                                          "kind = \"logistic_regression\"", "kind = \"sgd\"\nlr = 0.1", 20);
   CHECK(mlp.min() >= 0.99);
@@ -143,7 +143,8 @@ TEST_CASE("a CNN recognizes the shapes images", "[trainer][classic][quality]") {
       "kind = \"cnn\"\nblocks = [ { type = \"conv2d\", filters = 8, kernel = 5, padding = 2, activation = \"relu\" },"
       " { type = \"maxpool2d\", size = 2 }, { type = \"conv2d\", filters = 16, kernel = 3, padding = 1, activation = "
       "\"relu\" }, { type = \"maxpool2d\", size = 2 }, { type = \"dense\", units = 32, activation = \"relu\" } ]";
-  SeedStats acc = accuracy_over_seeds("CNN on shapes: test accuracy", s, model, "kind = \"momentum\"\nlr = 0.05", 4, 64);
+  SeedStats acc =
+      accuracy_over_seeds("CNN on shapes: test accuracy", s, model, "kind = \"momentum\"\nlr = 0.05", 4, 64);
   CHECK(acc.min() >= 0.95);
 }
 

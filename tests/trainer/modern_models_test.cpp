@@ -30,8 +30,8 @@ namespace {
 std::string run_config(const std::string& data, const std::string& model, const std::string& optim, int64_t epochs,
                        int64_t batch, const std::string& data_extra = "test_fraction = 0.2", uint64_t seed = 3) {
   // One thread: ctest runs two tests at once on two cores, and oversubscribed OpenMP threads spin.
-  return "seed = " + std::to_string(seed) + "\nthreads = 1\n[data]\ntrain = \"" + data + "\"\n" + data_extra + "\n[model]\n" + model +
-         "\n[optim]\n" + optim + "\n[train]\nbatch_size = " + std::to_string(batch) +
+  return "seed = " + std::to_string(seed) + "\nthreads = 1\n[data]\ntrain = \"" + data + "\"\n" + data_extra +
+         "\n[model]\n" + model + "\n[optim]\n" + optim + "\n[train]\nbatch_size = " + std::to_string(batch) +
          "\nepochs = " + std::to_string(epochs) + "\nlog_every = 1000\n";
 }
 
@@ -160,10 +160,10 @@ TEST_CASE("a simple RNN solves 5-bit parity", "[quality][trainer][modern]") {
     s.n = 500;
     s.seed = 100 + seed;
     const std::string test_file = synth_file(dir, "parity_test", s);
-    acc.add(seed, train_toml(dir, run_config(data, "kind = \"rnn_classifier\"\nhidden = [16]",
-                                             "kind = \"adam\"\nlr = 0.01", 100, 32,
-                                             "test = \"" + test_file + "\"", seed))
-                      .test.accuracy);
+    acc.add(seed,
+            train_toml(dir, run_config(data, "kind = \"rnn_classifier\"\nhidden = [16]", "kind = \"adam\"\nlr = 0.01",
+                                       100, 32, "test = \"" + test_file + "\"", seed))
+                .test.accuracy);
   }
   acc.report();
   CHECK(acc.mean() >= 0.95);
@@ -204,7 +204,8 @@ TEST_CASE("an LSTM with return_sequences learns running parity step by step", "[
   CHECK(mse.max() < 0.1);
 }
 
-TEST_CASE("a convolutional autoencoder reconstructs the shapes through a 32-dim code", "[quality][trainer][modern][slow]") {
+TEST_CASE("a convolutional autoencoder reconstructs the shapes through a 32-dim code",
+          "[quality][trainer][modern][slow]") {
   SeedStats mse("autoencoder (code 32): test reconstruction mse");
   for (uint64_t seed : quality_seeds()) {
     TempDir dir;
@@ -218,14 +219,14 @@ TEST_CASE("a convolutional autoencoder reconstructs the shapes through a 32-dim 
   CHECK(mse.max() < 0.01);
 }
 
-TEST_CASE("a VAE's ELBO rises every epoch and its prior samples are written as a PNG grid", "[quality][trainer][modern][slow]") {
+TEST_CASE("a VAE's ELBO rises every epoch and its prior samples are written as a PNG grid",
+          "[quality][trainer][modern][slow]") {
   SeedStats rises("vae: epochs whose ELBO rose, of 5");
   for (uint64_t seed : quality_seeds()) {
     TempDir dir;
     const std::string data = shapes_file(dir, 3000, seed);
-    TrainResult r =
-        train_toml(dir, run_config(data, "kind = \"vae\"\nlatent = 8\nhidden = [256]\nsamples = 36",
-                                   "kind = \"adam\"\nlr = 0.002", 6, 64, "test_fraction = 0.2", seed));
+    TrainResult r = train_toml(dir, run_config(data, "kind = \"vae\"\nlatent = 8\nhidden = [256]\nsamples = 36",
+                                               "kind = \"adam\"\nlr = 0.002", 6, 64, "test_fraction = 0.2", seed));
     // The loss is the negative ELBO per pixel (bce summed over pixels + KL, divided by 784).
     std::vector<double> losses = epoch_train_losses(dir.file("run/metrics.jsonl"));
     REQUIRE(losses.size() == 6);

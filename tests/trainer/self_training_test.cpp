@@ -113,11 +113,13 @@ TEST_CASE("self-training on moons beats training on the labelled points alone", 
     TempDir dir;
     write_text(dir.file("c.toml"), moons_config(dir, 10 + seed));
     base.add(seed, test_accuracy(train_cli(dir, dir.file("c.toml"), "base", {"self_training.rounds=1"})));
-    CliResult st = train_cli(dir, dir.file("c.toml"), "self", {"self_training.rounds=3", "self_training.entropy_weight=1"});
+    CliResult st =
+        train_cli(dir, dir.file("c.toml"), "self", {"self_training.rounds=3", "self_training.entropy_weight=1"});
     self.add(seed, test_accuracy(st));
-    entropy.add(seed, test_accuracy(train_cli(dir, dir.file("c.toml"), "entropy",
-                                              {"self_training.rounds=1", "self_training.steps_per_round=2000",
-                                               "self_training.pseudo_labels=false", "self_training.entropy_weight=1"})));
+    entropy.add(seed,
+                test_accuracy(train_cli(dir, dir.file("c.toml"), "entropy",
+                                        {"self_training.rounds=1", "self_training.steps_per_round=2000",
+                                         "self_training.pseudo_labels=false", "self_training.entropy_weight=1"})));
     if (first.out.empty()) {
       first = st;
       CHECK(read_text(dir.file("self/metrics.jsonl")).find("\"pseudo_accuracy\"") != std::string::npos);

@@ -41,7 +41,8 @@ GanConfig read_gan_config(const ConfigNode& root, const TrainConfig& config) {
   c.optim_d = read_optim_config(g.child("optim_d"), adam);
 
   c.ema = g.get_float("ema", 0.0);
-  if (!(c.ema >= 0.0 && c.ema < 1.0)) g.fail("ema", "must be in [0, 1): the decay of the generator's weight average (0 = off)");
+  if (!(c.ema >= 0.0 && c.ema < 1.0))
+    g.fail("ema", "must be in [0, 1): the decay of the generator's weight average (0 = off)");
   c.ema_calibration_batches = g.get_int("ema_calibration_batches", 100);
   if (c.ema_calibration_batches <= 0) g.fail("ema_calibration_batches", "must be a positive integer");
 

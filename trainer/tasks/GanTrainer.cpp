@@ -239,8 +239,8 @@ const Tensor& GanTrainer::generate(int64_t global_rows, Mode mode, StepContext& 
   auto [begin, end] = ShardedReader::rank_slice(global_rows, comm_.rank(), comm_.size());
   const int64_t n = end - begin;
   latent_host_.resize(static_cast<size_t>(n * gan_.latent));  // keeps its capacity
-  draw_latent(gan_.distribution, config_.seed, stream, static_cast<uint64_t>(ctx.step), begin, n,
-              gan_.latent, latent_host_.data());
+  draw_latent(gan_.distribution, config_.seed, stream, static_cast<uint64_t>(ctx.step), begin, n, gan_.latent,
+              latent_host_.data());
   latent_.resize(Shape{n, gan_.latent}, device_);
   latent_.copy_from(Tensor::view(latent_host_.data(), Shape{n, gan_.latent}));
   ctx.mode = mode;

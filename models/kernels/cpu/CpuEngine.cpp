@@ -31,8 +31,8 @@ CpuEngine environment_engine() {
     if (!v || !*v) return CpuEngine::automatic;
     for (const EngineName& n : engine_names)
       if (std::string_view(v) == n.name) return n.engine;
-    fail_input("environment variable DPTRAIN_CPU_ENGINE = '" + std::string(v) + "' names no CPU engine; valid: " +
-               cpu_engine_names());
+    fail_input("environment variable DPTRAIN_CPU_ENGINE = '" + std::string(v) +
+               "' names no CPU engine; valid: " + cpu_engine_names());
   }();
   return engine;
 }
