@@ -77,10 +77,14 @@ OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 
 # Submitted as documented in launch/slurm/README.md; the command line overrides the script's sizes.
 # Only the listed variables reach the job (as with --export=NONE, which many sites ask for): the
-# supervisor's srun must still hand the coordinator's address and token to the ranks.
+# supervisor's srun must still hand the coordinator's address and token to the ranks. Bitwise
+# equality needs the reference's BLAS kernels: OPENBLAS_CORETYPE (and DPTRAIN_CPU_ENGINE), when
+# this environment sets them, go along (without it OpenBLAS picks Cooperlake kernels on a Zen 5
+# where the variable may have forced Haswell ones, and the last bits differ).
 say "sbatch launch/slurm/train.sbatch"
+kernels=${OPENBLAS_CORETYPE:+,OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}${DPTRAIN_CPU_ENGINE:+,DPTRAIN_CPU_ENGINE=$DPTRAIN_CPU_ENGINE}
 job=$(cd "$work" && sbatch --parsable --ntasks=2 --cpus-per-task=1 --time=10:00 --output="$work/job-%j.out" \
-  --export="CONFIG=$work/run.toml,DPTRAIN=$bin,DPTRAIN_TEST_STEP_MS=30,OMP_NUM_THREADS=1,OPENBLAS_NUM_THREADS=1,PATH=$PATH,SLURM_CONF=$SLURM_CONF" \
+  --export="CONFIG=$work/run.toml,DPTRAIN=$bin,DPTRAIN_TEST_STEP_MS=30,OMP_NUM_THREADS=1,OPENBLAS_NUM_THREADS=1,PATH=$PATH,SLURM_CONF=$SLURM_CONF$kernels" \
   "$src/launch/slurm/train.sbatch")
 job=${job%%;*}
 out=$work/job-$job.out
