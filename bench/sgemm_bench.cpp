@@ -47,7 +47,6 @@ int main(int argc, char** argv) {
     }
   }
   set_cpu_threads(threads);
-  KernelBackend& k = cpu_kernels();
   for (int64_t n : sizes) {
     std::vector<float> a(static_cast<size_t>(n * n)), b(a.size()), c(a.size());
     for (size_t i = 0; i < a.size(); ++i) {
@@ -59,26 +58,24 @@ int main(int argc, char** argv) {
     Tensor ta = Tensor::zeros({n, n}), tb = Tensor::zeros({n, n}), tc = Tensor::zeros({n, n});
     std::copy(a.begin(), a.end(), ta.data());
     std::copy(b.begin(), b.end(), tb.data());
-    for (int engine = 0; engine < 3; ++engine) {
-      if (engine == 2 && !cpu_unpacked_gemm_available()) continue;
+    // Raw cblas_sgemm first, then the backend's product under each engine it has.
+    const CpuEngine engines[] = {CpuEngine::automatic, CpuEngine::openblas, CpuEngine::onednn, CpuEngine::unpacked};
+    for (CpuEngine engine : engines) {
+      if (!cpu_engine_available(engine)) continue;
       auto call = [&] {
-        if (engine == 2)
-          cpu_unpacked_gemm(n, n, n, ta.data(), n, tb.data(), n, tc.data(), n);
-        else if (engine == 0)
+        if (engine == CpuEngine::automatic)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(n),
                       static_cast<blasint>(n), 1.0f, a.data(), static_cast<blasint>(n), b.data(),
                       static_cast<blasint>(n), 0.0f, c.data(), static_cast<blasint>(n));
         else
-          k.gemm(false, false, n, n, n, 1.0f, ta.data(), n, tb.data(), n, 0.0f, tc.data(), n);
+          cpu_gemm_as(engine, false, false, n, n, n, 1.0f, ta.data(), n, tb.data(), n, 0.0f, tc.data(), n);
       };
       const bench::Rate rate =
           bench::gflops_over(seconds, 2.0 * static_cast<double>(n) * static_cast<double>(n * n), 2, call);
-      std::printf("engine=%s%s m=%lld n=%lld k=%lld gflops=%.2f cpu_gflops=%.2f\n", engine == 0 ? "" : "dptrain-gemm:",
-                  engine == 0   ? "openblas"
-                  : engine == 1 ? cpu_gemm_engine()
-                                : "unpacked",
-                  static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(n), rate.wall_gflops,
-                  rate.cpu_gflops);
+      std::printf("engine=%s%s m=%lld n=%lld k=%lld gflops=%.2f cpu_gflops=%.2f\n",
+                  engine == CpuEngine::automatic ? "" : "dptrain-gemm:",
+                  engine == CpuEngine::automatic ? "openblas" : cpu_engine_name(engine), static_cast<long long>(n),
+                  static_cast<long long>(n), static_cast<long long>(n), rate.wall_gflops, rate.cpu_gflops);
     }
   }
   return 0;

@@ -10,7 +10,8 @@ target_link_libraries(dptrain_mpi_tests PRIVATE dptrain_trainer Catch2::Catch2)
 target_include_directories(dptrain_mpi_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(dptrain_mpi_tests PRIVATE DPTRAIN_BINARY="$<TARGET_FILE:dptrain>"
                                                      DPTRAIN_SOURCE_DIR="${DPTRAIN_ROOT}")
-set(mpi_env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1)
+set(mpi_env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+            ${DPTRAIN_TEST_CACHE_ENV})
 foreach(n 2 3 4)
   add_test(NAME mpi_tests_np${n}
            COMMAND ${MPIEXEC_EXECUTABLE} -np ${n} --oversubscribe --bind-to none

@@ -112,7 +112,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;                              // 0: cores / local ranks
   std::string device = "cpu";                   // cpu | cuda | auto
-  CpuEngine cpu_engine = CpuEngine::automatic;  // dense products: auto | openblas | unpacked
+  CpuEngine cpu_engine = CpuEngine::automatic;  // products: auto (measured) | openblas | onednn | unpacked
   bool cuda_graphs = false;                     // replay the training step as one CUDA graph where it is static
   std::string out_dir;
   DataConfig data;

@@ -112,6 +112,9 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   const Device device = choose_training_device(config_, comm_);
   if (device == Device::cuda) stager_ = std::make_unique<DeviceBatchStager>();
   model_ = std::make_unique<Model>(std::move(zoo.root), train.sample_shape(), device);
+  cpu_planner_ = std::make_unique<CpuPlanner>(
+      comm_, device == Device::cpu, [this](const std::string& line) { print(line); },
+      comm_.rank() == 0 ? config_.out_dir : "");
   model_->initialize(config_.seed);
   loss_ = std::make_unique<Loss>(zoo.loss, 1.0f, zoo.reconstruct);
   samples_ = zoo.samples;
@@ -321,7 +324,9 @@ void Trainer::train_step(const Batch& batch, bool stage_next) {
   const float control[GradientReducer::control_lanes] = {stop_.post(step_), checkpoint_time_due() ? 1.0f : 0.0f};
   reducer_->begin_step(step_, control);
   if (unlabeled_reader_) ctx.on_gradients_ready = nullptr;  // gradients are final after the second pass
+  cpu_planner_->before_step();
   step_compute(batch, *x, ctx);
+  cpu_planner_->after_step();
   ++step_;
   ++interval_steps_;
 }

@@ -17,6 +17,7 @@
 #include "models/zoo/ModelZoo.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/reader/ShardedReader.h"
+#include "trainer/CpuPlanner.h"
 #include "trainer/DataSplits.h"
 #include "trainer/DeviceBatchStager.h"
 #include "trainer/EarlyStopping.h"
@@ -157,6 +158,7 @@ class Trainer {
   int64_t run_start_step_ = 0;  // step_ when run() began (after a resume), for the ETA
   int64_t samples_ = 0;         // generative models: prior samples written as a PNG grid at the end
   std::unique_ptr<JobCoordination> coordination_;
+  std::unique_ptr<CpuPlanner> cpu_planner_;
   bool checkpoint_due_ = false;  // rank 0's clock said so (control lane)
   double last_samples_per_s_ = 0.0;
   StopSighting stop_;  // some rank was asked to stop (control lane)

@@ -73,6 +73,7 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
     s.scalars.emplace_back("unlabeled_cursor_step", static_cast<double>(u.step_in_epoch));
     s.floats.emplace_back("metrics_entropy", to_host(entropy_stats_));
   }
+  cpu_planner_->save(s);
   if (!scaler_.empty()) {
     s.floats.emplace_back("normalization_mean", scaler_.mean);
     s.floats.emplace_back("normalization_std", scaler_.std);
@@ -118,6 +119,7 @@ void Trainer::restore(const CheckpointState& s) {
       static_cast<int64_t>(s.float_array("metrics_interval").size()) == stats_.numel())
     from_host(stats_, s.float_array("metrics_interval"));
   stopped_early_ = s.scalar("stopped_early") != 0.0;
+  cpu_planner_->restore(s);
   step_ = s.step;
   last_checkpoint_step_ = s.step;
   if (self_training_) {

@@ -352,19 +352,19 @@ TEST_CASE("the dense forward's transposed product matches the reference", "[mode
         DenseCase{20, 2100, 300, Activation::relu, true}, DenseCase{50, 100, 400, Activation::tanh, true},
         DenseCase{130, 785, 1000, Activation::relu, true}, DenseCase{17, 33, 262, Activation::identity, true},
         DenseCase{3, 50, 300, Activation::relu, true}})
-    for (CpuEngine engine : {CpuEngine::openblas, CpuEngine::unpacked})
+    for (const ProductChoice& choice :
+         cpu_product_candidates({ProductKind::dense_forward, false, false, false, d.rows, d.in, d.out}))
       for (int threads : {1, 2}) {
-        if (!cpu_engine_available(engine)) continue;
-        DYNAMIC_SECTION("rows " << d.rows << " in " << d.in << " out " << d.out << " engine " << cpu_engine_name(engine)
+        DYNAMIC_SECTION("rows " << d.rows << " in " << d.in << " out " << d.out << " as " << choice.text()
                                 << " threads " << threads) {
-          EngineScope e(engine);
           Threads t(threads);
           auto x = random_vector(d.rows * d.in, 200), w = random_vector(d.out * d.in, 201),
                b = random_vector(d.out, 202);
           const float* bias = d.bias ? b.data() : nullptr;
           std::vector<float> y(static_cast<size_t>(d.rows * d.out), 3.0f), y_ref(y.size(), -3.0f);
           LayerScratch fast, reference;
-          cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, y.data(), fast);
+          cpu_dense_forward_as(choice, cpu_kernels(), d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f,
+                               y.data(), fast);
           cpu_kernels().KernelBackend::dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f,
                                                      y_ref.data(), reference);
           std::vector<double> direct(y.size());
@@ -377,8 +377,58 @@ TEST_CASE("the dense forward's transposed product matches the reference", "[mode
           CHECK(max_rel_error(y, direct) < 1e-4);
           CHECK(max_rel_error(y_ref, direct) < 1e-4);
           std::vector<float> again(y.size());
-          cpu_kernels().dense_forward(d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f, again.data(), fast);
+          cpu_dense_forward_as(choice, cpu_kernels(), d.rows, d.in, d.out, x.data(), w.data(), bias, d.act, 0.01f,
+                               again.data(), fast);
           CHECK(same_bits(again, y));
+        }
+      }
+}
+
+TEST_CASE("every engine computes every kind of product, and repeats it bit for bit", "[models][cpu]") {
+  // Transposes, accumulation, shapes off every tile edge; gemm_serial as convolutions call it.
+  const ProductKey keys[] = {
+      {ProductKind::dense_input_grad, false, false, false, 37, 300, 530},
+      {ProductKind::gemm, false, false, false, 45, 70, 33},
+      {ProductKind::gemm, false, true, false, 64, 129, 77},
+      {ProductKind::gemm, true, false, true, 100, 50, 37},
+      {ProductKind::gemm, true, true, false, 9, 260, 31},
+      {ProductKind::gemm_serial, false, true, true, 32, 75, 196},
+      {ProductKind::gemm_serial, true, false, false, 75, 196, 32},
+  };
+  for (const ProductKey& key : keys)
+    for (const ProductChoice& choice : cpu_product_candidates(key))
+      for (int threads : {1, 2}) {
+        DYNAMIC_SECTION(key.text() << " as " << choice.text() << " threads " << threads) {
+          Threads t(threads);
+          const bool dense = key.kind == ProductKind::dense_input_grad;
+          // dense: dz [m x k], w [k x n] -> dx [m x n]; gemm: op(A) [m x k], op(B) [k x n].
+          auto a = random_vector(key.m * key.k, 240), b = random_vector(key.k * key.n, 241),
+               c0 = random_vector(key.m * key.n, 242);
+          std::vector<double> ref(c0.size());
+          const int64_t lda = key.trans_a ? key.m : key.k, ldb = key.trans_b ? key.k : key.n;
+          for (int64_t i = 0; i < key.m; ++i)
+            for (int64_t j = 0; j < key.n; ++j) {
+              double s = key.accumulate ? c0[i * key.n + j] : 0.0;
+              for (int64_t p = 0; p < key.k; ++p)
+                s += static_cast<double>(key.trans_a ? a[p * lda + i] : a[i * lda + p]) *
+                     (key.trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+              ref[i * key.n + j] = s;
+            }
+          auto run = [&] {
+            std::vector<float> c = c0;
+            if (dense)
+              cpu_dense_input_grad_as(choice.engine, key.m, key.n, key.k, a.data(), b.data(), c.data());
+            else if (key.kind == ProductKind::gemm)
+              cpu_gemm_as(choice.engine, key.trans_a, key.trans_b, key.m, key.n, key.k, 1.0f, a.data(), lda, b.data(),
+                          ldb, key.accumulate ? 1.0f : 0.0f, c.data(), key.n);
+            else
+              cpu_gemm_serial_as(choice.engine, key.trans_a, key.trans_b, key.m, key.n, key.k, 1.0f, a.data(), lda,
+                                 b.data(), ldb, key.accumulate ? 1.0f : 0.0f, c.data(), key.n);
+            return c;
+          };
+          const std::vector<float> c = run();
+          CHECK(max_rel_error(c, ref) < 1e-4);
+          CHECK(same_bits(run(), c));
         }
       }
 }
@@ -386,18 +436,20 @@ TEST_CASE("the dense forward's transposed product matches the reference", "[mode
 TEST_CASE("CPU engines: names, the config's choice and the environment's override", "[models][cpu]") {
   CHECK(parse_cpu_engine("openblas") == CpuEngine::openblas);
   CHECK(parse_cpu_engine("auto") == CpuEngine::automatic);
-  CHECK_THROWS_WITH(parse_cpu_engine("fast"), Catch::Contains("'fast'") && Catch::Contains("auto, openblas, unpacked"));
+  CHECK_THROWS_WITH(parse_cpu_engine("fast"),
+                    Catch::Contains("'fast'") && Catch::Contains("auto, openblas, onednn, unpacked"));
   CHECK(cpu_engine_available(CpuEngine::unpacked) == cpu_unpacked_gemm_available());
+  CHECK(cpu_engine_available(CpuEngine::onednn) == cpu_onednn_available());
   // The config's choice holds unless DPTRAIN_CPU_ENGINE names an engine (the suite may run under it).
   const char* env = std::getenv("DPTRAIN_CPU_ENGINE");
   const CpuEngine forced = env && *env ? parse_cpu_engine(env) : CpuEngine::automatic;
-  const CpuEngine best = cpu_unpacked_gemm_available() ? CpuEngine::unpacked : CpuEngine::openblas;
   {
     EngineScope e(CpuEngine::openblas);
     CHECK(cpu_engine() == (forced == CpuEngine::automatic ? CpuEngine::openblas : forced));
-    CHECK(cpu_use_unpacked() == (cpu_engine() == CpuEngine::unpacked));
+    const ProductKey key{ProductKind::gemm, false, false, false, 64, 64, 64};
+    CHECK(cpu_product_choice(key).engine == (cpu_engine() == CpuEngine::onednn ? CpuEngine::onednn : CpuEngine::openblas));
   }
-  CHECK(cpu_engine() == (forced == CpuEngine::automatic ? best : forced));
+  CHECK(cpu_engine() == forced);
   if (!cpu_unpacked_gemm_available())
     CHECK_THROWS_WITH(set_cpu_engine(CpuEngine::unpacked), Catch::Contains("AVX-512"));
 }
@@ -447,59 +499,76 @@ TEST_CASE("the unpacked gemm computes A B on every edge of its tiles and blocks"
     }
 }
 
+// The engines a test can force here: every one this build has (DPTRAIN_CPU_ENGINE still wins).
+std::vector<CpuEngine> forceable_engines() {
+  std::vector<CpuEngine> out;
+  for (CpuEngine e : {CpuEngine::openblas, CpuEngine::onednn, CpuEngine::unpacked})
+    if (cpu_engine_available(e)) out.push_back(e);
+  return out;
+}
+
 TEST_CASE("the dense input gradient matches the reference and splits by rows exactly", "[models][cpu]") {
   const int64_t rows = 100, in = 300, out = 530;
   auto dz = random_vector(rows * out, 230), w = random_vector(out * in, 231);
-  std::vector<float> dx(static_cast<size_t>(rows * in)), ref(dx.size());
-  cpu_kernels().dense_backward_input(rows, in, out, dz.data(), w.data(), dx.data());
-  cpu_kernels().KernelBackend::dense_backward_input(rows, in, out, dz.data(), w.data(), ref.data());
-  std::vector<double> ref_d(ref.begin(), ref.end());
-  CHECK(max_rel_error(dx, ref_d) < 1e-4);
-  for (int threads : {1, 2}) {
-    Threads t(threads);
-    std::vector<float> parts(dx.size());
-    cpu_kernels().dense_backward_input(37, in, out, dz.data(), w.data(), parts.data());
-    cpu_kernels().dense_backward_input(rows - 37, in, out, dz.data() + 37 * out, w.data(), parts.data() + 37 * in);
-    if (cpu_use_unpacked())
-      CHECK(same_bits(parts, dx));
-    else
-      CHECK(max_rel_error(parts, ref_d) < 1e-4);
+  for (CpuEngine engine : forceable_engines()) {
+    DYNAMIC_SECTION("engine " << cpu_engine_name(engine)) {
+      EngineScope e(engine);
+      std::vector<float> dx(static_cast<size_t>(rows * in)), ref(dx.size());
+      cpu_kernels().dense_backward_input(rows, in, out, dz.data(), w.data(), dx.data());
+      cpu_kernels().KernelBackend::dense_backward_input(rows, in, out, dz.data(), w.data(), ref.data());
+      std::vector<double> ref_d(ref.begin(), ref.end());
+      CHECK(max_rel_error(dx, ref_d) < 1e-4);
+      for (int threads : {1, 2}) {
+        Threads t(threads);
+        std::vector<float> parts(dx.size());
+        cpu_kernels().dense_backward_input(37, in, out, dz.data(), w.data(), parts.data());
+        cpu_kernels().dense_backward_input(rows - 37, in, out, dz.data() + 37 * out, w.data(),
+                                           parts.data() + 37 * in);
+        if (cpu_engine() == CpuEngine::unpacked)
+          CHECK(same_bits(parts, dx));
+        else
+          CHECK(max_rel_error(parts, ref_d) < 1e-4);
+      }
+    }
   }
 }
 
 TEST_CASE("the dense forward gives each row the same bits whatever the batch split and thread count", "[models][cpu]") {
-  // Rank shares of a global batch are row ranges: a row's outputs must not depend on which other
-  // rows share its call (shares of 3 and 5 rows included), nor on the threads. With the OpenBLAS
-  // engine (no AVX-512, or DPTRAIN_CPU_ENGINE=openblas) shares under 16 rows take the BLAS path,
-  // whose bits may differ in the last place.
+  // Rank shares of a global batch are row ranges: with our unpacked product a row's outputs do not
+  // depend on which other rows share its call (shares of 3 and 5 rows included), nor on the
+  // threads. A BLAS agrees to rounding only: OpenBLAS 0.3.21's Haswell kernels differ in the last
+  // place, and under 16 rows the OpenBLAS engine takes the plain layout.
   const int64_t rows = 100, in = 300, out = 530;
   auto x = random_vector(rows * in, 210), w = random_vector(out * in, 211), b = random_vector(out, 212);
-  std::vector<float> whole(static_cast<size_t>(rows * out));
-  LayerScratch scratch;
-  {
-    Threads t(1);
-    cpu_kernels().dense_forward(rows, in, out, x.data(), w.data(), b.data(), Activation::relu, 0.01f, whole.data(),
-                                scratch);
-  }
-  const std::vector<int64_t> splits =
-      cpu_use_unpacked() ? std::vector<int64_t>{5, 16, 37, 64, 97} : std::vector<int64_t>{16, 37, 64};
-  for (int threads : {1, 2})
-    for (int64_t split : splits) {
-      DYNAMIC_SECTION("first " << split << " rows, then the rest, threads " << threads) {
-        Threads t(threads);
-        std::vector<float> parts(whole.size());
-        cpu_kernels().dense_forward(split, in, out, x.data(), w.data(), b.data(), Activation::relu, 0.01f, parts.data(),
-                                    scratch);
-        cpu_kernels().dense_forward(rows - split, in, out, x.data() + split * in, w.data(), b.data(), Activation::relu,
-                                    0.01f, parts.data() + split * out, scratch);
-        // Only our unpacked product promises a row the same bits in any share; a BLAS agrees to
-        // rounding (OpenBLAS 0.3.21's Haswell kernels differ in the last place).
-        if (cpu_use_unpacked())
-          CHECK(same_bits(parts, whole));
-        else
-          CHECK(max_rel_error(parts, std::vector<double>(whole.begin(), whole.end())) < 1e-5);
-      }
+  for (CpuEngine engine : forceable_engines()) {
+    EngineScope e(engine);
+    const bool unpacked = cpu_engine() == CpuEngine::unpacked;
+    std::vector<float> whole(static_cast<size_t>(rows * out));
+    LayerScratch scratch;
+    {
+      Threads t(1);
+      cpu_kernels().dense_forward(rows, in, out, x.data(), w.data(), b.data(), Activation::relu, 0.01f, whole.data(),
+                                  scratch);
     }
+    const std::vector<int64_t> splits =
+        unpacked ? std::vector<int64_t>{5, 16, 37, 64, 97} : std::vector<int64_t>{16, 37, 64};
+    for (int threads : {1, 2})
+      for (int64_t split : splits) {
+        DYNAMIC_SECTION("engine " << cpu_engine_name(engine) << ", first " << split << " rows, then the rest, threads "
+                                  << threads) {
+          Threads t(threads);
+          std::vector<float> parts(whole.size());
+          cpu_kernels().dense_forward(split, in, out, x.data(), w.data(), b.data(), Activation::relu, 0.01f,
+                                      parts.data(), scratch);
+          cpu_kernels().dense_forward(rows - split, in, out, x.data() + split * in, w.data(), b.data(),
+                                      Activation::relu, 0.01f, parts.data() + split * out, scratch);
+          if (unpacked)
+            CHECK(same_bits(parts, whole));
+          else
+            CHECK(max_rel_error(parts, std::vector<double>(whole.begin(), whole.end())) < 1e-5);
+        }
+      }
+  }
 }
 
 TEST_CASE("the batched convolution matches the reference path and a direct convolution", "[models][cpu]") {

@@ -102,6 +102,9 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
   if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
   last_checkpoint_time_ = std::chrono::steady_clock::now();
   coordination_ = std::make_unique<JobCoordination>(config_, comm_, [this](const std::string& line) { print(line); });
+  cpu_planner_ = std::make_unique<CpuPlanner>(
+      comm_, device_ == Device::cpu, [this](const std::string& line) { print(line); },
+      comm_.rank() == 0 ? config_.out_dir : "");
 
   mixture_ = is_gaussian_mixture(train) && g_->output_shape() == train.sample_shape();
   if (mixture_) modes_ = measure_modes(train, splits_.train.rows);
@@ -469,10 +472,12 @@ GanResult GanTrainer::run() {
     TestHooks::get().before_step(comm_.rank(), step_);
     const bool is_d = discriminator_step(step_);
     const int64_t epoch = reader_->cursor().epoch;
+    cpu_planner_->before_step();
     if (is_d)
       d_step(reader_->next());
     else
       g_step();
+    cpu_planner_->after_step(/*complete=*/!is_d);  // the plan covers both networks' steps
     ++step_;
     if (auto* client = coordination_->client()) client->set_progress(step_, last_samples_per_s_);
     // An epoch ends with the discriminator step that takes its last real batch.

@@ -24,6 +24,7 @@
 #include "models/Model.h"
 #include "models/losses/GanLoss.h"
 #include "storage/reader/ShardedReader.h"
+#include "trainer/CpuPlanner.h"
 #include "trainer/DataSplits.h"
 #include "trainer/Metrics.h"
 #include "trainer/TrainConfig.h"
@@ -120,6 +121,7 @@ class GanTrainer {
   std::unique_ptr<ShardedReader> reader_;
   std::unique_ptr<CrossRankSum> cross_rank_;
   std::unique_ptr<JobCoordination> coordination_;
+  std::unique_ptr<CpuPlanner> cpu_planner_;
   std::unique_ptr<MetricsLog> log_;
   int64_t cycle_ = 2;
   Device device_ = Device::cpu;

@@ -86,6 +86,7 @@ CheckpointState GanTrainer::checkpoint_state(bool with_data) {
       s.scalars.emplace_back(std::string(net_names[n]) + "_metrics_epoch_" + std::to_string(i), epoch_sums_[n][i]);
   s.floats.emplace_back("generator_metrics_interval", to_host(stats_[G]));
   s.floats.emplace_back("discriminator_metrics_interval", to_host(stats_[D]));
+  cpu_planner_->save(s);
   s.strings.emplace_back("task", "gan");
   s.strings.emplace_back("gan_loss", GanLoss::name(gan_.loss));
   return s;
@@ -137,6 +138,7 @@ void GanTrainer::restore(const CheckpointState& s) {
   last_loss_[G] = s.scalar("last_g_loss");
   step_ = s.step;
   last_checkpoint_step_ = s.step;
+  cpu_planner_->restore(s);
   ReaderCursor c{static_cast<int64_t>(s.scalar("cursor_epoch")), static_cast<int64_t>(s.scalar("cursor_step"))};
   const int64_t spe = reader_->steps_per_epoch();
   if (c.epoch < 0 || c.step_in_epoch < 0 || c.step_in_epoch >= spe ||

@@ -1,9 +1,9 @@
-// The CPU backend's dense forward: wide layers compute y^T = w x^T and transpose back in 16x16
-// AVX-512 tiles that also add the bias and apply ReLU, so the transpose takes the place of the bias
-// pass. With the unpacked engine (CpuEngine.h), x is transposed into a workspace first and
-// y^T = w x^T runs as the unpacked row-major product of CpuUnpackedGemm.cpp (10-20% faster than
-// OpenBLAS on the reference MLP's layers on an AMD EPYC); with OpenBLAS, it computes y^T = w x^T
-// (7-17% faster there than y = x w^T).
+// The CPU backend's dense layer products. The forward has two layouts: y = x w^T followed by the
+// bias pass, or y^T = w x^T transposed back in 16x16 AVX-512 tiles that also add the bias and
+// apply ReLU, so the transpose takes the place of the bias pass. Which layout and which engine
+// (OpenBLAS, oneDNN, or our unpacked product with x transposed into a workspace first) is the
+// measured plan's choice per shape (CpuPlan.h); none wins everywhere (on an AMD EPYC the unpacked
+// product beat OpenBLAS's Haswell kernels by 10-20 %, on an Intel Xeon it ran at 40 % of them).
 #include <omp.h>
 
 #include <algorithm>
@@ -15,7 +15,6 @@
 #endif
 
 #include "models/core/Tensor.h"
-#include "models/kernels/cpu/CpuEngine.h"
 #include "models/kernels/cpu/CpuInternal.h"
 
 namespace dptrain {
@@ -28,11 +27,6 @@ struct DenseState {
 };
 const char dense_tag = 0;
 
-// The transposed product pays for a layer this wide with at most this many inputs. With the
-// unpacked engine it takes any number of rows, so that the rows of every rank's share take the
-// same path (and get the same bits) as in a single process; the BLAS-backed one needs 16.
-constexpr int64_t min_transposed_rows_unpacked = 1, min_transposed_rows_blas = 16;
-constexpr int64_t min_transposed_out = 256, max_transposed_in = 2048;
 
 inline float bias_act(Activation act, float v, float b) {
   v += b;
@@ -114,13 +108,12 @@ void transpose_bias_relu(int64_t rows, int64_t out, int64_t o0, int64_t o1, cons
 
 }  // namespace
 
-void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
-                       const float* bias, Activation act, float slope, float* y, LayerScratch& scratch) {
-  const bool fused_act = act == Activation::identity || act == Activation::relu;
-  const bool unpacked = cpu_use_unpacked();
-  const int64_t min_rows = unpacked ? min_transposed_rows_unpacked : min_transposed_rows_blas;
-  if (out < min_transposed_out || in > max_transposed_in || rows < min_rows || !fused_act) {
-    cpu_gemm(false, true, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+void cpu_dense_forward_as(ProductChoice choice, KernelBackend& k, int64_t rows, int64_t in, int64_t out,
+                          const float* x, const float* w, const float* bias, Activation act, float slope, float* y,
+                          LayerScratch& scratch) {
+  const bool unpacked = choice.engine == CpuEngine::unpacked && cpu_unpacked_gemm_available();
+  if (!(choice.transposed || unpacked) || !cpu_dense_fuses(act) || rows <= 0) {
+    cpu_gemm_as(choice.engine, false, true, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     k.bias_activation(act, slope, rows, out, 1, bias, y);
     return;
   }
@@ -139,10 +132,28 @@ void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, 
     cpu_unpacked_gemm(out, rows, in, w, in, xt, rows, yt, rows);
   } else
 #endif
-    cpu_gemm(false, true, out, rows, in, 1.0f, w, in, x, in, 0.0f, yt, rows);
+    cpu_gemm_as(choice.engine, false, true, out, rows, in, 1.0f, w, in, x, in, 0.0f, yt, rows);
 #pragma omp parallel for schedule(static) if (threaded)
   for (int64_t blk = 0; blk < blocks; ++blk)
     transpose_bias_relu(rows, out, blk * 64, std::min(out, blk * 64 + 64), yt, bias, act, y);
+}
+
+void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
+                       const float* bias, Activation act, float slope, float* y, LayerScratch& scratch) {
+  // An activation the transpose cannot fuse leaves one layout: y = x w^T, a plain product.
+  const ProductKey key = cpu_dense_fuses(act) ? ProductKey{ProductKind::dense_forward, false, false, false, rows, in, out}
+                                              : ProductKey{ProductKind::gemm, false, true, false, rows, out, in};
+  cpu_dense_forward_as(cpu_product_choice(key), k, rows, in, out, x, w, bias, act, slope, y, scratch);
+}
+
+void cpu_dense_input_grad_as(CpuEngine engine, int64_t rows, int64_t in, int64_t out, const float* dz,
+                             const float* w, float* dx) {
+  cpu_gemm_as(engine, false, false, rows, in, out, 1.0f, dz, out, w, in, 0.0f, dx, in);
+}
+
+void cpu_dense_input_grad(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w, float* dx) {
+  const ProductKey key{ProductKind::dense_input_grad, false, false, false, rows, in, out};
+  cpu_dense_input_grad_as(cpu_product_choice(key).engine, rows, in, out, dz, w, dx);
 }
 
 }  // namespace dptrain

@@ -10,17 +10,22 @@ namespace dptrain {
 
 namespace {
 
-struct EngineName {
+// One row per engine: its name and why a build may lack it.
+struct EngineRow {
   CpuEngine engine;
   const char* name;
+  const char* missing;  // why it may be missing; nullptr when every build has it
 };
-constexpr EngineName engine_names[] = {
-    {CpuEngine::automatic, "auto"}, {CpuEngine::openblas, "openblas"}, {CpuEngine::unpacked, "unpacked"}};
+constexpr EngineRow engine_rows[] = {
+    {CpuEngine::automatic, "auto", nullptr},
+    {CpuEngine::openblas, "openblas", nullptr},
+    {CpuEngine::onednn, "onednn", "needs a build that found oneDNN (libdnnl-dev)"},
+    {CpuEngine::unpacked, "unpacked", "needs AVX-512 (a build with DPTRAIN_NATIVE=ON on an AVX-512 CPU)"},
+};
 
-CpuEngine resolve(CpuEngine e) {
-  if (e == CpuEngine::automatic) return cpu_unpacked_gemm_available() ? CpuEngine::unpacked : CpuEngine::openblas;
+CpuEngine checked(CpuEngine e, const std::string& who) {
   if (!cpu_engine_available(e))
-    fail_input("CPU engine 'unpacked' needs a build with AVX-512 (DPTRAIN_NATIVE=ON on an AVX-512 CPU)");
+    fail_input(who + ": CPU engine '" + cpu_engine_name(e) + "' " + cpu_engine_missing_why(e));
   return e;
 }
 
@@ -29,8 +34,8 @@ CpuEngine environment_engine() {
   static const CpuEngine engine = [] {
     const char* v = std::getenv("DPTRAIN_CPU_ENGINE");
     if (!v || !*v) return CpuEngine::automatic;
-    for (const EngineName& n : engine_names)
-      if (std::string_view(v) == n.name) return n.engine;
+    for (const EngineRow& r : engine_rows)
+      if (std::string_view(v) == r.name) return checked(r.engine, "environment variable DPTRAIN_CPU_ENGINE");
     fail_input("environment variable DPTRAIN_CPU_ENGINE = '" + std::string(v) +
                "' names no CPU engine; valid: " + cpu_engine_names());
   }();
@@ -41,37 +46,46 @@ std::atomic<CpuEngine> requested_engine{CpuEngine::automatic};
 
 }  // namespace
 
-bool cpu_engine_available(CpuEngine e) { return e != CpuEngine::unpacked || cpu_unpacked_gemm_available(); }
+bool cpu_engine_available(CpuEngine e) {
+  if (e == CpuEngine::unpacked) return cpu_unpacked_gemm_available();
+  if (e == CpuEngine::onednn) return cpu_onednn_available();
+  return true;
+}
+
+std::string cpu_engine_missing_why(CpuEngine e) {
+  if (cpu_engine_available(e)) return "";
+  for (const EngineRow& r : engine_rows)
+    if (r.engine == e && r.missing) return r.missing;
+  return "is not available";
+}
 
 CpuEngine parse_cpu_engine(std::string_view name) {
-  for (const EngineName& e : engine_names)
-    if (name == e.name) return e.engine;
+  for (const EngineRow& r : engine_rows)
+    if (name == r.name) return r.engine;
   fail_input("unknown CPU engine '" + std::string(name) + "'; valid: " + cpu_engine_names());
 }
 
 const char* cpu_engine_name(CpuEngine e) {
-  for (const EngineName& n : engine_names)
-    if (n.engine == e) return n.name;
+  for (const EngineRow& r : engine_rows)
+    if (r.engine == e) return r.name;
   return "?";
 }
 
 std::string cpu_engine_names() {
   std::string s;
-  for (const EngineName& e : engine_names) s += (s.empty() ? "" : ", ") + std::string(e.name);
+  for (const EngineRow& r : engine_rows) s += (s.empty() ? "" : ", ") + std::string(r.name);
   return s;
 }
 
 void set_cpu_engine(CpuEngine requested) {
-  resolve(requested);  // refuses `unpacked` where it is missing, even when the environment overrides it
+  checked(requested, "cpu_engine");  // refused where missing, even when the environment overrides it
   requested_engine.store(requested);
-  cpu_engine();  // a bad DPTRAIN_CPU_ENGINE is reported here, at start-up, not at the first product
+  environment_engine();  // a bad DPTRAIN_CPU_ENGINE is reported here, at start-up, not at the first product
 }
 
 CpuEngine cpu_engine() {
   const CpuEngine env = environment_engine();
-  return resolve(env != CpuEngine::automatic ? env : requested_engine.load());
+  return env != CpuEngine::automatic ? env : requested_engine.load();
 }
-
-bool cpu_use_unpacked() { return cpu_engine() == CpuEngine::unpacked; }
 
 }  // namespace dptrain

@@ -6,21 +6,34 @@
 #include <cstdint>
 
 #include "models/kernels/KernelBackend.h"
+#include "models/kernels/cpu/CpuPlan.h"
 
 namespace dptrain {
 
-// Row-major C = alpha op(A) op(B) + beta C. Outside a parallel region it splits C into column or
-// row blocks over the OpenMP threads, each block one single-threaded call of the engine, so the
-// process has one thread pool (OpenMP) and never a second one spinning beside it (OpenBLAS's).
-// Every element of C is computed by one call, so for a given thread count results repeat bit for
-// bit; across thread counts they agree to rounding only: a BLAS may round an element differently
-// when it falls on another edge of a call (OpenBLAS 0.3.21's Haswell kernels do, on a Zen 5).
+// Row-major C = alpha op(A) op(B) + beta C, by the engine the plan chooses (CpuPlan.h). With
+// OpenBLAS it splits C into column or row blocks over the OpenMP threads, each block one
+// single-threaded call, so the process has one thread pool (OpenMP) and never a second one spinning
+// beside it (OpenBLAS's); oneDNN threads itself over the same OpenMP pool. For a given thread count
+// and engine results repeat bit for bit; across thread counts or engines they agree to rounding
+// only (a BLAS may round an element differently when it falls on another edge of a call).
 void cpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
               const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The same by a given engine (for measuring): `unpacked` computes plain overwriting products
+// (no transposes, alpha 1, beta 0) and hands every other one to OpenBLAS.
+void cpu_gemm_as(CpuEngine engine, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// One single-threaded call of the engine (for callers that thread over samples themselves).
+// One single-threaded product (for callers that thread over samples themselves), by the plan's
+// engine, and by a given one.
 void cpu_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void cpu_gemm_serial_as(CpuEngine engine, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// True where the build found oneDNN; its sgemm (row-major), on the calling thread's OpenMP team.
+bool cpu_onednn_available();
+void cpu_onednn_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // Makes the BLAS single-threaded; called once before the first GEMM and by set_cpu_threads.
 void cpu_gemm_init();
@@ -46,10 +59,19 @@ void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const
                          const float* y, const float* dout, Activation act, float slope, float* dx, float* dw,
                          float* dbias, LayerScratch& scratch);
 
-// KernelBackend::dense_forward: y^T = w x^T and a transpose fused with bias and ReLU for wide
-// layers, gemm and the bias pass otherwise.
+// KernelBackend::dense_forward as the plan chooses: y^T = w x^T and a transpose fused with bias and
+// ReLU (transposed), or y = x w^T and the bias pass; and by a given choice (for measuring).
 void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
                        const float* bias, Activation act, float slope, float* y, LayerScratch& scratch);
+void cpu_dense_forward_as(ProductChoice choice, KernelBackend& k, int64_t rows, int64_t in, int64_t out,
+                          const float* x, const float* w, const float* bias, Activation act, float slope, float* y,
+                          LayerScratch& scratch);
+// KernelBackend::dense_backward_input (dx = dz w) as the plan chooses, and by a given engine.
+void cpu_dense_input_grad(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w, float* dx);
+void cpu_dense_input_grad_as(CpuEngine engine, int64_t rows, int64_t in, int64_t out, const float* dz,
+                             const float* w, float* dx);
+// Whether the dense forward can fuse `act` into its transpose (identity, ReLU).
+inline bool cpu_dense_fuses(Activation act) { return act == Activation::identity || act == Activation::relu; }
 
 // C[m x n] = A[m x k] B[k x n], row-major, C overwritten, without packing (CpuUnpackedGemm.cpp):
 // for dense layers' products with a batch, where one operand is far larger than the other. Each

@@ -11,7 +11,6 @@
 #include <limits>
 
 #include "models/core/Error.h"
-#include "models/kernels/cpu/CpuEngine.h"
 #include "models/kernels/cpu/CpuInternal.h"
 
 namespace dptrain {
@@ -225,14 +224,9 @@ class CpuKernels final : public KernelBackend {
                      Activation act, float slope, float* y, LayerScratch& scratch) override {
     cpu_dense_forward(*this, rows, in, out, x, w, bias, act, slope, y, scratch);
   }
-  // Layers with 64 outputs and more stream w unpacked; on narrower ones (a classifier's last layer)
-  // the per-tile overhead of the short sums loses to OpenBLAS.
   void dense_backward_input(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w,
                             float* dx) override {
-    if (out >= 64 && cpu_use_unpacked())
-      cpu_unpacked_gemm(rows, in, out, dz, out, w, in, dx, in);
-    else
-      cpu_gemm(false, false, rows, in, out, 1.0f, dz, out, w, in, 0.0f, dx, in);
+    cpu_dense_input_grad(rows, in, out, dz, w, dx);
   }
 
   void row_bias_grad(int64_t rows, int64_t cols, const float* dy, float* dbias) override {

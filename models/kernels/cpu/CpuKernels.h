@@ -11,7 +11,5 @@ KernelBackend& cpu_kernels();
 // Sets the threads used by BLAS and OpenMP (0 = leave as is).
 void set_cpu_threads(int threads);
 int cpu_threads();
-// The engine behind the backend's gemm ("openblas" or "onednn"), for benchmark reports.
-const char* cpu_gemm_engine();
 
 }  // namespace dptrain
