@@ -39,6 +39,7 @@
 #include "models/Model.h"
 #include "models/core/Philox.h"
 #include "models/kernels/cpu/CpuInternal.h"
+#include "models/kernels/cpu/CpuPlan.h"
 #include "models/kernels/cpu/CpuKernels.h"
 #include "models/kernels/cuda/CudaBackend.h"
 #include "models/layers/Conv2d.h"
@@ -189,9 +190,9 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// The roof: square row-major SGEMMs through the backend's gemm (OpenBLAS, as layers call it) and
-// through the unpacked product the dense layers use (faster than OpenBLAS at some sizes), on the
-// backend's buffers, each size and engine timed for `seconds` after one warmup call.
+// The roof: square row-major SGEMMs through the backend's product under every engine this build
+// has (OpenBLAS, oneDNN, our unpacked product), on the backend's buffers, each size and engine
+// timed for `seconds` after one warmup call; the roof is the best of them.
 class SquareSgemm {
  public:
   explicit SquareSgemm(const std::vector<int64_t>& sizes) {
@@ -206,16 +207,13 @@ class SquareSgemm {
   }
   // Best GFLOP/s over the sizes, on the CPU clock and on the wall clock.
   void measure(double seconds, double& cpu_best, double& wall_best) {
-    KernelBackend& k = cpu_kernels();
     cpu_best = wall_best = 0.0;
     for (Operands& o : operands_)
-      for (bool unpacked : {false, true}) {
-        if (unpacked && !cpu_unpacked_gemm_available()) continue;
+      for (CpuEngine engine : {CpuEngine::openblas, CpuEngine::onednn, CpuEngine::unpacked}) {
+        if (!cpu_engine_available(engine)) continue;
         auto call = [&] {
-          if (unpacked)
-            cpu_unpacked_gemm(o.n, o.n, o.n, o.a.data(), o.n, o.b.data(), o.n, o.c.data(), o.n);
-          else
-            k.gemm(false, false, o.n, o.n, o.n, 1.0f, o.a.data(), o.n, o.b.data(), o.n, 0.0f, o.c.data(), o.n);
+          cpu_gemm_as(engine, false, false, o.n, o.n, o.n, 1.0f, o.a.data(), o.n, o.b.data(), o.n, 0.0f, o.c.data(),
+                      o.n);
         };
         const bench::Rate rate =
             bench::gflops_over(seconds, 2.0 * static_cast<double>(o.n * o.n) * static_cast<double>(o.n), 1, call);
@@ -291,8 +289,18 @@ int main(int argc, char** argv) {
   };
 
   uint64_t t = 0;
+  // The first step records the model's products and the measured plan (CpuPlan.h) takes over
+  // from the second, as in `dptrain train` with cpu_engine = "auto".
+  const bool plan = device == Device::cpu && cpu_engine() == CpuEngine::automatic;
+  if (plan) cpu_plan_record(true);
   step(t++);
   k.synchronize();
+  if (plan) {
+    cpu_plan_record(false);
+    const CpuPlan p = cpu_plan_measure(cpu_plan_recorded(), 2.0, cpu_plan_cache_path());
+    cpu_plan_install(p);
+    std::fprintf(stderr, "cpu engines: %s\n", p.summary().c_str());
+  }
   const long rss_first = rss_kb();
   for (int64_t i = 1; i < o.warmup; ++i) step(t++);
   k.synchronize();

@@ -59,6 +59,7 @@ void CpuPlanner::install(const std::string& text, const std::string& source, con
     });
     where = "; each product in " + path;
   }
+  summary_ = summary;
   print_("cpu engines: " + summary + where);
 }
 

@@ -31,6 +31,9 @@ class CpuPlanner {
   void save(CheckpointState& s) const;
   void restore(const CheckpointState& s);
 
+  // The plan in one line, for /status: "11 products: onednn 9, ..." ("" before a plan).
+  const std::string& summary() const { return summary_; }
+
   static constexpr double budget_seconds = 2.0;  // measuring time at a start without a cache
   static constexpr const char* checkpoint_key = "cpu_products";
 
@@ -43,6 +46,7 @@ class CpuPlanner {
   bool recording_ = false;  // a step has begun recording
   Printer print_;
   std::string out_dir_;
+  std::string summary_;
 };
 
 }  // namespace dptrain

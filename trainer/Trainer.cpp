@@ -447,7 +447,7 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   if (coordination_->client() && comm_.rank() == 0)
     coordination_->client()->report_metrics(step_, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
                                             sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s,
-                                            schedule_->lr(step_ - 1));
+                                            schedule_->lr(step_ - 1), cpu_planner_->summary());
   if (!logs()) return;
   const int64_t spe = reader_->steps_per_epoch();
   // Where the run stands: step `at` of the period shown, and the steps still to go in the run.

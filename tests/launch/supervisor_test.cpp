@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "models/core/Philox.h"
+#include "models/kernels/cpu/CpuEngine.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/dataset/Synthesize.h"
 #include "support/TestSupport.h"
@@ -140,6 +141,13 @@ TEST_CASE("launch: three workers killed at random steps, the job ends as if unin
       std::string metrics = http_get(job.http_port, "/metrics");
       CHECK(metrics.find("# TYPE dptrain_step gauge") != std::string::npos);
       CHECK(metrics.find("dptrain_ranks_alive 2") != std::string::npos);
+      // Rank 0's measured CPU plan (CpuPlan.h), reported with the metrics every 10 steps.
+      if (cpu_engine() == CpuEngine::automatic) {
+        const std::string status = http_get(job.http_port, "/status");
+        INFO(status);
+        CHECK(status.find("\"cpu_engines\": \"") != std::string::npos);
+        CHECK(status.find(" products: ") != std::string::npos);
+      }
     }
     int64_t victim = pids[rng.below(2)];
     ::kill(static_cast<pid_t>(victim), SIGKILL);

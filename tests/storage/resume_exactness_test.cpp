@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "models/core/Philox.h"
+#include "models/kernels/cpu/CpuEngine.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/dataset/Synthesize.h"
 #include "support/TestSupport.h"
@@ -61,6 +62,11 @@ void check_resume_exact(const std::string& model, const std::string& optim, uint
   REQUIRE(c.exit_code == 0);
   CHECK(c.out.find("resumed from") != std::string::npos);
   CHECK(c.out.find("at step " + std::to_string(kill_step / every * every)) != std::string::npos);
+  // The measured CPU plan comes back with the checkpoint: the resumed steps use the same engines.
+  if (cpu_engine() == CpuEngine::automatic) {
+    CHECK(a.out.find("cpu engines: ") != std::string::npos);
+    CHECK(c.out.find("as the checkpoint recorded them") != std::string::npos);
+  }
 
   auto fa = read_float_datasets(newest_checkpoint(dir.file("a")));
   auto fb = read_float_datasets(newest_checkpoint(b_dir));

@@ -200,6 +200,7 @@ void Coordinator::on_frame(uint64_t session, FrameType type, ByteReader& r) {
     case FrameType::metrics: {
       int64_t step = r.i64(), epoch = r.i64();
       double loss = r.f64(), acc = r.f64(), sps = r.f64(), lr = r.f64();
+      std::string engines = r.str(1 << 12);
       r.expect_end();
       std::lock_guard<std::mutex> lock(mu_);
       step_ = step;
@@ -208,6 +209,7 @@ void Coordinator::on_frame(uint64_t session, FrameType type, ByteReader& r) {
       accuracy_ = acc;
       samples_per_s_ = sps;
       lr_ = lr;
+      if (!engines.empty()) cpu_engines_ = std::move(engines);
       return;
     }
     case FrameType::checkpoint_begin:
@@ -351,16 +353,17 @@ std::string Coordinator::status_json() const {
                   static_cast<long long>(w.step), age);
     ranks += buf;
   }
-  char head[1024];
+  char head[4096];
   std::snprintf(
       head, sizeof head,
       "{\"job\": \"%s\", \"control_port\": %d, \"phase\": \"%s\", \"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, "
       "\"accuracy\": %.6g, \"samples_per_s\": %.6g, \"lr\": %.6g, \"ranks_alive\": %d, "
-      "\"restarts\": %d, \"uptime_s\": %.1f, \"last_checkpoint\": {\"step\": %lld, \"path\": \"%s\"}, ",
+      "\"restarts\": %d, \"uptime_s\": %.1f, \"last_checkpoint\": {\"step\": %lld, \"path\": \"%s\"}, "
+      "\"cpu_engines\": \"%s\", ",
       json_escape(options_.job).c_str(), server_ ? static_cast<int>(server_->port()) : -1,
       stop_reason_.empty() ? "training" : "stopping", static_cast<long long>(step_), static_cast<long long>(epoch_),
       loss_, accuracy_, samples_per_s_, lr_, alive, restarts_, seconds_since(started_),
-      static_cast<long long>(last_.step), json_escape(last_.path).c_str());
+      static_cast<long long>(last_.step), json_escape(last_.path).c_str(), json_escape(cpu_engines_).c_str());
   return std::string(head) + "\"ranks\": [" + ranks + "]}\n";
 }
 

@@ -128,6 +128,7 @@ class Coordinator final : public ControlServer::Handler {
   // latest metrics from rank 0
   int64_t step_ = -1, epoch_ = 0;
   double loss_ = 0.0, accuracy_ = 0.0, samples_per_s_ = 0.0, lr_ = 0.0;
+  std::string cpu_engines_;  // rank 0's CPU product plan, in one line (CpuPlan::summary)
   std::chrono::steady_clock::time_point started_;
   std::map<int64_t, Assembly> assemblies_;
   std::deque<std::unique_ptr<CheckpointState>> to_write_;

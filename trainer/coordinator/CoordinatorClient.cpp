@@ -110,9 +110,9 @@ void CoordinatorClient::set_progress(int64_t step, double samples_per_s) {
 }
 
 void CoordinatorClient::report_metrics(int64_t step, int64_t epoch, double loss, double accuracy, double samples_per_s,
-                                       double lr) {
+                                       double lr, const std::string& cpu_engines) {
   ByteWriter w;
-  w.i64(step).i64(epoch).f64(loss).f64(accuracy).f64(samples_per_s).f64(lr);
+  w.i64(step).i64(epoch).f64(loss).f64(accuracy).f64(samples_per_s).f64(lr).str(cpu_engines);
   try {
     client_->send(FrameType::metrics, w.bytes());
   } catch (const Error&) {

@@ -37,7 +37,8 @@ class CoordinatorClient {
   CoordinatorClient& operator=(const CoordinatorClient&) = delete;
 
   void set_progress(int64_t step, double samples_per_s);
-  void report_metrics(int64_t step, int64_t epoch, double loss, double accuracy, double samples_per_s, double lr);
+  void report_metrics(int64_t step, int64_t epoch, double loss, double accuracy, double samples_per_s, double lr,
+                      const std::string& cpu_engines = "");
 
   // Streams this rank's share of a checkpoint: `meta` describes it (flats sized, data not held);
   // flats[i] points at flat buffer i on `device`. Returns once the share is staged; waits first if

@@ -407,7 +407,7 @@ void GanTrainer::log_interval(int64_t epoch) {
   interval_skipped_ = 0;
   if (coordination_->client() && comm_.rank() == 0)
     coordination_->client()->report_metrics(step_, epoch + 1, last_loss_[D], 0.0, last_samples_per_s_,
-                                            schedule_[G]->lr(step_ - 1));
+                                            schedule_[G]->lr(step_ - 1), cpu_planner_->summary());
   if (!logs()) return;
   const double since_start = std::chrono::duration<double>(now - run_start_).count();
   if (config_.train.progress) {
