@@ -93,7 +93,8 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.device = root.get_choice("device", "cpu", {"cpu", "cuda", "auto"});
   c.cpu_engine = parse_cpu_engine(root.get_choice("cpu_engine", "auto", {"auto", "openblas", "onednn", "unpacked"}));
   if (!cpu_engine_available(c.cpu_engine))
-    root.fail("cpu_engine", "'" + std::string(cpu_engine_name(c.cpu_engine)) + "' " + cpu_engine_missing_why(c.cpu_engine));
+    root.fail("cpu_engine",
+              "'" + std::string(cpu_engine_name(c.cpu_engine)) + "' " + cpu_engine_missing_why(c.cpu_engine));
   c.cuda_graphs = root.get_bool("cuda_graphs", false);
   std::string stem = std::filesystem::path(source).stem().string();
   c.out_dir = root.get_string("out_dir", "runs/" + (stem.empty() ? std::string("run") : stem));

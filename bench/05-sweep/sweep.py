@@ -3,19 +3,21 @@ with PyTorch (peers/torch_sweep.py) in one run. For every row both sides train t
 the same file with the same loop; dptrain runs with its measured engine plan (cpu_engine = auto)
 and, for the forced-engine table, with every engine forced. Prints bench/lib.sh's BENCH lines.
 
-Environment: BENCH_BUILD, BENCH_REPS (repetitions, interleaved), DPTRAIN_PEERS, BENCH_SWEEP_ROWS
+Environment: BENCH_BUILD, BENCH_SWEEP_REPS or BENCH_REPS (repetitions), DPTRAIN_PEERS, BENCH_SWEEP_ROWS
 (a regular expression: only matching rows), BENCH_SWEEP_SECONDS (target timed seconds per run)."""
-import json, os, re, statistics, subprocess, sys, tempfile
+import atexit, json, os, re, shutil, statistics, subprocess, sys, tempfile
 import h5py, numpy as np
 
 build = os.environ.get("BENCH_BUILD", "build-bench")
 dptrain = os.path.join(build, "launch", "dptrain")
 peers = os.environ.get("DPTRAIN_PEERS", os.path.join(os.path.dirname(__file__), "..", "peers"))
-reps = int(os.environ.get("BENCH_REPS", "5"))
+# Repetitions, interleaved with the peer's: BENCH_SWEEP_REPS, else BENCH_REPS capped at 3 (16 rows).
+reps = int(os.environ.get("BENCH_SWEEP_REPS", min(3, int(os.environ.get("BENCH_REPS", "5")))))
 seconds = float(os.environ.get("BENCH_SWEEP_SECONDS", "3"))
 only = re.compile(os.environ.get("BENCH_SWEEP_ROWS", ".*"))
 threads = 1
 work = tempfile.mkdtemp(prefix="dptrain-sweep-", dir=build)
+atexit.register(shutil.rmtree, work, True)
 table = "Shape sweep through dptrain train on HDF5 data (samples/s, 1 thread, SGD momentum)"
 forced_table = "Shape sweep: the measured plan against each engine forced (dptrain samples/s)"
 engines = ["openblas", "onednn", "unpacked"]
@@ -139,7 +141,7 @@ for label, spec, model, shape, batch, macs in rows:
         peer_v.append(p)
         result(table, label, "ours", "dptrain (auto)", v, ">= 1.0")
         result(table, label, "peer", "PyTorch", p, ">= 1.0")
-        if rep < 2:  # forced engines: two repetitions each
+        if rep == 0:  # forced engines: one repetition each
             for e in engines:
                 try:
                     fv, _, _ = run_dptrain(label, model, data, batch, warmup, steps, engine=e)

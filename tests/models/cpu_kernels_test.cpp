@@ -447,7 +447,8 @@ TEST_CASE("CPU engines: names, the config's choice and the environment's overrid
     EngineScope e(CpuEngine::openblas);
     CHECK(cpu_engine() == (forced == CpuEngine::automatic ? CpuEngine::openblas : forced));
     const ProductKey key{ProductKind::gemm, false, false, false, 64, 64, 64};
-    CHECK(cpu_product_choice(key).engine == (cpu_engine() == CpuEngine::onednn ? CpuEngine::onednn : CpuEngine::openblas));
+    CHECK(cpu_product_choice(key).engine ==
+          (cpu_engine() == CpuEngine::onednn ? CpuEngine::onednn : CpuEngine::openblas));
   }
   CHECK(cpu_engine() == forced);
   if (!cpu_unpacked_gemm_available())
@@ -522,8 +523,7 @@ TEST_CASE("the dense input gradient matches the reference and splits by rows exa
         Threads t(threads);
         std::vector<float> parts(dx.size());
         cpu_kernels().dense_backward_input(37, in, out, dz.data(), w.data(), parts.data());
-        cpu_kernels().dense_backward_input(rows - 37, in, out, dz.data() + 37 * out, w.data(),
-                                           parts.data() + 37 * in);
+        cpu_kernels().dense_backward_input(rows - 37, in, out, dz.data() + 37 * out, w.data(), parts.data() + 37 * in);
         if (cpu_engine() == CpuEngine::unpacked)
           CHECK(same_bits(parts, dx));
         else

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "models/Model.h"
+#include "models/kernels/cpu/CpuEngine.h"
 #include "models/layers/BatchNorm.h"
 #include "models/layers/Concat.h"
 #include "models/layers/Conv2d.h"
@@ -27,7 +28,6 @@
 #include "models/layers/Sequential.h"
 #include "models/layers/TimeDistributed.h"
 #include "models/layers/Upsample2d.h"
-#include "models/kernels/cpu/CpuEngine.h"
 #include "models/losses/Loss.h"
 #include "storage/dataset/Synthesize.h"
 #include "storage/reader/ShardedReader.h"

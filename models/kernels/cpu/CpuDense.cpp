@@ -27,7 +27,6 @@ struct DenseState {
 };
 const char dense_tag = 0;
 
-
 inline float bias_act(Activation act, float v, float b) {
   v += b;
   return act == Activation::relu ? (v > 0.0f ? v : 0.0f) : v;
@@ -108,8 +107,8 @@ void transpose_bias_relu(int64_t rows, int64_t out, int64_t o0, int64_t o1, cons
 
 }  // namespace
 
-void cpu_dense_forward_as(ProductChoice choice, KernelBackend& k, int64_t rows, int64_t in, int64_t out,
-                          const float* x, const float* w, const float* bias, Activation act, float slope, float* y,
+void cpu_dense_forward_as(ProductChoice choice, KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x,
+                          const float* w, const float* bias, Activation act, float slope, float* y,
                           LayerScratch& scratch) {
   const bool unpacked = choice.engine == CpuEngine::unpacked && cpu_unpacked_gemm_available();
   if (!(choice.transposed || unpacked) || !cpu_dense_fuses(act) || rows <= 0) {
@@ -141,13 +140,14 @@ void cpu_dense_forward_as(ProductChoice choice, KernelBackend& k, int64_t rows, 
 void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
                        const float* bias, Activation act, float slope, float* y, LayerScratch& scratch) {
   // An activation the transpose cannot fuse leaves one layout: y = x w^T, a plain product.
-  const ProductKey key = cpu_dense_fuses(act) ? ProductKey{ProductKind::dense_forward, false, false, false, rows, in, out}
-                                              : ProductKey{ProductKind::gemm, false, true, false, rows, out, in};
+  const ProductKey key = cpu_dense_fuses(act)
+                             ? ProductKey{ProductKind::dense_forward, false, false, false, rows, in, out}
+                             : ProductKey{ProductKind::gemm, false, true, false, rows, out, in};
   cpu_dense_forward_as(cpu_product_choice(key), k, rows, in, out, x, w, bias, act, slope, y, scratch);
 }
 
-void cpu_dense_input_grad_as(CpuEngine engine, int64_t rows, int64_t in, int64_t out, const float* dz,
-                             const float* w, float* dx) {
+void cpu_dense_input_grad_as(CpuEngine engine, int64_t rows, int64_t in, int64_t out, const float* dz, const float* w,
+                             float* dx) {
   cpu_gemm_as(engine, false, false, rows, in, out, 1.0f, dz, out, w, in, 0.0f, dx, in);
 }
 

@@ -63,13 +63,13 @@ void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const
 // ReLU (transposed), or y = x w^T and the bias pass; and by a given choice (for measuring).
 void cpu_dense_forward(KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x, const float* w,
                        const float* bias, Activation act, float slope, float* y, LayerScratch& scratch);
-void cpu_dense_forward_as(ProductChoice choice, KernelBackend& k, int64_t rows, int64_t in, int64_t out,
-                          const float* x, const float* w, const float* bias, Activation act, float slope, float* y,
+void cpu_dense_forward_as(ProductChoice choice, KernelBackend& k, int64_t rows, int64_t in, int64_t out, const float* x,
+                          const float* w, const float* bias, Activation act, float slope, float* y,
                           LayerScratch& scratch);
 // KernelBackend::dense_backward_input (dx = dz w) as the plan chooses, and by a given engine.
 void cpu_dense_input_grad(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w, float* dx);
-void cpu_dense_input_grad_as(CpuEngine engine, int64_t rows, int64_t in, int64_t out, const float* dz,
-                             const float* w, float* dx);
+void cpu_dense_input_grad_as(CpuEngine engine, int64_t rows, int64_t in, int64_t out, const float* dz, const float* w,
+                             float* dx);
 // Whether the dense forward can fuse `act` into its transpose (identity, ReLU).
 inline bool cpu_dense_fuses(Activation act) { return act == Activation::identity || act == Activation::relu; }
 

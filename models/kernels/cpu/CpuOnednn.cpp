@@ -10,12 +10,12 @@
 #if defined(DPTRAIN_HAVE_DNNL)
 #include <dnnl.h>
 
-#define DNNL_CHECK(call)                                                                                  \
-  do {                                                                                                    \
-    const dnnl_status_t dnnl_check_status = (call);                                                       \
-    if (dnnl_check_status != dnnl_success)                                                                \
-      ::dptrain::fail_internal(std::string("oneDNN: ") + #call + " failed with status " +                 \
-                               std::to_string(static_cast<int>(dnnl_check_status)));                     \
+#define DNNL_CHECK(call)                                                                  \
+  do {                                                                                    \
+    const dnnl_status_t dnnl_check_status = (call);                                       \
+    if (dnnl_check_status != dnnl_success)                                                \
+      ::dptrain::fail_internal(std::string("oneDNN: ") + #call + " failed with status " + \
+                               std::to_string(static_cast<int>(dnnl_check_status)));      \
   } while (0)
 
 namespace dptrain {
@@ -35,8 +35,8 @@ namespace dptrain {
 
 bool cpu_onednn_available() { return false; }
 
-void cpu_onednn_sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
-                      float, float*, int64_t) {
+void cpu_onednn_sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+                      float*, int64_t) {
   fail_internal("oneDNN product asked of a build without oneDNN");
 }
 

@@ -121,9 +121,8 @@ class ProductRunner {
         // As a convolution runs it: one thread (oneDNN would otherwise take the whole pool).
         const int threads = omp_get_max_threads();
         omp_set_num_threads(1);
-        cpu_gemm_serial_as(choice.engine, p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, a_.data(),
-                           p.trans_a ? p.m : p.k, b_.data(), p.trans_b ? p.k : p.n, p.accumulate ? 1.0f : 0.0f,
-                           c_.data(), p.n);
+        cpu_gemm_serial_as(choice.engine, p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, a_.data(), p.trans_a ? p.m : p.k,
+                           b_.data(), p.trans_b ? p.k : p.n, p.accumulate ? 1.0f : 0.0f, c_.data(), p.n);
         omp_set_num_threads(threads);
         return;
       }
@@ -186,8 +185,7 @@ bool parse_key(const std::string& text, ProductKey& key) {
   key.accumulate = flags.size() > 2 && flags[2] == '+';
   long long m = 0, n = 0, k = 0;
   char tail = 0;
-  if (std::sscanf(dims.c_str(), "%lldx%lldx%lld%c", &m, &n, &k, &tail) != 3 || m <= 0 || n <= 0 || k <= 0)
-    return false;
+  if (std::sscanf(dims.c_str(), "%lldx%lldx%lld%c", &m, &n, &k, &tail) != 3 || m <= 0 || n <= 0 || k <= 0) return false;
   key.m = m, key.n = n, key.k = k;
   return true;
 }
@@ -386,7 +384,8 @@ CpuPlan cpu_plan_measure(const std::vector<ProductKey>& keys, double budget_seco
     cached = cache->read(plan.machine);
   }
   std::vector<ProductKey> order(keys.begin(), keys.end());
-  std::stable_sort(order.begin(), order.end(), [](const ProductKey& a, const ProductKey& b) { return a.flops() > b.flops(); });
+  std::stable_sort(order.begin(), order.end(),
+                   [](const ProductKey& a, const ProductKey& b) { return a.flops() > b.flops(); });
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<PlanEntry> fresh, unmeasured;
   std::map<CpuEngine, double> won;  // measured work each engine won
