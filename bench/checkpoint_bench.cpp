@@ -61,12 +61,14 @@ int main(int argc, char** argv) {
     Tensor dout;
     float stats[num_loss_stats] = {};
     uint64_t t = 0;
+    JobCoordination* coordinating = nullptr;  // set for the streamed saves below
     auto step = [&] {
       StepContext ctx{Mode::train, 0, t++, 0, nullptr, true};
       model->zero_grad();
       const Tensor& out = model->forward(x, ctx);
       loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(batch), &dout, stats);
       model->backward(dout, ctx);
+      if (coordinating) coordinating->before_update();  // as Trainer::step_compute
       optimizer.step(model->params(), model->grads(), 1e-3f);
     };
     for (int i = 0; i < 5; ++i) step();
@@ -146,6 +148,9 @@ int main(int argc, char** argv) {
     tc.coordinator.http_port = -1;
     LocalCommunicator comm;
     JobCoordination coordination(tc, comm, [](const std::string&) {});
+    coordinating = &coordination;
+    // As the trainer marks them: parameters and optimizer states change only in the next update.
+    const std::vector<bool> until_update(1 + optimizer.states().size(), true);
     // As Trainer::checkpoint_state(false): the flats' sizes without their data (the client
     // copies the data from the flat buffers themselves).
     CheckpointState meta = s;
@@ -163,17 +168,20 @@ int main(int argc, char** argv) {
     for (const auto& [name, tensor] : optimizer.states()) flats.push_back(tensor->data());
     const int64_t window = o.num("window");
     s.step = 100;
-    coordination.checkpoint(state, flats, Device::cpu, /*wait=*/true);  // warm-up: connection, directory
+    coordination.checkpoint(state, flats, Device::cpu, /*wait=*/true, until_update);  // warm-up: connection, directory
     double stall_total = 0.0, stage_total = 0.0, noise_total = 0.0;
     for (int64_t i = 0; i < saves; ++i) {
       t0 = Clock::now();
       for (int64_t k = 0; k < window; ++k) step();
       const double plain = seconds_since(t0);
       s.step = 101 + i;
+      // The step's delay: the checkpoint call and the step after it (whose update waits for the
+      // copy of the parameters and optimizer states), against a plain step of the window before.
       t0 = Clock::now();
-      coordination.checkpoint(state, flats, Device::cpu, /*wait=*/false);
-      stage_total += seconds_since(t0);
-      for (int64_t k = 0; k < window; ++k) step();
+      coordination.checkpoint(state, flats, Device::cpu, /*wait=*/false, until_update);
+      step();
+      stage_total += seconds_since(t0) - plain / static_cast<double>(window);
+      for (int64_t k = 1; k < window; ++k) step();
       coordination.client()->wait_checkpoint(s.step, 600.0);
       stall_total += seconds_since(t0) - plain;
       // The same two windows with no checkpoint: what the comparison reads when nothing happens.

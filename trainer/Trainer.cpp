@@ -352,6 +352,7 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
     const float lr = static_cast<float>(schedule_->lr(step_));
     const int64_t steps = optimizer_->steps();
     CudaGraph& graph = *graphs_[batch.x.data() == graph_x_[0] ? 0 : 1];
+    coordination_->before_update();
     const int captures = graph.captures();
     graph.run(key, [&] {
       model_->zero_grad();
@@ -412,6 +413,7 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
     double norm = std::sqrt(kernels(model_->device()).sum_squares(model_->flat_size(), model_->grads().data()));
     if (norm > config_.optim.clip_norm) grad_scale = static_cast<float>(config_.optim.clip_norm / norm);
   }
+  coordination_->before_update();  // a checkpoint of the last step may still be copying them
   optimizer_->step(model_->params(), model_->grads(), static_cast<float>(schedule_->lr(step_)), grad_scale);
 }
 
@@ -579,6 +581,7 @@ bool Trainer::run_rounds(TrainResult& result) {
     round_start_step_ = step_;
     if (reports_per_round()) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);
     if (st.reinitialize) {
+      coordination_->before_update();
       model_->initialize(config_.seed);
       optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), model_->device());
     }
@@ -671,6 +674,7 @@ bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_
 void Trainer::finish(TrainResult& result) {
   if (config_.checkpoint.at_end) maybe_checkpoint(true);
   result.steps = step_;
+  coordination_->before_update();
   if (early_->restore(model_->params()) && logs())
     print("restored the parameters of epoch " + std::to_string(early_->state().best_epoch) + " (best " +
           config_.early_stopping.metric + ")");

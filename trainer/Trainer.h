@@ -112,7 +112,7 @@ class Trainer {
   void maybe_checkpoint(bool force);
   void restore(const CheckpointState& state);
   // Flat buffers in checkpoint order, with the device pointers the coordinator client streams.
-  std::vector<const float*> flat_pointers();
+  std::vector<const float*> flat_pointers(std::vector<bool>* until_update = nullptr);
   bool checkpoint_time_due() const;
   std::vector<FlatSpec> flat_specs() const;
 

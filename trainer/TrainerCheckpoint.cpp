@@ -168,11 +168,16 @@ void Trainer::resume(const std::string& spec) {
   print("resumed from " + path + " at step " + std::to_string(step_));
 }
 
-std::vector<const float*> Trainer::flat_pointers() {
+std::vector<const float*> Trainer::flat_pointers(std::vector<bool>* until_update) {
+  // Parameters, optimizer states and the best parameters change only in an optimizer step, at an
+  // evaluation after one, or in finish() and a round's re-initialization, each of which calls
+  // before_update() first; buffers (batch-norm statistics) change in the next forward.
   std::vector<const float*> p{model_->params().data()};
-  if (!model_->buffer_infos().empty()) p.push_back(model_->buffers().data());
-  for (const auto& [name, tensor] : optimizer_->states()) p.push_back(tensor->data());
-  if (!early_->best_params().empty()) p.push_back(early_->best_params().data());
+  std::vector<bool> later{true};
+  if (!model_->buffer_infos().empty()) p.push_back(model_->buffers().data()), later.push_back(false);
+  for (const auto& [name, tensor] : optimizer_->states()) p.push_back(tensor->data()), later.push_back(true);
+  if (!early_->best_params().empty()) p.push_back(early_->best_params().data()), later.push_back(true);
+  if (until_update) *until_update = std::move(later);
   return p;
 }
 
@@ -186,8 +191,10 @@ void Trainer::maybe_checkpoint(bool force) {
   last_checkpoint_time_ = std::chrono::steady_clock::now();
   // Every rank hands over its 1/N share and trains on while it streams (a forced checkpoint waits
   // for the write); without a coordinator rank 0 writes alone.
-  std::string path = coordination_->checkpoint([this](bool with_data) { return checkpoint_state(with_data); },
-                                               flat_pointers(), model_->device(), force);
+  std::vector<bool> until_update;
+  const std::vector<const float*> flats = flat_pointers(&until_update);
+  std::string path = coordination_->checkpoint([this](bool with_data) { return checkpoint_state(with_data); }, flats,
+                                               model_->device(), force, until_update);
   if (!path.empty() && logs() && config_.train.progress) print("checkpoint " + path);
 }
 

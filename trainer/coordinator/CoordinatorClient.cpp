@@ -120,7 +120,7 @@ void CoordinatorClient::report_metrics(int64_t step, int64_t epoch, double loss,
 }
 
 void CoordinatorClient::stage_checkpoint(const CheckpointState& meta, const std::vector<const float*>& flats,
-                                         Device device) {
+                                         Device device, const std::vector<bool>& until_update) {
   DPT_ASSERT(flats.size() == meta.flats.size(), "one pointer per flat buffer");
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !job_ || !send_error_.empty(); });  // the previous one is still going out
@@ -138,10 +138,15 @@ void CoordinatorClient::stage_checkpoint(const CheckpointState& meta, const std:
     total += range.second - range.first;
   }
   staging_.resize(static_cast<size_t>(total));  // grows once; later checkpoints reuse it
+  job->deferred.assign(flats.size(), nullptr);
   int64_t at = 0;
   for (size_t i = 0; i < flats.size(); ++i) {
     auto [b, e] = job->ranges[i];
-    if (device == Device::cpu)
+    const bool later = device == Device::cpu && i < until_update.size() && until_update[i];
+    if (later) {
+      job->deferred[i] = flats[i] + b;
+      copying_ = true;
+    } else if (device == Device::cpu)
       streaming_copy(staging_.data() + at, flats[i] + b, e - b);
     else
       copy_memory(staging_.data() + at, Device::cpu, flats[i] + b, device, static_cast<size_t>(e - b) * sizeof(float));
@@ -151,6 +156,20 @@ void CoordinatorClient::stage_checkpoint(const CheckpointState& meta, const std:
   cv_.notify_all();
 }
 
+void CoordinatorClient::copy_deferred(Job& job) {
+  int64_t at = 0;
+  for (size_t i = 0; i < job.ranges.size(); ++i) {
+    auto [b, e] = job.ranges[i];
+    if (job.deferred[i]) streaming_copy(staging_.data() + at, job.deferred[i], e - b);
+    at += e - b;
+  }
+}
+
+void CoordinatorClient::wait_staged() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !copying_; });
+}
+
 void CoordinatorClient::send_loop() {
   lower_this_thread_priority();
   std::unique_lock<std::mutex> lock(mu_);
@@ -158,7 +177,15 @@ void CoordinatorClient::send_loop() {
     cv_.wait(lock, [&] { return closing_ || job_; });
     if (!job_) return;
     Job& job = *job_;
+    const bool copy = copying_;
     lock.unlock();
+    if (copy) {
+      copy_deferred(job);
+      lock.lock();
+      copying_ = false;
+      cv_.notify_all();
+      lock.unlock();
+    }
     try {
       client_->send(FrameType::checkpoint_begin, job.begin);
       int64_t at = 0;

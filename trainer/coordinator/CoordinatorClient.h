@@ -1,7 +1,11 @@
 // A worker's link to the coordinator: registration and heartbeats (a background thread reporting
-// the current step), rank 0's metrics, and checkpoints — at a checkpoint step the rank copies its
-// 1/N slice of every flat buffer into a staging buffer and returns to training while a sender
-// thread streams the slices; the coordinator writes the file and acknowledges it. A stop request
+// the current step), rank 0's metrics, and checkpoints — at a checkpoint step the rank's 1/N slice
+// of every flat buffer is copied into a staging buffer and a sender thread streams the slices
+// while the rank trains on; the coordinator writes the file and acknowledges it. Flats that stay
+// unchanged until the next parameter update (parameters, optimizer states) are copied by the
+// sender thread while the next forward and backward run; the trainer calls wait_staged() before
+// it updates them, so the snapshot is the checkpoint step's state and the step itself no longer
+// waits for the copy. A stop request
 // from the coordinator raises the process-wide stop request.
 #pragma once
 
@@ -43,7 +47,13 @@ class CoordinatorClient {
   // Streams this rank's share of a checkpoint: `meta` describes it (flats sized, data not held);
   // flats[i] points at flat buffer i on `device`. Returns once the share is staged; waits first if
   // the previous checkpoint is still being sent.
-  void stage_checkpoint(const CheckpointState& meta, const std::vector<const float*>& flats, Device device);
+  // `until_update[i]` (optional; false where absent): flat i does not change before the next
+  // wait_staged(), so on the CPU it is copied in the background.
+  void stage_checkpoint(const CheckpointState& meta, const std::vector<const float*>& flats, Device device,
+                        const std::vector<bool>& until_update = {});
+  // Returns once every flat of the staged checkpoint is copied: call before changing a flat that
+  // was staged `until_update` (an optimizer step, restoring the best parameters).
+  void wait_staged();
   // Waits until the coordinator has written the checkpoint of `step`; throws a peer error naming
   // what went wrong (write failed, coordinator lost, timeout).
   std::string wait_checkpoint(int64_t step, double timeout_s);
@@ -57,7 +67,9 @@ class CoordinatorClient {
     int64_t step;
     std::vector<uint8_t> begin;
     std::vector<std::pair<int64_t, int64_t>> ranges;  // per flat: the slice [begin, end)
+    std::vector<const float*> deferred;               // per flat: where to copy it from later, or null
   };
+  void copy_deferred(Job& job);
   void on_frame(FrameType type, ByteReader& r);
   void heartbeat_loop(double interval_s);
   void send_loop();
@@ -71,6 +83,7 @@ class CoordinatorClient {
   bool closing_ = false;
   std::unique_ptr<Job> job_;  // staged, not yet fully sent
   std::vector<float> staging_;
+  bool copying_ = false;  // a staged job's deferred flats are not yet in staging_
   std::map<int64_t, std::pair<bool, std::string>> done_;
   std::deque<std::vector<uint8_t>> schedule_inbox_;
   std::string send_error_;

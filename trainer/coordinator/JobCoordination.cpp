@@ -71,10 +71,11 @@ JobCoordination::~JobCoordination() {
 }
 
 std::string JobCoordination::checkpoint(const std::function<CheckpointState(bool)>& state,
-                                        const std::vector<const float*>& flats, Device device, bool wait) {
+                                        const std::vector<const float*>& flats, Device device, bool wait,
+                                        const std::vector<bool>& until_update) {
   if (client_) {
     CheckpointState meta = state(false);
-    client_->stage_checkpoint(meta, flats, device);
+    client_->stage_checkpoint(meta, flats, device, until_update);
     return wait ? client_->wait_checkpoint(meta.step, config_.coordinator.checkpoint_timeout_s) : "";
   }
   if (comm_.rank() != 0) return "";

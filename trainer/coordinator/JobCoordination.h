@@ -32,8 +32,15 @@ class JobCoordination {
   // Saves the checkpoint of `state(false).step`: `state(with_data)` builds it (sizes only, or
   // with host copies of the flats); `flats` point at the flat buffers on `device`, in the order of
   // the state's flats. `wait`: return only once it is written. Returns the path when known.
+  // `until_update[i]`: flat i stays unchanged until the caller's next before_update(), so the
+  // streamed save may copy it while training goes on (CoordinatorClient::stage_checkpoint).
   std::string checkpoint(const std::function<CheckpointState(bool with_data)>& state,
-                         const std::vector<const float*>& flats, Device device, bool wait);
+                         const std::vector<const float*>& flats, Device device, bool wait,
+                         const std::vector<bool>& until_update = {});
+  // Call before changing a flat that was checkpointed `until_update`: waits for its copy.
+  void before_update() {
+    if (client_) client_->wait_staged();
+  }
 
   // Picks a checkpoint on rank 0 ("latest", "", or a file) and tells every rank; "" if none.
   std::string choose_checkpoint(const std::string& spec);
