@@ -80,8 +80,10 @@ TEST_CASE("an installed plan decides each product: exact, the nearest batch of a
   }
 }
 
-TEST_CASE("measuring picks the fastest candidate, caches it per machine, and a second start reuses it",
-          "[models][cpu][plan]") {
+TEST_CASE(
+    "measuring picks the fastest candidate (or its majority engine within 5 %), caches it per machine, and a second "
+    "start reuses it",
+    "[models][cpu][plan]") {
   TempDir dir;
   const std::string cache = dir.file("cache/cpu-products.tsv");
   std::string warn;
@@ -95,8 +97,11 @@ TEST_CASE("measuring picks the fastest candidate, caches it per machine, and a s
     CHECK(std::find(candidates.begin(), candidates.end(), e.choice) != candidates.end());
     if (candidates.size() > 1) {
       ++multi;
-      // "measured: <fastest> t ms, <next> t ms, ...": every candidate timed, the choice first.
-      CHECK(e.how.rfind("measured: " + e.choice.text() + " ", 0) == 0);
+      // "measured: <fastest> t ms, <next> t ms, ...": every candidate timed, the choice first, or
+      // one of the engine that won most work, within 5 % of the fastest, said so.
+      const bool fastest = e.how.rfind("measured: " + e.choice.text() + " ", 0) == 0;
+      const bool majority = e.how.find("; took " + e.choice.text() + ", within 5 %") != std::string::npos;
+      CHECK(fastest != majority);
       for (const ProductChoice& c : candidates) CHECK(e.how.find(" " + c.text() + " ") != std::string::npos);
     }
   }
