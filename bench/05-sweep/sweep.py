@@ -103,13 +103,10 @@ def run_dptrain(label, model, data, batch, warmup, steps, engine=None):
                 times[rec["step"]] = rec["time_s"]
     plan = ""
     if os.path.exists(os.path.join(out, "cpu_products.tsv")):
-        counts = {}
+        # Each product and the engine (and layout, -t: transposed) that won it.
         with open(os.path.join(out, "cpu_products.tsv")) as f:
-            for line in f:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) >= 2 and parts[0] != "machine":
-                    counts[parts[1]] = counts.get(parts[1], 0) + 1
-        plan = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            won = [line.split("\t")[:2] for line in f if not line.startswith("machine\t")]
+        plan = "; ".join(f"{key.replace(' -- ', ' ')} {choice}" for key, choice in won)
     last = warmup + steps
     return steps * batch / (times[last] - times[warmup]), plan, cfg
 
@@ -152,7 +149,7 @@ for label, spec, model, shape, batch, macs in rows:
                 result(forced_table, f"{label}: auto vs {e}", "peer", f"dptrain {e}", fv)
     emit("BENCHCMD", table=table, row=label, side="ours", cmd=f"{dptrain} train {cfg}  ({warmup} + {steps} steps)")
     emit("BENCHCMD", table=table, row=label, side="peer", cmd=cmd)
-    emit("BENCHNOTE", table=table, text=f"{label}: the plan chose {' / '.join(sorted(plans))}")
+    emit("BENCHNOTE", table=forced_table, text=f"{label}, what the plan chose: {' / '.join(sorted(plans))}")
     ratios[label] = statistics.median(ours_v) / statistics.median(peer_v)
 
 if ratios:

@@ -360,8 +360,12 @@ std::vector<ProductKey> cpu_plan_recorded() {
   return {recorded.begin(), recorded.end()};
 }
 
+// The version of the way decisions are taken: a change to it (the candidates, the majority margin)
+// leaves earlier cached decisions unread.
+constexpr int decision_rule = 2;
+
 std::string cpu_machine_id() {
-  std::string id = cpu_model_name() + "|threads=" + std::to_string(omp_get_max_threads()) +
+  std::string id = cpu_model_name() + "|rule=" + std::to_string(decision_rule) + "|threads=" + std::to_string(omp_get_max_threads()) +
                    "|openblas=" + openblas_get_corename() + "|onednn=" + (cpu_onednn_available() ? "yes" : "no") +
                    "|avx512=" + (cpu_unpacked_gemm_available() ? "yes" : "no");
   std::replace(id.begin(), id.end(), '\t', ' ');

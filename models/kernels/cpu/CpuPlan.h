@@ -89,8 +89,9 @@ CpuPlan cpu_plan_measure(const std::vector<ProductKey>& keys, double budget_seco
 void cpu_plan_install(const CpuPlan& plan, std::string* warn = nullptr);
 const CpuPlan& cpu_plan_installed();
 
-// The machine a decision holds for: CPU model, thread count, OpenBLAS kernel override, library
-// versions. Decisions measured under another id are not reused from the cache.
+// The machine a decision holds for: CPU model, the decision rule's version, thread count, the
+// OpenBLAS kernels in use, the engines built in. Decisions taken under another id are not reused
+// from the cache.
 std::string cpu_machine_id();
 // The cache file: $DPTRAIN_CACHE_DIR, else $XDG_CACHE_HOME/dptrain, else ~/.cache/dptrain, and
 // "cpu-products.tsv" in it.
