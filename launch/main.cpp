@@ -8,6 +8,7 @@
 
 #include "launch/commands/Commands.h"
 #include "models/core/Error.h"
+#include "models/kernels/cpu/CpuEngine.h"
 
 namespace {
 
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
   for (const auto& c : commands) {
     if (args[0] != c.name) continue;
     try {
+      dptrain::cpu_engine();  // a bad DPTRAIN_CPU_ENGINE fails here, clearly, not inside a product's thread
       return c.run(dptrain::Args(args.begin() + 1, args.end()));
     } catch (const dptrain::Error& e) {
       if (int rank = dptrain::error_rank(); rank >= 0)

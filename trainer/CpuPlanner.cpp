@@ -15,6 +15,15 @@ CpuPlanner::CpuPlanner(Communicator& comm, bool cpu, Printer print, std::string 
       pending_(active_),
       print_(std::move(print)),
       out_dir_(std::move(out_dir)) {
+  // The plan's broadcasts are collectives: every rank must take part or none. Ranks whose
+  // DPTRAIN_CPU_ENGINE or device differ would otherwise pair them with other collectives and hang.
+  double flags[2] = {active_ ? 1.0 : 0.0, active_ ? 0.0 : 1.0};
+  comm_.set_operation("CPU engine agreement", -1);
+  comm_.allreduce_max(flags, 2);
+  if (flags[0] > 0.0 && flags[1] > 0.0)
+    fail_input("ranks disagree on the CPU engine: some measure a plan (cpu_engine = \"auto\" on the CPU), others use " +
+               std::string(cpu_engine_name(cpu_engine())) +
+               " or a GPU; set DPTRAIN_CPU_ENGINE alike on every node, or unset it everywhere");
   if (active_) cpu_plan_install({});
 }
 
@@ -29,7 +38,12 @@ void CpuPlanner::after_step(bool complete) {
   cpu_plan_record(false);
   std::string text, summary, warn;
   if (comm_.rank() == 0) {
-    const CpuPlan plan = cpu_plan_measure(cpu_plan_recorded(), budget_seconds, cpu_plan_cache_path(), &warn);
+    const std::string cache = cpu_plan_cache_path();
+    if (cache.empty())
+      warn =
+          "no cache directory for the CPU product plan (HOME, XDG_CACHE_HOME and DPTRAIN_CACHE_DIR unset): "
+          "each start measures afresh, so a repeated run may choose other engines and round differently";
+    const CpuPlan plan = cpu_plan_measure(cpu_plan_recorded(), budget_seconds, cache, &warn);
     text = plan.to_text();
     summary = plan.summary();
   }

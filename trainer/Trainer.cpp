@@ -635,6 +635,7 @@ bool Trainer::train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_
       result.validation = val;
       if (schedule_->observe(val.loss))
         print("validation loss plateaued: learning rate now " + std::to_string(schedule_->lr(step_)));
+      coordination_->before_update();  // observe() may overwrite the best parameters a checkpoint is copying
       if (early_->observe(epoch + 1, val.loss, val.accuracy, model_->params())) {
         stop = true;
         result.stopped_early = true;

@@ -736,3 +736,29 @@ TEST_CASE("buffers of 2 MiB and more sit on 2 MiB boundaries and may use huge pa
   k.release(large);
   k.release(small);
 }
+
+TEST_CASE("the LSTM cell's vectorized gates match libm and keep NaN", "[models][cpu]") {
+  const int64_t n = 3, hidden = 37;  // a hidden size off the vector width
+  auto gates = random_vector(n * 4 * hidden, 250), c_prev = random_vector(n * hidden, 251);
+  for (size_t i = 0; i < gates.size(); ++i) gates[i] *= 12.0f * static_cast<float>(i % 7);  // up to |x| ~ 70
+  std::vector<float> g = gates, c(static_cast<size_t>(n * hidden)), h(c.size());
+  cpu_kernels().lstm_cell(n, hidden, g.data(), c_prev.data(), c.data(), h.data());
+  double worst = 0.0;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < hidden; ++j) {
+      const float* x = gates.data() + r * 4 * hidden;
+      auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+      const double i = sig(x[j]), f = sig(x[hidden + j]), gg = std::tanh(static_cast<double>(x[2 * hidden + j])),
+                   o = sig(x[3 * hidden + j]);
+      const double cv = f * c_prev[r * hidden + j] + i * gg;
+      worst = std::max(worst, std::fabs(cv - c[r * hidden + j]));
+      worst = std::max(worst, std::fabs(o * std::tanh(cv) - h[r * hidden + j]));
+    }
+  CHECK(worst < 2e-6);
+  // A diverged run stays visibly diverged: NaN in, NaN out.
+  std::vector<float> bad(static_cast<size_t>(4 * hidden), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> c1(static_cast<size_t>(hidden)), h1(c1.size());
+  cpu_kernels().lstm_cell(1, hidden, bad.data(), nullptr, c1.data(), h1.data());
+  CHECK(std::isnan(c1[0]));
+  CHECK(std::isnan(h1[hidden - 1]));
+}

@@ -61,9 +61,11 @@ inline float activate(Activation act, float slope, float v) {
 // within 2 ulp of expf, x clamped to [-87.3, 88.3] (no infinities, no denormals). The loops need
 // -fno-trapping-math to if-convert the clamps (models/CMakeLists.txt).
 inline float gate_exp(float x) {
-  x = x > -87.33654f ? x : -87.33654f;
-  x = x < 88.37626f ? x : 88.37626f;
-  const float t = x * 1.44269504088896341f;
+  // Clamped in the order that keeps a NaN (both comparisons false); the exponent is taken from 0
+  // instead, so a NaN reaches the result through r rather than an undefined integer conversion.
+  x = x < -87.33654f ? -87.33654f : x;
+  x = x > 88.37626f ? 88.37626f : x;
+  const float t = (x == x ? x : 0.0f) * 1.44269504088896341f;
   const int32_t k = static_cast<int32_t>(t + std::copysign(0.5f, t));  // nearest integer
   const float kf = static_cast<float>(k);
   const float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;

@@ -229,8 +229,15 @@ class LockedCache {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) {
-      note("cannot open or lock it");
+    // Wait at most 10 s for another process measuring on this machine (the other ranks are
+    // waiting in the plan's broadcast meanwhile); then go on without the cache.
+    bool locked = false;
+    for (int tries = 0; fd_ >= 0 && !locked && tries < 200; ++tries) {
+      locked = ::flock(fd_, LOCK_EX | LOCK_NB) == 0;
+      if (!locked) ::usleep(50000);
+    }
+    if (!locked) {
+      note(fd_ < 0 ? "cannot open it" : "another process held its lock for 10 s");
       close_fd();
     }
   }
@@ -328,6 +335,7 @@ std::vector<ProductChoice> cpu_product_candidates(const ProductKey& key) {
 ProductChoice cpu_product_choice(const ProductKey& key) {
   const CpuEngine forced = cpu_engine();
   if (forced != CpuEngine::automatic) return default_choice(key, forced);
+  if (key.m <= 0 || key.n <= 0 || key.k <= 0) return default_choice(key, CpuEngine::openblas);  // nothing to plan
   if (recording.load(std::memory_order_relaxed)) {
     std::lock_guard<std::mutex> lock(recorded_mu);
     recorded.insert(key);
@@ -365,8 +373,9 @@ std::vector<ProductKey> cpu_plan_recorded() {
 constexpr int decision_rule = 2;
 
 std::string cpu_machine_id() {
-  std::string id = cpu_model_name() + "|rule=" + std::to_string(decision_rule) + "|threads=" + std::to_string(omp_get_max_threads()) +
-                   "|openblas=" + openblas_get_corename() + "|onednn=" + (cpu_onednn_available() ? "yes" : "no") +
+  std::string id = cpu_model_name() + "|rule=" + std::to_string(decision_rule) +
+                   "|threads=" + std::to_string(omp_get_max_threads()) + "|openblas=" + openblas_get_corename() +
+                   "|onednn=" + (cpu_onednn_available() ? "yes" : "no") +
                    "|avx512=" + (cpu_unpacked_gemm_available() ? "yes" : "no");
   std::replace(id.begin(), id.end(), '\t', ' ');
   std::replace(id.begin(), id.end(), '\n', ' ');
@@ -426,7 +435,8 @@ CpuPlan cpu_plan_measure(const std::vector<ProductKey>& keys, double budget_seco
   for (size_t i = 0; i < fresh.size(); ++i) {
     const Timings& t = fresh_times[i];
     for (const auto& [seconds, choice] : t)
-      if (choice.engine == best && choice != fresh[i].choice && seconds <= t.front().first * (1.0 + majority_margin)) {
+      if (fresh[i].choice.engine != best && choice.engine == best &&
+          seconds <= t.front().first * (1.0 + majority_margin)) {
         fresh[i].choice = choice;
         fresh[i].how += "; took " + choice.text() + ", within 5 % of the fastest, for the engine of most products";
         break;
