@@ -3,13 +3,16 @@
 // so that every program trains exactly the same model the same way.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "bench/BenchTiming.h"
 #include "models/Model.h"
 #include "models/layers/Dense.h"
 #include "models/layers/Sequential.h"

@@ -1,9 +1,11 @@
-// Clocks of the benchmark programs: the process's CPU time beside the wall clock, and the GFLOP/s
-// of a call repeated for a fixed wall time on both (sgemm_bench, train_bench, conv_bench).
+// Clocks of the benchmark programs: the process's CPU time beside the wall clock, the GFLOP/s of a
+// call repeated for a fixed wall time on both (sgemm_bench, train_bench, conv_bench), and medians.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <vector>
 
 namespace dptrain::bench {
 
@@ -13,6 +15,14 @@ inline double cpu_seconds() {
   timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// The median of v (the mean of the two middle values for an even count); 0 for none.
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 struct Rate {

@@ -3,15 +3,18 @@
 // data-parallel training of the reference MLP through the real step (models/ layers, the
 // reducer, the Optimizer), with the global batch split across ranks as the trainer splits it.
 //
-//   dptrain_allreduce_bench --mode reduce [--floats 3330000] [--iters 20] [--bucket-mb 25]
-//       rank 0 prints ms= (per call) algbw_GBps= busbw_GBps= buckets=
+//   dptrain_allreduce_bench --mode reduce [--floats 3330000] [--iters 10] [--rounds 8] [--bucket-mb 25]
+//       rank 0 prints ms= (per call) algbw_GBps= busbw_GBps= buckets=, and over MPI the peer's
+//       peer_ms= peer_busbw_GBps= (blocking MPI_Allreduce); each the median over the rounds
 //   dptrain_allreduce_bench --mode train [--global-batch 128] [--steps 100] [--warmup 10]
 //                           [--bucket-mb 25] [--overlap 1] [--threads 1]
 //       rank 0 prints samples_per_s= (all ranks together) step_ms= wait_ms= (finish() per step)
 //       compute_ms= (forward, loss, backward) optimizer_ms= buckets= ranks=. --overlap 0 gives backward no ready hook,
 //       so every bucket starts after backward (with a large --bucket-mb: one blocking all-reduce of the whole
 //       gradient).
+#include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 #include <numeric>
 #include <vector>
 
@@ -23,6 +26,10 @@
 #include "models/losses/Loss.h"
 #include "storage/reader/ShardedReader.h"
 
+#ifdef DPTRAIN_BENCH_MPI
+#include <mpi.h>
+#endif
+
 using namespace dptrain;
 using namespace dptrain::bench;
 
@@ -30,24 +37,50 @@ namespace {
 
 int64_t bucket_bytes(const Options& o) { return static_cast<int64_t>(o.real("bucket-mb") * 1024 * 1024); }
 
+// Ours and the peer (raw blocking MPI_Allreduce in place, the floor any all-reduce over MPI sits
+// on) in the same processes on the same buffer, in alternating blocks of `iters` calls, so that
+// load from other tenants, which drifts over seconds, hits both sides alike.
 int reduce_mode(Communicator& comm, const Options& o) {
-  const int64_t n = o.num("floats"), iters = o.num("iters");
+  const int64_t n = o.num("floats"), iters = o.num("iters"), rounds = o.num("rounds");
   std::vector<float> grads(static_cast<size_t>(n), 1.0f);
   GradientReducer reducer(comm, grads.data(), n, {0}, bucket_bytes(o));
-  auto call = [&](int64_t step) {
+  auto ours = [&](int64_t step) {
     reducer.begin_step(step);
     reducer.ready_from(0);  // the whole buffer is final, as after backward
     reducer.finish();
   };
-  for (int64_t i = 0; i < 3; ++i) call(i);
-  comm.barrier();
-  auto t0 = Clock::now();
-  for (int64_t i = 0; i < iters; ++i) call(3 + i);
-  const double dt = seconds_since(t0) / static_cast<double>(iters);
+#ifdef DPTRAIN_BENCH_MPI
+  const bool with_peer = comm.backend() == "mpi";
+  auto peer = [&] {
+    if (MPI_Allreduce(MPI_IN_PLACE, grads.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+      throw std::runtime_error("MPI_Allreduce failed");
+  };
+#else
+  const bool with_peer = false;
+  auto peer = [] {};
+#endif
+  std::vector<double> ours_s, peer_s;
+  for (int64_t i = 0; i < 3; ++i) {
+    ours(i);
+    if (with_peer) peer();
+  }
+  for (int64_t round = 0; round < rounds; ++round)
+    for (int side = 0; side < (with_peer ? 2 : 1); ++side) {
+      comm.barrier();
+      auto t0 = Clock::now();
+      for (int64_t i = 0; i < iters; ++i) side == 0 ? ours(3 + round * iters + i) : peer();
+      (side == 0 ? ours_s : peer_s).push_back(seconds_since(t0) / static_cast<double>(iters));
+    }
   if (comm.rank() == 0) {
-    const double alg = static_cast<double>(n) * 4.0 / dt / 1e9, ranks = comm.size();
-    std::printf("ms=%.3f algbw_GBps=%.2f busbw_GBps=%.2f buckets=%zu floats=%lld\n", dt * 1e3, alg,
-                alg * 2.0 * (ranks - 1) / ranks, reducer.buckets().size(), static_cast<long long>(n));
+    const double ranks = comm.size(), bus = 2.0 * (ranks - 1) / ranks;
+    const double dt = median(ours_s), alg = static_cast<double>(n) * 4.0 / dt / 1e9;
+    std::printf("ms=%.3f algbw_GBps=%.2f busbw_GBps=%.2f buckets=%zu floats=%lld", dt * 1e3, alg, alg * bus,
+                reducer.buckets().size(), static_cast<long long>(n));
+    if (with_peer) {
+      const double pt = median(peer_s), palg = static_cast<double>(n) * 4.0 / pt / 1e9;
+      std::printf(" peer_ms=%.3f peer_busbw_GBps=%.2f", pt * 1e3, palg * bus);
+    }
+    std::printf("\n");
   }
   return 0;
 }
@@ -117,14 +150,15 @@ int main(int argc, char** argv) {
   Options o(argc, argv,
             {{"mode", "reduce"},
              {"floats", "3330000"},
-             {"iters", "20"},
+             {"iters", "10"},
+             {"rounds", "8"},
              {"bucket-mb", "25"},
              {"global-batch", "128"},
              {"steps", "100"},
              {"warmup", "10"},
              {"overlap", "1"},
              {"threads", "1"}},
-            "dptrain_allreduce_bench --mode reduce|train [--floats N] [--iters N] [--bucket-mb MB] "
+            "dptrain_allreduce_bench --mode reduce|train [--floats N] [--iters N] [--rounds N] [--bucket-mb MB] "
             "[--global-batch N] [--steps N] [--warmup N] [--overlap 0|1] [--threads N]");
   try {
     auto comm = make_communicator("auto", 120.0);

@@ -179,15 +179,10 @@ Reference make_reference(const std::string& kind) {
 }
 
 using bench::cpu_seconds;
+using bench::median;
 
 double wall_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 // The roof: square row-major SGEMMs through the backend's product under every engine this build

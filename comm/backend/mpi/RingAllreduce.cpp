@@ -35,8 +35,12 @@ void RingAllreduce::post() {
   const auto [s0, s1] = segment(scatter ? rank_ - t : rank_ + 1 - t);
   const auto [r0, r1] = segment(scatter ? rank_ - t - 1 : rank_ - t);
   float* into = scatter ? incoming_.data() : data_ + r0;
-  DPT_MPI(MPI_Irecv(into, static_cast<int>(r1 - r0), MPI_FLOAT, left, tag_, comm_, &requests_[0]));
+  // Send first: over shared memory the receiver copies a large message itself (single copy), and
+  // a receive posted after the peer's send has arrived copies inside MPI_Irecv. Posting it first
+  // would hold our own send back until that copy ends, so the two ranks' copies ran one after the
+  // other instead of at once (the ring took 1.25x MPI_Allreduce's time on 13.3 MB, 2 ranks).
   DPT_MPI(MPI_Isend(data_ + s0, static_cast<int>(s1 - s0), MPI_FLOAT, right, tag_, comm_, &requests_[1]));
+  DPT_MPI(MPI_Irecv(into, static_cast<int>(r1 - r0), MPI_FLOAT, left, tag_, comm_, &requests_[0]));
 }
 
 bool RingAllreduce::advance() {
