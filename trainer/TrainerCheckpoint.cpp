@@ -9,11 +9,71 @@
 
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
+#include "storage/checkpoint/StateFields.h"
 #include "trainer/Trainer.h"
 
 namespace dptrain {
 
-namespace {}  // namespace
+namespace {
+
+// A supervised run's saved values besides its flat buffers, declared once (StateFields.h).
+struct SupervisedFields {
+  ReaderCursor cursor;
+  uint64_t seed = 0;  // the generator keys: draws are counter-based, keyed by (seed, step, row)
+  int64_t optimizer_steps = 0;
+  LrSchedule::State schedule;
+  EarlyStopping::State early;
+  bool stopped_early = false;
+  double epoch_sums[num_loss_stats] = {};
+  std::vector<float> interval_sums;
+  int64_t round_start_epoch = 0, round_start_step = 0;
+
+  template <class Fields>
+  void fields(Fields& f) {
+    f("cursor_epoch", cursor.epoch);
+    f("cursor_step", cursor.step_in_epoch);
+    f("generator_seed", seed);
+    f("optimizer_steps", optimizer_steps);
+    f("schedule_plateau_scale", schedule.plateau_scale);
+    f("schedule_best", schedule.best);
+    f("schedule_bad_epochs", schedule.bad_epochs);
+    f("schedule_has_best", schedule.has_best);
+    f("early_best", early.best);
+    f("early_best_epoch", early.best_epoch);
+    f("early_bad_epochs", early.bad_epochs);
+    f("stopped_early", stopped_early);
+    f("metrics_epoch", epoch_sums);
+    f("metrics_interval", interval_sums);
+    f("round_start_epoch", round_start_epoch);
+    f("round_start_step", round_start_step);
+  }
+};
+
+// Entropy minimization's unlabelled stream.
+struct UnlabeledFields {
+  ReaderCursor cursor;
+  std::vector<float> entropy_sums;
+
+  template <class Fields>
+  void fields(Fields& f) {
+    f("unlabeled_cursor_epoch", cursor.epoch);
+    f("unlabeled_cursor_step", cursor.step_in_epoch);
+    f("metrics_entropy", entropy_sums);
+  }
+};
+
+// data.normalize: checked on resume against the statistics of the data the run trains on.
+struct NormalizationFields {
+  std::vector<float> mean, std;
+
+  template <class Fields>
+  void fields(Fields& f) {
+    f("normalization_mean", mean);
+    f("normalization_std", std);
+  }
+};
+
+}  // namespace
 
 std::vector<FlatSpec> Trainer::flat_specs() const {
   const Model& m = *model_;
@@ -47,36 +107,22 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
   for (const auto& [name, tensor] : optimizer_->states()) flat("optimizer/" + name, layout, *tensor);
   if (!early_->best_params().empty()) flat("early_stopping/best", layout, early_->best_params());
 
-  ReaderCursor c = training_cursor();
-  const LrSchedule::State& ls = schedule_->state();
-  const EarlyStopping::State& es = early_->state();
-  s.scalars = {{"cursor_epoch", static_cast<double>(c.epoch)},
-               {"cursor_step", static_cast<double>(c.step_in_epoch)},
-               {"generator_seed", static_cast<double>(config_.seed)},
-               {"optimizer_steps", static_cast<double>(optimizer_->steps())},
-               {"schedule_plateau_scale", ls.plateau_scale},
-               {"schedule_best", ls.best},
-               {"schedule_bad_epochs", static_cast<double>(ls.bad_epochs)},
-               {"schedule_has_best", ls.has_best ? 1.0 : 0.0},
-               {"early_best", es.best},
-               {"early_best_epoch", static_cast<double>(es.best_epoch)},
-               {"early_bad_epochs", static_cast<double>(es.bad_epochs)},
-               {"stopped_early", stopped_early_ ? 1.0 : 0.0}};
-  for (int i = 0; i < num_loss_stats; ++i) s.scalars.emplace_back("metrics_epoch_" + std::to_string(i), epoch_sums_[i]);
-  s.floats.emplace_back("metrics_interval", to_host(stats_));
-  s.scalars.emplace_back("round_start_epoch", static_cast<double>(round_start_epoch_));
-  s.scalars.emplace_back("round_start_step", static_cast<double>(round_start_step_));
+  SupervisedFields v{training_cursor(), config_.seed, optimizer_->steps(), schedule_->state(), early_->state(),
+                     stopped_early_};
+  std::copy(std::begin(epoch_sums_), std::end(epoch_sums_), v.epoch_sums);
+  v.interval_sums = to_host(stats_);
+  v.round_start_epoch = round_start_epoch_;
+  v.round_start_step = round_start_step_;
+  save_fields(s, v);
   if (self_training_) self_training_->save(s);
   if (unlabeled_reader_) {
-    ReaderCursor u = unlabeled_reader_->cursor();
-    s.scalars.emplace_back("unlabeled_cursor_epoch", static_cast<double>(u.epoch));
-    s.scalars.emplace_back("unlabeled_cursor_step", static_cast<double>(u.step_in_epoch));
-    s.floats.emplace_back("metrics_entropy", to_host(entropy_stats_));
+    UnlabeledFields u{unlabeled_reader_->cursor(), to_host(entropy_stats_)};
+    save_fields(s, u);
   }
   cpu_planner_->save(s);
   if (!scaler_.empty()) {
-    s.floats.emplace_back("normalization_mean", scaler_.mean);
-    s.floats.emplace_back("normalization_std", scaler_.std);
+    NormalizationFields n{scaler_.mean, scaler_.std};
+    save_fields(s, n);
   }
   return s;
 }
@@ -85,14 +131,17 @@ void Trainer::restore(const CheckpointState& s) {
   const std::string& src = s.source;
   if (s.layout_hash != model_->layout_hash())
     fail_input(src + ": saved from a different model (layer layout differs from the config's [model])");
-  if (static_cast<uint64_t>(s.scalar("generator_seed")) != config_.seed)
-    fail_input(src + ": saved with seed " + std::to_string(static_cast<uint64_t>(s.scalar("generator_seed"))) +
-               ", the config has seed " + std::to_string(config_.seed));
+  SupervisedFields v;
+  restore_fields(s, v);
+  if (v.seed != config_.seed)
+    fail_input(src + ": saved with seed " + std::to_string(static_cast<int64_t>(v.seed)) + ", the config has seed " +
+               std::to_string(static_cast<int64_t>(config_.seed)));
   if (s.config_hash != stable_hash(config_.text))
     print("note: the config differs from the one " + src + " was saved with; continuing with the new one");
   if (!scaler_.empty() || s.has_float_array("normalization_mean")) {
-    if (!s.has_float_array("normalization_mean") || s.float_array("normalization_mean") != scaler_.mean ||
-        s.float_array("normalization_std") != scaler_.std)
+    NormalizationFields n;
+    if (s.has_float_array("normalization_mean")) restore_fields(s, n);
+    if (n.mean != scaler_.mean || n.std != scaler_.std)
       fail_input(src +
                  ": normalization statistics differ from the training data's (did the data or "
                  "data.normalize change?)");
@@ -109,25 +158,21 @@ void Trainer::restore(const CheckpointState& s) {
     best.resize(model_->params().shape(), model_->device());
     from_host(best, s.flat("early_stopping/best").data);
   }
-  optimizer_->set_steps(static_cast<int64_t>(s.scalar("optimizer_steps")));
-  schedule_->set_state({s.scalar("schedule_plateau_scale"), s.scalar("schedule_best"),
-                        static_cast<int64_t>(s.scalar("schedule_bad_epochs")), s.scalar("schedule_has_best") != 0.0});
-  early_->set_state({s.scalar("early_best"), static_cast<int64_t>(s.scalar("early_best_epoch")),
-                     static_cast<int64_t>(s.scalar("early_bad_epochs"))});
-  for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[i] = s.scalar("metrics_epoch_" + std::to_string(i));
-  if (s.has_float_array("metrics_interval") &&
-      static_cast<int64_t>(s.float_array("metrics_interval").size()) == stats_.numel())
-    from_host(stats_, s.float_array("metrics_interval"));
-  stopped_early_ = s.scalar("stopped_early") != 0.0;
+  optimizer_->set_steps(v.optimizer_steps);
+  schedule_->set_state(v.schedule);
+  early_->set_state(v.early);
+  std::copy(std::begin(v.epoch_sums), std::end(v.epoch_sums), epoch_sums_);
+  if (static_cast<int64_t>(v.interval_sums.size()) == stats_.numel()) from_host(stats_, v.interval_sums);
+  stopped_early_ = v.stopped_early;
   cpu_planner_->restore(s);
   step_ = s.step;
   last_checkpoint_step_ = s.step;
   if (self_training_) {
     self_training_->restore(s);  // the round's pseudo-labels: the reader's rows depend on them
-    round_start_epoch_ = static_cast<int64_t>(s.scalar("round_start_epoch"));
-    round_start_step_ = static_cast<int64_t>(s.scalar("round_start_step"));
+    round_start_epoch_ = v.round_start_epoch;
+    round_start_step_ = v.round_start_step;
   }
-  ReaderCursor c{static_cast<int64_t>(s.scalar("cursor_epoch")), static_cast<int64_t>(s.scalar("cursor_step"))};
+  const ReaderCursor c = v.cursor;
   make_training_reader({0, 0});
   // Within a round (the whole run, without self-training) step = epochs done * steps per epoch + step in epoch.
   const int64_t spe = reader_->steps_per_epoch();
@@ -139,12 +184,13 @@ void Trainer::restore(const CheckpointState& s) {
   reader_->seek(c);
   staged_ahead_ = nullptr;
   if (unlabeled_reader_) {
-    if (!s.has_scalar("unlabeled_cursor_epoch")) fail_input(src + ": has no cursor for the unlabelled rows");
-    unlabeled_reader_->seek({static_cast<int64_t>(s.scalar("unlabeled_cursor_epoch")),
-                             static_cast<int64_t>(s.scalar("unlabeled_cursor_step"))});
+    if (!s.has_integer("unlabeled_cursor_epoch")) fail_input(src + ": has no cursor for the unlabelled rows");
+    UnlabeledFields u;
+    restore_fields(s, u);
+    unlabeled_reader_->seek(u.cursor);
+    if (entropy_stats_.numel() > 1 && static_cast<int64_t>(u.entropy_sums.size()) == entropy_stats_.numel())
+      from_host(entropy_stats_, u.entropy_sums);
   }
-  if (entropy_stats_.numel() > 1 && s.has_float_array("metrics_entropy"))
-    from_host(entropy_stats_, s.float_array("metrics_entropy"));
 }
 
 void Trainer::resume(const std::string& spec) {

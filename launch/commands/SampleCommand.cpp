@@ -74,7 +74,7 @@ int sample_command(const Args& args) {
     if (!h5_has_attribute(f, "format")) fail_input(source + ": not a dptrain model file or checkpoint");
     format = h5_read_string_attribute(f, "format", source);
   }
-  const bool checkpoint = format == CheckpointState::format_tag;
+  const bool checkpoint = CheckpointState::parse_format_tag(format) != 0;
   const std::string config_text =
       checkpoint ? read_checkpoint_file(source, {}).config_text : read_model_meta(source).config_text;
   ConfigNode root = ConfigNode::parse_string(config_text, source + " (stored config)");

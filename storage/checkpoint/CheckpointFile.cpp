@@ -80,7 +80,7 @@ std::vector<std::string> children(hid_t f, const std::string& name, const std::s
 
 void write_checkpoint_file(const std::string& path, const CheckpointState& s, bool sync_directory) {
   auto write = [&](hid_t f) {
-    h5_write_string_attribute(f, "format", CheckpointState::format_tag);
+    h5_write_string_attribute(f, "format", CheckpointState::format_tag(s.version));
     H5Id meta = h5_make_groups(f, "meta");
     write_string(meta, "config_text", s.config_text);
     int64_t ids[4] = {static_cast<int64_t>(s.config_hash), static_cast<int64_t>(s.layout_hash), s.step, s.world_size};
@@ -122,8 +122,14 @@ H5Id open_checkpoint(const std::string& path, CheckpointState& s) {
   H5Id f = h5_open_read(path);
   if (!h5_has_attribute(f, "format")) fail_input(path + ": not a dptrain checkpoint (no format attribute)");
   std::string fmt = h5_read_string_attribute(f, "format", path);
-  if (fmt != CheckpointState::format_tag)
-    fail_input(path + ": format is '" + fmt + "', expected " + CheckpointState::format_tag);
+  const int version = CheckpointState::parse_format_tag(fmt);
+  if (version == 0) fail_input(path + ": not a dptrain checkpoint (format is '" + fmt + "')");
+  if (version < CheckpointState::oldest_format_version || version > CheckpointState::format_version)
+    fail_input(path + ": checkpoint format version " + std::to_string(version) + " ('" + fmt + "'); this dptrain reads versions " +
+               std::to_string(CheckpointState::oldest_format_version) + " to " +
+               std::to_string(CheckpointState::format_version) +
+               (version > CheckpointState::format_version ? " (it was written by a newer dptrain)" : ""));
+  s.version = version;
   s.source = path;
   s.config_text = read_string(f, "meta/config_text", path);
   hsize_t n;
@@ -205,11 +211,9 @@ std::string verify_checkpoint_file(const std::string& path) {
   H5Id f = open_checkpoint(path, s);
   VisitState v{path, {}};
   DPT_H5(H5Ovisit(f, H5_INDEX_NAME, H5_ITER_INC, collect_dataset, &v), path + ": walking the file");
-  char line[512];
-  std::snprintf(line, sizeof line, "checkpoint %s (format %s)\nstep %lld, saved by %lld rank%s\n", path.c_str(),
-                CheckpointState::format_tag, static_cast<long long>(s.step), static_cast<long long>(s.world_size),
-                s.world_size == 1 ? "" : "s");
-  std::string out = line;
+  std::string out = "checkpoint " + path + " (format " + CheckpointState::format_tag(s.version) + ")\nstep " +
+                    std::to_string(s.step) + ", saved by " + std::to_string(s.world_size) +
+                    (s.world_size == 1 ? " rank\n" : " ranks\n");
   int64_t floats = 0;
   std::vector<char> buf;
   for (const std::string& name : v.datasets) {
@@ -228,9 +232,8 @@ std::string verify_checkpoint_file(const std::string& path) {
     out += "  /" + name + " " + shape + "]\n";
     if (H5Tget_class(type) == H5T_FLOAT && size == 4) floats += static_cast<int64_t>(n);
   }
-  std::snprintf(line, sizeof line, "%zu datasets, %lld float32 values, all checksums verified\n", v.datasets.size(),
-                static_cast<long long>(floats));
-  return out + line;
+  return out + std::to_string(v.datasets.size()) + " datasets, " + std::to_string(floats) +
+         " float32 values, all checksums verified\n";
 }
 
 }  // namespace dptrain

@@ -1,6 +1,9 @@
 #include "storage/checkpoint/CheckpointState.h"
 
+#include <climits>
+
 #include "models/core/Error.h"
+#include "storage/checkpoint/StateFields.h"
 
 namespace dptrain {
 
@@ -31,6 +34,29 @@ bool CheckpointState::has_flat(const std::string& group) const {
   return false;
 }
 
+std::string CheckpointState::format_tag(int version) { return "dptrain-checkpoint/" + std::to_string(version); }
+
+int CheckpointState::parse_format_tag(const std::string& tag) {
+  const std::string prefix = "dptrain-checkpoint/";
+  if (tag.compare(0, prefix.size(), prefix) != 0 || tag.size() == prefix.size() || tag.size() > prefix.size() + 6)
+    return 0;
+  int v = 0;
+  for (size_t i = prefix.size(); i < tag.size(); ++i) {
+    if (tag[i] < '0' || tag[i] > '9') return 0;
+    v = v * 10 + (tag[i] - '0');
+  }
+  return v;
+}
+
+int64_t CheckpointState::integer(const std::string& name) const {
+  if (version == 1 && !has_int_array(name) && has_scalar(name)) return static_cast<int64_t>(scalar(name));
+  const std::vector<int64_t>& v = int_array(name);
+  if (v.size() != 1)
+    fail_input((source.empty() ? std::string("checkpoint") : source) + ": /ints/" + name + " holds " +
+               std::to_string(v.size()) + " values, expected one integer");
+  return v[0];
+}
+
 double CheckpointState::scalar(const std::string& name) const { return find_named(scalars, name, source, "value"); }
 const std::vector<float>& CheckpointState::float_array(const std::string& name) const {
   return find_named(floats, name, source, "array");
@@ -42,7 +68,21 @@ const std::string& CheckpointState::string_value(const std::string& name) const 
   return find_named(strings, name, source, "string");
 }
 bool CheckpointState::has_scalar(const std::string& name) const { return has_named(scalars, name); }
+bool CheckpointState::has_integer(const std::string& name) const {
+  return has_int_array(name) || (version == 1 && has_scalar(name));
+}
 bool CheckpointState::has_float_array(const std::string& name) const { return has_named(floats, name); }
 bool CheckpointState::has_int_array(const std::string& name) const { return has_named(ints, name); }
+
+void FieldReader::operator()(const std::string& name, std::vector<int32_t>& v) {
+  const std::vector<int64_t>& w = s_.int_array(name);
+  v.assign(w.size(), 0);
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (w[i] < INT32_MIN || w[i] > INT32_MAX)
+      fail_input((s_.source.empty() ? std::string("checkpoint") : s_.source) + ": /ints/" + name +
+                 " holds a value outside the 32-bit range");
+    v[i] = static_cast<int32_t>(w[i]);
+  }
+}
 
 }  // namespace dptrain

@@ -22,7 +22,15 @@ struct FlatEntry {
 };
 
 struct CheckpointState {
-  static constexpr const char* format_tag = "dptrain-checkpoint/1";
+  // The file format: attribute format = "dptrain-checkpoint/<version>". Version 2 stores integers
+  // as int64 (/ints); version 1 held every number as a double in /scalars and still loads.
+  static constexpr int format_version = 2;
+  static constexpr int oldest_format_version = 1;
+  static std::string format_tag(int version = format_version);
+  // The version a tag names, or 0 when it is not a dptrain checkpoint tag.
+  static int parse_format_tag(const std::string& tag);
+
+  int version = format_version;  // of the file it was read from
 
   std::string config_text;
   uint64_t config_hash = 0;
@@ -39,11 +47,15 @@ struct CheckpointState {
   // Lookups; each throws a bad-input error naming the checkpoint entry when it is absent.
   const FlatEntry& flat(const std::string& group) const;
   double scalar(const std::string& name) const;
+  // An integer saved by FieldWriter (StateFields.h): /ints/<name> with one value (in a version 1
+  // file, /scalars/<name>).
+  int64_t integer(const std::string& name) const;
   const std::vector<float>& float_array(const std::string& name) const;
   const std::vector<int64_t>& int_array(const std::string& name) const;
   const std::string& string_value(const std::string& name) const;
   bool has_flat(const std::string& group) const;
   bool has_scalar(const std::string& name) const;
+  bool has_integer(const std::string& name) const;
   bool has_float_array(const std::string& name) const;
   bool has_int_array(const std::string& name) const;
 

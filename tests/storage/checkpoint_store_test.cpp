@@ -7,7 +7,9 @@
 #include <fstream>
 
 #include "models/core/Hash.h"
+#include "storage/checkpoint/CheckpointFile.h"
 #include "storage/checkpoint/CheckpointStore.h"
+#include "storage/checkpoint/StateFields.h"
 #include "storage/dataset/Synthesize.h"
 #include "support/TestSupport.h"
 
@@ -121,4 +123,116 @@ TEST_CASE("saves back to back: the newest K survive the background removal, late
   CheckpointState back = read_checkpoint_file(last, {{"params", {p}, 60000, true}});
   CHECK(back.step == 6);
   CHECK(back.flat("params").data == s.flats[0].data);
+}
+
+namespace {
+
+// A piece of saved state of every field type, declared once.
+struct Piece {
+  int64_t count = 0;
+  uint64_t seed = 0;
+  bool flag = false;
+  double real = 0.0;
+  double sums[3] = {};
+  std::vector<float> floats;
+  std::vector<int64_t> rows;
+  std::vector<int32_t> labels;
+  std::string text;
+
+  template <class Fields>
+  void fields(Fields& f) {
+    f("count", count);
+    f("seed", seed);
+    f("flag", flag);
+    f("real", real);
+    f("sums", sums);
+    f("floats", floats);
+    f("rows", rows);
+    f("labels", labels);
+    f("text", text);
+  }
+};
+
+CheckpointState minimal_state() {
+  CheckpointState s;
+  s.config_text = "x";
+  s.config_hash = stable_hash(s.config_text);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("saved fields: one declaration writes and reads every type exactly, integers as int64", "[checkpoint]") {
+  TempDir dir;
+  for (uint64_t seed : {uint64_t{0}, ~uint64_t{0}, (uint64_t{1} << 53) + 1, (uint64_t{1} << 63) - 1}) {
+    INFO("seed " << seed);
+    Piece out{INT64_MIN, seed, true, -0.1, {1.5, -2.0, 1e300}, {0.5f, -1.0f}, {3, INT64_MAX}, {-7, 9}, "gan"};
+    CheckpointState s = minimal_state();
+    save_fields(s, out);
+    write_checkpoint_file(dir.file("f.h5"), s, false);
+    const CheckpointState back = read_checkpoint_file(dir.file("f.h5"), {});
+    Piece in;
+    restore_fields(back, in);
+    CHECK(in.count == INT64_MIN);
+    CHECK(in.seed == seed);
+    CHECK(in.flag);
+    CHECK(in.real == -0.1);
+    CHECK((in.sums[0] == 1.5 && in.sums[1] == -2.0 && in.sums[2] == 1e300));
+    CHECK(in.floats == out.floats);
+    CHECK(in.rows == out.rows);
+    CHECK(in.labels == out.labels);
+    CHECK(in.text == "gan");
+    CHECK(back.has_int_array("seed"));  // an integer, not a double
+    CHECK(!back.has_scalar("seed"));
+  }
+}
+
+TEST_CASE("saved fields: a missing field names the checkpoint and the field", "[checkpoint]") {
+  CheckpointState s = minimal_state();
+  s.source = "old.h5";
+  s.ints.emplace_back("count", std::vector<int64_t>{4});
+  Piece in;
+  try {
+    restore_fields(s, in);
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("old.h5") != std::string::npos);
+    CHECK(std::string(e.what()).find("'seed'") != std::string::npos);
+  }
+}
+
+TEST_CASE("checkpoint format versions: version 1 (numbers as doubles) loads, an unknown version is refused",
+          "[checkpoint]") {
+  TempDir dir;
+  // Version 1 kept integers in /scalars as doubles.
+  CheckpointState old = minimal_state();
+  old.version = 1;
+  old.scalars = {{"count", 42.0}, {"seed", 7.0}, {"flag", 1.0}, {"real", 0.25}, {"sums_0", 1.0}, {"sums_1", 2.0},
+                 {"sums_2", 3.0}};
+  old.floats.emplace_back("floats", std::vector<float>{1.0f});
+  old.ints.emplace_back("rows", std::vector<int64_t>{1, 2});
+  old.ints.emplace_back("labels", std::vector<int64_t>{0, 1});
+  old.strings.emplace_back("text", "t");
+  write_checkpoint_file(dir.file("v1.h5"), old, false);
+  const CheckpointState back = read_checkpoint_file(dir.file("v1.h5"), {});
+  CHECK(back.version == 1);
+  Piece in;
+  restore_fields(back, in);
+  CHECK(in.count == 42);
+  CHECK(in.seed == 7);
+  CHECK(in.flag);
+  CHECK(in.real == 0.25);
+
+  CheckpointState future = minimal_state();
+  future.version = 99;
+  write_checkpoint_file(dir.file("v99.h5"), future, false);
+  try {
+    read_checkpoint_file(dir.file("v99.h5"), {});
+    FAIL("no error");
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    CHECK(m.find("v99.h5") != std::string::npos);
+    CHECK(m.find("version 99") != std::string::npos);
+    CHECK(m.find("newer dptrain") != std::string::npos);
+  }
 }

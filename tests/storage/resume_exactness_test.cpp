@@ -96,3 +96,40 @@ TEST_CASE("killed and resumed equals uninterrupted: AdamW with clipping, maxout"
   check_resume_exact("kind = \"mlp\"\nhidden = [16]\nactivation = \"maxout\"",
                      "kind = \"adamw\"\nlr = 0.01\nclip_norm = 0.5", 3);
 }
+
+// Integers are saved as int64 (storage/checkpoint/StateFields.h): seeds that a double cannot
+// hold (2^53 + 1) and those at the ends of the range round-trip, and resume accepts them.
+TEST_CASE("resume keeps every seed exactly: -1, 0, 2^53 + 1, 2^63 - 1", "[checkpoint][resume]") {
+  TempDir dir;
+  SynthOptions s;
+  s.kind = "blobs";
+  s.n = 200;
+  s.dim = 4;
+  s.classes = 2;
+  write_dataset_file(dir.file("data.h5"), synthesize(s));
+  write_text(dir.file("c.toml"), "[data]\ntrain = \"" + dir.file("data.h5") +
+                                     "\"\n[model]\nkind = \"mlp\"\nhidden = [8]\n[train]\nbatch_size = 20\n"
+                                     "epochs = 1\nprogress = false\n[checkpoint]\nevery_steps = 3\n");
+  for (const char* seed : {"-1", "0", "9007199254740993", "9223372036854775807"}) {
+    INFO("seed " << seed);
+    const std::string out = dir.file(std::string("run") + seed);
+    const std::vector<std::string> common = {"train", dir.file("c.toml"), "--set", std::string("seed=") + seed,
+                                             "--set", "out_dir=\"" + out + "\""};
+    auto with = [&](std::vector<std::string> extra) {
+      std::vector<std::string> args = common;
+      args.insert(args.end(), extra.begin(), extra.end());
+      return run_cli(args);
+    };
+    CliResult a = with({"--set", "train.max_steps=6"});
+    INFO(a.err);
+    REQUIRE(a.exit_code == 0);
+    const CheckpointState saved = read_checkpoint_file(newest_checkpoint(out), {});
+    CHECK(saved.version == CheckpointState::format_version);
+    CHECK(std::to_string(saved.integer("generator_seed")) == seed);
+    CliResult b = with({"--set", "train.max_steps=9", "--resume"});
+    INFO(b.err);
+    CHECK(b.exit_code == 0);
+    CHECK(b.out.find("resumed from") != std::string::npos);
+    CHECK(b.err.find("seed") == std::string::npos);
+  }
+}

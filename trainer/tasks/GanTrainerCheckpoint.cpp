@@ -7,6 +7,7 @@
 
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
+#include "storage/checkpoint/StateFields.h"
 #include "trainer/tasks/GanTrainer.h"
 
 namespace dptrain {
@@ -14,6 +15,44 @@ namespace dptrain {
 namespace {
 
 const char* const net_names[2] = {"generator", "discriminator"};
+
+// A GAN run's saved values besides its flat buffers, declared once (StateFields.h); [G] is the
+// generator's, [D] the discriminator's.
+struct GanFields {
+  ReaderCursor cursor;
+  uint64_t seed = 0;  // the generator keys: latent draws are keyed by (seed, step, row)
+  int64_t d_steps = 0, g_steps = 0, cycle_position = 0;
+  int64_t updates[2] = {0, 0}, optimizer_steps[2] = {0, 0};
+  int64_t d_skipped = 0, interval_skipped = 0;
+  double last_loss[2] = {0.0, 0.0};
+  double epoch_sums[2][num_loss_stats] = {};
+  std::vector<float> interval_sums[2];
+  std::string task = "gan", loss;
+
+  template <class Fields>
+  void fields(Fields& f) {
+    f("cursor_epoch", cursor.epoch);
+    f("cursor_step", cursor.step_in_epoch);
+    f("generator_seed", seed);
+    f("gan_d_steps", d_steps);
+    f("gan_g_steps", g_steps);
+    f("gan_cycle_position", cycle_position);
+    f("gan_d_updates", updates[1]);
+    f("gan_g_updates", updates[0]);
+    f("gan_d_skipped", d_skipped);
+    f("gan_interval_skipped", interval_skipped);
+    f("last_d_loss", last_loss[1]);
+    f("last_g_loss", last_loss[0]);
+    for (int n : {0, 1}) {
+      const std::string net = net_names[n];
+      f(net + "_optimizer_steps", optimizer_steps[n]);
+      f(net + "_metrics_epoch", epoch_sums[n]);
+      f(net + "_metrics_interval", interval_sums[n]);
+    }
+    f("task", task);
+    f("gan_loss", loss);
+  }
+};
 
 }  // namespace
 
@@ -66,44 +105,39 @@ CheckpointState GanTrainer::checkpoint_state(bool with_data) {
       flat(net + "/optimizer/" + name, nets[n]->param_infos(), *tensor);
   }
   if (gan_.ema > 0.0) flat("generator/weight_average", g_->param_infos(), g_average_);
-  const ReaderCursor c = reader_->cursor();
-  s.scalars = {{"cursor_epoch", static_cast<double>(c.epoch)},
-               {"cursor_step", static_cast<double>(c.step_in_epoch)},
-               {"generator_seed", static_cast<double>(config_.seed)},
-               {"gan_d_steps", static_cast<double>(gan_.d_steps)},
-               {"gan_g_steps", static_cast<double>(gan_.g_steps)},
-               {"gan_cycle_position", static_cast<double>(step_ % cycle_)},
-               {"gan_d_updates", static_cast<double>(updates_[D])},
-               {"gan_g_updates", static_cast<double>(updates_[G])},
-               {"gan_d_skipped", static_cast<double>(d_skipped_)},
-               {"gan_interval_skipped", static_cast<double>(interval_skipped_)},
-               {"generator_optimizer_steps", static_cast<double>(opt_[G]->steps())},
-               {"discriminator_optimizer_steps", static_cast<double>(opt_[D]->steps())},
-               {"last_d_loss", last_loss_[D]},
-               {"last_g_loss", last_loss_[G]}};
-  for (int n : {G, D})
-    for (int i = 0; i < num_loss_stats; ++i)
-      s.scalars.emplace_back(std::string(net_names[n]) + "_metrics_epoch_" + std::to_string(i), epoch_sums_[n][i]);
-  s.floats.emplace_back("generator_metrics_interval", to_host(stats_[G]));
-  s.floats.emplace_back("discriminator_metrics_interval", to_host(stats_[D]));
+  GanFields v;
+  v.cursor = reader_->cursor();
+  v.seed = config_.seed;
+  v.d_steps = gan_.d_steps;
+  v.g_steps = gan_.g_steps;
+  v.cycle_position = step_ % cycle_;
+  v.d_skipped = d_skipped_;
+  v.interval_skipped = interval_skipped_;
+  v.loss = GanLoss::name(gan_.loss);
+  for (int n : {G, D}) {
+    v.updates[n] = updates_[n];
+    v.optimizer_steps[n] = opt_[n]->steps();
+    v.last_loss[n] = last_loss_[n];
+    std::copy(std::begin(epoch_sums_[n]), std::end(epoch_sums_[n]), v.epoch_sums[n]);
+    v.interval_sums[n] = to_host(stats_[n]);
+  }
+  save_fields(s, v);
   cpu_planner_->save(s);
-  s.strings.emplace_back("task", "gan");
-  s.strings.emplace_back("gan_loss", GanLoss::name(gan_.loss));
   return s;
 }
 
 void GanTrainer::restore(const CheckpointState& s) {
   const std::string& src = s.source;
-  if (!s.has_scalar("gan_d_steps"))
+  if (!s.has_integer("gan_d_steps"))
     fail_input(src + ": is not a GAN checkpoint (it has no alternation state); task = \"gan\" needs one");
-  if (static_cast<uint64_t>(s.scalar("generator_seed")) != config_.seed)
-    fail_input(src + ": saved with seed " + std::to_string(static_cast<uint64_t>(s.scalar("generator_seed"))) +
-               ", the config has seed " + std::to_string(config_.seed));
-  const auto saved_d = static_cast<int64_t>(s.scalar("gan_d_steps")),
-             saved_g = static_cast<int64_t>(s.scalar("gan_g_steps"));
-  if (saved_d != gan_.d_steps || saved_g != gan_.g_steps)
-    fail_input(src + ": saved with gan.d_steps = " + std::to_string(saved_d) +
-               ", gan.g_steps = " + std::to_string(saved_g) + "; the config has " + std::to_string(gan_.d_steps) +
+  GanFields v;
+  restore_fields(s, v);
+  if (v.seed != config_.seed)
+    fail_input(src + ": saved with seed " + std::to_string(static_cast<int64_t>(v.seed)) + ", the config has seed " +
+               std::to_string(static_cast<int64_t>(config_.seed)));
+  if (v.d_steps != gan_.d_steps || v.g_steps != gan_.g_steps)
+    fail_input(src + ": saved with gan.d_steps = " + std::to_string(v.d_steps) +
+               ", gan.g_steps = " + std::to_string(v.g_steps) + "; the config has " + std::to_string(gan_.d_steps) +
                " and " + std::to_string(gan_.g_steps) + " (the alternation would not continue where it stopped)");
   if (s.config_hash != stable_hash(config_.text))
     print("note: the config differs from the one " + src + " was saved with; continuing with the new one");
@@ -118,28 +152,23 @@ void GanTrainer::restore(const CheckpointState& s) {
                    " optimizer");
       from_host(*tensor, s.flat(net + "/optimizer/" + name).data);
     }
-    if (s.has_float_array(net + "_metrics_interval") &&
-        static_cast<int64_t>(s.float_array(net + "_metrics_interval").size()) == stats_[n].numel())
-      from_host(stats_[n], s.float_array(net + "_metrics_interval"));
-    for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[n][i] = s.scalar(net + "_metrics_epoch_" + std::to_string(i));
+    if (static_cast<int64_t>(v.interval_sums[n].size()) == stats_[n].numel()) from_host(stats_[n], v.interval_sums[n]);
+    std::copy(std::begin(v.epoch_sums[n]), std::end(v.epoch_sums[n]), epoch_sums_[n]);
+    opt_[n]->set_steps(v.optimizer_steps[n]);
+    updates_[n] = v.updates[n];
+    last_loss_[n] = v.last_loss[n];
   }
   if (gan_.ema > 0.0) {
     if (!s.has_flat("generator/weight_average"))
       fail_input(src + ": has no generator/weight_average: it was saved without gan.ema, which the config sets");
     from_host(g_average_, s.flat("generator/weight_average").data);
   }
-  opt_[G]->set_steps(static_cast<int64_t>(s.scalar("generator_optimizer_steps")));
-  opt_[D]->set_steps(static_cast<int64_t>(s.scalar("discriminator_optimizer_steps")));
-  updates_[G] = static_cast<int64_t>(s.scalar("gan_g_updates"));
-  updates_[D] = static_cast<int64_t>(s.scalar("gan_d_updates"));
-  d_skipped_ = static_cast<int64_t>(s.scalar("gan_d_skipped"));
-  interval_skipped_ = static_cast<int64_t>(s.scalar("gan_interval_skipped"));
-  last_loss_[D] = s.scalar("last_d_loss");
-  last_loss_[G] = s.scalar("last_g_loss");
+  d_skipped_ = v.d_skipped;
+  interval_skipped_ = v.interval_skipped;
   step_ = s.step;
   last_checkpoint_step_ = s.step;
   cpu_planner_->restore(s);
-  ReaderCursor c{static_cast<int64_t>(s.scalar("cursor_epoch")), static_cast<int64_t>(s.scalar("cursor_step"))};
+  const ReaderCursor c = v.cursor;
   const int64_t spe = reader_->steps_per_epoch();
   if (c.epoch < 0 || c.step_in_epoch < 0 || c.step_in_epoch >= spe ||
       c.epoch * spe + c.step_in_epoch != discriminator_steps_before(step_))

@@ -4,6 +4,7 @@
 
 #include "models/core/Error.h"
 #include "models/kernels/KernelBackend.h"
+#include "storage/checkpoint/StateFields.h"
 
 namespace dptrain {
 
@@ -138,20 +139,40 @@ RoundReport SelfTraining::finish_round(Model& model, const ReaderOptions& reader
   return report;
 }
 
+namespace {
+
+// The schedule's position and the current pseudo-labels, declared once (StateFields.h).
+struct SelfTrainingFields {
+  int64_t round = 0;
+  std::vector<int64_t> rows;
+  std::vector<int32_t> labels;
+  std::vector<float> probs;
+
+  template <class Fields>
+  void fields(Fields& f) {
+    f("self_training_round", round);
+    f("pseudo_rows", rows);
+    f("pseudo_labels", labels);
+    f("pseudo_probs", probs);
+  }
+};
+
+}  // namespace
+
 void SelfTraining::save(CheckpointState& s) const {
-  s.scalars.emplace_back("self_training_round", static_cast<double>(round_));
-  s.ints.emplace_back("pseudo_rows", pseudo_rows_);
-  s.ints.emplace_back("pseudo_labels", std::vector<int64_t>(pseudo_labels_.begin(), pseudo_labels_.end()));
-  s.floats.emplace_back("pseudo_probs", pseudo_probs_);
+  SelfTrainingFields v{round_, pseudo_rows_, pseudo_labels_, pseudo_probs_};
+  save_fields(s, v);
 }
 
 void SelfTraining::restore(const CheckpointState& s) {
-  if (!s.has_scalar("self_training_round"))
+  if (!s.has_integer("self_training_round"))
     fail_input(s.source + ": has no self-training state (saved by another task)");
-  round_ = static_cast<int64_t>(s.scalar("self_training_round"));
-  const auto& rows = s.int_array("pseudo_rows");
-  const auto& labels = s.int_array("pseudo_labels");
-  const auto& probs = s.has_float_array("pseudo_probs") ? s.float_array("pseudo_probs") : std::vector<float>{};
+  SelfTrainingFields v;
+  restore_fields(s, v);
+  round_ = v.round;
+  const auto& rows = v.rows;
+  const auto& labels = v.labels;
+  const auto& probs = v.probs;
   if (labels.size() != rows.size() || probs.size() != rows.size() * static_cast<size_t>(k_))
     fail_input(s.source + ": its pseudo-labels are inconsistent");
   Selection sel;
