@@ -5,65 +5,31 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "models/core/Error.h"
 
 namespace dptrain {
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
 JsonRecord& JsonRecord::add(const std::string& key, double value) {
-  char buf[64];
-  if (std::isfinite(value))
-    std::snprintf(buf, sizeof buf, "%.9g", value);
-  else
-    std::snprintf(buf, sizeof buf, "null");
-  fields_.emplace_back(key, buf);
+  fields_.emplace_back(key, value);
   return *this;
 }
 
 JsonRecord& JsonRecord::add(const std::string& key, int64_t value) {
-  fields_.emplace_back(key, std::to_string(value));
+  fields_.emplace_back(key, value);
   return *this;
 }
 
 JsonRecord& JsonRecord::add(const std::string& key, const std::string& value) {
-  fields_.emplace_back(key, "\"" + json_escape(value) + "\"");
+  fields_.emplace_back(key, value);
   return *this;
 }
 
 std::string JsonRecord::str() const {
-  std::string s = "{";
-  for (size_t i = 0; i < fields_.size(); ++i)
-    s += (i ? ", \"" : "\"") + json_escape(fields_[i].first) + "\": " + fields_[i].second;
-  return s + "}";
+  nlohmann::ordered_json record = nlohmann::ordered_json::object();
+  for (const auto& [key, value] : fields_) std::visit([&](const auto& v) { record[key] = v; }, value);
+  return record.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 MetricsLog::MetricsLog(const std::string& path) {

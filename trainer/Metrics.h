@@ -8,24 +8,26 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 namespace dptrain {
 
-// A flat JSON object of numbers and strings, in insertion order.
+// A flat JSON object of numbers and strings, keys in insertion order, serialized by nlohmann/json
+// (kept out of this header, which the trainers include). A NaN or infinite number is written as
+// null; a string that is not valid UTF-8 has its bad bytes replaced by U+FFFD.
 class JsonRecord {
  public:
   JsonRecord& add(const std::string& key, double value);
   JsonRecord& add(const std::string& key, int64_t value);
   JsonRecord& add(const std::string& key, const std::string& value);
+  // One line of JSON, without a newline.
   std::string str() const;
 
  private:
-  std::vector<std::pair<std::string, std::string>> fields_;
+  std::vector<std::pair<std::string, std::variant<double, int64_t, std::string>>> fields_;
 };
-
-// Escapes a string for JSON.
-std::string json_escape(const std::string& s);
 
 class MetricsLog {
  public:

@@ -5,7 +5,7 @@
 #include <boost/asio.hpp>
 #include <chrono>
 
-#include "comm/control/Sha256.h"
+#include "comm/control/Crypto.h"
 #include "models/core/Error.h"
 
 namespace dptrain {

@@ -4,29 +4,17 @@
 
 #include <boost/asio.hpp>
 #include <deque>
-#include <fstream>
 #include <map>
-#include <random>
 #include <thread>
 
 #include "comm/control/BackgroundPriority.h"
-#include "comm/control/Sha256.h"
+#include "comm/control/Crypto.h"
 #include "models/core/Error.h"
 
 namespace dptrain {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-
-std::string make_job_token() {
-  uint8_t bytes[32];
-  std::ifstream urandom("/dev/urandom", std::ios::binary);
-  if (!urandom.read(reinterpret_cast<char*>(bytes), sizeof bytes)) {
-    std::random_device rd;  // no /dev/urandom: fall back to the platform's entropy source
-    for (auto& b : bytes) b = static_cast<uint8_t>(rd());
-  }
-  return to_hex(bytes, sizeof bytes);
-}
 
 namespace {
 
@@ -75,7 +63,6 @@ struct ControlServer::Impl {
   uint64_t next_id = 1;
   std::atomic<uint64_t> refused{0};
   std::thread thread;
-  std::mt19937_64 nonce_rng{std::random_device{}()};
 
   Impl(const Options& o, Handler& h, Logger l) : options(o), handler(h), log(std::move(l)) {}
 
@@ -96,7 +83,12 @@ struct ControlServer::Impl {
   }
 
   void start(const std::shared_ptr<Session>& s) {
-    for (auto& b : s->nonce) b = static_cast<uint8_t>(nonce_rng());
+    try {
+      random_bytes(s->nonce, sizeof s->nonce);
+    } catch (const std::exception& e) {  // no nonce, no challenge: this connection only is refused
+      log("control: closed " + s->peer + ": " + e.what());
+      return drop(s, e.what(), false);
+    }
     ByteWriter w;
     w.u32(protocol_version).raw(s->nonce, sizeof s->nonce);
     write(s, encode_frame(FrameType::challenge, w.take()));

@@ -63,7 +63,4 @@ class ControlServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// A fresh random token (64 hex digits) for a job.
-std::string make_job_token();
-
 }  // namespace dptrain

@@ -1,7 +1,8 @@
 // The control channel under attack: no token, a wrong token, a wrong version, frames before
 // authentication, 10,000 random or truncated frames, a claimed 4 GiB frame — each refused and
 // logged, none crashing the coordinator (CI runs this under ASan/UBSan) or disturbing a worker
-// that keeps heartbeating and checkpointing meanwhile. Plus the HMAC's standard test vectors.
+// that keeps heartbeating and checkpointing meanwhile. Plus OpenSSL's HMAC against RFC 4231's
+// test vectors and the freshness of tokens and nonces.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -15,7 +16,7 @@
 #include <thread>
 
 #include "comm/control/ControlClient.h"
-#include "comm/control/Sha256.h"
+#include "comm/control/Crypto.h"
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
 #include "models/core/Philox.h"
@@ -128,17 +129,50 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE("SHA-256 and HMAC-SHA-256 match the standard test vectors", "[control]") {
-  Digest d = sha256("abc", 3);
-  CHECK(to_hex(d.data(), 32) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  std::string million(1000000, 'a');
-  d = sha256(million.data(), million.size());
-  CHECK(to_hex(d.data(), 32) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
-  // RFC 4231 test case 2.
-  d = hmac_sha256("Jefe", "what do ya want for nothing?", 28);
-  CHECK(to_hex(d.data(), 32) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-  CHECK(make_job_token().size() == 64);
-  CHECK(make_job_token() != make_job_token());
+TEST_CASE("HMAC-SHA256 matches RFC 4231 and job tokens are fresh", "[control][token]") {
+  auto hmac_hex = [](const std::string& key, const std::string& data) {
+    Digest d = hmac_sha256(key, data.data(), data.size());
+    return to_hex(d.data(), d.size());
+  };
+  // RFC 4231 test cases 1-4, 6 and 7 (case 5 tests truncated output, which the channel never uses).
+  CHECK(hmac_hex(std::string(20, '\x0b'), "Hi There") ==
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  CHECK(hmac_hex("Jefe", "what do ya want for nothing?") ==
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(hmac_hex(std::string(20, '\xaa'), std::string(50, '\xdd')) ==
+        "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+  std::string key4;
+  for (char c = 1; c <= 25; ++c) key4 += c;
+  CHECK(hmac_hex(key4, std::string(50, '\xcd')) == "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b");
+  const std::string long_key(131, '\xaa');  // longer than SHA-256's block: hashed first
+  CHECK(hmac_hex(long_key, "Test Using Larger Than Block-Size Key - Hash Key First") ==
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  CHECK(hmac_hex(long_key,
+                 "This is a test using a larger than block-size key and a larger than block-size data. The key needs "
+                 "to be hashed before being used by the HMAC algorithm.") ==
+        "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+  // An empty key (a worker started without a token) still yields a MAC, which the server refuses.
+  CHECK(hmac_hex("", "") == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+
+  // Constant-time comparison still compares: a difference in the first or the last byte counts.
+  Digest a = hmac_sha256("k", "m", 1), b = a;
+  CHECK(constant_time_equal(a.data(), b.data(), a.size()));
+  b[0] ^= 1;
+  CHECK(!constant_time_equal(a.data(), b.data(), a.size()));
+  b = a;
+  b[31] ^= 0x80;
+  CHECK(!constant_time_equal(a.data(), b.data(), a.size()));
+
+  // Tokens: 32 random bytes as 64 lowercase hex digits, different at every call; nonces likewise.
+  const std::string t1 = make_job_token(), t2 = make_job_token();
+  CHECK(t1.size() == 64);
+  CHECK(t2.size() == 64);
+  CHECK(t1.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(t1 != t2);
+  uint8_t n1[32] = {}, n2[32] = {};
+  random_bytes(n1, sizeof n1);
+  random_bytes(n2, sizeof n2);
+  CHECK(std::memcmp(n1, n2, sizeof n1) != 0);
 }
 
 TEST_CASE("the control channel refuses what it must and keeps serving", "[control][robustness]") {

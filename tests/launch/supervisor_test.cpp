@@ -15,6 +15,7 @@
 #include "models/kernels/cpu/CpuEngine.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/dataset/Synthesize.h"
+#include "support/JsonSupport.h"
 #include "support/TestSupport.h"
 
 using namespace dptrain;
@@ -28,14 +29,8 @@ std::string http_get(int port, const std::string& path) {
   return r.exit_code == 0 ? r.out : "";
 }
 
-// Every integer value of `"key": N` in a JSON text, in order.
-std::vector<int64_t> json_ints(const std::string& json, const std::string& key) {
-  std::vector<int64_t> out;
-  const std::string needle = "\"" + key + "\": ";
-  for (size_t at = json.find(needle); at != std::string::npos; at = json.find(needle, at + 1))
-    out.push_back(std::stoll(json.substr(at + needle.size())));
-  return out;
-}
+// A /status body parsed, or a discarded value when there is none (the job is not serving yet).
+nlohmann::json parse_status(const std::string& body) { return nlohmann::json::parse(body, nullptr, false); }
 
 struct Job {
   TempDir dir;
@@ -89,10 +84,13 @@ std::vector<int64_t> wait_for_ranks(Job& job, int64_t step, const std::set<int64
   while (std::chrono::steady_clock::now() < deadline && run.running()) {
     job.http_port = status_port(read_text(log));
     status = job.http_port > 0 ? http_get(job.http_port, "/status") : "";
-    auto at = status.find("\"ranks\": [");
-    std::string ranks = at == std::string::npos ? "" : status.substr(at);
-    auto pids = json_ints(ranks, "pid");
-    auto steps = json_ints(ranks, "step");
+    nlohmann::json parsed = parse_status(status);
+    std::vector<int64_t> pids, steps;
+    if (parsed.is_object() && parsed.contains("ranks"))
+      for (const auto& rank : parsed["ranks"]) {
+        pids.push_back(rank.at("pid").get<int64_t>());
+        steps.push_back(rank.at("step").get<int64_t>());
+      }
     bool ok = pids.size() == 2 && steps.size() == 2;
     for (size_t i = 0; ok && i < pids.size(); ++i) ok = !dead.count(pids[i]) && steps[i] >= step;
     if (ok) return pids;
@@ -145,8 +143,10 @@ TEST_CASE("launch: three workers killed at random steps, the job ends as if unin
       if (cpu_engine() == CpuEngine::automatic) {
         const std::string status = http_get(job.http_port, "/status");
         INFO(status);
-        CHECK(status.find("\"cpu_engines\": \"") != std::string::npos);
-        CHECK(status.find(" products: ") != std::string::npos);
+        nlohmann::json parsed = parse_status(status);
+        REQUIRE(parsed.is_object());
+        REQUIRE(parsed["cpu_engines"].is_string());
+        CHECK(parsed["cpu_engines"].get<std::string>().find(" products: ") != std::string::npos);
       }
     }
     int64_t victim = pids[rng.below(2)];
@@ -181,7 +181,9 @@ TEST_CASE("launch: SIGUSR1 checkpoints within 2 steps and exits 75, and rerunnin
     BackgroundProcess run(launch_args(job, "preempted", 0), {"DPTRAIN_TEST_STEP_MS=15"}, log_file);
     wait_for_ranks(job, 57, {}, run, log_file);
     std::string status = http_get(job.http_port, "/status");
-    CHECK(json_ints(status, "ranks_alive") == std::vector<int64_t>{2});
+    nlohmann::json parsed = parse_status(status);
+    REQUIRE(parsed.is_object());
+    CHECK(parsed["ranks_alive"] == 2);
     auto t0 = std::chrono::steady_clock::now();
     run.kill(SIGUSR1);
     CHECK(run.wait() == 75);

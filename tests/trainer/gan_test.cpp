@@ -22,6 +22,7 @@
 #include "models/losses/GanLoss.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/dataset/Synthesize.h"
+#include "support/JsonSupport.h"
 #include "support/SeedStats.h"
 #include "support/TestSupport.h"
 #include "support/TrainingRun.h"
@@ -248,8 +249,7 @@ TEST_CASE("GAN on an 8-Gaussian ring covers the modes with high-quality samples 
     modes += covered / 5.0;
     hq += share / 5.0;
     // The numbers are in metrics.jsonl too.
-    CHECK(read_text(dir.file("seed" + std::to_string(seed) + "/metrics.jsonl")).find("\"event\": \"coverage\"") !=
-          std::string::npos);
+    CHECK(!metrics_events(dir.file("seed" + std::to_string(seed) + "/metrics.jsonl"), "coverage").empty());
     CHECK(std::filesystem::exists(dir.file("seed" + std::to_string(seed) + "/samples.png")));
   }
   std::printf("gan ring, 5 seeds: %.2f of 8 modes covered, %.1f%% high-quality samples on average\n", modes, hq);

@@ -1,10 +1,12 @@
 #include "trainer/coordinator/Coordinator.h"
 
+#include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "comm/control/BackgroundPriority.h"
+#include "comm/control/Crypto.h"
 #include "models/core/Error.h"
-#include "trainer/Metrics.h"
 #include "trainer/coordinator/CheckpointWire.h"
 #include "trainer/coordinator/HttpStatusServer.h"
 
@@ -340,31 +342,34 @@ void Coordinator::write_loop() {
 }
 
 std::string Coordinator::status_json() const {
+  using Json = nlohmann::ordered_json;  // keys in the order written here
   std::lock_guard<std::mutex> lock(mu_);
-  std::string ranks;
-  int alive = 0;
-  for (const auto& [rank, w] : workers_) {
-    double age = seconds_since(w.last_heartbeat);
-    ++alive;
-    char buf[256];
-    std::snprintf(buf, sizeof buf,
-                  "%s{\"rank\": %d, \"pid\": %d, \"host\": \"%s\", \"step\": %lld, \"heartbeat_age_s\": %.3f}",
-                  ranks.empty() ? "" : ", ", rank, w.hello.pid, json_escape(w.hello.host).c_str(),
-                  static_cast<long long>(w.step), age);
-    ranks += buf;
-  }
-  char head[4096];
-  std::snprintf(
-      head, sizeof head,
-      "{\"job\": \"%s\", \"control_port\": %d, \"phase\": \"%s\", \"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, "
-      "\"accuracy\": %.6g, \"samples_per_s\": %.6g, \"lr\": %.6g, \"ranks_alive\": %d, "
-      "\"restarts\": %d, \"uptime_s\": %.1f, \"last_checkpoint\": {\"step\": %lld, \"path\": \"%s\"}, "
-      "\"cpu_engines\": \"%s\", ",
-      json_escape(options_.job).c_str(), server_ ? static_cast<int>(server_->port()) : -1,
-      stop_reason_.empty() ? "training" : "stopping", static_cast<long long>(step_), static_cast<long long>(epoch_),
-      loss_, accuracy_, samples_per_s_, lr_, alive, restarts_, seconds_since(started_),
-      static_cast<long long>(last_.step), json_escape(last_.path).c_str(), json_escape(cpu_engines_).c_str());
-  return std::string(head) + "\"ranks\": [" + ranks + "]}\n";
+  Json ranks = Json::array();
+  for (const auto& [rank, w] : workers_)
+    ranks.push_back({{"rank", rank},
+                     {"pid", w.hello.pid},
+                     {"host", w.hello.host},
+                     {"step", w.step},
+                     {"heartbeat_age_s", std::round(seconds_since(w.last_heartbeat) * 1e3) / 1e3}});
+  // Numbers go out as nlohmann writes them (NaN and infinities as null); ages keep the
+  // millisecond and tenth-of-a-second resolution they are meaningful to.
+  Json status = {{"job", options_.job},
+                 {"control_port", server_ ? static_cast<int>(server_->port()) : -1},
+                 {"phase", stop_reason_.empty() ? "training" : "stopping"},
+                 {"step", step_},
+                 {"epoch", epoch_},
+                 {"loss", loss_},
+                 {"accuracy", accuracy_},
+                 {"samples_per_s", samples_per_s_},
+                 {"lr", lr_},
+                 {"ranks_alive", static_cast<int>(workers_.size())},
+                 {"restarts", restarts_},
+                 {"uptime_s", std::round(seconds_since(started_) * 10) / 10},
+                 {"last_checkpoint", {{"step", last_.step}, {"path", last_.path}}},
+                 {"cpu_engines", cpu_engines_},
+                 {"ranks", std::move(ranks)}};
+  // Paths and host names are bytes, not always UTF-8: replace what is not rather than fail.
+  return status.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
 std::string Coordinator::metrics_text() const {

@@ -81,6 +81,8 @@ class Coordinator final : public ControlServer::Handler {
   LastCheckpoint last_checkpoint() const;
   // Blocks until the checkpoint of `step` is written (or failed, or timeout); true if written.
   bool wait_checkpoint(int64_t step, double timeout_s);
+  // The GET /status body (docs/design.md "Coordinator"): one JSON object ending in a newline; a
+  // NaN or infinite number is null.
   std::string status_json() const;
   std::string metrics_text() const;
   uint64_t refused_connections() const;
