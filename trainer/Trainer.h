@@ -1,7 +1,9 @@
-// The supervised training loop. One step, top to bottom: take this rank's slice of the global
-// batch, forward, loss scaled by 1/global batch, backward with the gradient reducer starting
-// bucket all-reduces as layers finish, clip, optimizer step. Metrics are all-reduced at log
+// The supervised task, with self-training as its schedule of rounds (trainer/tasks/SelfTraining.h).
+// One step, top to bottom: take this rank's slice of the global batch, forward, loss, backward
+// with the gradient reducer starting bucket all-reduces as layers finish, optimizer step with the
+// gradient sums divided by the global batch (and clipped). Metrics are all-reduced at log
 // intervals and epoch ends; evaluation splits the validation/test rows across ranks the same way.
+// The Session (trainer/Session.h) runs the loop and owns what every task shares.
 #pragma once
 
 #include <chrono>
@@ -17,15 +19,12 @@
 #include "models/zoo/ModelZoo.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/reader/ShardedReader.h"
-#include "trainer/CpuPlanner.h"
 #include "trainer/DataSplits.h"
-#include "trainer/DeviceBatchStager.h"
 #include "trainer/EarlyStopping.h"
 #include "trainer/FeatureScaler.h"
-#include "trainer/Metrics.h"
-#include "trainer/StopRequest.h"
+#include "trainer/NetworkFlats.h"
+#include "trainer/Session.h"
 #include "trainer/TrainConfig.h"
-#include "trainer/coordinator/JobCoordination.h"
 #include "trainer/optim/LrSchedule.h"
 #include "trainer/optim/Optimizer.h"
 #include "trainer/tasks/SelfTraining.h"
@@ -47,40 +46,38 @@ struct TrainResult {
   std::string model_path;
 };
 
-// The device a rank trains on (`device` = "cpu" | "cuda" | "auto"). On a GPU it also makes this
-// rank's GPU current: the NCCL communicator has chosen it; with MPI it is the local rank's, one
-// rank per GPU. Fails clearly when "cuda" is asked for and there is no GPU.
-Device choose_training_device(const TrainConfig& config, Communicator& comm);
-
-// The CPU threads (`threads`, 0 = the node's cores shared among its local ranks) and the engine
-// of the dense products (`cpu_engine`, overridden by DPTRAIN_CPU_ENGINE) for this process.
-void apply_cpu_settings(const TrainConfig& config, const Communicator& comm);
-
-class Trainer {
+class Trainer final : public Task {
  public:
   // `root` is the whole parsed config (its [model] table builds the model).
   Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm);
-  ~Trainer();
+  ~Trainer() override;
 
   // Continues from a checkpoint ("latest" in the configured directory, or a file) before run().
-  void resume(const std::string& spec);
+  void resume(const std::string& spec) { session_.resume(*this, spec); }
   TrainResult run();
-  // The complete training state at the current step boundary (for checkpoints).
-  CheckpointState checkpoint_state(bool with_data = true);
 
   Model& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
-  int64_t global_step() const { return step_; }
+  int64_t global_step() const { return session_.step(); }
   // Evaluates the model on a split (all ranks take part).
   EvalResult evaluate(const DataSplit& split);
 
+  // Task (trainer/Task.h).
+  bool done() const override { return done_; }
+  bool train_step() override;
+  void end_step() override;
+  void finish() override;
+  uint64_t layout_hash() const override { return model_->layout_hash(); }
+  std::vector<FlatSpec> flat_specs() const override;
+  std::vector<const float*> flat_pointers(std::vector<bool>* until_update) override;
+  CheckpointState checkpoint_state(bool with_data) override;
+  void restore(const CheckpointState& state) override;
+
  private:
-  // All ranks compare config, model layout and parameter count, then take rank 0's parameters.
-  void agree_on_start();
-  bool logs() const { return comm_.rank() == 0 || config_.train.all_ranks_log; }
-  // `stage_next`: the loop will train on the reader's next batch right after this one, so on a GPU
-  // that batch is staged now and its copy overlaps this step.
-  void train_step(const Batch& batch, bool stage_next = false);
+  // Where the schedule stands: the current round's (the whole run's, without self-training) end
+  // in epochs and steps. A round counted in steps ends after steps_per_round, else after
+  // train.epochs epochs; max_steps ends the run anywhere.
+  void begin_round();
   // The batch of the next training step: the reader's on the CPU; on a GPU, in device memory
   // (staged during the previous step when it could be).
   const Batch& next_training_batch();
@@ -91,14 +88,11 @@ class Trainer {
   void step_compute(const Batch& batch, const Tensor& x, StepContext& ctx);
   // The key a captured step depends on, or 0 when this step cannot be captured.
   uint64_t graph_key(const Batch& batch) const;
-  // Trains from the reader's cursor to epoch_end epochs or step_end steps (evaluating and
-  // checkpointing at epoch ends; the last epoch's checkpoint only if checkpoint_last_epoch).
-  // False when the run stopped on request after its checkpoint (result.requeue).
-  bool train_epochs(int64_t epoch_end, int64_t step_end, bool checkpoint_last_epoch, TrainResult& result);
-  // Self-training: rounds of train_epochs with a pseudo-label selection between them.
-  bool run_rounds(TrainResult& result);
-  // The end of a run: final checkpoint, best parameters, test evaluation, model file.
-  void finish(TrainResult& result);
+  // The end of a reporting period (an epoch, or a round counted in steps): training and
+  // validation metrics, the schedule's and early stopping's look at the validation loss.
+  void end_period(int64_t epoch);
+  // Self-training between rounds: pseudo-labels for the next round, a fresh reader.
+  void end_round();
   // (Re)creates the training reader for the current round's rows, positioned at `cursor`.
   void make_training_reader(const ReaderCursor& cursor);
   std::string epoch_label(int64_t epoch) const;
@@ -106,17 +100,13 @@ class Trainer {
   // validation): the data epochs of a small labelled set may be a few steps long.
   bool reports_per_round() const { return self_training_ && config_.self_training.steps_per_round > 0; }
   void log_interval(int64_t epoch, int64_t step_in_epoch);
-  EvalResult reduce_stats(const float* stats_host, double extra_count = 0.0);
-  void print(const std::string& line);
-  // Saves a checkpoint when one is due (every_steps, every_seconds) or `force`d; rank 0 writes.
-  void maybe_checkpoint(bool force);
-  void restore(const CheckpointState& state);
-  // Flat buffers in checkpoint order, with the device pointers the coordinator client streams.
-  std::vector<const float*> flat_pointers(std::vector<bool>* until_update = nullptr);
-  bool checkpoint_time_due() const;
-  std::vector<FlatSpec> flat_specs() const;
+  EvalResult reduce_stats(const float* stats_host);
+  void print(const std::string& line) { session_.print(line); }
+  bool logs() const { return session_.logs(); }
+  NetworkFlats network_flats() const;
 
-  TrainConfig config_;
+  Session session_;
+  const TrainConfig& config_;  // the session's
   Communicator& comm_;
   DataSplits splits_;
   FeatureScaler scaler_;
@@ -134,12 +124,12 @@ class Trainer {
   std::unique_ptr<Loss> entropy_loss_;
   Tensor entropy_dout_, entropy_stats_;
   int64_t round_start_epoch_ = 0, round_start_step_ = 0;
+  int64_t epoch_end_ = 0, step_end_ = 0;  // the current round's (begin_round)
   std::function<void(int64_t)> on_ready_;
   std::unique_ptr<CrossRankSum> cross_rank_;
   Tensor dout_, stats_;  // stats_: LossStat sums since the last log, on the model's device
   Tensor x_device_;
   // GPU data path: batches staged through pinned memory, one batch ahead of the step.
-  std::unique_ptr<DeviceBatchStager> stager_;
   const Batch* staged_ahead_ = nullptr;
   ReaderCursor ahead_cursor_;
   int64_t target_width_ = 1;  // floats per row of the training reader's targets
@@ -149,22 +139,14 @@ class Trainer {
   bool graph_warm_ = false;                       // a step ran eagerly since the last reset (allocations done)
   const float* graph_x_[2] = {nullptr, nullptr};  // the staging slot each graph belongs to
   int64_t graph_steps_ = 0, graph_captures_ = 0;
-  std::unique_ptr<MetricsLog> log_;
-  std::unique_ptr<ProgressLine> progress_;
-  int64_t step_ = 0;
+  int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
   double epoch_sums_[num_loss_stats] = {};
-  std::chrono::steady_clock::time_point interval_start_, run_start_;
-  int64_t interval_steps_ = 0;
-  int64_t run_start_step_ = 0;  // step_ when run() began (after a resume), for the ETA
-  int64_t samples_ = 0;         // generative models: prior samples written as a PNG grid at the end
-  std::unique_ptr<JobCoordination> coordination_;
-  std::unique_ptr<CpuPlanner> cpu_planner_;
-  bool checkpoint_due_ = false;  // rank 0's clock said so (control lane)
-  double last_samples_per_s_ = 0.0;
-  StopSighting stop_;  // some rank was asked to stop (control lane)
-  std::chrono::steady_clock::time_point last_checkpoint_time_;
-  int64_t last_checkpoint_step_ = -1;
+  std::chrono::steady_clock::time_point interval_start_, period_start_;
+  bool period_open_ = false;  // a reporting period's clock and sums have started
+  ReaderCursor position_;     // where the step being trained is: epoch, step in epoch
   bool stopped_early_ = false;
+  bool done_ = false;
+  TrainResult result_;
 };
 
 }  // namespace dptrain

@@ -10,6 +10,7 @@
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
 #include "storage/checkpoint/StateFields.h"
+#include "trainer/NetworkFlats.h"
 #include "trainer/Trainer.h"
 
 namespace dptrain {
@@ -75,14 +76,12 @@ struct NormalizationFields {
 
 }  // namespace
 
+NetworkFlats Trainer::network_flats() const { return {"", *model_, *optimizer_}; }
+
 std::vector<FlatSpec> Trainer::flat_specs() const {
-  const Model& m = *model_;
-  std::vector<FlatSpec> specs{{"params", m.param_infos(), m.flat_size(), true}};
-  if (!m.buffer_infos().empty()) specs.push_back({"buffers", m.buffer_infos(), m.buffers().numel(), true});
-  // Optional here so that a checkpoint of another optimizer gets restore()'s clearer message.
-  for (const auto& [name, tensor] : optimizer_->states())
-    specs.push_back({"optimizer/" + name, m.param_infos(), m.flat_size(), false});
-  specs.push_back({"early_stopping/best", m.param_infos(), m.flat_size(), false});
+  std::vector<FlatSpec> specs;
+  network_flats().add_specs(specs);
+  specs.push_back({"early_stopping/best", model_->param_infos(), model_->flat_size(), false});
   return specs;
 }
 
@@ -91,24 +90,19 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
   s.config_text = config_.text;
   s.config_hash = stable_hash(config_.text);
   s.layout_hash = model_->layout_hash();
-  s.step = step_;
+  s.step = session_.step();
   s.world_size = comm_.size();
-  const auto& layout = model_->param_infos();
-  // With data: full host copies. Without: sizes only; the coordinator client copies each rank's
-  // share straight from flat_pointers().
-  auto flat = [&](const std::string& group, const std::vector<ParamInfo>& l, const Tensor& t) {
-    if (with_data)
-      s.flats.push_back({group, l, to_host(t), t.numel()});
-    else
-      s.flats.push_back({group, l, {}, t.numel()});
-  };
-  flat("params", layout, model_->params());
-  if (!model_->buffer_infos().empty()) flat("buffers", model_->buffer_infos(), model_->buffers());
-  for (const auto& [name, tensor] : optimizer_->states()) flat("optimizer/" + name, layout, *tensor);
-  if (!early_->best_params().empty()) flat("early_stopping/best", layout, early_->best_params());
+  network_flats().save(s, with_data);
+  if (!early_->best_params().empty())
+    add_flat(s, "early_stopping/best", model_->param_infos(), early_->best_params(), with_data);
 
-  SupervisedFields v{training_cursor(), config_.seed, optimizer_->steps(), schedule_->state(), early_->state(),
-                     stopped_early_};
+  SupervisedFields v;
+  v.cursor = training_cursor();
+  v.seed = config_.seed;
+  v.optimizer_steps = optimizer_->steps();
+  v.schedule = schedule_->state();
+  v.early = early_->state();
+  v.stopped_early = stopped_early_;
   std::copy(std::begin(epoch_sums_), std::end(epoch_sums_), v.epoch_sums);
   v.interval_sums = to_host(stats_);
   v.round_start_epoch = round_start_epoch_;
@@ -119,7 +113,7 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
     UnlabeledFields u{unlabeled_reader_->cursor(), to_host(entropy_stats_)};
     save_fields(s, u);
   }
-  cpu_planner_->save(s);
+  session_.cpu_planner().save(s);
   if (!scaler_.empty()) {
     NormalizationFields n{scaler_.mean, scaler_.std};
     save_fields(s, n);
@@ -129,8 +123,6 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
 
 void Trainer::restore(const CheckpointState& s) {
   const std::string& src = s.source;
-  if (s.layout_hash != model_->layout_hash())
-    fail_input(src + ": saved from a different model (layer layout differs from the config's [model])");
   SupervisedFields v;
   restore_fields(s, v);
   if (v.seed != config_.seed)
@@ -146,13 +138,7 @@ void Trainer::restore(const CheckpointState& s) {
                  ": normalization statistics differ from the training data's (did the data or "
                  "data.normalize change?)");
   }
-  from_host(model_->params(), s.flat("params").data);
-  if (!model_->buffer_infos().empty()) from_host(model_->buffers(), s.flat("buffers").data);
-  for (auto& [name, tensor] : optimizer_->states()) {
-    if (!s.has_flat("optimizer/" + name))
-      fail_input(src + ": has no optimizer/" + name + " state: it was saved with another optimizer");
-    from_host(*tensor, s.flat("optimizer/" + name).data);
-  }
+  network_flats().restore(s);
   if (s.has_flat("early_stopping/best")) {
     Tensor& best = early_->best_params();
     best.resize(model_->params().shape(), model_->device());
@@ -164,9 +150,8 @@ void Trainer::restore(const CheckpointState& s) {
   std::copy(std::begin(v.epoch_sums), std::end(v.epoch_sums), epoch_sums_);
   if (static_cast<int64_t>(v.interval_sums.size()) == stats_.numel()) from_host(stats_, v.interval_sums);
   stopped_early_ = v.stopped_early;
-  cpu_planner_->restore(s);
-  step_ = s.step;
-  last_checkpoint_step_ = s.step;
+  session_.cpu_planner().restore(s);
+  session_.restored_at(s.step);
   if (self_training_) {
     self_training_->restore(s);  // the round's pseudo-labels: the reader's rows depend on them
     round_start_epoch_ = v.round_start_epoch;
@@ -177,7 +162,7 @@ void Trainer::restore(const CheckpointState& s) {
   // Within a round (the whole run, without self-training) step = epochs done * steps per epoch + step in epoch.
   const int64_t spe = reader_->steps_per_epoch();
   if (c.epoch < round_start_epoch_ || c.step_in_epoch < 0 || c.step_in_epoch >= spe ||
-      (c.epoch - round_start_epoch_) * spe + c.step_in_epoch != step_ - round_start_step_)
+      (c.epoch - round_start_epoch_) * spe + c.step_in_epoch != s.step - round_start_step_)
     fail_input(src + ": its data cursor (epoch " + std::to_string(c.epoch) + ", step " +
                std::to_string(c.step_in_epoch) + ") does not fit this data and batch size (" + std::to_string(spe) +
                " steps per epoch)");
@@ -191,63 +176,19 @@ void Trainer::restore(const CheckpointState& s) {
     if (entropy_stats_.numel() > 1 && static_cast<int64_t>(u.entropy_sums.size()) == entropy_stats_.numel())
       from_host(entropy_stats_, u.entropy_sums);
   }
-}
-
-void Trainer::resume(const std::string& spec) {
-  // Rank 0 picks the checkpoint, so every rank loads the same file even if a newer one appears.
-  std::string path = coordination_->choose_checkpoint(spec);
-  if (path.empty()) {
-    print("no checkpoint in " + config_.checkpoint.dir + ": starting from scratch");
-    return;
-  }
-  CheckpointState meta = read_checkpoint_file(path, {});
-  if (meta.layout_hash != model_->layout_hash()) {
-    std::string detail;
-    try {
-      read_checkpoint_file(path, {flat_specs().front()});
-    } catch (const Error& e) {
-      detail = std::string(": ") + e.what();
-    }
-    fail_input(path + ": saved from a different model (its layer layout differs from the config's [model])" + detail);
-  }
-  restore(read_checkpoint_file(path, flat_specs()));
-  print("resumed from " + path + " at step " + std::to_string(step_));
+  begin_round();
 }
 
 std::vector<const float*> Trainer::flat_pointers(std::vector<bool>* until_update) {
   // Parameters, optimizer states and the best parameters change only in an optimizer step, at an
   // evaluation after one, or in finish() and a round's re-initialization, each of which calls
   // before_update() first; buffers (batch-norm statistics) change in the next forward.
-  std::vector<const float*> p{model_->params().data()};
-  std::vector<bool> later{true};
-  if (!model_->buffer_infos().empty()) p.push_back(model_->buffers().data()), later.push_back(false);
-  for (const auto& [name, tensor] : optimizer_->states()) p.push_back(tensor->data()), later.push_back(true);
+  std::vector<const float*> p;
+  std::vector<bool> later;
+  network_flats().add_pointers(p, later, true);
   if (!early_->best_params().empty()) p.push_back(early_->best_params().data()), later.push_back(true);
   if (until_update) *until_update = std::move(later);
   return p;
-}
-
-void Trainer::maybe_checkpoint(bool force) {
-  const CheckpointConfig& c = config_.checkpoint;
-  // The every_seconds decision is rank 0's clock, carried to every rank by the control lane.
-  bool due = force || checkpoint_due_ || (c.every_steps > 0 && step_ % c.every_steps == 0);
-  checkpoint_due_ = false;
-  if (!due || step_ == last_checkpoint_step_) return;
-  last_checkpoint_step_ = step_;
-  last_checkpoint_time_ = std::chrono::steady_clock::now();
-  // Every rank hands over its 1/N share and trains on while it streams (a forced checkpoint waits
-  // for the write); without a coordinator rank 0 writes alone.
-  std::vector<bool> until_update;
-  const std::vector<const float*> flats = flat_pointers(&until_update);
-  std::string path = coordination_->checkpoint([this](bool with_data) { return checkpoint_state(with_data); }, flats,
-                                               model_->device(), force, until_update);
-  if (!path.empty() && logs() && config_.train.progress) print("checkpoint " + path);
-}
-
-bool Trainer::checkpoint_time_due() const {
-  const double every = config_.checkpoint.every_seconds;
-  return comm_.rank() == 0 && every > 0 &&
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint_time_).count() >= every;
 }
 
 }  // namespace dptrain

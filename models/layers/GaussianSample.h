@@ -3,7 +3,7 @@
 // (the reparameterization trick), or z = mu in eval mode. eps is drawn per (seed, step, global
 // sample index) so any number of ranks draws the same noise (docs/design.md rule 3). The layer owns
 // the KL(q(z|x) || N(0, I)) term: forward adds kl_weight * KL to the step's loss statistics and
-// backward adds its gradient, scaled like the main loss (StepContext::loss_scale).
+// backward adds its gradient, per row like the main loss (StepContext::loss_stats).
 #pragma once
 
 #include "models/layers/Layer.h"

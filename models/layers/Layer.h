@@ -51,10 +51,10 @@ struct StepContext {
   // Set when training on several ranks; null on one rank (statistics are then local already).
   CrossRankSum* cross_rank = nullptr;
   // Layers with an auxiliary loss (the VAE's KL term) add its sum over their rows to
-  // loss_stats[stat_loss] in forward (when not null) and its gradient times loss_scale (the
-  // loss's own scale, 1 / global batch) in backward, so the reported loss includes it.
+  // loss_stats[stat_loss] in forward (when not null), so the reported loss includes it, and its
+  // per-row gradient in backward, unscaled like the main loss's (the optimizer step divides the
+  // summed gradients by the global batch: docs/design.md rule 5).
   float* loss_stats = nullptr;
-  float loss_scale = 1.0f;
 };
 
 // Where a layer's parameter lives in the flat buffers, filled in by ParamRegistry.

@@ -1,7 +1,8 @@
 // The losses, as one class with a kind: each is a single kernel call over the model's output, so
 // separate classes would only repeat the plumbing. Every loss adds the sum of its per-sample
-// losses to a stats buffer on the device and writes d = scale * dL/dpred; the trainer passes
-// scale = 1 / global batch so all-reduced sums are the global mean (docs/design.md rule 5).
+// losses to a stats buffer on the device and writes d = scale * dL/dpred. Training passes scale 1
+// (a weight for an added term): gradients are sums over the global batch, which the optimizer
+// step divides by it (docs/design.md rule 5).
 #pragma once
 
 #include <cstdint>

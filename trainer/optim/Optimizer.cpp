@@ -22,6 +22,15 @@ int state_count(OptimizerKind k) {
 }
 }  // namespace
 
+float mean_gradient_scale(const Tensor& grads, int64_t global_rows, double clip_norm) {
+  double scale = 1.0 / static_cast<double>(global_rows);
+  if (clip_norm > 0.0) {
+    const double norm = scale * std::sqrt(kernels(grads.device()).sum_squares(grads.numel(), grads.data()));
+    if (norm > clip_norm) scale *= clip_norm / norm;
+  }
+  return static_cast<float>(scale);
+}
+
 Optimizer::Optimizer(const OptimConfig& config, int64_t size, Device device) : config_(config) {
   int n = state_count(config.kind);
   if (n >= 1) state1_ = Tensor::zeros({size}, device);

@@ -11,6 +11,11 @@
 
 namespace dptrain {
 
+// The grad_scale of a step (docs/design.md rule 5): 1 / global_rows turns the gradients summed
+// over the global batch into their mean, and a mean whose norm exceeds clip_norm (> 0) is scaled
+// down to it.
+float mean_gradient_scale(const Tensor& grads, int64_t global_rows, double clip_norm);
+
 class Optimizer {
  public:
   Optimizer(const OptimConfig& config, int64_t size, Device device);

@@ -24,28 +24,21 @@ namespace {
 // generator's for the same step and sample.
 constexpr uint64_t discriminator_seed_offset = 0x9E3779B97F4A7C15ull;
 
-std::string in_dir(const std::string& dir, const std::string& file) {
-  if (file.empty() || file[0] == '/') return file;
-  return (std::filesystem::path(dir) / file).string();
-}
-
-std::string with_commas(int64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
-
 }  // namespace
 
 GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm)
-    : config_(config), gan_(read_gan_config(root, config)), comm_(comm), root_(root), loss_(gan_.loss) {
-  apply_cpu_settings(config_, comm_);
+    : session_(config, comm),
+      config_(session_.config()),
+      gan_(read_gan_config(root, config)),
+      comm_(comm),
+      root_(root),
+      loss_(gan_.loss) {
   if (config_.data.normalize)
     root.child("data").fail("normalize", "task gan learns the data as it is; generated samples would be z-scores");
 
   splits_ = make_splits(config_.data);
   const DatasetFile& train = *splits_.train.file;
-  device_ = choose_training_device(config_, comm_);  // one rank per GPU, as in Trainer
+  device_ = session_.device();
   GanNetworks nets = build_gan_networks(root, gan_, gan_sample_shape(root, train.sample_shape()), device_);
   g_ = std::move(nets.generator);
   d_ = std::move(nets.discriminator);
@@ -56,22 +49,9 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
   root.check_unused();
   cycle_ = gan_.d_steps + gan_.g_steps;
 
-  ReaderOptions ro;
-  ro.global_batch = config_.train.batch_size;
-  ro.rank = comm_.rank();
-  ro.world = comm_.size();
-  ro.seed = config_.seed;
-  ro.shuffle = config_.data.shuffle;
-  ro.drop_last = config_.train.drop_last;
-  ro.prefetch = config_.data.prefetch;
-  ro.memory_budget_bytes = config_.data.memory_budget_mb << 20;
-  if (config_.data.augment.enabled()) {
-    auto augment = std::make_shared<Augmentation>(config_.data.augment, train.sample_shape(), config_.seed);
-    ro.transform = [augment](float* x, int64_t rows, int64_t step, int64_t row0) {
-      augment->apply(x, rows, step, row0);
-    };
-  }
-  reader_ = std::make_unique<ShardedReader>(splits_.train.file, splits_.train.rows, ro);
+  reader_ = std::make_unique<ShardedReader>(splits_.train.file, splits_.train.rows,
+                                            session_.training_reader_options(train.sample_shape(), FeatureScaler{}));
+  real_width_ = std::max<int64_t>(1, train.target_dim());
   check_pack();
 
   opt_[G] = std::make_unique<Optimizer>(gan_.optim_g, g_->flat_size(), device_);
@@ -81,7 +61,7 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
   const int64_t steps_per_epoch = std::max<int64_t>(1, reader_->steps_per_epoch() * cycle_ / gan_.d_steps);
   schedule_[G] = std::make_unique<LrSchedule>(config_.schedule, gan_.optim_g.lr, total_steps(), steps_per_epoch);
   schedule_[D] = std::make_unique<LrSchedule>(config_.schedule, gan_.optim_d.lr, total_steps(), steps_per_epoch);
-  agree_on_start();
+  session_.agree_on_start(layout_hash(), g_->parameter_count() + d_->parameter_count(), {g_.get(), d_.get()});
   if (gan_.ema > 0.0) {
     g_average_ = Tensor::zeros({g_->flat_size()}, device_);
     g_average_.copy_from(g_->params());
@@ -100,18 +80,12 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
   }
   step_stats_ = Tensor::zeros({num_loss_stats}, device_);
   if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
-  last_checkpoint_time_ = std::chrono::steady_clock::now();
-  coordination_ = std::make_unique<JobCoordination>(config_, comm_, [this](const std::string& line) { print(line); });
-  cpu_planner_ = std::make_unique<CpuPlanner>(
-      comm_, device_ == Device::cpu, [this](const std::string& line) { print(line); },
-      comm_.rank() == 0 ? config_.out_dir : "");
 
   mixture_ = is_gaussian_mixture(train) && g_->output_shape() == train.sample_shape();
   if (mixture_) modes_ = measure_modes(train, splits_.train.rows);
 
+  session_.open();
   if (logs()) {
-    std::filesystem::create_directories(config_.out_dir);
-    log_ = std::make_unique<MetricsLog>(in_dir(config_.out_dir, config_.train.metrics_file));
     char head[640];
     std::snprintf(head, sizeof head,
                   "dptrain gan: %s generator (%s parameters, latent %lld %s) vs %s discriminator (%s parameters) | "
@@ -170,49 +144,9 @@ void GanTrainer::check_pack() const {
     }
 }
 
-void GanTrainer::agree_on_start() {
-  if (comm_.size() == 1) return;
-  struct Fingerprint {
-    uint64_t config, layout;
-    int64_t params, batch;
-  };
-  Fingerprint mine{config_.hash, layout_hash(), g_->parameter_count() + d_->parameter_count(),
-                   config_.train.batch_size};
-  std::vector<Fingerprint> all(static_cast<size_t>(comm_.size()));
-  comm_.set_operation("start-up check", -1);
-  comm_.allgather(&mine, sizeof mine, all.data());
-  std::string problems;
-  for (int r = 1; r < comm_.size(); ++r) {
-    const Fingerprint& f = all[static_cast<size_t>(r)];
-    std::string what;
-    if (f.config != all[0].config) what += " config text (file or --set overrides)";
-    if (f.layout != all[0].layout) what += " network layouts";
-    if (!what.empty())
-      problems +=
-          (problems.empty() ? "" : "; ") + std::string("rank ") + std::to_string(r) + " differs from rank 0 in" + what;
-  }
-  if (!problems.empty()) fail_input("ranks were started with different configurations: " + problems);
-  comm_.set_operation("initial parameter broadcast", -1);
-  for (Model* m : {g_.get(), d_.get()}) {
-    std::vector<float> host(static_cast<size_t>(m->flat_size()));
-    copy_memory(host.data(), Device::cpu, m->params().data(), m->device(), host.size() * sizeof(float));
-    comm_.broadcast(host.data(), host.size() * sizeof(float), 0);
-    copy_memory(m->params().data(), m->device(), host.data(), Device::cpu, host.size() * sizeof(float));
-  }
-}
-
 uint64_t GanTrainer::layout_hash() const {
   const uint64_t g = g_->layout_hash(), d = d_->layout_hash();
   return stable_hash(&d, sizeof d, stable_hash(&g, sizeof g, stable_hash("gan")));
-}
-
-void GanTrainer::print(const std::string& line) {
-  if (!logs()) return;
-  std::printf(
-      "%s%s\n",
-      comm_.size() > 1 && config_.train.all_ranks_log ? ("[rank " + std::to_string(comm_.rank()) + "] ").c_str() : "",
-      line.c_str());
-  std::fflush(stdout);
 }
 
 int64_t GanTrainer::discriminator_steps_before(int64_t step) const {
@@ -225,17 +159,6 @@ int64_t GanTrainer::total_steps() const {
   int64_t total = (real_batches + gan_.d_steps - 1) / gan_.d_steps * cycle_;
   if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
   return total;
-}
-
-void GanTrainer::begin_step(GradientReducer& reducer) {
-  const float control[GradientReducer::control_lanes] = {stop_.post(step_), checkpoint_time_due() ? 1.0f : 0.0f};
-  reducer.begin_step(step_, control);
-}
-
-void GanTrainer::end_step(GradientReducer& reducer) {
-  reducer.finish();
-  stop_.agree(step_, reducer.control(0));
-  checkpoint_due_ = checkpoint_due_ || reducer.control(1) > 0.0f;
 }
 
 const Tensor& GanTrainer::generate(int64_t global_rows, Mode mode, StepContext& ctx, LatentStream stream) {
@@ -254,22 +177,16 @@ const Tensor& GanTrainer::generate(int64_t global_rows, Mode mode, StepContext& 
 void GanTrainer::d_step(const Batch& real) {
   KernelBackend& k = kernels(device_);
   Model& d = *d_;
+  const int64_t step = session_.step();
   d.zero_grad();
-  begin_step(*reducer_[D]);
-  const Tensor* x = &real.x;
-  if (device_ != Device::cpu) {
-    x_device_.resize(real.x.shape(), device_);
-    x_device_.copy_from(real.x);
-    x = &x_device_;
-  }
+  session_.begin_step(*reducer_[D]);
+  const Tensor* x = &real.x;  // on a GPU already there (staged in train_step)
   step_stats_.fill(0.0f);
-  StepContext dctx{Mode::train,
-                   config_.seed + discriminator_seed_offset,
-                   static_cast<uint64_t>(step_),
-                   real.row0,
-                   nullptr,
-                   true,
-                   cross_rank_.get()};
+  StepContext dctx{.mode = Mode::train,
+                   .seed = config_.seed + discriminator_seed_offset,
+                   .step = static_cast<uint64_t>(step),
+                   .row0 = real.row0,
+                   .cross_rank = cross_rank_.get()};
   // Real rows first, without the reducer: the generated rows' backward adds to the same gradients
   // and starts the all-reduce as D's layers become final.
   dctx.row0 /= gan_.pack;  // D's draws are keyed by packed row
@@ -277,7 +194,11 @@ void GanTrainer::d_step(const Batch& real) {
   loss_.evaluate(GanRole::real, real_scores, 1.0f, &dscore_, step_stats_.data());
   d.backward(dscore_, dctx);
 
-  StepContext gctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), 0, nullptr, false, cross_rank_.get()};
+  StepContext gctx{.mode = Mode::train,
+                   .seed = config_.seed,
+                   .step = static_cast<uint64_t>(step),
+                   .parameter_gradients = false,
+                   .cross_rank = cross_rank_.get()};
   const Tensor& fake = generate(real.global_rows, Mode::train, gctx);
   dctx.row0 = (real.global_rows + gctx.row0) / gan_.pack;  // generated rows get draws of their own
   const Tensor& fake_scores = d.forward(packed(fake), dctx);
@@ -290,7 +211,7 @@ void GanTrainer::d_step(const Batch& real) {
     float host[num_loss_stats];
     copy_memory(host, Device::cpu, step_stats_.data(), device_, sizeof host);
     double sums[2] = {host[stat_loss], host[stat_count]};
-    comm_.set_operation("discriminator loss all-reduce", step_);
+    comm_.set_operation("discriminator loss all-reduce", step);
     comm_.allreduce_sum(sums, 2);
     const double loss = sums[0] / std::max(1.0, 0.5 * sums[1]);  // real mean + generated mean (over packs)
     skip = loss < gan_.d_skip_below;
@@ -299,15 +220,15 @@ void GanTrainer::d_step(const Batch& real) {
     dctx.on_gradients_ready = &on_ready_[D];
     d.backward(dscore_, dctx);
   }
-  end_step(*reducer_[D]);
+  session_.end_step(*reducer_[D]);
   k.axpy(num_loss_stats, 1.0f, step_stats_.data(), stats_[D].data());
   if (skip) {
     ++d_skipped_;
     ++interval_skipped_;
     return;
   }
-  opt_[D]->step(d.params(), d.grads(), static_cast<float>(schedule_[D]->lr(step_)),
-                mean_gradient_scale(d, gan_.optim_d.clip_norm, real.global_rows / gan_.pack));
+  opt_[D]->step(d.params(), d.grads(), static_cast<float>(schedule_[D]->lr(step)),
+                mean_gradient_scale(d.grads(), real.global_rows / gan_.pack, gan_.optim_d.clip_norm));
   if (gan_.clip > 0.0)
     k.clamp(d.flat_size(), -static_cast<float>(gan_.clip), static_cast<float>(gan_.clip), d.params().data());
   ++updates_[D];
@@ -315,26 +236,30 @@ void GanTrainer::d_step(const Batch& real) {
 
 void GanTrainer::g_step() {
   Model& g = *g_;
+  const int64_t step = session_.step();
   g.zero_grad();
-  begin_step(*reducer_[G]);
+  session_.begin_step(*reducer_[G]);
   const int64_t batch = config_.train.batch_size;
-  StepContext gctx{Mode::train, config_.seed, static_cast<uint64_t>(step_), 0, &on_ready_[G], true, cross_rank_.get()};
+  StepContext gctx{.mode = Mode::train,
+                   .seed = config_.seed,
+                   .step = static_cast<uint64_t>(step),
+                   .on_gradients_ready = &on_ready_[G],
+                   .cross_rank = cross_rank_.get()};
   const Tensor& fake = generate(batch, Mode::train, gctx);
   // The discriminator only passes the gradient through: its parameters get none in this step.
-  StepContext dctx{Mode::train,
-                   config_.seed + discriminator_seed_offset,
-                   static_cast<uint64_t>(step_),
-                   (batch + gctx.row0) / gan_.pack,
-                   nullptr,
-                   false,
-                   cross_rank_.get()};
+  StepContext dctx{.mode = Mode::train,
+                   .seed = config_.seed + discriminator_seed_offset,
+                   .step = static_cast<uint64_t>(step),
+                   .row0 = (batch + gctx.row0) / gan_.pack,
+                   .parameter_gradients = false,
+                   .cross_rank = cross_rank_.get()};
   const Tensor& scores = d_->forward(packed(fake), dctx);
   loss_.evaluate(GanRole::generator, scores, 1.0f, &dscore_, stats_[G].data());
   d_->backward(dscore_, dctx, &dfake_);
   g.backward(dfake_.reshaped(fake.shape()), gctx);  // d/d(pack) viewed back as d/d(sample)
-  end_step(*reducer_[G]);
-  opt_[G]->step(g.params(), g.grads(), static_cast<float>(schedule_[G]->lr(step_)),
-                mean_gradient_scale(g, gan_.optim_g.clip_norm, batch / gan_.pack));
+  session_.end_step(*reducer_[G]);
+  opt_[G]->step(g.params(), g.grads(), static_cast<float>(schedule_[G]->lr(step)),
+                mean_gradient_scale(g.grads(), batch / gan_.pack, gan_.optim_g.clip_norm));
   ++updates_[G];
   update_weight_average();
 }
@@ -355,7 +280,11 @@ void GanTrainer::use_weight_average() {
   // training-mode forward passes over batches of the calibration stream (synchronized batch norm
   // makes them the same on any number of ranks). The layer's momentum forgets the old values.
   for (int64_t b = 0; b < gan_.ema_calibration_batches; ++b) {
-    StepContext ctx{Mode::train, config_.seed, static_cast<uint64_t>(b), 0, nullptr, false, cross_rank_.get()};
+    StepContext ctx{.mode = Mode::train,
+                    .seed = config_.seed,
+                    .step = static_cast<uint64_t>(b),
+                    .parameter_gradients = false,
+                    .cross_rank = cross_rank_.get()};
     generate(config_.train.batch_size, Mode::train, ctx, LatentStream::calibration);
   }
 }
@@ -372,15 +301,6 @@ const Tensor& GanTrainer::packed(const Tensor& rows) {
   return d_input_;
 }
 
-float GanTrainer::mean_gradient_scale(Model& m, double clip_norm, int64_t global_rows) const {
-  double scale = 1.0 / static_cast<double>(global_rows);
-  if (clip_norm > 0.0) {
-    const double norm = scale * std::sqrt(kernels(device_).sum_squares(m.flat_size(), m.grads().data()));
-    if (norm > clip_norm) scale *= clip_norm / norm;
-  }
-  return static_cast<float>(scale);
-}
-
 void GanTrainer::log_interval(int64_t epoch) {
   double sums[2 * num_loss_stats];
   for (int n : {G, D}) {
@@ -389,7 +309,8 @@ void GanTrainer::log_interval(int64_t epoch) {
     stats_[n].fill(0.0f);
     for (int i = 0; i < num_loss_stats; ++i) sums[n * num_loss_stats + i] = host[i];
   }
-  comm_.set_operation("metrics all-reduce", step_);
+  const int64_t step = session_.step();
+  comm_.set_operation("metrics all-reduce", step);
   comm_.allreduce_sum(sums, 2 * num_loss_stats);
   for (int n : {G, D})
     for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[n][i] += sums[n * num_loss_stats + i];
@@ -401,37 +322,38 @@ void GanTrainer::log_interval(int64_t epoch) {
   auto now = std::chrono::steady_clock::now();
   const double dt = std::chrono::duration<double>(now - interval_start_).count();
   const double samples = (gs[stat_count] + ds[stat_count]) * gan_.pack;  // generated and real rows processed
-  last_samples_per_s_ = dt > 0 ? samples / dt : 0.0;
+  const double samples_per_s = dt > 0 ? samples / dt : 0.0;
+  session_.set_samples_per_s(samples_per_s);
   interval_start_ = now;
   const int64_t skipped = interval_skipped_;
   interval_skipped_ = 0;
-  if (coordination_->client() && comm_.rank() == 0)
-    coordination_->client()->report_metrics(step_, epoch + 1, last_loss_[D], 0.0, last_samples_per_s_,
-                                            schedule_[G]->lr(step_ - 1), cpu_planner_->summary());
+  if (auto* client = session_.coordination().client(); client && comm_.rank() == 0)
+    client->report_metrics(step, epoch + 1, last_loss_[D], 0.0, samples_per_s, schedule_[G]->lr(step - 1),
+                           session_.cpu_planner().summary());
   if (!logs()) return;
-  const double since_start = std::chrono::duration<double>(now - run_start_).count();
+  const double since_start = session_.seconds_running();
   if (config_.train.progress) {
     char line[256];
     std::snprintf(line, sizeof line,
                   "step %lld/%lld (epoch %lld): d_loss %.4f g_loss %.4f | %lld D / %lld G updates%s | %.0f samples/s",
-                  static_cast<long long>(step_), static_cast<long long>(total_steps()),
+                  static_cast<long long>(step), static_cast<long long>(total_steps()),
                   static_cast<long long>(std::min(epoch + 1, config_.train.epochs)), last_loss_[D], last_loss_[G],
                   static_cast<long long>(updates_[D]), static_cast<long long>(updates_[G]),
-                  skipped ? (", " + std::to_string(skipped) + " D skipped").c_str() : "", last_samples_per_s_);
+                  skipped ? (", " + std::to_string(skipped) + " D skipped").c_str() : "", samples_per_s);
     print(line);
   }
-  log_->write(JsonRecord()
+  session_.log(JsonRecord()
                   .add("event", std::string("step"))
-                  .add("step", step_)
+                  .add("step", step)
                   .add("epoch", epoch + 1)
                   .add("d_loss", last_loss_[D])
                   .add("g_loss", last_loss_[G])
                   .add("d_updates", updates_[D])
                   .add("g_updates", updates_[G])
                   .add("d_skipped", d_skipped_)
-                  .add("lr_g", schedule_[G]->lr(step_ - 1))
-                  .add("lr_d", schedule_[D]->lr(step_ - 1))
-                  .add("samples_per_s", last_samples_per_s_)
+                  .add("lr_g", schedule_[G]->lr(step - 1))
+                  .add("lr_d", schedule_[D]->lr(step - 1))
+                  .add("samples_per_s", samples_per_s)
                   .add("time_s", since_start));
 }
 
@@ -447,7 +369,7 @@ void GanTrainer::end_epoch(int64_t epoch) {
       std::snprintf(line, sizeof line, "epoch %lld/%lld: d_loss %.4f g_loss %.4f", static_cast<long long>(epoch + 1),
                     static_cast<long long>(config_.train.epochs), d_loss, g_loss);
   JsonRecord rec;
-  rec.add("event", std::string("epoch")).add("epoch", epoch + 1).add("step", step_);
+  rec.add("event", std::string("epoch")).add("epoch", epoch + 1).add("step", session_.step());
   rec.add("d_loss", d_loss).add("g_loss", g_loss);
   if (mixture_ && gan_.eval_every_epoch) {  // a few thousand small forward passes: cheap
     ModeCoverage c = evaluate_coverage();
@@ -455,7 +377,7 @@ void GanTrainer::end_epoch(int64_t epoch) {
     rec.add("modes_covered", c.covered).add("modes", c.modes).add("high_quality", c.high_quality);
   }
   print(line);
-  log_->write(rec);
+  session_.log(rec);
 }
 
 ModeCoverage GanTrainer::evaluate_coverage() {
@@ -464,44 +386,39 @@ ModeCoverage GanTrainer::evaluate_coverage() {
   return score_mode_coverage(modes_, samples.data(), gan_.eval_samples, gan_.quality_sigmas, gan_.mode_min_samples);
 }
 
-GanResult GanTrainer::run() {
-  GanResult result;
-  const int64_t total = total_steps();
-  run_start_ = interval_start_ = std::chrono::steady_clock::now();
-  while (step_ < total) {
-    TestHooks::get().before_step(comm_.rank(), step_);
-    const bool is_d = discriminator_step(step_);
-    const int64_t epoch = reader_->cursor().epoch;
-    cpu_planner_->before_step();
-    if (is_d)
-      d_step(reader_->next());
-    else
-      g_step();
-    cpu_planner_->after_step(/*complete=*/!is_d);  // the plan covers both networks' steps
-    ++step_;
-    if (auto* client = coordination_->client()) client->set_progress(step_, last_samples_per_s_);
-    // An epoch ends with the discriminator step that takes its last real batch.
-    const bool epoch_done = is_d && reader_->cursor().epoch != epoch;
-    if (step_ % config_.train.log_every == 0 || step_ == total || epoch_done) log_interval(epoch);
-    if (epoch_done) end_epoch(epoch);
-    if (stop_.agreed()) {
-      // Every rank saw the request in this step's control lane: all checkpoint here and leave.
-      maybe_checkpoint(true);
-      print(stop_.requeue_message(step_));
-      result.requeue = true;
-      result.steps = step_;
-      return result;
-    }
-    maybe_checkpoint(false);
+bool GanTrainer::train_step() {
+  updated_d_ = discriminator_step(session_.step());
+  epoch_ = reader_->cursor().epoch;
+  if (updated_d_) {
+    DeviceBatchStager* stager = session_.stager();
+    const Batch& real = stager ? stager->stage(reader_->next(), real_width_) : reader_->next();
+    if (stager) stager->ready();
+    d_step(real);
+  } else {
+    g_step();
   }
-  if (config_.checkpoint.at_end) maybe_checkpoint(true);
-  finish(result);
-  return result;
+  return !updated_d_;  // the CPU plan covers both networks' steps once a G step ran
 }
 
-void GanTrainer::finish(GanResult& result) {
+void GanTrainer::end_step() {
+  const int64_t step = session_.step();
+  // An epoch ends with the discriminator step that takes its last real batch.
+  const bool epoch_done = updated_d_ && reader_->cursor().epoch != epoch_;
+  if (step % config_.train.log_every == 0 || step == total_steps() || epoch_done) log_interval(epoch_);
+  if (epoch_done) end_epoch(epoch_);
+}
+
+GanResult GanTrainer::run() {
+  interval_start_ = std::chrono::steady_clock::now();
+  result_.requeue = !session_.run(*this);
+  result_.steps = session_.step();
+  return result_;
+}
+
+void GanTrainer::finish() {
+  GanResult& result = result_;
   use_weight_average();
-  result.steps = step_;
+  result.steps = session_.step();
   result.epochs = reader_->cursor().epoch;
   result.d_updates = updates_[D];
   result.g_updates = updates_[G];
@@ -543,35 +460,15 @@ void GanTrainer::finish(GanResult& result) {
           score_mode_coverage(modes_, samples.data(), gan_.eval_samples, gan_.quality_sigmas, gan_.mode_min_samples);
       result.has_coverage = true;
       print("mode coverage: " + describe(result.coverage));
-      if (log_)
-        log_->write(JsonRecord()
+      session_.log(JsonRecord()
                         .add("event", std::string("coverage"))
-                        .add("step", step_)
+                        .add("step", session_.step())
                         .add("modes_covered", result.coverage.covered)
                         .add("modes", result.coverage.modes)
                         .add("high_quality", result.coverage.high_quality)
                         .add("samples", result.coverage.samples));
     }
   }
-}
-
-void GanTrainer::maybe_checkpoint(bool force) {
-  const CheckpointConfig& c = config_.checkpoint;
-  // The every_seconds decision is rank 0's clock, carried to every rank by the control lane.
-  bool due = force || checkpoint_due_ || (c.every_steps > 0 && step_ % c.every_steps == 0);
-  checkpoint_due_ = false;
-  if (!due || step_ == last_checkpoint_step_) return;
-  last_checkpoint_step_ = step_;
-  last_checkpoint_time_ = std::chrono::steady_clock::now();
-  std::string path = coordination_->checkpoint([this](bool with_data) { return checkpoint_state(with_data); },
-                                               flat_pointers(), device_, force);
-  if (!path.empty() && logs() && config_.train.progress) print("checkpoint " + path);
-}
-
-bool GanTrainer::checkpoint_time_due() const {
-  const double every = config_.checkpoint.every_seconds;
-  return comm_.rank() == 0 && every > 0 &&
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint_time_).count() >= every;
 }
 
 }  // namespace dptrain

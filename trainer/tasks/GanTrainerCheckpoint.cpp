@@ -8,6 +8,7 @@
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
 #include "storage/checkpoint/StateFields.h"
+#include "trainer/NetworkFlats.h"
 #include "trainer/tasks/GanTrainer.h"
 
 namespace dptrain {
@@ -56,31 +57,31 @@ struct GanFields {
 
 }  // namespace
 
+NetworkFlats GanTrainer::network_flats(int n) const {
+  return {std::string(net_names[n]) + "/", n == G ? *g_ : *d_, *opt_[n]};
+}
+
 std::vector<FlatSpec> GanTrainer::flat_specs() const {
   std::vector<FlatSpec> specs;
-  const Model* nets[2] = {g_.get(), d_.get()};
-  for (int n : {G, D}) {
-    const Model& m = *nets[n];
-    const std::string net = net_names[n];
-    specs.push_back({net + "/params", m.param_infos(), m.flat_size(), true});
-    if (!m.buffer_infos().empty()) specs.push_back({net + "/buffers", m.buffer_infos(), m.buffers().numel(), true});
-    // Optional here so that a checkpoint of another optimizer gets restore()'s clearer message.
-    for (const auto& [name, tensor] : opt_[n]->states())
-      specs.push_back({net + "/optimizer/" + name, m.param_infos(), m.flat_size(), false});
-  }
+  for (int n : {G, D}) network_flats(n).add_specs(specs);
   if (gan_.ema > 0.0) specs.push_back({"generator/weight_average", g_->param_infos(), g_->flat_size(), false});
   return specs;
 }
 
-std::vector<const float*> GanTrainer::flat_pointers() {
+std::vector<FlatSpec> GanTrainer::parameter_specs() const {
+  std::vector<FlatSpec> params;
+  for (const FlatSpec& f : flat_specs())
+    if (f.group.size() > 7 && f.group.compare(f.group.size() - 7, 7, "/params") == 0) params.push_back(f);
+  return params;
+}
+
+std::vector<const float*> GanTrainer::flat_pointers(std::vector<bool>* until_update) {
   std::vector<const float*> p;
-  Model* nets[2] = {g_.get(), d_.get()};
-  for (int n : {G, D}) {
-    p.push_back(nets[n]->params().data());
-    if (!nets[n]->buffer_infos().empty()) p.push_back(nets[n]->buffers().data());
-    for (const auto& [name, tensor] : opt_[n]->states()) p.push_back(tensor->data());
-  }
-  if (gan_.ema > 0.0) p.push_back(g_average_.data());
+  std::vector<bool> later;
+  // Copied before the step goes on: the GAN's updates do not wait for a staged copy.
+  for (int n : {G, D}) network_flats(n).add_pointers(p, later, false);
+  if (gan_.ema > 0.0) p.push_back(g_average_.data()), later.push_back(false);
+  if (until_update) *until_update = std::move(later);
   return p;
 }
 
@@ -89,28 +90,17 @@ CheckpointState GanTrainer::checkpoint_state(bool with_data) {
   s.config_text = config_.text;
   s.config_hash = stable_hash(config_.text);
   s.layout_hash = layout_hash();
-  s.step = step_;
+  s.step = session_.step();
   s.world_size = comm_.size();
-  // The order matches flat_specs() and flat_pointers(). Without data: sizes only; the coordinator
-  // client copies each rank's share straight from flat_pointers().
-  auto flat = [&](const std::string& group, const std::vector<ParamInfo>& layout, const Tensor& t) {
-    s.flats.push_back({group, layout, with_data ? to_host(t) : std::vector<float>{}, t.numel()});
-  };
-  Model* nets[2] = {g_.get(), d_.get()};
-  for (int n : {G, D}) {
-    const std::string net = net_names[n];
-    flat(net + "/params", nets[n]->param_infos(), nets[n]->params());
-    if (!nets[n]->buffer_infos().empty()) flat(net + "/buffers", nets[n]->buffer_infos(), nets[n]->buffers());
-    for (const auto& [name, tensor] : opt_[n]->states())
-      flat(net + "/optimizer/" + name, nets[n]->param_infos(), *tensor);
-  }
-  if (gan_.ema > 0.0) flat("generator/weight_average", g_->param_infos(), g_average_);
+  // The order matches flat_specs() and flat_pointers().
+  for (int n : {G, D}) network_flats(n).save(s, with_data);
+  if (gan_.ema > 0.0) add_flat(s, "generator/weight_average", g_->param_infos(), g_average_, with_data);
   GanFields v;
   v.cursor = reader_->cursor();
   v.seed = config_.seed;
   v.d_steps = gan_.d_steps;
   v.g_steps = gan_.g_steps;
-  v.cycle_position = step_ % cycle_;
+  v.cycle_position = session_.step() % cycle_;
   v.d_skipped = d_skipped_;
   v.interval_skipped = interval_skipped_;
   v.loss = GanLoss::name(gan_.loss);
@@ -122,7 +112,7 @@ CheckpointState GanTrainer::checkpoint_state(bool with_data) {
     v.interval_sums[n] = to_host(stats_[n]);
   }
   save_fields(s, v);
-  cpu_planner_->save(s);
+  session_.cpu_planner().save(s);
   return s;
 }
 
@@ -141,17 +131,8 @@ void GanTrainer::restore(const CheckpointState& s) {
                " and " + std::to_string(gan_.g_steps) + " (the alternation would not continue where it stopped)");
   if (s.config_hash != stable_hash(config_.text))
     print("note: the config differs from the one " + src + " was saved with; continuing with the new one");
-  Model* nets[2] = {g_.get(), d_.get()};
   for (int n : {G, D}) {
-    const std::string net = net_names[n];
-    from_host(nets[n]->params(), s.flat(net + "/params").data);
-    if (!nets[n]->buffer_infos().empty()) from_host(nets[n]->buffers(), s.flat(net + "/buffers").data);
-    for (auto& [name, tensor] : opt_[n]->states()) {
-      if (!s.has_flat(net + "/optimizer/" + name))
-        fail_input(src + ": has no " + net + "/optimizer/" + name + " state: it was saved with another " + net +
-                   " optimizer");
-      from_host(*tensor, s.flat(net + "/optimizer/" + name).data);
-    }
+    network_flats(n).restore(s);
     if (static_cast<int64_t>(v.interval_sums[n].size()) == stats_[n].numel()) from_host(stats_[n], v.interval_sums[n]);
     std::copy(std::begin(v.epoch_sums[n]), std::end(v.epoch_sums[n]), epoch_sums_[n]);
     opt_[n]->set_steps(v.optimizer_steps[n]);
@@ -165,43 +146,23 @@ void GanTrainer::restore(const CheckpointState& s) {
   }
   d_skipped_ = v.d_skipped;
   interval_skipped_ = v.interval_skipped;
-  step_ = s.step;
-  last_checkpoint_step_ = s.step;
-  cpu_planner_->restore(s);
+  session_.restored_at(s.step);
+  session_.cpu_planner().restore(s);
   const ReaderCursor c = v.cursor;
   const int64_t spe = reader_->steps_per_epoch();
   if (c.epoch < 0 || c.step_in_epoch < 0 || c.step_in_epoch >= spe ||
-      c.epoch * spe + c.step_in_epoch != discriminator_steps_before(step_))
+      c.epoch * spe + c.step_in_epoch != discriminator_steps_before(s.step))
     fail_input(src + ": its data cursor (epoch " + std::to_string(c.epoch) + ", step " +
                std::to_string(c.step_in_epoch) + ") does not fit this data and batch size (" + std::to_string(spe) +
-               " real batches per epoch) at step " + std::to_string(step_));
+               " real batches per epoch) at step " + std::to_string(s.step));
   reader_->seek(c);
 }
 
-void GanTrainer::resume(const std::string& spec) {
-  // Rank 0 picks the checkpoint, so every rank loads the same file even if a newer one appears.
-  std::string path = coordination_->choose_checkpoint(spec);
-  if (path.empty()) {
-    print("no checkpoint in " + config_.checkpoint.dir + ": starting from scratch");
-    return;
-  }
-  CheckpointState meta = read_checkpoint_file(path, {});
-  if (meta.layout_hash != layout_hash()) {
-    std::string detail;
-    try {
-      std::vector<FlatSpec> params;
-      for (const FlatSpec& f : flat_specs())
-        if (f.group.size() > 7 && f.group.compare(f.group.size() - 7, 7, "/params") == 0) params.push_back(f);
-      read_checkpoint_file(path, params);
-    } catch (const Error& e) {
-      detail = std::string(": ") + e.what();
-    }
-    fail_input(path + ": saved from different networks (their layer layout differs from the config's [gan])" + detail);
-  }
-  restore(read_checkpoint_file(path, flat_specs()));
-  print("resumed from " + path + " at step " + std::to_string(step_) + " (" +
-        (discriminator_step(step_) ? "discriminator" : "generator") + " step " +
-        std::to_string(step_ % cycle_ + 1 - (discriminator_step(step_) ? 0 : gan_.d_steps)) + " of its phase)");
+std::string GanTrainer::resume_detail() const {
+  const int64_t step = session_.step();
+  const bool d = discriminator_step(step);
+  return " (" + std::string(d ? "discriminator" : "generator") + " step " +
+         std::to_string(step % cycle_ + 1 - (d ? 0 : gan_.d_steps)) + " of its phase)";
 }
 
 }  // namespace dptrain
