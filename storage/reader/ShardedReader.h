@@ -38,7 +38,8 @@ struct ReaderOptions {
   // Soft targets per file row (num_classes floats each), overriding labels where given.
   std::shared_ptr<const std::vector<float>> soft_targets;
   int64_t soft_target_dim = 0;
-  // Per-batch transform on the host, e.g. augmentation: (x, rows, row_size, global step, row0).
+  // Per-batch transform on the host, e.g. augmentation: (x, rows, global step, row0 = the global
+  // sample index of the first row).
   std::function<void(float* x, int64_t rows, int64_t step, int64_t row0)> transform;
 };
 
