@@ -61,12 +61,7 @@ EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_
         loss_->evaluate(out, t, 1.0f, nullptr, stats);
       },
       stats);
-  EvalResult r;
-  r.count = static_cast<int64_t>(stats[stat_count]);
-  r.loss = r.count ? stats[stat_loss] / stats[stat_count] : 0.0;
-  r.accuracy = r.count ? stats[stat_correct] / stats[stat_count] : 0.0;
-  r.has_accuracy = loss_->classifies();
-  return r;
+  return EvalResult::from_sums(stats, loss_->classifies());
 }
 
 void Predictor::predict(const DatasetFile& file, std::vector<float>& outputs, std::vector<int32_t>& classes) {

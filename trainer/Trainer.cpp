@@ -454,12 +454,7 @@ EvalResult Trainer::reduce_stats(const float* stats_host) {
   for (int i = 0; i < num_loss_stats; ++i) sums[i] = stats_host[i];
   comm_.set_operation("metrics all-reduce", session_.step());
   comm_.allreduce_sum(sums, num_loss_stats);
-  EvalResult r;
-  r.count = static_cast<int64_t>(sums[stat_count]);
-  r.loss = r.count ? sums[stat_loss] / sums[stat_count] : 0.0;
-  r.accuracy = r.count ? sums[stat_correct] / sums[stat_count] : 0.0;
-  r.has_accuracy = loss_->classifies();
-  return r;
+  return EvalResult::from_sums(sums, loss_->classifies());
 }
 
 void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {

@@ -36,6 +36,16 @@ struct EvalResult {
   double loss = 0.0, accuracy = 0.0;
   int64_t count = 0;
   bool has_accuracy = false;
+  // From LossStat sums (float or double).
+  template <class T>
+  static EvalResult from_sums(const T* sums, bool has_accuracy) {
+    EvalResult r;
+    r.count = static_cast<int64_t>(sums[stat_count]);
+    r.loss = r.count ? sums[stat_loss] / sums[stat_count] : 0.0;
+    r.accuracy = r.count ? sums[stat_correct] / sums[stat_count] : 0.0;
+    r.has_accuracy = has_accuracy;
+    return r;
+  }
 };
 
 struct TrainResult {

@@ -31,8 +31,7 @@ struct SupervisedFields {
 
   template <class Fields>
   void fields(Fields& f) {
-    f("cursor_epoch", cursor.epoch);
-    f("cursor_step", cursor.step_in_epoch);
+    cursor.fields(f, "cursor_");
     f("generator_seed", seed);
     f("optimizer_steps", optimizer_steps);
     f("schedule_plateau_scale", schedule.plateau_scale);
@@ -57,8 +56,7 @@ struct UnlabeledFields {
 
   template <class Fields>
   void fields(Fields& f) {
-    f("unlabeled_cursor_epoch", cursor.epoch);
-    f("unlabeled_cursor_step", cursor.step_in_epoch);
+    cursor.fields(f, "unlabeled_cursor_");
     f("metrics_entropy", entropy_sums);
   }
 };

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,12 @@ struct ReaderOptions {
 struct ReaderCursor {
   int64_t epoch = 0;
   int64_t step_in_epoch = 0;
+  // Its saved fields (storage/checkpoint/StateFields.h): <prefix>epoch, <prefix>step.
+  template <class Fields>
+  void fields(Fields& f, const std::string& prefix) {
+    f(prefix + "epoch", epoch);
+    f(prefix + "step", step_in_epoch);
+  }
 };
 
 struct Batch {

@@ -32,8 +32,7 @@ struct GanFields {
 
   template <class Fields>
   void fields(Fields& f) {
-    f("cursor_epoch", cursor.epoch);
-    f("cursor_step", cursor.step_in_epoch);
+    cursor.fields(f, "cursor_");
     f("generator_seed", seed);
     f("gan_d_steps", d_steps);
     f("gan_g_steps", g_steps);
