@@ -6,6 +6,7 @@
 #include "launch/commands/Commands.h"
 #include "models/core/Error.h"
 #include "models/kernels/cuda/CudaBackend.h"
+#include "models/zoo/ModelZoo.h"
 #include "trainer/StopRequest.h"
 #include "trainer/Trainer.h"
 #include "trainer/tasks/GanTrainer.h"
@@ -23,7 +24,8 @@ int train_command(const Args& args) {
       .epilog(
           "Config reference: docs/config.md. SIGUSR1 or SIGTERM: stop at the next step, checkpoint, exit 75 "
           "(requeue).\nExit codes: 0 done, 2 bad input or config, 3 a peer failed or timed out, 75 stopped on "
-          "request (requeue), 1 anything else.");
+          "request (requeue), 1 anything else.\n\nModel kinds ([model] kind = ...):\n" +
+          model_kinds_help() + "\nLayer types ({ type = ... } in [model] blocks or layers):\n" + layer_types_help());
   if (!p.parse(args)) return 0;
   ConfigNode root = ConfigNode::parse_file(p.get("CONFIG"));
   for (const auto& s : p.all("set")) root.apply_override(s);

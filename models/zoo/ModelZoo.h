@@ -2,7 +2,9 @@
 // and softmax regression, linear SVM, MLP, CNN), the modern ones (ResNet, MobileNet-style,
 // LSTM/RNN sequence classifiers, autoencoders, VAE) or an explicit layer list, each with the loss
 // it is trained with. The output layer is sized from the data's task unless the list is explicit;
-// autoencoders reconstruct their input instead.
+// autoencoders reconstruct their input instead. One table row per kind (and per layer type,
+// models/zoo/LayerBuilder.h) chooses the builder, declares the only keys valid for it and prints
+// the help, so a key another kind takes is reported as unknown.
 #pragma once
 
 #include <memory>
@@ -32,13 +34,16 @@ struct ZooModel {
 
 // Reads [model] and returns the layers (not yet set up) and the loss. `input` is the sample shape
 // of the data; the kinds that size themselves from it (resnet, mobilenet, autoencoder, vae) need it.
+// Reads only `kind`, `loss` and the chosen kind's keys: run ConfigNode::check_unused() afterwards to
+// report any other key with file, line and the kind's valid keys.
 ZooModel build_model(const ConfigNode& model, const TaskInfo& task, const Shape& input = Shape());
 
 // Builds one layer from a table with a `type` key (used by `cnn` blocks and explicit lists).
 std::unique_ptr<Layer> build_layer(const ConfigNode& layer);
 
-// Model kinds and layer types the zoo knows, for help texts.
-const char* model_kinds_help();
-const char* layer_types_help();
+// Model kinds and layer types the zoo knows, for help texts: one line per kind (type) with its
+// description and keys with their defaults, then a line on what every kind (table) takes.
+std::string model_kinds_help();
+std::string layer_types_help();
 
 }  // namespace dptrain
