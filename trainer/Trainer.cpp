@@ -25,9 +25,6 @@ Targets targets_for(const Loss& loss, const Batch& b, const Tensor& x) {
   return {b.labels, b.targets};
 }
 
-// Dropout masks and other per-sample draws of unlabelled rows are keyed apart from labelled ones.
-constexpr int64_t unlabeled_row_offset = int64_t{1} << 40;
-
 // Writes `count` samples of a generative model as one PNG grid; images are [1 or 3, H, W] samples,
 // anything else is drawn as one row of grey pixels per sample.
 void write_sample_grid(const std::string& path, const std::vector<float>& images, int64_t count, const Shape& s) {
@@ -51,25 +48,20 @@ std::string not_capturable(Model& model) {
   return "";
 }
 
-// Self-training from two files: they become one with a /labeled mask, which everything
-// downstream understands.
-TrainConfig with_merged_data(TrainConfig config, Communicator& comm) {
-  if (config.task != "self_training" || config.self_training.unlabeled.empty()) return config;
-  const std::string merged = (std::filesystem::path(config.out_dir) / "self_training_data.h5").string();
-  if (comm.rank() == 0) {
-    std::filesystem::create_directories(config.out_dir);
-    merge_for_self_training(config.data.train, config.self_training.unlabeled, merged);
-  }
-  comm.set_operation("self-training data merge", -1);
-  comm.barrier();
-  config.data.train = merged;
-  return config;
-}
-
 }  // namespace
 
 Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm)
-    : session_(with_merged_data(config, comm), comm), config_(session_.config()), comm_(comm) {
+    : Trainer(config, root, comm, Deferred{}) {
+  if (config_.task == "self_training") fail_internal("task self_training is built by make_trainer()");
+  if (!splits_.unlabeled.empty())
+    print("note: " + std::to_string(splits_.unlabeled.rows.size()) +
+          " training rows are marked unlabelled (/labeled = 0)"
+          " and not used; task = \"self_training\" uses them");
+  start();
+}
+
+Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm, Deferred)
+    : session_(config, comm), config_(session_.config()), comm_(comm) {
   splits_ = make_splits(config_.data);
   const DatasetFile& train = *splits_.train.file;
   task_.classification = train.label_kind() == LabelKind::classes;
@@ -86,32 +78,17 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   root.check_unused();
 
   reader_options_ = session_.training_reader_options(train.sample_shape(), scaler_);
-  if (config_.task == "self_training") {
-    self_training_ =
-        std::make_unique<SelfTraining>(config_.self_training, splits_.train, splits_.unlabeled, task_.num_classes);
-    if (config_.self_training.entropy_weight > 0.0) {
-      ReaderOptions uo = reader_options_;
-      uo.global_batch = config_.self_training.entropy_batch_size ? config_.self_training.entropy_batch_size
-                                                                 : config_.train.batch_size;
-      uo.seed = config_.seed ^ 0x5e1f7a11ull;  // its own permutations
-      uo.drop_last = false;
-      unlabeled_reader_ = std::make_unique<ShardedReader>(splits_.unlabeled.file, splits_.unlabeled.rows, uo);
-      entropy_loss_ = std::make_unique<Loss>(LossKind::prediction_entropy);
-      entropy_stats_ = Tensor::zeros({num_loss_stats}, device);
-    }
-  } else if (!splits_.unlabeled.empty()) {
-    print("note: " + std::to_string(splits_.unlabeled.rows.size()) +
-          " training rows are marked unlabelled (/labeled = 0)"
-          " and not used; task = \"self_training\" uses them");
-  }
+  model_kind_ = zoo.kind;
+}
+
+void Trainer::start() {
+  const Device device = session_.device();
+  const DatasetFile& train = *splits_.train.file;
   make_training_reader({0, 0});
 
   optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), device);
   const int64_t spe = reader_->steps_per_epoch();
-  int64_t total = config_.train.epochs * spe;
-  if (self_training_)  // an estimate: later rounds read more rows
-    total = config_.self_training.rounds *
-            (config_.self_training.steps_per_round ? config_.self_training.steps_per_round : total);
+  int64_t total = planned_steps(spe);
   if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
   schedule_ = std::make_unique<LrSchedule>(config_.schedule, config_.optim.lr, total, spe);
   early_ = std::make_unique<EarlyStopping>(config_.early_stopping);
@@ -137,8 +114,8 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
       why = "this GPU or driver cannot capture graphs";
     else if (comm_.size() > 1)
       why = "with several ranks the all-reduce runs between backward and the optimizer";
-    else if (unlabeled_reader_)
-      why = "entropy minimization reads a second batch each step";
+    else if (second_pass())
+      why = "the task adds a second pass to each step (entropy minimization)";
     else if (config_.optim.clip_norm > 0.0)
       why = "optim.clip_norm reads the gradient norm on the host each step";
     else if (config_.optim.kind == OptimizerKind::adam || config_.optim.kind == OptimizerKind::adamw)
@@ -154,7 +131,7 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   session_.open();
 
   if (logs()) {
-    print("dptrain: " + zoo.kind + " model, " + with_commas(model_->parameter_count()) + " parameters | " +
+    print("dptrain: " + model_kind_ + " model, " + with_commas(model_->parameter_count()) + " parameters | " +
           train.path() + ": " + std::to_string(splits_.train.rows.size()) + " train / " +
           std::to_string(splits_.validation.rows.size()) + " validation / " +
           std::to_string(splits_.test.rows.size()) + " test rows | global batch " +
@@ -170,25 +147,26 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
 Trainer::~Trainer() = default;
 
 std::string Trainer::epoch_label(int64_t epoch) const {
-  if (!self_training_) return "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.train.epochs);
-  std::string round =
-      "round " + std::to_string(self_training_->round() + 1) + "/" + std::to_string(config_.self_training.rounds);
-  if (config_.self_training.steps_per_round) return round;
-  return round + " epoch " + std::to_string(epoch - round_start_epoch_ + 1) + "/" +
-         std::to_string(config_.train.epochs);
+  return "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.train.epochs);
+}
+
+int64_t Trainer::planned_steps(int64_t steps_per_epoch) const { return config_.train.epochs * steps_per_epoch; }
+
+void Trainer::round_bounds(int64_t& epoch_end, int64_t& step_end) const {
+  epoch_end = config_.train.epochs;
+  step_end = config_.train.epochs * reader_->steps_per_epoch();
+}
+
+void Trainer::progress_position(int64_t step, int64_t step_in_epoch, int64_t& at, int64_t& period,
+                                int64_t& left) const {
+  at = step_in_epoch, period = reader_->steps_per_epoch();
+  left = config_.train.epochs * period - step;
 }
 
 void Trainer::make_training_reader(const ReaderCursor& cursor) {
   ReaderOptions ro = reader_options_;
   std::vector<int64_t> rows = splits_.train.rows;
-  if (self_training_) {
-    rows = self_training_->training_rows();
-    ro.labels = self_training_->labels();
-    if (self_training_->config().soft) {
-      ro.soft_targets = self_training_->soft_targets();
-      ro.soft_target_dim = task_.num_classes;
-    }
-  }
+  round_rows(rows, ro);
   reader_.reset();
   staged_ahead_ = nullptr;
   target_width_ = ro.soft_targets ? ro.soft_target_dim : std::max<int64_t>(1, splits_.train.file->target_dim());
@@ -197,18 +175,7 @@ void Trainer::make_training_reader(const ReaderCursor& cursor) {
 }
 
 void Trainer::begin_round() {
-  const int64_t spe = reader_->steps_per_epoch();
-  const SelfTrainingConfig& st = config_.self_training;
-  if (self_training_ && st.steps_per_round) {
-    epoch_end_ = std::numeric_limits<int64_t>::max();
-    step_end_ = round_start_step_ + st.steps_per_round;
-  } else if (self_training_) {
-    epoch_end_ = round_start_epoch_ + config_.train.epochs;
-    step_end_ = std::numeric_limits<int64_t>::max();
-  } else {
-    epoch_end_ = config_.train.epochs;
-    step_end_ = config_.train.epochs * spe;
-  }
+  round_bounds(epoch_end_, step_end_);
   if (config_.train.max_steps > 0) step_end_ = std::min(step_end_, config_.train.max_steps);
   // A run resumed after it stopped early, or at its end, does not train on.
   done_ = stopped_early_ || training_cursor().epoch >= epoch_end_ || session_.step() >= step_end_;
@@ -253,7 +220,7 @@ bool Trainer::train_step() {
                   .step = static_cast<uint64_t>(step),
                   .row0 = batch.row0,
                   // with entropy minimization gradients are final after the second pass
-                  .on_gradients_ready = unlabeled_reader_ ? nullptr : &on_ready_,
+                  .on_gradients_ready = second_pass() ? nullptr : &on_ready_,
                   .cross_rank = cross_rank_.get(),
                   .loss_stats = stats_.data()};  // auxiliary losses (a VAE's KL term) report with the main loss
   session_.begin_step(*reducer_);
@@ -313,26 +280,7 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
   const Tensor& out = model_->forward(x, ctx);
   loss_->evaluate(out, targets_for(*loss_, batch, x), 1.0f, &dout_, stats_.data());
   model_->backward(dout_, ctx);
-  if (unlabeled_reader_) {
-    // Entropy minimization: lambda * H(softmax), averaged over an unlabelled batch, adds to the
-    // same gradient sums (weighted by B / B_u, as the update divides by the labelled batch B).
-    const Batch& u = unlabeled_reader_->next();
-    const Tensor* ux = &u.x;
-    if (model_->device() != Device::cpu) {
-      x_device_.resize(u.x.shape(), model_->device());
-      x_device_.copy_from(u.x);
-      ux = &x_device_;
-    }
-    StepContext uctx = ctx;
-    uctx.row0 = unlabeled_row_offset + u.row0;
-    uctx.on_gradients_ready = &on_ready_;
-    uctx.loss_stats = nullptr;
-    const Tensor& uout = model_->forward(*ux, uctx);
-    const double weight = config_.self_training.entropy_weight * static_cast<double>(batch.global_rows) /
-                          static_cast<double>(u.global_rows);
-    entropy_loss_->evaluate(uout, {}, static_cast<float>(weight), &entropy_dout_, entropy_stats_.data());
-    model_->backward(entropy_dout_, uctx);
-  }
+  if (second_pass()) add_second_pass(batch, ctx);
   session_.end_step(*reducer_);
   const float scale = mean_gradient_scale(model_->grads(), batch.global_rows, config_.optim.clip_norm);
   session_.coordination().before_update();  // a checkpoint of the last step may still be copying them
@@ -350,11 +298,10 @@ void Trainer::end_step() {
   const bool round_over = step >= step_end_ || (epoch_over && epoch + 1 >= epoch_end_);
   if (per_round ? round_over : epoch_over || round_over) end_period(epoch);
   if (!round_over && !stopped_early_) return;
-  const bool last_round = !self_training_ || self_training_->round() + 1 >= config_.self_training.rounds;
-  if (last_round || stopped_early_ || (config_.train.max_steps > 0 && step >= config_.train.max_steps))
+  if (last_round() || stopped_early_ || (config_.train.max_steps > 0 && step >= config_.train.max_steps))
     done_ = true;
   else
-    end_round();
+    next_round();
 }
 
 void Trainer::end_period(int64_t epoch) {
@@ -403,52 +350,6 @@ void Trainer::end_period(int64_t epoch) {
   stopped_early_ = stop;
 }
 
-void Trainer::end_round() {
-  const SelfTrainingConfig& st = config_.self_training;
-  const int64_t round = self_training_->round(), step = session_.step();
-  if (st.pseudo_labels) {
-    RoundReport rep = self_training_->finish_round(*model_, reader_options_, comm_, *session_.coordination().client(),
-                                                   config_.coordinator.checkpoint_timeout_s);
-    if (logs()) {
-      char line[256];
-      std::snprintf(line, sizeof line, "round %lld/%lld: %lld pseudo-labels added (%lld in all, %lld unlabelled left)",
-                    static_cast<long long>(round + 1), static_cast<long long>(st.rounds),
-                    static_cast<long long>(rep.added), static_cast<long long>(rep.total_pseudo),
-                    static_cast<long long>(rep.remaining));
-      std::string text = line;
-      if (rep.pseudo_accuracy >= 0) {
-        std::snprintf(line, sizeof line, ", %.2f%% of them right by /y", 100 * rep.pseudo_accuracy);
-        text += line;
-      }
-      if (!splits_.validation.empty()) {
-        std::snprintf(line, sizeof line, " | validation acc %.2f%%", 100 * result_.validation.accuracy);
-        text += line;
-      }
-      print(text);
-      JsonRecord rec;
-      rec.add("event", std::string("round")).add("round", round + 1).add("step", step).add("added", rep.added);
-      rec.add("pseudo_labels", rep.total_pseudo).add("unlabeled_left", rep.remaining);
-      if (rep.pseudo_accuracy >= 0) rec.add("pseudo_accuracy", rep.pseudo_accuracy);
-      if (!splits_.validation.empty()) rec.add("val_accuracy", result_.validation.accuracy);
-      session_.log(rec);
-    }
-  } else {
-    self_training_->skip_round();
-  }
-  // The next round reads labelled + pseudo-labelled rows from a fresh epoch.
-  const ReaderCursor c = training_cursor();
-  round_start_epoch_ = c.step_in_epoch ? c.epoch + 1 : c.epoch;
-  round_start_step_ = step;
-  if (reports_per_round()) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);
-  if (st.reinitialize) {
-    session_.coordination().before_update();
-    model_->initialize(config_.seed);
-    optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), model_->device());
-  }
-  make_training_reader({round_start_epoch_, 0});
-  begin_round();
-}
-
 EvalResult Trainer::reduce_stats(const float* stats_host) {
   double sums[num_loss_stats];
   for (int i = 0; i < num_loss_stats; ++i) sums[i] = stats_host[i];
@@ -478,17 +379,9 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
                            sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s,
                            schedule_->lr(step - 1), session_.cpu_planner().summary());
   if (!logs()) return;
-  const int64_t spe = reader_->steps_per_epoch();
   // Where the run stands: step `at` of the period shown, and the steps still to go in the run.
-  int64_t at = step_in_epoch, period = spe, left = config_.train.epochs * spe - step;
-  if (self_training_) {
-    // Later rounds read more rows when a round is counted in epochs: an estimate from this round.
-    const SelfTrainingConfig& st = config_.self_training;
-    const int64_t round_steps = st.steps_per_round ? st.steps_per_round : config_.train.epochs * spe;
-    const int64_t done_in_round = step - round_start_step_;
-    left = round_steps - done_in_round + (st.rounds - self_training_->round() - 1) * round_steps;
-    if (st.steps_per_round) at = done_in_round, period = round_steps;
-  }
+  int64_t at = 0, period = 0, left = 0;
+  progress_position(step, step_in_epoch, at, period, left);
   if (config_.train.max_steps > 0) left = std::min(left, config_.train.max_steps - step);
   const double n = std::max(1.0, sums[stat_count]);
   const int64_t done = session_.steps_this_run();

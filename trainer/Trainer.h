@@ -1,4 +1,4 @@
-// The supervised task, with self-training as its schedule of rounds (trainer/tasks/SelfTraining.h).
+// The supervised task; self-training (trainer/tasks/SelfTrainingTask.h) builds on it with rounds.
 // One step, top to bottom: take this rank's slice of the global batch, forward, loss, backward
 // with the gradient reducer starting bucket all-reduces as layers finish, optimizer step with the
 // gradient sums divided by the global batch (and clipped). Metrics are all-reduced at log
@@ -27,7 +27,6 @@
 #include "trainer/TrainConfig.h"
 #include "trainer/optim/LrSchedule.h"
 #include "trainer/optim/Optimizer.h"
-#include "trainer/tasks/SelfTraining.h"
 
 namespace dptrain {
 
@@ -56,9 +55,10 @@ struct TrainResult {
   std::string model_path;
 };
 
-class Trainer final : public Task {
+class Trainer : public Task {
  public:
-  // `root` is the whole parsed config (its [model] table builds the model).
+  // `root` is the whole parsed config (its [model] table builds the model). Self-training is a
+  // task of its own: make_trainer() (trainer/tasks/SelfTrainingTask.h) picks by `task`.
   Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm);
   ~Trainer() override;
 
@@ -83,16 +83,65 @@ class Trainer final : public Task {
   CheckpointState checkpoint_state(bool with_data) override;
   void restore(const CheckpointState& state) override;
 
- private:
-  // Where the schedule stands: the current round's (the whole run's, without self-training) end
-  // in epochs and steps. A round counted in steps ends after steps_per_round, else after
-  // train.epochs epochs; max_steps ends the run anywhere.
+ protected:
+  // For a task built on this one: everything up to the training reader; start() does the rest
+  // once the derived task's own state (which the reader's rows may depend on) exists.
+  struct Deferred {};
+  Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm, Deferred);
+  void start();
+
+  // Hooks of a task that trains in rounds (self-training); the defaults train one round of
+  // train.epochs epochs over the labelled rows.
+  // The current round's rows and labels (the reader's options may take labels, soft targets).
+  virtual void round_rows(std::vector<int64_t>& rows, ReaderOptions& options) const {}
+  // The run's length in steps, for the learning-rate schedule (an estimate where rounds grow).
+  virtual int64_t planned_steps(int64_t steps_per_epoch) const;
+  // Where the current round ends: its epoch and step bounds (max_steps is applied after).
+  virtual void round_bounds(int64_t& epoch_end, int64_t& step_end) const;
+  // "epoch 3/10", "round 2/5 epoch 1/3", ...
+  virtual std::string epoch_label(int64_t epoch) const;
+  // Reports (progress, the period's loss line, validation) per round instead of per data epoch.
+  virtual bool reports_per_round() const { return false; }
+  // The progress line's position: step `at` of `period`, and the steps left in the run.
+  virtual void progress_position(int64_t step, int64_t step_in_epoch, int64_t& at, int64_t& period,
+                                 int64_t& left) const;
+  // A second forward and backward in each step that adds to the gradients (entropy minimization).
+  virtual bool second_pass() const { return false; }
+  virtual void add_second_pass(const Batch& batch, const StepContext& ctx) {}
+  // Whether the round that just ended is the last; if not, next_round() starts the next one.
+  virtual bool last_round() const { return true; }
+  virtual void next_round() {}
+  // Saved state beyond the supervised task's, restored before the training reader is made.
+  virtual void save_more(CheckpointState& s) const {}
+  virtual void restore_more(const CheckpointState& s) {}
+
+  // Sets the current round's bounds (round_bounds) and whether the schedule is already done.
   void begin_round();
+  // The reader's position for checkpoints and rounds, before any batch staged ahead.
+  ReaderCursor training_cursor() const;
+  // (Re)creates the training reader for the current round's rows, positioned at `cursor`.
+  void make_training_reader(const ReaderCursor& cursor);
+  void print(const std::string& line) { session_.print(line); }
+  bool logs() const { return session_.logs(); }
+
+  Session session_;
+  const TrainConfig& config_;  // the session's
+  Communicator& comm_;
+  DataSplits splits_;
+  TaskInfo task_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<ShardedReader> reader_;
+  ReaderOptions reader_options_;  // what every training reader shares
+  int64_t round_start_epoch_ = 0, round_start_step_ = 0;
+  double epoch_sums_[num_loss_stats] = {};
+  std::function<void(int64_t)> on_ready_;
+  TrainResult result_;
+
+ private:
   // The batch of the next training step: the reader's on the CPU; on a GPU, in device memory
   // (staged during the previous step when it could be).
   const Batch& next_training_batch();
-  // The reader's position for checkpoints and rounds, before any batch staged ahead.
-  ReaderCursor training_cursor() const;
   // Forward, loss, backward (through the reducer) and optimizer on a batch already on the model's
   // device; replayed as one CUDA graph when cuda_graphs applies (graph_key says when).
   void step_compute(const Batch& batch, const Tensor& x, StepContext& ctx);
@@ -101,44 +150,19 @@ class Trainer final : public Task {
   // The end of a reporting period (an epoch, or a round counted in steps): training and
   // validation metrics, the schedule's and early stopping's look at the validation loss.
   void end_period(int64_t epoch);
-  // Self-training between rounds: pseudo-labels for the next round, a fresh reader.
-  void end_round();
-  // (Re)creates the training reader for the current round's rows, positioned at `cursor`.
-  void make_training_reader(const ReaderCursor& cursor);
-  std::string epoch_label(int64_t epoch) const;
-  // Self-training with steps_per_round reports per round (progress, the round's loss line,
-  // validation): the data epochs of a small labelled set may be a few steps long.
-  bool reports_per_round() const { return self_training_ && config_.self_training.steps_per_round > 0; }
   void log_interval(int64_t epoch, int64_t step_in_epoch);
   EvalResult reduce_stats(const float* stats_host);
-  void print(const std::string& line) { session_.print(line); }
-  bool logs() const { return session_.logs(); }
   NetworkFlats network_flats() const;
 
-  Session session_;
-  const TrainConfig& config_;  // the session's
-  Communicator& comm_;
-  DataSplits splits_;
   FeatureScaler scaler_;
-  TaskInfo task_;
-  std::unique_ptr<Model> model_;
+  std::string model_kind_;
   std::unique_ptr<Loss> loss_;
-  std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<EarlyStopping> early_;
   std::unique_ptr<GradientReducer> reducer_;
-  std::unique_ptr<ShardedReader> reader_;
-  ReaderOptions reader_options_;  // what every training reader shares
-  std::unique_ptr<SelfTraining> self_training_;
-  std::unique_ptr<ShardedReader> unlabeled_reader_;  // entropy minimization
-  std::unique_ptr<Loss> entropy_loss_;
-  Tensor entropy_dout_, entropy_stats_;
-  int64_t round_start_epoch_ = 0, round_start_step_ = 0;
   int64_t epoch_end_ = 0, step_end_ = 0;  // the current round's (begin_round)
-  std::function<void(int64_t)> on_ready_;
   std::unique_ptr<CrossRankSum> cross_rank_;
   Tensor dout_, stats_;  // stats_: LossStat sums since the last log, on the model's device
-  Tensor x_device_;
   // GPU data path: batches staged through pinned memory, one batch ahead of the step.
   const Batch* staged_ahead_ = nullptr;
   ReaderCursor ahead_cursor_;
@@ -150,13 +174,11 @@ class Trainer final : public Task {
   const float* graph_x_[2] = {nullptr, nullptr};  // the staging slot each graph belongs to
   int64_t graph_steps_ = 0, graph_captures_ = 0;
   int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
-  double epoch_sums_[num_loss_stats] = {};
   std::chrono::steady_clock::time_point interval_start_, period_start_;
   bool period_open_ = false;  // a reporting period's clock and sums have started
   ReaderCursor position_;     // where the step being trained is: epoch, step in epoch
   bool stopped_early_ = false;
   bool done_ = false;
-  TrainResult result_;
 };
 
 }  // namespace dptrain

@@ -49,18 +49,6 @@ struct SupervisedFields {
   }
 };
 
-// Entropy minimization's unlabelled stream.
-struct UnlabeledFields {
-  ReaderCursor cursor;
-  std::vector<float> entropy_sums;
-
-  template <class Fields>
-  void fields(Fields& f) {
-    cursor.fields(f, "unlabeled_cursor_");
-    f("metrics_entropy", entropy_sums);
-  }
-};
-
 // data.normalize: checked on resume against the statistics of the data the run trains on.
 struct NormalizationFields {
   std::vector<float> mean, std;
@@ -106,11 +94,7 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
   v.round_start_epoch = round_start_epoch_;
   v.round_start_step = round_start_step_;
   save_fields(s, v);
-  if (self_training_) self_training_->save(s);
-  if (unlabeled_reader_) {
-    UnlabeledFields u{unlabeled_reader_->cursor(), to_host(entropy_stats_)};
-    save_fields(s, u);
-  }
+  save_more(s);
   session_.cpu_planner().save(s);
   if (!scaler_.empty()) {
     NormalizationFields n{scaler_.mean, scaler_.std};
@@ -150,11 +134,9 @@ void Trainer::restore(const CheckpointState& s) {
   stopped_early_ = v.stopped_early;
   session_.cpu_planner().restore(s);
   session_.restored_at(s.step);
-  if (self_training_) {
-    self_training_->restore(s);  // the round's pseudo-labels: the reader's rows depend on them
-    round_start_epoch_ = v.round_start_epoch;
-    round_start_step_ = v.round_start_step;
-  }
+  round_start_epoch_ = v.round_start_epoch;
+  round_start_step_ = v.round_start_step;
+  restore_more(s);  // a round's pseudo-labels: the reader's rows depend on them
   const ReaderCursor c = v.cursor;
   make_training_reader({0, 0});
   // Within a round (the whole run, without self-training) step = epochs done * steps per epoch + step in epoch.
@@ -166,14 +148,6 @@ void Trainer::restore(const CheckpointState& s) {
                " steps per epoch)");
   reader_->seek(c);
   staged_ahead_ = nullptr;
-  if (unlabeled_reader_) {
-    if (!s.has_integer("unlabeled_cursor_epoch")) fail_input(src + ": has no cursor for the unlabelled rows");
-    UnlabeledFields u;
-    restore_fields(s, u);
-    unlabeled_reader_->seek(u.cursor);
-    if (entropy_stats_.numel() > 1 && static_cast<int64_t>(u.entropy_sums.size()) == entropy_stats_.numel())
-      from_host(entropy_stats_, u.entropy_sums);
-  }
   begin_round();
 }
 

@@ -9,6 +9,7 @@
 #include "models/zoo/ModelZoo.h"
 #include "trainer/StopRequest.h"
 #include "trainer/Trainer.h"
+#include "trainer/tasks/SelfTrainingTask.h"
 #include "trainer/tasks/GanTrainer.h"
 
 namespace dptrain {
@@ -42,9 +43,9 @@ int train_command(const Args& args) {
       if (gan.run().requeue) return requeue_exit_code;
       return 0;
     }
-    Trainer trainer(config, root, *comm);
-    if (p.has("resume")) trainer.resume(p.get("resume"));
-    if (trainer.run().requeue) return requeue_exit_code;
+    std::unique_ptr<Trainer> trainer = make_trainer(config, root, *comm);  // supervised or self-training
+    if (p.has("resume")) trainer->resume(p.get("resume"));
+    if (trainer->run().requeue) return requeue_exit_code;
   } catch (const Error& e) {
     // The other ranks may be waiting in a collective for this one: end the whole job.
     if (comm->size() > 1) {

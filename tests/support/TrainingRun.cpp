@@ -2,6 +2,7 @@
 
 #include "comm/Communicator.h"
 #include "models/core/ConfigNode.h"
+#include "trainer/tasks/SelfTrainingTask.h"
 
 namespace dptrain::test {
 
@@ -17,8 +18,7 @@ TrainResult train_toml(const TempDir& dir, const std::string& toml) {
   root.apply_override("train.progress=false");
   TrainConfig config = read_train_config(root, "test.toml");
   auto comm = make_communicator("local");
-  Trainer trainer(config, root, *comm);
-  return trainer.run();
+  return make_trainer(config, root, *comm)->run();
 }
 
 }  // namespace dptrain::test

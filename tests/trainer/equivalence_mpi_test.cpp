@@ -12,6 +12,7 @@
 #include "storage/dataset/Synthesize.h"
 #include "support/MpiTestSupport.h"
 #include "trainer/Trainer.h"
+#include "trainer/tasks/SelfTrainingTask.h"
 
 using namespace dptrain;
 using namespace dptrain::test;
@@ -22,9 +23,9 @@ std::vector<float> train_params(Communicator& comm, const std::string& toml, con
   ConfigNode root = ConfigNode::parse_string(toml, "equivalence.toml");
   root.apply_override("out_dir=\"" + out_dir + "\"");
   TrainConfig config = read_train_config(root, "equivalence.toml");
-  Trainer trainer(config, root, comm);
-  trainer.run();
-  const Tensor& p = trainer.model().params();
+  std::unique_ptr<Trainer> trainer = make_trainer(config, root, comm);
+  trainer->run();
+  const Tensor& p = trainer->model().params();
   return std::vector<float>(p.data(), p.data() + p.numel());
 }
 
