@@ -116,13 +116,13 @@ int train_mode(Communicator& comm, const Options& o) {
     reducer.begin_step(t);
     const Tensor& out = model->forward(x, ctx);
     // Mean over the global batch: each rank scales by 1 / global, the all-reduce sums.
-    loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(global), &dout, stats);
+    loss.evaluate(out, {labels.data(), nullptr}, 1.0f, &dout, stats);
     model->backward(dout, ctx);
     computed += seconds_since(t0);
     reducer.finish();
     waited += reducer.last_wait_seconds();
     auto t1 = Clock::now();
-    optimizer.step(model->params(), model->grads(), 0.01f);
+    optimizer.step(model->params(), model->grads(), 0.01f, mean_gradient_scale(model->grads(), global, 0.0));
     updated += seconds_since(t1);
   };
   const int64_t warmup = o.num("warmup"), steps = o.num("steps");

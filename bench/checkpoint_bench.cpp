@@ -66,10 +66,10 @@ int main(int argc, char** argv) {
       StepContext ctx{Mode::train, 0, t++, 0, nullptr, true};
       model->zero_grad();
       const Tensor& out = model->forward(x, ctx);
-      loss.evaluate(out, {labels.data(), nullptr}, 1.0f / static_cast<float>(batch), &dout, stats);
+      loss.evaluate(out, {labels.data(), nullptr}, 1.0f, &dout, stats);
       model->backward(dout, ctx);
       if (coordinating) coordinating->before_update();  // as Trainer::step_compute
-      optimizer.step(model->params(), model->grads(), 1e-3f);
+      optimizer.step(model->params(), model->grads(), 1e-3f, mean_gradient_scale(model->grads(), batch, 0.0));
     };
     for (int i = 0; i < 5; ++i) step();
     const int64_t steps = o.num("steps");
@@ -87,10 +87,10 @@ int main(int argc, char** argv) {
     s.flats.push_back({"params", layout, to_vector(model->params())});
     for (const auto& [name, tensor] : optimizer.states())
       s.flats.push_back({"optimizer/" + name, layout, to_vector(*tensor)});
-    for (const char* name : {"cursor_epoch", "cursor_step", "generator_seed", "optimizer_steps",
-                             "schedule_plateau_scale", "schedule_best", "schedule_bad_epochs", "schedule_has_best",
-                             "early_best", "early_best_epoch", "early_bad_epochs", "stopped_early"})
-      s.scalars.emplace_back(name, 0.0);
+    for (const char* name : {"cursor_epoch", "cursor_step", "generator_seed", "optimizer_steps", "schedule_bad_epochs",
+                             "schedule_has_best", "early_best_epoch", "early_bad_epochs", "stopped_early"})
+      s.ints.emplace_back(name, std::vector<int64_t>{0});
+    for (const char* name : {"schedule_plateau_scale", "schedule_best", "early_best"}) s.scalars.emplace_back(name, 0.0);
     s.floats.emplace_back("metrics_interval", std::vector<float>(num_loss_stats, 0.0f));
 
     // Saves between training steps, as in a run (the trainer's default keeps 3; 2 here so that

@@ -75,9 +75,9 @@ int train_mode(const Options& o) {
     StepContext ctx{Mode::train, 0, t++, 0, nullptr, true};
     model->zero_grad();
     const Tensor& out = model->forward(in, ctx);
-    loss.evaluate(out, {labels, nullptr}, 1.0f / static_cast<float>(rows), &dout, stats);
+    loss.evaluate(out, {labels, nullptr}, 1.0f, &dout, stats);
     model->backward(dout, ctx);
-    optimizer.step(model->params(), model->grads(), 0.01f);
+    optimizer.step(model->params(), model->grads(), 0.01f, mean_gradient_scale(model->grads(), rows, 0.0));
   };
   const int64_t steps = o.num("steps"), warmup = o.num("warmup"), batch = o.num("batch");
 

@@ -265,13 +265,15 @@ int main(int argc, char** argv) {
   Tensor stats = Tensor::zeros({num_loss_stats}, device);
   Tensor dout;
 
+  // As every task (docs/design.md rule 5): gradient sums, divided by the batch in the update.
+  const float grad_scale = mean_gradient_scale(model.grads(), o.batch, 0.0);
   auto body = [&](uint64_t t) {
     StepContext ctx{Mode::train, 0, t, 0, nullptr, true};
     model.zero_grad();
     const Tensor& out = model.forward(x, ctx);
-    loss.evaluate(out, {label_data, nullptr}, 1.0f / static_cast<float>(o.batch), &dout, stats.data());
+    loss.evaluate(out, {label_data, nullptr}, 1.0f, &dout, stats.data());
     model.backward(dout, ctx);
-    optimizer.step(model.params(), model.grads(), 0.01f);
+    optimizer.step(model.params(), model.grads(), 0.01f, grad_scale);
   };
   // With --cuda-graphs every step after the first (which allocates the workspaces) replays one
   // captured step: shapes and scalars are the same every step.
