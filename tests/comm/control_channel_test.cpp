@@ -20,6 +20,7 @@
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
 #include "models/core/Philox.h"
+#include "support/CheckpointFrames.h"
 #include "support/TestSupport.h"
 #include "trainer/coordinator/CheckpointWire.h"
 #include "trainer/coordinator/Coordinator.h"
@@ -269,22 +270,7 @@ TEST_CASE("the control channel refuses what it must and keeps serving", "[contro
   CHECK(workers[0].pid == 0);
   CHECK(workers[0].heartbeat_age_s < 1.0);
   CHECK(worker.connected());
-  CheckpointState s;
-  s.config_text = "x = 1\n";
-  s.config_hash = stable_hash(s.config_text);
-  s.step = 7;
-  s.flats.push_back({"params", {{"w", Shape{4}, 0}}, {}, 16});
-  ByteWriter begin;
-  begin.i64(7).i32(1);
-  encode_checkpoint_meta(s, begin);
-  worker.send(FrameType::checkpoint_begin, begin.bytes());
-  ByteWriter slice;
-  float values[16] = {1, 2, 3, 4};
-  slice.i64(7).u32(0).i64(0).u64(16).raw(values, sizeof values);
-  worker.send(FrameType::checkpoint_slice, slice.bytes());
-  ByteWriter end;
-  end.i64(7);
-  worker.send(FrameType::checkpoint_end, end.bytes());
+  send_small_checkpoint(worker, 7);
   CHECK(c.wait_checkpoint(7, 30));
   CHECK(c.last_checkpoint().step == 7);
   CHECK(std::filesystem::exists(f.dir.file("ckpt/" + CheckpointStore::file_name(7))));

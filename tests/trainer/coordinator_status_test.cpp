@@ -12,6 +12,7 @@
 #include "comm/control/ControlClient.h"
 #include "models/core/Hash.h"
 #include "support/JsonSupport.h"
+#include "support/CheckpointFrames.h"
 #include "support/TestSupport.h"
 #include "trainer/coordinator/CheckpointWire.h"
 #include "trainer/coordinator/Coordinator.h"
@@ -42,22 +43,7 @@ TEST_CASE("/status is valid JSON with a 2,000-character checkpoint path and a Na
   worker.send(FrameType::metrics, metrics.bytes());
   // A checkpoint of step 7, so that last_checkpoint holds the long path (frames of one session
   // are handled in order: the metrics above are in before it is written).
-  CheckpointState s;
-  s.config_text = "x = 1\n";
-  s.config_hash = stable_hash(s.config_text);
-  s.step = 7;
-  s.flats.push_back({"params", {{"w", Shape{4}, 0}}, {}, 16});
-  ByteWriter begin;
-  begin.i64(7).i32(1);
-  encode_checkpoint_meta(s, begin);
-  worker.send(FrameType::checkpoint_begin, begin.bytes());
-  ByteWriter slice;
-  float values[16] = {1, 2, 3, 4};
-  slice.i64(7).u32(0).i64(0).u64(16).raw(values, sizeof values);
-  worker.send(FrameType::checkpoint_slice, slice.bytes());
-  ByteWriter end;
-  end.i64(7);
-  worker.send(FrameType::checkpoint_end, end.bytes());
+  send_small_checkpoint(worker, 7);
   REQUIRE(c.wait_checkpoint(7, 30));
   const std::string path = c.last_checkpoint().path;
   REQUIRE(path.size() > 2000);
