@@ -1,6 +1,7 @@
-// The table of operations a device must provide. Layers, losses and optimizers call these on raw
-// pointers of their tensors' device; the CPU backend (cpu/) and the CUDA backend (cuda/) plug in
-// here and are chosen in one place, kernels(Device). The table-driven test in
+// The table of operations a device must provide, grouped by concern. Layers, losses and optimizers
+// call these on raw pointers of their tensors' device; the CPU backend (cpu/) and the CUDA backend
+// (cuda/) plug in here and are chosen in one place, kernels(Device). Per-element math both
+// backends compute is written once, in KernelMath.h. The table-driven test in
 // tests/models/kernel_backends_test.cpp runs every entry on every backend against the CPU.
 #pragma once
 
@@ -81,7 +82,7 @@ class KernelBackend {
   virtual ~KernelBackend() = default;
   virtual Device device() const = 0;
 
-  // ---- memory
+  // ---- memory and synchronization
   virtual void* allocate(size_t bytes) = 0;
   virtual void release(void* p) = 0;
   // Waits until every operation queued on this device has finished.
@@ -89,7 +90,9 @@ class KernelBackend {
 
   // ---- vector operations over n floats
   virtual void fill(int64_t n, float value, float* x) = 0;
-  virtual void copy(int64_t n, const float* x, float* y) = 0;                      // y = x
+  virtual void copy(int64_t n, const float* x, float* y) = 0;  // y = x
+  // 2-D strided copy: `rows` rows of `cols` floats, src row stride src_ld, dst row stride dst_ld.
+  virtual void copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_ld, float* dst, int64_t dst_ld) = 0;
   virtual void axpy(int64_t n, float a, const float* x, float* y) = 0;             // y += a x
   virtual void scale(int64_t n, float a, float* x) = 0;                            // x *= a
   virtual void add(int64_t n, const float* a, const float* b, float* y) = 0;       // y = a + b
@@ -97,16 +100,24 @@ class KernelBackend {
   virtual double sum_squares(int64_t n, const float* x) = 0;
   virtual double sum(int64_t n, const float* x) = 0;
 
-  // ---- matrices, row-major: C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C
+  // ---- products: GEMM and the dense layer
+  // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C.
   virtual void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) = 0;
+  // A dense layer's forward, y[rows, out] = act(x[rows, in] w[out, in]^T + bias) (bias may be
+  // null). The default is gemm and bias_activation (DenseReference.cpp); a backend may pick
+  // another GEMM formulation for the shape.
+  virtual void dense_forward(int64_t rows, int64_t in, int64_t out, const float* x, const float* w, const float* bias,
+                             Activation act, float slope, float* y, LayerScratch& scratch);
+  // A dense layer's input gradient, dx[rows, in] = dz[rows, out] w[out, in] (dx overwritten). The
+  // default is gemm; the CPU backend streams w without packing it (CpuUnpackedGemm.cpp).
+  virtual void dense_backward_input(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w, float* dx);
   // Row bias: y[r, c] += bias[c]; its gradient dbias[c] += sum_r dy[r, c].
   virtual void row_bias_grad(int64_t rows, int64_t cols, const float* dy, float* dbias) = 0;
-  // Channel bias over NCHW: dbias[c] += sum over n, h, w of dy.
-  virtual void channel_bias_grad(int64_t n, int64_t c, int64_t hw, const float* dy, float* dbias) = 0;
 
-  // ---- activations fused with the bias: y[r, c, i] = act(y[r, c, i] + bias[c]) in place over
-  // y viewed as [rows, cols, hw] (hw = 1 for dense rows, H*W for NCHW). bias may be null.
+  // ---- activations
+  // Fused with the bias: y[r, c, i] = act(y[r, c, i] + bias[c]) in place over y viewed as
+  // [rows, cols, hw] (hw = 1 for dense rows, H*W for NCHW). bias may be null.
   virtual void bias_activation(Activation act, float slope, int64_t rows, int64_t cols, int64_t hw, const float* bias,
                                float* y) = 0;
   // y = act(x) out of place.
@@ -114,56 +125,52 @@ class KernelBackend {
   // dx = dy * act'(.) computed from the activation's output y (all our activations allow it).
   virtual void activation_backward(Activation act, float slope, int64_t n, const float* y, const float* dy,
                                    float* dx) = 0;
-
-  // ---- maxout: y[r, j] = max_i x[r, j * pieces + i]
+  // Maxout: y[r, j] = max_i x[r, j * pieces + i].
   virtual void maxout(int64_t rows, int64_t out_cols, int64_t pieces, const float* x, float* y) = 0;
   virtual void maxout_backward(int64_t rows, int64_t out_cols, int64_t pieces, const float* x, const float* y,
                                const float* dy, float* dx) = 0;
 
-  // ---- inverted dropout with a mask drawn per (key, step, global sample, element): y = x * m / (1 - p)
-  virtual void dropout(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* x, float* y) = 0;
-  virtual void dropout_backward(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* dy,
-                                float* dx) = 0;
-
-  // ---- convolution helpers for one sample: col[C*kh*kw, oh*ow] from x[C, H, W], and back (+=).
+  // ---- convolution, pooling and resampling over NCHW
+  // Convolution helpers for one sample: col[C*kh*kw, oh*ow] from x[C, H, W], and back (+=).
   virtual void im2col(const Conv2dGeometry& g, const float* x, float* col) = 0;
   virtual void col2im(const Conv2dGeometry& g, const float* col, float* dx) = 0;
-
-  // ---- pooling over n samples of NCHW; max pooling records the argmax (index within the plane).
+  // The whole-batch convolution that Conv2d calls. The default is the reference, im2col + gemm per
+  // sample through the operations above (Conv2dReference.cpp); a backend overrides it with
+  // something faster and is tested against it. y = act(conv(x, w) + bias) for n samples; bias may
+  // be null.
+  virtual void conv2d_forward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* bias,
+                              Activation act, float slope, float* y, LayerScratch& scratch);
+  // From dout = dL/dy and the forward's output y (the activation's gradient comes from y; y may be
+  // null for identity): dx is overwritten when not null; dw and dbias accumulate (+=) when not
+  // null, over the samples in a fixed order.
+  virtual void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* y,
+                               const float* dout, Activation act, float slope, float* dx, float* dw, float* dbias,
+                               LayerScratch& scratch);
+  // Channel bias over NCHW: dbias[c] += sum over n, h, w of dy.
+  virtual void channel_bias_grad(int64_t n, int64_t c, int64_t hw, const float* dy, float* dbias) = 0;
+  // Pooling over n samples; max pooling records the argmax (index within the plane).
   virtual void max_pool(int64_t n, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax) = 0;
   virtual void max_pool_backward(int64_t n, const Conv2dGeometry& g, const float* dy, const int32_t* argmax,
                                  float* dx) = 0;  // dx is overwritten
   virtual void avg_pool(int64_t n, const Conv2dGeometry& g, const float* x, float* y) = 0;
   virtual void avg_pool_backward(int64_t n, const Conv2dGeometry& g, const float* dy, float* dx) = 0;
+  // Max-unpooling with the argmax a max pooling recorded: each plane of `pooled` values is
+  // scattered (+=, windows may overlap) into a zeroed plane of `hw` values at its argmax.
+  virtual void max_unpool(int64_t planes, int64_t pooled, int64_t hw, const float* x, const int32_t* argmax,
+                          float* y) = 0;
+  // dx[o] = dy[argmax[o]] within each plane.
+  virtual void max_unpool_backward(int64_t planes, int64_t pooled, int64_t hw, const float* dy, const int32_t* argmax,
+                                   float* dx) = 0;
+  // Nearest-neighbour upsampling of `planes` planes [h, w] by integer factors to [h sh, w sw].
+  virtual void upsample_nearest(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* x,
+                                float* y) = 0;
+  // dx (overwritten) = the sum of dy over each input pixel's block.
+  virtual void upsample_nearest_backward(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* dy,
+                                         float* dx) = 0;
 
-  // ---- losses over `rows` predictions of `cols` values. Each adds its per-sample losses (and
-  // correct counts where it classifies) to stats[], and writes d = scale * dloss/dpred when d is
-  // not null. labels are class ids; targets are float values (regression, soft labels, 0/1).
-  virtual void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
-                                     const float* targets, float scale, float* dlogits, float* stats) = 0;
-  virtual void sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
-                                     const float* targets, float scale, float* dlogits, float* stats) = 0;
-  virtual void mean_squared_error(int64_t rows, int64_t cols, const float* pred, const float* targets, float scale,
-                                  float* dpred, float* stats) = 0;
-  virtual void multiclass_hinge(int64_t rows, int64_t cols, const float* scores, const int32_t* labels, float margin,
-                                float scale, float* dscores, float* stats) = 0;
-  virtual void prediction_entropy(int64_t rows, int64_t cols, const float* logits, float scale, float* dlogits,
-                                  float* stats) = 0;
-  // Row-wise softmax probabilities.
-  virtual void softmax(int64_t rows, int64_t cols, const float* logits, float* probs) = 0;
-
-  // ---- one fused optimizer pass over n parameters; state1/state2 as the kind needs them.
-  virtual void optimizer_update(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
-                                float* state2) = 0;
-
-  // ==== Model breadth (issue #7): normalization, resampling, embedding, recurrent cells, VAE ====
-  // Appended as one block; the CUDA backend must mirror every op here. Reductions run in a fixed
-  // order (no atomics), so results are bitwise repeatable.
-
-  // ---- 2-D strided copy: `rows` rows of `cols` floats, src row stride src_ld, dst row stride dst_ld.
-  virtual void copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_ld, float* dst, int64_t dst_ld) = 0;
-
-  // ---- batch norm over x viewed as [n, c, hw]; statistics per channel over n * hw values. The
+  // ---- normalization and batch statistics
+  // Reductions run in a fixed order (no atomics), so results are bitwise repeatable.
+  // Batch norm over x viewed as [n, c, hw]; statistics per channel over n * hw values. The
   // per-channel sums are doubles (summed across ranks in double), so their rounding does not depend
   // on how the batch is split.
   // Per-channel sums of (x - shift) and of its squares (overwritten); a null shift means 0.
@@ -190,23 +197,14 @@ class KernelBackend {
   virtual void batch_norm_backward(int64_t n, int64_t c, int64_t hw, float eps, double count, const float* dy,
                                    const float* x, const float* mean, const float* var, const float* gamma,
                                    const double* sum_dy, const double* sum_dy_xhat, float* dx) = 0;
-
-  // ---- layer norm over each row of `cols` values: y = gamma (x - mean) inv_std + beta; the
-  // per-row mean and inv_std are saved for backward.
+  // Layer norm over each row of `cols` values: y = gamma (x - mean) inv_std + beta; the per-row
+  // mean and inv_std are saved for backward.
   virtual void layer_norm_forward(int64_t rows, int64_t cols, float eps, const float* x, const float* gamma,
                                   const float* beta, float* y, float* mean, float* inv_std) = 0;
   // dx overwritten; dgamma and dbeta accumulate (+=) when not null.
   virtual void layer_norm_backward(int64_t rows, int64_t cols, const float* x, const float* dy, const float* gamma,
                                    const float* mean, const float* inv_std, float* dx, float* dgamma, float* dbeta) = 0;
-
-  // ---- nearest-neighbour upsampling of `planes` planes [h, w] by integer factors to [h sh, w sw].
-  virtual void upsample_nearest(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* x,
-                                float* y) = 0;
-  // dx (overwritten) = the sum of dy over each input pixel's block.
-  virtual void upsample_nearest_backward(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* dy,
-                                         float* dx) = 0;
-
-  // ---- minibatch standard deviation (ProGAN's discriminator feature): `rows` rows of `features`
+  // Minibatch standard deviation (ProGAN's discriminator feature): `rows` rows of `features`
   // values in groups of `group` consecutive rows (the last group may be shorter). A group's
   // statistic is the mean over the features of sqrt(var + 1e-8), the variance over the group's
   // rows; each output row is its input row followed by `extra` copies of its group's statistic.
@@ -217,61 +215,52 @@ class KernelBackend {
   virtual void minibatch_stddev_backward(int64_t rows, int64_t group, int64_t features, int64_t extra, const float* x,
                                          const float* dy, float* dx) = 0;
 
-  // ---- max-unpooling with the argmax a max pooling recorded: each plane of `pooled` values is
-  // scattered (+=, windows may overlap) into a zeroed plane of `hw` values at its argmax.
-  virtual void max_unpool(int64_t planes, int64_t pooled, int64_t hw, const float* x, const int32_t* argmax,
-                          float* y) = 0;
-  // dx[o] = dy[argmax[o]] within each plane.
-  virtual void max_unpool_backward(int64_t planes, int64_t pooled, int64_t hw, const float* dy, const int32_t* argmax,
-                                   float* dx) = 0;
-
-  // ---- embedding lookup of `count` ids stored as floats (rounded): y[i] = weight[id_i] (dim
-  // floats). Ids outside [0, vocab) are bad input.
+  // ---- embedding and recurrent cells
+  // Embedding lookup of `count` ids stored as floats (rounded): y[i] = weight[id_i] (dim floats).
+  // Ids outside [0, vocab) are bad input.
   virtual void embedding(int64_t count, int64_t dim, int64_t vocab, const float* ids, const float* weight,
                          float* y) = 0;
   // dweight[id_i] += dy[i], in index order.
   virtual void embedding_backward(int64_t count, int64_t dim, const float* ids, const float* dy, float* dweight) = 0;
-
-  // ---- one LSTM step for n rows. gates [n, 4 hidden] holds the pre-activations of the input,
-  // forget, cell and output gates (i, f, g, o) and is overwritten with sigmoid(i), sigmoid(f),
-  // tanh(g), sigmoid(o); c = f c_prev + i g and h = o tanh(c). c_prev null means zeros.
+  // One LSTM step for n rows. gates [n, 4 hidden] holds the pre-activations of the input, forget,
+  // cell and output gates (i, f, g, o) and is overwritten with sigmoid(i), sigmoid(f), tanh(g),
+  // sigmoid(o); c = f c_prev + i g and h = o tanh(c). c_prev null means zeros.
   virtual void lstm_cell(int64_t n, int64_t hidden, float* gates, const float* c_prev, float* c, float* h) = 0;
   // Backward of one step: dgates (pre-activation gradients) from dh and dc, the gradient reaching
   // c from above; dc is overwritten with the gradient for c_prev.
   virtual void lstm_cell_backward(int64_t n, int64_t hidden, const float* gates, const float* c_prev, const float* c,
                                   const float* dh, float* dc, float* dgates) = 0;
 
-  // ---- VAE reparameterization over rows of x = [mu (k), logvar (k)]: z = mu + exp(logvar / 2) eps
-  // with eps ~ N(0, 1) drawn per (keys, step, global sample, element), or z = mu when !sample.
-  // Adds the rows' summed KL(N(mu, var) || N(0, 1)) to *kl when kl is not null.
+  // ---- random draws per (key, step, global sample, element) (docs/design.md rule 3)
+  // Inverted dropout: y = x * m / (1 - p).
+  virtual void dropout(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* x, float* y) = 0;
+  virtual void dropout_backward(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* dy,
+                                float* dx) = 0;
+  // VAE reparameterization over rows of x = [mu (k), logvar (k)]: z = mu + exp(logvar / 2) eps
+  // with eps ~ N(0, 1), or z = mu when !sample. Adds the rows' summed KL(N(mu, var) || N(0, 1)) to
+  // *kl when kl is not null.
   virtual void gaussian_sample(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x, float* z,
                                float* kl) = 0;
   // dx (overwritten) from dz, plus kl_scale times the KL gradient.
   virtual void gaussian_sample_backward(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x,
                                         const float* dz, float kl_scale, float* dx) = 0;
 
-  // ==== Whole-batch convolution (issue #9, performance) ====
-  // Conv2d calls these. The default is the reference, im2col + gemm per sample through the
-  // operations above (Conv2dReference.cpp); a backend overrides them with something faster and
-  // is tested against it. y = act(conv(x, w) + bias) for n samples; bias may be null.
-  virtual void conv2d_forward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* bias,
-                              Activation act, float slope, float* y, LayerScratch& scratch);
-  // From dout = dL/dy and the forward's output y (the activation's gradient comes from y; y may be
-  // null for identity): dx is overwritten when not null; dw and dbias accumulate (+=) when not
-  // null, over the samples in a fixed order.
-  virtual void conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* y,
-                               const float* dout, Activation act, float slope, float* dx, float* dw, float* dbias,
-                               LayerScratch& scratch);
-  // A dense layer's forward, y[rows, out] = act(x[rows, in] w[out, in]^T + bias) (bias may be
-  // null). The default is gemm and bias_activation (DenseReference.cpp); a backend may pick
-  // another GEMM formulation for the shape.
-  virtual void dense_forward(int64_t rows, int64_t in, int64_t out, const float* x, const float* w, const float* bias,
-                             Activation act, float slope, float* y, LayerScratch& scratch);
-  // A dense layer's input gradient, dx[rows, in] = dz[rows, out] w[out, in] (dx overwritten). The
-  // default is gemm; the CPU backend streams w without packing it (CpuUnpackedGemm.cpp).
-  virtual void dense_backward_input(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w, float* dx);
-
-  // ==== GAN objectives and weight clipping (issue #6) ====
+  // ---- losses over `rows` predictions of `cols` values
+  // Each adds its per-sample losses (and correct counts where it classifies) to stats[], and writes
+  // d = scale * dloss/dpred when d is not null. labels are class ids; targets are float values
+  // (regression, soft labels, 0/1).
+  virtual void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
+                                     const float* targets, float scale, float* dlogits, float* stats) = 0;
+  virtual void sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
+                                     const float* targets, float scale, float* dlogits, float* stats) = 0;
+  virtual void mean_squared_error(int64_t rows, int64_t cols, const float* pred, const float* targets, float scale,
+                                  float* dpred, float* stats) = 0;
+  virtual void multiclass_hinge(int64_t rows, int64_t cols, const float* scores, const int32_t* labels, float margin,
+                                float scale, float* dscores, float* stats) = 0;
+  virtual void prediction_entropy(int64_t rows, int64_t cols, const float* logits, float scale, float* dlogits,
+                                  float* stats) = 0;
+  // Row-wise softmax probabilities.
+  virtual void softmax(int64_t rows, int64_t cols, const float* logits, float* probs) = 0;
   // Every GAN loss (minimax, non-saturating, Wasserstein, hinge, least squares) is, for the real
   // and for the generated rows, a per-row function of the discriminator's one score s:
   // f(s) = c * g(a * s + b) with g one of these shapes (models/losses/GanLoss.cpp has the table).
@@ -283,7 +272,12 @@ class KernelBackend {
   // stats[stat_count]; writes dscores = scale * df/ds when dscores is not null.
   virtual void gan_loss(const GanTerm& term, int64_t rows, const float* scores, float scale, float* dscores,
                         float* stats) = 0;
-  // x = min(max(x, lo), hi) over n floats (the Wasserstein critic's weight clipping).
+
+  // ---- optimizer
+  // One fused optimizer pass over n parameters; state1/state2 as the kind needs them.
+  virtual void optimizer_update(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
+                                float* state2) = 0;
+  // x = min(max(x, lo), hi) over n floats (weight clipping after a step: the Wasserstein critic's).
   virtual void clamp(int64_t n, float lo, float hi, float* x) = 0;
 };
 

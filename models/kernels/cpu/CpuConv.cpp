@@ -176,4 +176,29 @@ void cpu_conv2d_backward(KernelBackend& k, const Conv2dSpec& c, int64_t n, const
   }
 }
 
+void CpuKernels::conv2d_forward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* bias,
+                                Activation act, float slope, float* y, LayerScratch& scratch) {
+  cpu_conv2d_forward(*this, c, n, x, w, bias, act, slope, y, scratch);
+}
+
+void CpuKernels::conv2d_backward(const Conv2dSpec& c, int64_t n, const float* x, const float* w, const float* y,
+                                 const float* dout, Activation act, float slope, float* dx, float* dw, float* dbias,
+                                 LayerScratch& scratch) {
+  cpu_conv2d_backward(*this, c, n, x, w, y, dout, act, slope, dx, dw, dbias, scratch);
+}
+
+// Kept out of line: the convolution's backward above calls it per sample (n = 1) through `k`, and
+// inlined there its vectorized sum rounds differently, so the batched bias gradient would no longer
+// equal the reference path's bit for bit.
+[[gnu::noinline]] void CpuKernels::channel_bias_grad(int64_t n, int64_t c, int64_t hw, const float* dy, float* dbias) {
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float* d = dy + (s * c + ch) * hw;
+      float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < hw; ++i) acc += d[i];
+      dbias[ch] += acc;
+    }
+}
+
 }  // namespace dptrain

@@ -156,4 +156,22 @@ void cpu_dense_input_grad(int64_t rows, int64_t in, int64_t out, const float* dz
   cpu_dense_input_grad_as(cpu_product_choice(key).engine, rows, in, out, dz, w, dx);
 }
 
+void CpuKernels::dense_forward(int64_t rows, int64_t in, int64_t out, const float* x, const float* w, const float* bias,
+                               Activation act, float slope, float* y, LayerScratch& scratch) {
+  cpu_dense_forward(*this, rows, in, out, x, w, bias, act, slope, y, scratch);
+}
+
+void CpuKernels::dense_backward_input(int64_t rows, int64_t in, int64_t out, const float* dz, const float* w,
+                                      float* dx) {
+  cpu_dense_input_grad(rows, in, out, dz, w, dx);
+}
+
+void CpuKernels::row_bias_grad(int64_t rows, int64_t cols, const float* dy, float* dbias) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* d = dy + r * cols;
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) dbias[c] += d[c];
+  }
+}
+
 }  // namespace dptrain

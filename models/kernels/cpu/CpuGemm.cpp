@@ -102,4 +102,9 @@ void cpu_gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
   cpu_gemm_serial_as(cpu_product_choice(key).engine, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+void CpuKernels::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cpu_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 }  // namespace dptrain

@@ -126,4 +126,8 @@ void cpu_col2im(const Conv2dGeometry& g, const float* col, float* dx, bool overw
   }
 }
 
+void CpuKernels::im2col(const Conv2dGeometry& g, const float* x, float* col) { cpu_im2col(g, x, col); }
+
+void CpuKernels::col2im(const Conv2dGeometry& g, const float* col, float* dx) { cpu_col2im(g, col, dx); }
+
 }  // namespace dptrain

@@ -1,8 +1,10 @@
-// Max pooling fast paths of the CPU backend for windows that never reach padding: no bounds tests,
-// and 2x2/2 windows in AVX-512, 16 outputs at a time. Values and argmax equal the general path's bit
+// The CPU backend's pooling, max-unpooling and nearest upsampling over NCHW planes, threaded over
+// planes. Max pooling has fast paths for windows that never reach padding: no bounds tests, and
+// 2x2/2 windows in AVX-512, 16 outputs at a time. Values and argmax equal the general path's bit
 // for bit: taps are compared in scan order with a strict, NaN-false `>`.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -13,8 +15,6 @@
 namespace dptrain {
 
 namespace {
-
-constexpr int64_t parallel_threshold = 1 << 15;
 
 bool is_two_by_two(const Conv2dGeometry& g) {
   return g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2;
@@ -123,7 +123,7 @@ void max_pool_backward_row_2x2(const float* dy, const int32_t* argmax, int64_t b
 void cpu_max_pool_unpadded(int64_t planes, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax) {
   const int64_t oh = g.out_h(), ow = g.out_w(), w = g.width;
   const bool two_by_two = is_two_by_two(g);
-#pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > parallel_threshold)
+#pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > cpu_parallel_threshold)
   for (int64_t p = 0; p < planes; ++p) {
     const float* in = x + p * g.height * w;
     float* yp = y + p * oh * ow;
@@ -160,7 +160,7 @@ bool cpu_max_pool_backward_2x2(int64_t planes, const Conv2dGeometry& g, const fl
   // Windows tile the plane without overlap, so each input gets at most one gradient: write every
   // window whole (0 + dy at the argmax, as the general path's zero fill and add give, else 0)
   // instead of zeroing the plane and scattering. Rows and columns no window covers are zeroed.
-#pragma omp parallel for schedule(static) if (planes * hw > parallel_threshold)
+#pragma omp parallel for schedule(static) if (planes * hw > cpu_parallel_threshold)
   for (int64_t p = 0; p < planes; ++p) {
     float* d = dx + p * hw;
     const float* dyp = dy + p * oh * ow;
@@ -176,6 +176,145 @@ bool cpu_max_pool_backward_2x2(int64_t planes, const Conv2dGeometry& g, const fl
     if (2 * oh < g.height) std::memset(d + 2 * oh * w, 0, static_cast<size_t>((g.height - 2 * oh) * w) * sizeof(float));
   }
   return true;
+}
+
+void CpuKernels::max_pool(int64_t n, const Conv2dGeometry& g, const float* x, float* y, int32_t* argmax) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels;
+  if (g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1)
+    return cpu_max_pool_unpadded(planes, g, x, y, argmax);
+#pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > cpu_parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* in = x + p * g.height * g.width;
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        float best = -std::numeric_limits<float>::infinity();
+        int32_t where = -1;
+        for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+          int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+          if (iy < 0 || iy >= g.height) continue;
+          for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+            int64_t ix = ox * g.stride_w - g.pad_w + kj * g.dilation_w;
+            if (ix < 0 || ix >= g.width) continue;
+            float v = in[iy * g.width + ix];
+            if (v > best || where < 0) {
+              best = v;
+              where = static_cast<int32_t>(iy * g.width + ix);
+            }
+          }
+        }
+        y[(p * oh + oy) * ow + ox] = best;
+        argmax[(p * oh + oy) * ow + ox] = where;
+      }
+  }
+}
+
+void CpuKernels::max_pool_backward(int64_t n, const Conv2dGeometry& g, const float* dy, const int32_t* argmax,
+                                   float* dx) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels, hw = g.height * g.width;
+  if (cpu_max_pool_backward_2x2(planes, g, dy, argmax, dx)) return;
+  std::memset(dx, 0, static_cast<size_t>(planes * hw) * sizeof(float));
+#pragma omp parallel for schedule(static) if (planes * oh * ow > cpu_parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t o = 0; o < oh * ow; ++o) {
+      int32_t where = argmax[p * oh * ow + o];
+      if (where >= 0) dx[p * hw + where] += dy[p * oh * ow + o];
+    }
+}
+
+void CpuKernels::avg_pool(int64_t n, const Conv2dGeometry& g, const float* x, float* y) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels;
+  const float inv = 1.0f / static_cast<float>(g.kernel_h * g.kernel_w);  // padding counts (PyTorch default)
+#pragma omp parallel for schedule(static) if (planes * oh * ow * g.kernel_h * g.kernel_w > cpu_parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* in = x + p * g.height * g.width;
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        float s = 0.0f;
+        for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+          int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+          if (iy < 0 || iy >= g.height) continue;
+          for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+            int64_t ix = ox * g.stride_w - g.pad_w + kj * g.dilation_w;
+            if (ix >= 0 && ix < g.width) s += in[iy * g.width + ix];
+          }
+        }
+        y[(p * oh + oy) * ow + ox] = s * inv;
+      }
+  }
+}
+
+void CpuKernels::avg_pool_backward(int64_t n, const Conv2dGeometry& g, const float* dy, float* dx) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), planes = n * g.channels, hw = g.height * g.width;
+  const float inv = 1.0f / static_cast<float>(g.kernel_h * g.kernel_w);
+  std::memset(dx, 0, static_cast<size_t>(planes * hw) * sizeof(float));
+#pragma omp parallel for schedule(static) if (planes * oh * ow > cpu_parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* d = dx + p * hw;
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        float v = dy[(p * oh + oy) * ow + ox] * inv;
+        for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+          int64_t iy = oy * g.stride_h - g.pad_h + ki * g.dilation_h;
+          if (iy < 0 || iy >= g.height) continue;
+          for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+            int64_t ix = ox * g.stride_w - g.pad_w + kj * g.dilation_w;
+            if (ix >= 0 && ix < g.width) d[iy * g.width + ix] += v;
+          }
+        }
+      }
+  }
+}
+
+void CpuKernels::max_unpool(int64_t planes, int64_t pooled, int64_t hw, const float* x, const int32_t* argmax,
+                            float* y) {
+  std::memset(y, 0, static_cast<size_t>(planes * hw) * sizeof(float));
+#pragma omp parallel for schedule(static) if (planes * pooled > cpu_parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t o = 0; o < pooled; ++o) {
+      int32_t where = argmax[p * pooled + o];
+      if (where >= 0) y[p * hw + where] += x[p * pooled + o];
+    }
+}
+
+void CpuKernels::max_unpool_backward(int64_t planes, int64_t pooled, int64_t hw, const float* dy, const int32_t* argmax,
+                                     float* dx) {
+#pragma omp parallel for schedule(static) if (planes * pooled > cpu_parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t o = 0; o < pooled; ++o) {
+      int32_t where = argmax[p * pooled + o];
+      dx[p * pooled + o] = where >= 0 ? dy[p * hw + where] : 0.0f;
+    }
+}
+
+void CpuKernels::upsample_nearest(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw, const float* x,
+                                  float* y) {
+  const int64_t ow = w * sw;
+#pragma omp parallel for schedule(static) if (planes * h * w * sh * sw > cpu_parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t i = 0; i < h; ++i) {
+      const float* in = x + (p * h + i) * w;
+      float* row = y + (p * h + i) * sh * ow;
+      for (int64_t j = 0; j < w; ++j)
+        for (int64_t b = 0; b < sw; ++b) row[j * sw + b] = in[j];
+      for (int64_t a = 1; a < sh; ++a) std::memcpy(row + a * ow, row, static_cast<size_t>(ow) * sizeof(float));
+    }
+}
+
+void CpuKernels::upsample_nearest_backward(int64_t planes, int64_t h, int64_t w, int64_t sh, int64_t sw,
+                                           const float* dy, float* dx) {
+  const int64_t ow = w * sw;
+#pragma omp parallel for schedule(static) if (planes * h * w * sh * sw > cpu_parallel_threshold)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t i = 0; i < h; ++i) {
+      const float* block = dy + (p * h + i) * sh * ow;
+      float* out = dx + (p * h + i) * w;
+      for (int64_t j = 0; j < w; ++j) {
+        float s = 0.0f;
+        for (int64_t a = 0; a < sh; ++a)
+          for (int64_t b = 0; b < sw; ++b) s += block[a * ow + j * sw + b];
+        out[j] = s;
+      }
+    }
 }
 
 }  // namespace dptrain

@@ -166,7 +166,7 @@ __global__ void transpose_act_backward_kernel(int64_t n, int64_t oc, int64_t ohw
     const int64_t q = i % (n * ohw), o = i / (n * ohw), s = q / ohw, p = q - s * ohw;
     const int64_t src = (s * oc + o) * ohw + p;
     const float d = dout[src];
-    dzt[i] = act == Activation::identity ? d : d * activation_slope(act, slope, y[src]);
+    dzt[i] = act == Activation::identity ? d : d * activation_derivative(act, slope, y[src]);
   }
 }
 

@@ -19,6 +19,7 @@
 
 #include "models/core/Error.h"
 #include "models/kernels/KernelBackend.h"
+#include "models/kernels/KernelMath.h"
 
 namespace dptrain::cuda {
 
@@ -109,39 +110,6 @@ __device__ __forceinline__ void report_error(int* errors, int code, int a, int b
     errors[1] = a;
     errors[2] = b;
   }
-}
-
-__device__ __forceinline__ float activate(Activation act, float slope, float v) {
-  switch (act) {
-    case Activation::identity:
-      return v;
-    case Activation::relu:
-      return v > 0.0f ? v : 0.0f;
-    case Activation::leaky_relu:
-      return v > 0.0f ? v : slope * v;
-    case Activation::sigmoid:
-      return 1.0f / (1.0f + expf(-v));
-    case Activation::tanh:
-      return tanhf(v);
-  }
-  return v;
-}
-
-// act'(.) from the activation's output y.
-__device__ __forceinline__ float activation_slope(Activation act, float slope, float y) {
-  switch (act) {
-    case Activation::identity:
-      return 1.0f;
-    case Activation::relu:
-      return y > 0.0f ? 1.0f : 0.0f;
-    case Activation::leaky_relu:
-      return y > 0.0f ? 1.0f : slope;
-    case Activation::sigmoid:
-      return y * (1.0f - y);
-    case Activation::tanh:
-      return 1.0f - y * y;
-  }
-  return 1.0f;
 }
 
 // Device memory cache: freed blocks are kept by size and handed out again, so a training step

@@ -381,7 +381,7 @@ __global__ void activation_kernel(Activation act, float slope, int64_t n, const 
 
 __global__ void activation_backward_kernel(Activation act, float slope, int64_t n, const float* y, const float* dy,
                                            float* dx) {
-  DPT_GRID_STRIDE(i, n) dx[i] = dy[i] * activation_slope(act, slope, y[i]);
+  DPT_GRID_STRIDE(i, n) dx[i] = dy[i] * activation_derivative(act, slope, y[i]);
 }
 
 __global__ void maxout_kernel(int64_t outputs, int64_t pieces, const float* x, float* y) {

@@ -1,4 +1,4 @@
-// The model-breadth operations of the CUDA backend (issue #7): batch and layer norm, upsampling,
+// The model-breadth operations of the CUDA backend: batch and layer norm, upsampling,
 // max-unpooling, embedding, the LSTM cell and the VAE's sampling. Per-channel and per-row sums run
 // in double in a fixed order, like the CPU's; the scatters (unpooling, the embedding gradient)
 // walk their indices in the CPU's order on one thread per plane or column, so repeated ids and

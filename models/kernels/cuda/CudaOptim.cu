@@ -1,34 +1,11 @@
 // The optimizer step of the CUDA backend: one fused kernel over the flat buffers (docs/design.md rule 1),
-// a template instance per optimizer kind with the formulas of the CPU's pass (CpuOptimizer.cpp),
-// so that each element reads w, g and its states once and writes them once.
+// a template instance per optimizer kind with the per-element update the CPU's pass uses too
+// (KernelMath.h), so that each element reads w, g and its states once and writes them once.
 #include "models/kernels/cuda/CudaInternal.cuh"
 
 namespace dptrain::cuda {
 
 namespace {
-
-template <OptimizerKind K>
-__device__ __forceinline__ float update_one(const OptimizerStep& s, float gi, float& m, float& v) {
-  if constexpr (K == OptimizerKind::sgd) {
-    return s.lr * gi;
-  } else if constexpr (K == OptimizerKind::momentum) {
-    m = s.momentum * m + gi;
-    return s.lr * m;
-  } else if constexpr (K == OptimizerKind::nesterov) {
-    m = s.momentum * m + gi;
-    return s.lr * (gi + s.momentum * m);
-  } else if constexpr (K == OptimizerKind::adagrad) {
-    m += gi * gi;
-    return s.lr * gi / (sqrtf(m) + s.eps);
-  } else if constexpr (K == OptimizerKind::rmsprop) {
-    m = s.rho * m + (1.0f - s.rho) * gi * gi;
-    return s.lr * gi / (sqrtf(m) + s.eps);
-  } else {  // adam, adamw: the decoupled decay is the `decay` factor below
-    m = s.beta1 * m + (1.0f - s.beta1) * gi;
-    v = s.beta2 * v + (1.0f - s.beta2) * gi * gi;
-    return s.lr * (m / s.bias_correction1) / (sqrtf(v / s.bias_correction2) + s.eps);
-  }
-}
 
 template <OptimizerKind K, bool Regularized>
 __global__ void optimizer_kernel(OptimizerStep s, int64_t n, float* __restrict__ w, const float* __restrict__ g,
@@ -38,8 +15,7 @@ __global__ void optimizer_kernel(OptimizerStep s, int64_t n, float* __restrict__
   const float decay = 1.0f - s.lr * s.weight_decay;
   DPT_GRID_STRIDE(i, n) {
     const float wi = w[i];
-    float gi = g[i] * s.grad_scale;
-    if constexpr (Regularized) gi += s.l2 * wi + s.l1 * static_cast<float>((wi > 0.0f) - (wi < 0.0f));
+    const float gi = regularized_gradient<Regularized>(s, g[i], wi);
     float mi = uses_m ? m[i] : 0.0f, vi = uses_v ? v[i] : 0.0f;
     const float step = update_one<K>(s, gi, mi, vi);
     w[i] = wi * decay - step;

@@ -1,0 +1,88 @@
+// Per-element math that the CPU backend (cpu/) and the CUDA backend (cuda/) both compute, written
+// once for host and device: the activations and their derivatives, and the optimizers' updates.
+// The CPU inlines these into loops that must vectorize, so they stay small, branch-free where the
+// kind is a template argument or a constant, and use only functions both sides have (expf, tanhf,
+// sqrtf; nothing from std::).
+#pragma once
+
+#include <math.h>
+
+#include "models/kernels/KernelBackend.h"
+
+#if defined(__CUDACC__)
+#define DPT_HOST_DEVICE_INLINE __host__ __device__ __forceinline__
+#else
+#define DPT_HOST_DEVICE_INLINE inline
+#endif
+
+namespace dptrain {
+
+// act(v); `slope` is leaky ReLU's slope for negative v.
+DPT_HOST_DEVICE_INLINE float activate(Activation act, float slope, float v) {
+  switch (act) {
+    case Activation::identity:
+      return v;
+    case Activation::relu:
+      return v > 0.0f ? v : 0.0f;
+    case Activation::leaky_relu:
+      return v > 0.0f ? v : slope * v;
+    case Activation::sigmoid:
+      return 1.0f / (1.0f + expf(-v));
+    case Activation::tanh:
+      return tanhf(v);
+  }
+  return v;
+}
+
+// act'(.) from the activation's output y (every activation here allows it).
+DPT_HOST_DEVICE_INLINE float activation_derivative(Activation act, float slope, float y) {
+  switch (act) {
+    case Activation::identity:
+      return 1.0f;
+    case Activation::relu:
+      return y > 0.0f ? 1.0f : 0.0f;
+    case Activation::leaky_relu:
+      return y > 0.0f ? 1.0f : slope;
+    case Activation::sigmoid:
+      return y * (1.0f - y);
+    case Activation::tanh:
+      return 1.0f - y * y;
+  }
+  return 1.0f;
+}
+
+// The gradient an optimizer step uses: scaled (gradient-norm clipping), plus the L2 and L1 terms.
+template <bool Regularized>
+DPT_HOST_DEVICE_INLINE float regularized_gradient(const OptimizerStep& s, float g, float w) {
+  g *= s.grad_scale;
+  if constexpr (Regularized) g += s.l2 * w + s.l1 * static_cast<float>((w > 0.0f) - (w < 0.0f));
+  return g;
+}
+
+// The step of one parameter for one optimizer kind (subtracted from the parameter); updates its
+// states m and v as the kind needs them. Adam and AdamW differ only in the decoupled decay, which
+// the caller applies as w (1 - lr weight_decay).
+template <OptimizerKind K>
+DPT_HOST_DEVICE_INLINE float update_one(const OptimizerStep& s, float gi, float& m, float& v) {
+  if constexpr (K == OptimizerKind::sgd) {
+    return s.lr * gi;
+  } else if constexpr (K == OptimizerKind::momentum) {
+    m = s.momentum * m + gi;
+    return s.lr * m;
+  } else if constexpr (K == OptimizerKind::nesterov) {
+    m = s.momentum * m + gi;
+    return s.lr * (gi + s.momentum * m);
+  } else if constexpr (K == OptimizerKind::adagrad) {
+    m += gi * gi;
+    return s.lr * gi / (sqrtf(m) + s.eps);
+  } else if constexpr (K == OptimizerKind::rmsprop) {
+    m = s.rho * m + (1.0f - s.rho) * gi * gi;
+    return s.lr * gi / (sqrtf(m) + s.eps);
+  } else {  // adam, adamw
+    m = s.beta1 * m + (1.0f - s.beta1) * gi;
+    v = s.beta2 * v + (1.0f - s.beta2) * gi * gi;
+    return s.lr * (m / s.bias_correction1) / (sqrtf(v / s.bias_correction2) + s.eps);
+  }
+}
+
+}  // namespace dptrain

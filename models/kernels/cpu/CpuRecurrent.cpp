@@ -1,0 +1,124 @@
+// The CPU backend's embedding and LSTM cell. The cell runs one vectorized loop per row, with its
+// own float e^x for the gates (gate_exp below); this file is compiled with -fno-trapping-math for
+// those loops (models/CMakeLists.txt).
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "models/core/Error.h"
+#include "models/kernels/cpu/CpuInternal.h"
+
+namespace dptrain {
+
+namespace {
+
+// e^x for the LSTM cell's gates, in plain float arithmetic so that their loops vectorize (libm's
+// expf and tanhf are scalar calls: 40 % of an LSTM step went to them). Cody-Waite reduction
+// x = k ln2 + r, |r| <= ln2 / 2, Cephes' degree-6 polynomial for e^r, 2^k from exponent bits;
+// within 2 ulp of expf, x clamped to [-87.3, 88.3] (no infinities, no denormals). The loops need
+// -fno-trapping-math to if-convert the clamps (models/CMakeLists.txt).
+inline float gate_exp(float x) {
+  // Clamped in the order that keeps a NaN (both comparisons false); the exponent is taken from 0
+  // instead, so a NaN reaches the result through r rather than an undefined integer conversion.
+  x = x < -87.33654f ? -87.33654f : x;
+  x = x > 88.37626f ? 88.37626f : x;
+  const float t = (x == x ? x : 0.0f) * 1.44269504088896341f;
+  const int32_t k = static_cast<int32_t>(t + std::copysign(0.5f, t));  // nearest integer
+  const float kf = static_cast<float>(k);
+  const float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * std::bit_cast<float>((k + 127) << 23);
+}
+inline float gate_sigmoid(float x) { return 1.0f / (1.0f + gate_exp(-x)); }
+// tanh x = (1 - e^-2|x|) / (1 + e^-2|x|) with the sign of x: absolute error ~1e-7 near 0.
+inline float gate_tanh(float x) {
+  const float e = gate_exp(-2.0f * std::fabs(x));
+  return std::copysign((1.0f - e) / (1.0f + e), x);
+}
+
+// One row of the LSTM cell (gates i, f, g, o side by side), a loop the compiler vectorizes.
+template <bool HasPrev>
+void lstm_row(int64_t hidden, float* gi, const float* cp, float* c, float* h) {
+  float *gf = gi + hidden, *gg = gi + 2 * hidden, *go = gi + 3 * hidden;
+#pragma omp simd
+  for (int64_t j = 0; j < hidden; ++j) {
+    const float i = gate_sigmoid(gi[j]), f = gate_sigmoid(gf[j]);
+    const float g = gate_tanh(gg[j]), o = gate_sigmoid(go[j]);
+    const float cv = HasPrev ? f * cp[j] + i * g : i * g;
+    gi[j] = i;
+    gf[j] = f;
+    gg[j] = g;
+    go[j] = o;
+    c[j] = cv;
+    h[j] = o * gate_tanh(cv);
+  }
+}
+
+template <bool HasPrev>
+void lstm_row_backward(int64_t hidden, const float* gi, const float* cp, const float* c, const float* dh, float* dc,
+                       float* di) {
+  const float *gf = gi + hidden, *gg = gi + 2 * hidden, *go = gi + 3 * hidden;
+  float *df = di + hidden, *dg = di + 2 * hidden, *dout = di + 3 * hidden;
+#pragma omp simd
+  for (int64_t j = 0; j < hidden; ++j) {
+    const float tc = gate_tanh(c[j]), prev = HasPrev ? cp[j] : 0.0f;
+    const float dcv = dc[j] + dh[j] * go[j] * (1.0f - tc * tc);
+    dout[j] = dh[j] * tc * go[j] * (1.0f - go[j]);
+    di[j] = dcv * gg[j] * gi[j] * (1.0f - gi[j]);
+    df[j] = dcv * prev * gf[j] * (1.0f - gf[j]);
+    dg[j] = dcv * gi[j] * (1.0f - gg[j] * gg[j]);
+    dc[j] = dcv * gf[j];
+  }
+}
+
+}  // namespace
+
+void CpuKernels::embedding(int64_t count, int64_t dim, int64_t vocab, const float* ids, const float* weight, float* y) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float v = std::nearbyint(ids[i]);
+    if (!(v >= 0.0f && v < static_cast<float>(vocab)))
+      fail_input("embedding: id " + std::to_string(ids[i]) + " is outside [0, " + std::to_string(vocab) + ")");
+    std::memcpy(y + i * dim, weight + static_cast<int64_t>(v) * dim, static_cast<size_t>(dim) * sizeof(float));
+  }
+}
+
+void CpuKernels::embedding_backward(int64_t count, int64_t dim, const float* ids, const float* dy, float* dweight) {
+  for (int64_t i = 0; i < count; ++i) {
+    float* w = dweight + static_cast<int64_t>(std::nearbyint(ids[i])) * dim;
+    const float* d = dy + i * dim;
+#pragma omp simd
+    for (int64_t j = 0; j < dim; ++j) w[j] += d[j];
+  }
+}
+
+void CpuKernels::lstm_cell(int64_t n, int64_t hidden, float* gates, const float* c_prev, float* c, float* h) {
+#pragma omp parallel for schedule(static) if (n * hidden * 8 > cpu_parallel_threshold)
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t at = r * hidden;
+    if (c_prev)
+      lstm_row<true>(hidden, gates + 4 * at, c_prev + at, c + at, h + at);
+    else
+      lstm_row<false>(hidden, gates + 4 * at, nullptr, c + at, h + at);
+  }
+}
+
+void CpuKernels::lstm_cell_backward(int64_t n, int64_t hidden, const float* gates, const float* c_prev, const float* c,
+                                    const float* dh, float* dc, float* dgates) {
+#pragma omp parallel for schedule(static) if (n * hidden * 8 > cpu_parallel_threshold)
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t at = r * hidden;
+    if (c_prev)
+      lstm_row_backward<true>(hidden, gates + 4 * at, c_prev + at, c + at, dh + at, dc + at, dgates + 4 * at);
+    else
+      lstm_row_backward<false>(hidden, gates + 4 * at, nullptr, c + at, dh + at, dc + at, dgates + 4 * at);
+  }
+}
+
+}  // namespace dptrain
