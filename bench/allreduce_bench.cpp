@@ -66,6 +66,7 @@ int reduce_mode(Communicator& comm, const Options& o) {
   }
   for (int64_t round = 0; round < rounds; ++round)
     for (int side = 0; side < (with_peer ? 2 : 1); ++side) {
+      std::fill(grads.begin(), grads.end(), 1.0f);  // sums double each call: keep them finite
       comm.barrier();
       auto t0 = Clock::now();
       for (int64_t i = 0; i < iters; ++i) side == 0 ? ours(3 + round * iters + i) : peer();

@@ -52,7 +52,9 @@ Session::Session(const TrainConfig& config, Communicator& comm) : config_(config
   last_checkpoint_time_ = run_start_ = std::chrono::steady_clock::now();
 }
 
-Session::~Session() = default;
+Session::~Session() { close(); }
+
+void Session::close() { coordination_.reset(); }
 
 void Session::print(const std::string& line) {
   if (!logs()) return;

@@ -50,6 +50,7 @@ class Session {
  public:
   // Applies the CPU settings and picks the device; nothing is written yet.
   Session(const TrainConfig& config, Communicator& comm);
+  // Closes the coordinator link first (close()), while the logs it may write to still exist.
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -98,6 +99,10 @@ class Session {
   void checkpoint(Task& task, bool force);
   // A restore puts the counter where the checkpoint was taken.
   void restored_at(int64_t step);
+  // Waits for the checkpoint copies in flight and disconnects from the coordinator (stopping the
+  // one this rank hosts). A task calls it in its destructor, before its buffers are freed: a
+  // streamed checkpoint copies parameters and optimizer states in the background.
+  void close();
 
   // Training throughput of the last log interval, for /status.
   double samples_per_s() const { return samples_per_s_; }

@@ -144,7 +144,21 @@ void Trainer::start() {
   begin_round();
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() { session_.close(); }
+
+bool Trainer::schedule_over() const {
+  return last_round() || stopped_early_ ||
+         (config_.train.max_steps > 0 && session_.step() >= config_.train.max_steps);
+}
+
+void Trainer::reinitialize() {
+  session_.coordination().before_update();
+  model_->initialize(config_.seed);
+  optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), model_->device());
+  graph_warm_ = false;  // a captured step holds the old optimizer's state buffers
+  for (auto& g : graphs_)
+    if (g) g->reset();
+}
 
 std::string Trainer::epoch_label(int64_t epoch) const {
   return "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.train.epochs);
@@ -298,7 +312,7 @@ void Trainer::end_step() {
   const bool round_over = step >= step_end_ || (epoch_over && epoch + 1 >= epoch_end_);
   if (per_round ? round_over : epoch_over || round_over) end_period(epoch);
   if (!round_over && !stopped_early_) return;
-  if (last_round() || stopped_early_ || (config_.train.max_steps > 0 && step >= config_.train.max_steps))
+  if (schedule_over())
     done_ = true;
   else
     next_round();

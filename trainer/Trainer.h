@@ -117,6 +117,8 @@ class Trainer : public Task {
 
   // Sets the current round's bounds (round_bounds) and whether the schedule is already done.
   void begin_round();
+  // Fresh parameters (from the seed) and a fresh optimizer, between rounds.
+  void reinitialize();
   // The reader's position for checkpoints and rounds, before any batch staged ahead.
   ReaderCursor training_cursor() const;
   // (Re)creates the training reader for the current round's rows, positioned at `cursor`.
@@ -152,6 +154,8 @@ class Trainer : public Task {
   void end_period(int64_t epoch);
   void log_interval(int64_t epoch, int64_t step_in_epoch);
   EvalResult reduce_stats(const float* stats_host);
+  // The round just ended is the last one the run trains (last round, early stop, max_steps).
+  bool schedule_over() const;
   NetworkFlats network_flats() const;
 
   FeatureScaler scaler_;

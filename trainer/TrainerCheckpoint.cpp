@@ -149,6 +149,9 @@ void Trainer::restore(const CheckpointState& s) {
   reader_->seek(c);
   staged_ahead_ = nullptr;
   begin_round();
+  // A checkpoint taken where a round ended, before the next began (format 1 files can hold one):
+  // start the next round now, as the uninterrupted run did.
+  if (done_ && !schedule_over()) next_round();
 }
 
 std::vector<const float*> Trainer::flat_pointers(std::vector<bool>* until_update) {

@@ -49,7 +49,17 @@ int CheckpointState::parse_format_tag(const std::string& tag) {
 }
 
 int64_t CheckpointState::integer(const std::string& name) const {
-  if (version == 1 && !has_int_array(name) && has_scalar(name)) return static_cast<int64_t>(scalar(name));
+  if (version == 1 && !has_int_array(name)) {
+    // Format 1 kept integers as doubles, and files from early in its life lack the fields added
+    // later: those read as 0, as the code of that time took them.
+    if (!has_scalar(name)) return 0;
+    const double d = scalar(name);
+    if (!(d >= -9223372036854775808.0 && d < 18446744073709551616.0))
+      fail_input((source.empty() ? std::string("checkpoint") : source) + ": /scalars/" + name +
+                 " is not an integer in range");
+    // Seeds of 2^63 and more were saved from their unsigned value.
+    return d >= 9223372036854775808.0 ? static_cast<int64_t>(static_cast<uint64_t>(d)) : static_cast<int64_t>(d);
+  }
   const std::vector<int64_t>& v = int_array(name);
   if (v.size() != 1)
     fail_input((source.empty() ? std::string("checkpoint") : source) + ": /ints/" + name + " holds " +

@@ -50,7 +50,13 @@ class FieldReader {
   void operator()(const std::string& name, uint64_t& v) { v = static_cast<uint64_t>(s_.integer(name)); }
   void operator()(const std::string& name, bool& v) { v = s_.integer(name) != 0; }
   void operator()(const std::string& name, double& v) { v = s_.scalar(name); }
-  void operator()(const std::string& name, std::vector<float>& v) { v = s_.float_array(name); }
+  // (Format 1 files from early in its life lack some arrays: they read as empty.)
+  void operator()(const std::string& name, std::vector<float>& v) {
+    if (s_.version == 1 && !s_.has_float_array(name))
+      v.clear();
+    else
+      v = s_.float_array(name);
+  }
   void operator()(const std::string& name, std::vector<int64_t>& v) { v = s_.int_array(name); }
   void operator()(const std::string& name, std::vector<int32_t>& v);
   void operator()(const std::string& name, std::string& v) { v = s_.string_value(name); }

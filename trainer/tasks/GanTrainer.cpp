@@ -108,7 +108,7 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
   }
 }
 
-GanTrainer::~GanTrainer() = default;
+GanTrainer::~GanTrainer() { session_.close(); }
 
 void GanTrainer::check_pack() const {
   const int64_t m = gan_.pack, b = config_.train.batch_size;

@@ -157,11 +157,7 @@ void SelfTrainingTask::next_round() {
   round_start_epoch_ = c.step_in_epoch ? c.epoch + 1 : c.epoch;
   round_start_step_ = step;
   if (reports_per_round()) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);
-  if (st.reinitialize) {
-    session_.coordination().before_update();
-    model_->initialize(config_.seed);
-    optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), model_->device());
-  }
+  if (st.reinitialize) reinitialize();
   make_training_reader({round_start_epoch_, 0});
   begin_round();
 }

@@ -16,6 +16,7 @@ namespace dptrain {
 class SelfTrainingTask final : public Trainer {
  public:
   SelfTrainingTask(const TrainConfig& config, const ConfigNode& root, Communicator& comm);
+  ~SelfTrainingTask() override { session_.close(); }
 
  private:
   void round_rows(std::vector<int64_t>& rows, ReaderOptions& options) const override;
