@@ -14,8 +14,8 @@
 //       gradient).
 #include <algorithm>
 #include <cstdio>
-#include <stdexcept>
 #include <numeric>
+#include <stdexcept>
 #include <vector>
 
 #include "bench/BenchSupport.h"
@@ -52,7 +52,8 @@ int reduce_mode(Communicator& comm, const Options& o) {
 #ifdef DPTRAIN_BENCH_MPI
   const bool with_peer = comm.backend() == "mpi";
   auto peer = [&] {
-    if (MPI_Allreduce(MPI_IN_PLACE, grads.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+    if (MPI_Allreduce(MPI_IN_PLACE, grads.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) !=
+        MPI_SUCCESS)
       throw std::runtime_error("MPI_Allreduce failed");
   };
 #else

@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
     for (const char* name : {"cursor_epoch", "cursor_step", "generator_seed", "optimizer_steps", "schedule_bad_epochs",
                              "schedule_has_best", "early_best_epoch", "early_bad_epochs", "stopped_early"})
       s.ints.emplace_back(name, std::vector<int64_t>{0});
-    for (const char* name : {"schedule_plateau_scale", "schedule_best", "early_best"}) s.scalars.emplace_back(name, 0.0);
+    for (const char* name : {"schedule_plateau_scale", "schedule_best", "early_best"})
+      s.scalars.emplace_back(name, 0.0);
     s.floats.emplace_back("metrics_interval", std::vector<float>(num_loss_stats, 0.0f));
 
     // Saves between training steps, as in a run (the trainer's default keeps 3; 2 here so that

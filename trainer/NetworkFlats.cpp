@@ -25,8 +25,7 @@ void NetworkFlats::save(CheckpointState& s, bool with_data) const {
     add_flat(s, prefix + "optimizer/" + name, model.param_infos(), *tensor, with_data);
 }
 
-void NetworkFlats::add_pointers(std::vector<const float*>& p, std::vector<bool>& until_update,
-                                bool deferrable) const {
+void NetworkFlats::add_pointers(std::vector<const float*>& p, std::vector<bool>& until_update, bool deferrable) const {
   p.push_back(model.params().data()), until_update.push_back(deferrable);
   if (!model.buffer_infos().empty()) p.push_back(model.buffers().data()), until_update.push_back(false);
   for (const auto& [name, tensor] : optimizer.states()) p.push_back(tensor->data()), until_update.push_back(deferrable);

@@ -169,9 +169,8 @@ void Session::checkpoint(Task& task, bool force) {
   // for the write); without a coordinator rank 0 writes alone.
   std::vector<bool> until_update;
   const std::vector<const float*> flats = task.flat_pointers(&until_update);
-  const std::string path =
-      coordination_->checkpoint([&task](bool with_data) { return task.checkpoint_state(with_data); }, flats, device_,
-                                force, until_update);
+  const std::string path = coordination_->checkpoint(
+      [&task](bool with_data) { return task.checkpoint_state(with_data); }, flats, device_, force, until_update);
   if (!path.empty() && logs() && config_.train.progress) print("checkpoint " + path);
 }
 

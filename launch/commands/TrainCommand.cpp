@@ -9,8 +9,8 @@
 #include "models/zoo/ModelZoo.h"
 #include "trainer/StopRequest.h"
 #include "trainer/Trainer.h"
-#include "trainer/tasks/SelfTrainingTask.h"
 #include "trainer/tasks/GanTrainer.h"
+#include "trainer/tasks/SelfTrainingTask.h"
 
 namespace dptrain {
 

@@ -42,8 +42,8 @@ void GaussianSample::backward(const Tensor& in, const Tensor&, const Tensor& dou
   din->resize(in.shape(), in.device());
   SampleKeys keys{RandomKey::make(ctx.seed, RandomPurpose::noise, id_), ctx.step, ctx.row0};
   kernels(in.device())
-      .gaussian_sample_backward(in.rows(), k_, ctx.mode == Mode::train, keys, in.data(), dout.data(),
-                                kl_weight_, din->data());
+      .gaussian_sample_backward(in.rows(), k_, ctx.mode == Mode::train, keys, in.data(), dout.data(), kl_weight_,
+                                din->data());
 }
 
 }  // namespace dptrain

@@ -125,8 +125,8 @@ H5Id open_checkpoint(const std::string& path, CheckpointState& s) {
   const int version = CheckpointState::parse_format_tag(fmt);
   if (version == 0) fail_input(path + ": not a dptrain checkpoint (format is '" + fmt + "')");
   if (version < CheckpointState::oldest_format_version || version > CheckpointState::format_version)
-    fail_input(path + ": checkpoint format version " + std::to_string(version) + " ('" + fmt + "'); this dptrain reads versions " +
-               std::to_string(CheckpointState::oldest_format_version) + " to " +
+    fail_input(path + ": checkpoint format version " + std::to_string(version) + " ('" + fmt +
+               "'); this dptrain reads versions " + std::to_string(CheckpointState::oldest_format_version) + " to " +
                std::to_string(CheckpointState::format_version) +
                (version > CheckpointState::format_version ? " (it was written by a newer dptrain)" : ""));
   s.version = version;

@@ -207,8 +207,8 @@ TEST_CASE("checkpoint format versions: version 1 (numbers as doubles) loads, an 
   // Version 1 kept integers in /scalars as doubles.
   CheckpointState old = minimal_state();
   old.version = 1;
-  old.scalars = {{"count", 42.0}, {"seed", 7.0}, {"flag", 1.0}, {"real", 0.25}, {"sums_0", 1.0}, {"sums_1", 2.0},
-                 {"sums_2", 3.0}};
+  old.scalars = {{"count", 42.0}, {"seed", 7.0},   {"flag", 1.0},  {"real", 0.25},
+                 {"sums_0", 1.0}, {"sums_1", 2.0}, {"sums_2", 3.0}};
   old.floats.emplace_back("floats", std::vector<float>{1.0f});
   old.ints.emplace_back("rows", std::vector<int64_t>{1, 2});
   old.ints.emplace_back("labels", std::vector<int64_t>{0, 1});

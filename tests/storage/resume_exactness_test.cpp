@@ -113,7 +113,7 @@ TEST_CASE("resume keeps every seed exactly: -1, 0, 2^53 + 1, 2^63 - 1", "[checkp
   for (const char* seed : {"-1", "0", "9007199254740993", "9223372036854775807"}) {
     INFO("seed " << seed);
     const std::string out = dir.file(std::string("run") + seed);
-    const std::vector<std::string> common = {"train", dir.file("c.toml"), "--set", std::string("seed=") + seed,
+    const std::vector<std::string> common = {"train", dir.file("c.toml"),       "--set", std::string("seed=") + seed,
                                              "--set", "out_dir=\"" + out + "\""};
     auto with = [&](std::vector<std::string> extra) {
       std::vector<std::string> args = common;

@@ -11,8 +11,8 @@
 
 #include "comm/control/ControlClient.h"
 #include "models/core/Hash.h"
-#include "support/JsonSupport.h"
 #include "support/CheckpointFrames.h"
+#include "support/JsonSupport.h"
 #include "support/TestSupport.h"
 #include "trainer/coordinator/CheckpointWire.h"
 #include "trainer/coordinator/Coordinator.h"
