@@ -24,7 +24,8 @@ const Command commands[] = {
     {"predict", "write a trained model's predictions for a dataset", dptrain::predict_command},
     {"data", "synthesize, import or inspect dataset files", dptrain::data_command},
     {"checkpoint", "inspect and verify a checkpoint file", dptrain::checkpoint_command},
-    {"sample", "draw samples from a trained GAN generator (model file or checkpoint)", dptrain::sample_command},
+    {"sample", "draw samples from a trained GAN generator or generate text from a language model",
+     dptrain::sample_command},
     {"launch", "run a supervised job: coordinator, N workers, restarts from checkpoints", dptrain::launch_command},
 };
 

@@ -7,10 +7,24 @@
 
 namespace dptrain {
 
+namespace {
+
+// Pseudo-labels, confidence selection and /labeled masks are per row: a sequence's per-step labels
+// have no place there (padding positions, -1, already mark what carries no label).
+void require_row_labels(const DatasetFile& f, const std::string& what) {
+  if (f.label_kind() == LabelKind::classes && f.label_width() > 1)
+    fail_input(f.path() + ": " + what + " needs one class per row, but /y holds " + std::to_string(f.label_width()) +
+               " per row (per-step labels)");
+}
+
+}  // namespace
+
 void merge_for_self_training(const std::string& labelled, const std::string& unlabelled, const std::string& out) {
   DatasetFile a(labelled), b(unlabelled);
   if (a.label_kind() != LabelKind::classes)
     fail_input(labelled + ": self-training needs class labels in /y (integer class ids)");
+  require_row_labels(a, "self-training");
+  require_row_labels(b, "self-training");
   if (b.sample_shape() != a.sample_shape())
     fail_input(unlabelled + ": rows are " + b.sample_shape().str() + ", the labelled rows " + a.sample_shape().str());
   DatasetContents c;
@@ -42,6 +56,7 @@ DataSplits make_splits(const DataConfig& c) {
   DataSplits s;
   auto train = std::make_shared<const DatasetFile>(c.train);
   if (train->label_kind() == LabelKind::none) fail_input(c.train + ": training data needs labels or targets in /y");
+  if (train->has_labeled_mask()) require_row_labels(*train, "a /labeled mask (semi-supervised data, self-training)");
   std::vector<int64_t> rows = all_rows(*train);
   const int64_t n = train->rows();
   const int64_t n_test = static_cast<int64_t>(std::floor(c.test_fraction * static_cast<double>(n)));
@@ -76,6 +91,9 @@ DataSplits make_splits(const DataConfig& c) {
                  train->sample_shape().str());
     if (f->label_kind() != train->label_kind())
       fail_input(path + ": " + what + " data must have the same kind of /y as the training data");
+    if (f->label_width() != train->label_width())
+      fail_input(path + ": " + what + " data has " + std::to_string(f->label_width()) +
+                 " class ids per row in /y, training data " + std::to_string(train->label_width()));
     if (f->label_kind() == LabelKind::classes && f->num_classes() > train->num_classes())
       fail_input(path + ": " + what + " data has " + std::to_string(f->num_classes()) + " classes, training data " +
                  std::to_string(train->num_classes()));

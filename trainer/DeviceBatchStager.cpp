@@ -16,7 +16,8 @@ const Batch& DeviceBatchStager::stage(const Batch& host, int64_t target_width) {
   next_ ^= 1;
   const int64_t rows = host.rows();
   const size_t x_bytes = static_cast<size_t>(host.x.numel()) * sizeof(float);
-  const size_t label_bytes = host.labels ? static_cast<size_t>(rows) * sizeof(int32_t) : 0;
+  const int64_t label_count = rows * host.label_width;  // per-step labels: label_width per row
+  const size_t label_bytes = host.labels ? static_cast<size_t>(label_count) * sizeof(int32_t) : 0;
   const size_t target_bytes = host.targets ? static_cast<size_t>(rows * target_width) * sizeof(float) : 0;
   const size_t need = x_bytes + label_bytes + target_bytes;
 
@@ -38,7 +39,7 @@ const Batch& DeviceBatchStager::stage(const Batch& host, int64_t target_width) {
   cuda_copy_async_to_device(s.x.data(), pinned, x_bytes);
   int32_t* labels = nullptr;
   if (label_bytes) {
-    labels = s.labels.reserve(rows, Device::cuda);
+    labels = s.labels.reserve(label_count, Device::cuda);
     cuda_copy_async_to_device(labels, pinned + x_bytes, label_bytes);
   }
   float* targets = nullptr;
@@ -53,6 +54,7 @@ const Batch& DeviceBatchStager::stage(const Batch& host, int64_t target_width) {
   s.batch.row0 = host.row0;
   s.batch.x = Tensor::view(s.x.data(), host.x.shape(), Device::cuda);
   s.batch.labels = labels;
+  s.batch.label_width = host.label_width;
   s.batch.targets = targets;
   s.batch.file_rows = nullptr;
   return s.batch;

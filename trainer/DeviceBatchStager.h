@@ -20,11 +20,11 @@ class DeviceBatchStager {
   DeviceBatchStager(const DeviceBatchStager&) = delete;
   DeviceBatchStager& operator=(const DeviceBatchStager&) = delete;
 
-  // Queues the copy of `host` into the next slot and returns it as a device batch: x, labels and
-  // targets (target_width floats per row) in device memory, the other fields as in `host`
-  // (file_rows is not carried). The copy
-  // waits on the device for the compute queued so far, which is the last reader of that slot;
-  // the returned batch stays valid until the stage() after next.
+  // Queues the copy of `host` into the next slot and returns it as a device batch: x, labels
+  // (host.label_width per row) and targets (target_width floats per row) in device memory, the
+  // other fields as in `host` (file_rows is not carried). The copy waits on the device for the
+  // compute queued so far, which is the last reader of that slot; the returned batch stays valid
+  // until the stage() after next.
   const Batch& stage(const Batch& host, int64_t target_width);
   // Makes the compute stream wait for the copies staged so far (no host wait): call it before
   // queueing the work that reads them, and before staging the batch that will overlap that work.

@@ -22,7 +22,7 @@ namespace {
 Targets targets_for(const Loss& loss, const Batch& b, const Tensor& x) {
   if (loss.reconstruction()) return {nullptr, x.data()};
   if (b.targets && b.labels && loss.kind() == LossKind::softmax_cross_entropy) return {nullptr, b.targets};
-  return {b.labels, b.targets};
+  return {b.labels, b.targets, b.label_width};
 }
 
 // Writes `count` samples of a generative model as one PNG grid; images are [1 or 3, H, W] samples,
@@ -67,6 +67,7 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   task_.classification = train.label_kind() == LabelKind::classes;
   task_.num_classes = train.num_classes();
   task_.target_dim = std::max<int64_t>(1, train.target_dim());
+  task_.label_width = train.label_width();
   if (config_.data.normalize) scaler_ = FeatureScaler::fit(train, splits_.train.rows);
 
   ZooModel zoo = build_model(root.child("model"), task_, train.sample_shape());
@@ -239,6 +240,7 @@ bool Trainer::train_step() {
                   .loss_stats = stats_.data()};  // auxiliary losses (a VAE's KL term) report with the main loss
   session_.begin_step(*reducer_);
   step_compute(batch, *x, ctx);
+  interval_rows_ += batch.global_rows;
   return true;
 }
 
@@ -261,7 +263,7 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
   if (key && graph_warm_) {
     // One launch for the whole step. On one rank the reducer has nothing to do, and the optimizer's
     // host-side step counter only advances while a graph is captured, so it is set here.
-    const float scale = mean_gradient_scale(model_->grads(), batch.global_rows, 0.0);
+    const float scale = mean_gradient_scale(model_->grads(), batch.global_rows * batch.label_width, 0.0);
     const int64_t steps = optimizer_->steps();
     CudaGraph& graph = *graphs_[batch.x.data() == graph_x_[0] ? 0 : 1];
     session_.coordination().before_update();
@@ -296,7 +298,7 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
   model_->backward(dout_, ctx);
   if (second_pass()) add_second_pass(batch, ctx);
   session_.end_step(*reducer_);
-  const float scale = mean_gradient_scale(model_->grads(), batch.global_rows, config_.optim.clip_norm);
+  const float scale = mean_gradient_scale(model_->grads(), batch.global_rows * batch.label_width, config_.optim.clip_norm);
   session_.coordination().before_update();  // a checkpoint of the last step may still be copying them
   optimizer_->step(model_->params(), model_->grads(), lr, scale);
 }
@@ -344,6 +346,8 @@ void Trainer::end_period(int64_t epoch) {
       len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * result_.train.accuracy);
     if (!splits_.validation.empty()) {
       len += std::snprintf(line + len, sizeof line - len, " | validation loss %.4f", val.loss);
+      if (task_.label_width > 1)  // a language model's figure: the mean cross-entropy in bits per token
+        len += std::snprintf(line + len, sizeof line - len, " (%.3f bits/token)", val.loss / std::log(2.0));
       if (loss_->classifies()) len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * val.accuracy);
     }
     std::snprintf(line + len, sizeof line - len, " | %.1f s", secs);
@@ -354,6 +358,7 @@ void Trainer::end_period(int64_t epoch) {
     if (loss_->classifies()) rec.add("train_accuracy", result_.train.accuracy);
     if (!splits_.validation.empty()) {
       rec.add("val_loss", val.loss);
+      if (task_.label_width > 1) rec.add("val_bits_per_token", val.loss / std::log(2.0));
       if (loss_->classifies()) rec.add("val_accuracy", val.accuracy);
     }
     rec.add("lr", schedule_->lr(session_.step())).add("epoch_s", secs);
@@ -384,9 +389,12 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[i] += sums[i];
   auto now = std::chrono::steady_clock::now();
   double dt = std::chrono::duration<double>(now - interval_start_).count();
-  double samples_per_s = dt > 0 ? sums[stat_count] / dt : 0.0;
+  // Samples, not scored positions: with per-step targets a sample scores label_width tokens.
+  double samples_per_s = dt > 0 ? static_cast<double>(interval_rows_) / dt : 0.0;
+  const double tokens_per_s = dt > 0 ? sums[stat_count] / dt : 0.0;
   const double since_start = session_.seconds_running();
   interval_start_ = now;
+  interval_rows_ = 0;
   session_.set_samples_per_s(samples_per_s);
   if (auto* client = session_.coordination().client(); client && comm_.rank() == 0)
     client->report_metrics(step, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
@@ -403,15 +411,16 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
       done > 0 ? since_start / static_cast<double>(done) * static_cast<double>(std::max<int64_t>(left, 0)) : -1.0;
   session_.progress().update(epoch_label(epoch), at, period, sums[stat_loss] / n, sums[stat_correct] / n, loss_->classifies(),
                     samples_per_s, eta);
-  session_.log(JsonRecord()
-                  .add("event", std::string("step"))
-                  .add("step", step)
-                  .add("epoch", epoch + 1)
-                  .add("loss", sums[stat_loss] / n)
-                  .add("accuracy", sums[stat_correct] / n)
-                  .add("lr", schedule_->lr(step - 1))
-                  .add("samples_per_s", samples_per_s)
-                  .add("time_s", since_start));
+  JsonRecord record;
+  record.add("event", std::string("step"))
+      .add("step", step)
+      .add("epoch", epoch + 1)
+      .add("loss", sums[stat_loss] / n)
+      .add("accuracy", sums[stat_correct] / n)
+      .add("lr", schedule_->lr(step - 1))
+      .add("samples_per_s", samples_per_s);
+  if (task_.label_width > 1) record.add("tokens_per_s", tokens_per_s);  // scored positions (padding left out)
+  session_.log(record.add("time_s", since_start));
 }
 
 EvalResult Trainer::evaluate(const DataSplit& split) {

@@ -15,6 +15,7 @@ void report(const std::string& path, const DatasetContents& c) {
   std::printf("wrote %s: %lld rows of %s", path.c_str(), static_cast<long long>(c.rows()),
               c.sample_shape.str().c_str());
   if (c.label_kind == LabelKind::classes) std::printf(", %lld classes", static_cast<long long>(c.num_classes));
+  if (c.label_width > 1) std::printf(", %lld labels per row", static_cast<long long>(c.label_width));
   if (c.label_kind == LabelKind::values) std::printf(", %lld regression targets", static_cast<long long>(c.target_dim));
   std::printf("\n");
 }
@@ -46,18 +47,49 @@ int synth(const Args& args) {
   return 0;
 }
 
+// --text: byte-level language-model windows, optionally split into training and validation files.
+int import_text_files(const ArgParser& p) {
+  for (const char* other : {"label-column", "header", "task", "labels"})
+    if (p.has(other))
+      fail_input(std::string("dptrain data import: --") + other + " goes with --csv or --npy, not --text");
+  if (!p.has("context")) fail_input("dptrain data import: --text needs --context T (bytes per window)");
+  if (p.has("validation-fraction") && !p.has("validation-out"))
+    fail_input("dptrain data import: --validation-fraction needs --validation-out FILE");
+  TextImportOptions o;
+  o.path = p.get("text");
+  o.context = p.get_int("context");
+  if (p.has("validation-out")) {
+    o.validation_fraction = p.get_float("validation-fraction");
+    if (!(o.validation_fraction > 0.0 && o.validation_fraction < 1.0))
+      fail_input("dptrain data import: --validation-fraction " + p.get("validation-fraction") + " must be in (0, 1)");
+  }
+  TextImport t = import_text(o);
+  write_train_validation_files(p.get("out"), t.train, p.get("validation-out"), t.validation);
+  if (t.validation.rows() > 0) report(p.get("validation-out"), t.validation);
+  report(p.get("out"), t.train);
+  return 0;
+}
+
 int import(const Args& args) {
-  ArgParser p("dptrain data import", "Converts CSV or NumPy .npy data into a dataset file.");
+  ArgParser p("dptrain data import", "Converts CSV, NumPy .npy or text data into a dataset file.");
   p.option("csv", "FILE", "a CSV file (numbers; one label column)")
       .option("label-column", "NAME|INDEX", "the CSV label column: header name or 0-based index (-1 = last)")
       .flag("header", "the CSV's first row names the columns")
       .option("task", "KIND", "auto, classification or regression", "auto")
       .option("npy", "X.npy", "features [N, ...] as a .npy array")
       .option("labels", "Y.npy", "labels [N] (integers) or targets [N] / [N, k] (floats) as .npy")
-      .option("out", "FILE", "the HDF5 dataset file to write");
+      .option("text", "FILE", "UTF-8 text for a byte-level language model: x [N, T] bytes, y [N, T] next bytes")
+      .option("context", "T", "--text: bytes per window (non-overlapping windows, stride T)")
+      .option("validation-out", "FILE", "--text: also write a validation file from the end of the text")
+      .option("validation-fraction", "F", "--text: the share of the text, at its end, for validation", "0.1")
+      .option("out", "FILE", "the HDF5 dataset file to write (with --validation-out: the training file)");
   if (!p.parse(args)) return 0;
   if (!p.has("out")) fail_input("dptrain data import: --out FILE is required");
-  if (p.has("csv") == p.has("npy")) fail_input("dptrain data import: give exactly one of --csv and --npy");
+  if (p.has("csv") + p.has("npy") + p.has("text") != 1)
+    fail_input("dptrain data import: give exactly one of --csv, --npy and --text");
+  if (p.has("text")) return import_text_files(p);
+  for (const char* text_only : {"context", "validation-out", "validation-fraction"})
+    if (p.has(text_only)) fail_input(std::string("dptrain data import: --") + text_only + " goes with --text only");
   DatasetContents c;
   if (p.has("csv")) {
     if (!p.has("label-column")) fail_input("dptrain data import: --csv needs --label-column NAME|INDEX");
@@ -84,7 +116,7 @@ int data_command(const Args& args) {
   const char* usage =
       "usage: dptrain data synth|import|inspect ...\n\n"
       "  synth KIND --out FILE    generate a synthetic dataset\n"
-      "  import ... --out FILE    convert CSV or .npy data\n"
+      "  import ... --out FILE    convert CSV, .npy or text data\n"
       "  inspect FILE             describe a dataset file\n";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::printf("%s", usage);

@@ -65,14 +65,18 @@ struct RandomKey {
   }
 };
 
+// The counter block that holds draws 4b .. 4b + 3 for sample `sample` at `step` of stream `key`
+// (a loop over consecutive draws computes each block once).
+DPT_HD Philox4x32 philox_block(RandomKey key, uint64_t step, uint64_t sample, uint64_t block) {
+  return philox4x32(static_cast<uint32_t>(block), static_cast<uint32_t>(sample), static_cast<uint32_t>(step),
+                    static_cast<uint32_t>(step >> 32) ^ (static_cast<uint32_t>(sample >> 32) * 0x9E3779B9u) ^
+                        static_cast<uint32_t>(block >> 32),
+                    key.k0, key.k1);
+}
+
 // Uniform (0,1] draw number `index` for sample `sample` at `step` of stream `key`.
 DPT_HD float philox_uniform(RandomKey key, uint64_t step, uint64_t sample, uint64_t index) {
-  Philox4x32 r =
-      philox4x32(static_cast<uint32_t>(index >> 2), static_cast<uint32_t>(sample), static_cast<uint32_t>(step),
-                 static_cast<uint32_t>(step >> 32) ^ (static_cast<uint32_t>(sample >> 32) * 0x9E3779B9u) ^
-                     static_cast<uint32_t>(index >> 34),
-                 key.k0, key.k1);
-  return uniform_from_bits(r.v[index & 3]);
+  return uniform_from_bits(philox_block(key, step, sample, index >> 2).v[index & 3]);
 }
 
 // Standard normal draw (Box-Muller on draws 2i and 2i+1 of the same counter block).

@@ -231,6 +231,45 @@ class KernelBackend {
   virtual void lstm_cell_backward(int64_t n, int64_t hidden, const float* gates, const float* c_prev, const float* c,
                                   const float* dh, float* dc, float* dgates) = 0;
 
+  // One GRU step for n rows (gates r, z, n as PyTorch orders them). gx [n, 3 hidden] holds
+  // x W_ih^T + b_ih and gh [n, 3 hidden] holds h_prev W_hh^T + b_hh; r = sigmoid(gx_r + gh_r),
+  // z = sigmoid(gx_z + gh_z), c = tanh(gx_n + r gh_n), h = (1 - z) c + z h_prev. gx is
+  // overwritten with r, z, c (gh is kept: backward needs gh_n). h_prev null means zeros.
+  virtual void gru_cell(int64_t n, int64_t hidden, float* gx, const float* gh, const float* h_prev, float* h) = 0;
+  // Backward of one step from dh: the pre-activation gradients of both products, dgx and dgh
+  // [n, 3 hidden] (they differ only in the n gate: dgh_n = r dgx_n), and dh_prev = z dh (the part
+  // that bypasses W_hh; overwritten, written only when h_prev is not null).
+  virtual void gru_cell_backward(int64_t n, int64_t hidden, const float* gx, const float* gh, const float* h_prev,
+                                 const float* dh, float* dgx, float* dgh, float* dh_prev) = 0;
+
+  // ---- sequences and attention
+  // GELU in its exact form, x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 (PyTorch's default), out of place.
+  virtual void gelu(int64_t n, const float* x, float* y) = 0;
+  // dx = dy gelu'(x), from the input (GELU's derivative is no function of its output).
+  virtual void gelu_backward(int64_t n, const float* x, const float* dy, float* dx) = 0;
+  // `batch` GEMMs C_b = alpha op(A_b) op(B_b) + beta C_b, the b-th operands `stride_*` floats after
+  // the (b-1)-th (attention's heads). The default loops over gemm (DenseReference.cpp).
+  virtual void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                            int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta,
+                            float* c, int64_t ldc, int64_t stride_c, int64_t batch);
+  // Attention weights in place: scores [n, heads, T, T] (query i, key j) become
+  // softmax_j(scale s[i, j]) with key j masked out where j > i (causal) or key_mask[sample, j] == 0
+  // (key_mask [n, T] may be null). A query whose keys are all masked gets all-zero weights.
+  virtual void attention_softmax(int64_t n, int64_t heads, int64_t steps, float scale, bool causal,
+                                 const float* key_mask, float* scores) = 0;
+  // Softmax backward over rows of `cols`: ds = scale p (dp - sum_j p dp), overwritten (masked
+  // weights are 0, so their gradient is 0).
+  virtual void softmax_backward(int64_t rows, int64_t cols, float scale, const float* p, const float* dp,
+                                float* ds) = 0;
+  // mask[i] = 1 where ids[i] != pad_id, else 0 (the padding mask of a token sequence).
+  virtual void token_mask(int64_t count, const float* ids, float pad_id, float* mask) = 0;
+  // Mean over the unmasked steps of each sample: y[s] = sum_t mask[s, t] x[s, t] / sum_t mask[s, t]
+  // over x [n, T, dim] (mask null: all steps; a sample with no step left gets zeros).
+  virtual void sequence_mean(int64_t n, int64_t steps, int64_t dim, const float* x, const float* mask, float* y) = 0;
+  // dx[s, t] = mask[s, t] dy[s] / sum_t mask[s, t], overwritten.
+  virtual void sequence_mean_backward(int64_t n, int64_t steps, int64_t dim, const float* dy, const float* mask,
+                                      float* dx) = 0;
+
   // ---- random draws per (key, step, global sample, element) (docs/design.md rule 3)
   // Inverted dropout: y = x * m / (1 - p).
   virtual void dropout(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* x, float* y) = 0;
@@ -248,7 +287,8 @@ class KernelBackend {
   // ---- losses over `rows` predictions of `cols` values
   // Each adds its per-sample losses (and correct counts where it classifies) to stats[], and writes
   // d = scale * dloss/dpred when d is not null. labels are class ids; targets are float values
-  // (regression, soft labels, 0/1).
+  // (regression, soft labels, 0/1). softmax_cross_entropy skips rows labelled -1 (padding of
+  // per-step targets): no loss, no count, a zero gradient.
   virtual void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                                      const float* targets, float scale, float* dlogits, float* stats) = 0;
   virtual void sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,

@@ -2,7 +2,7 @@
 // once for host and device: the activations and their derivatives, and the optimizers' updates.
 // The CPU inlines these into loops that must vectorize, so they stay small, branch-free where the
 // kind is a template argument or a constant, and use only functions both sides have (expf, tanhf,
-// sqrtf; nothing from std::).
+// sqrtf, erff; nothing from std::).
 #pragma once
 
 #include <math.h>
@@ -49,6 +49,14 @@ DPT_HOST_DEVICE_INLINE float activation_derivative(Activation act, float slope, 
       return 1.0f - y * y;
   }
   return 1.0f;
+}
+
+// GELU in its exact form, x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, and its derivative
+// Phi(x) + x phi(x) (a function of the input: GELU's output does not determine it).
+DPT_HOST_DEVICE_INLINE float gelu_value(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+DPT_HOST_DEVICE_INLINE float gelu_derivative(float x) {
+  const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+  return cdf + x * 0.39894228040143268f * expf(-0.5f * x * x);
 }
 
 // The gradient an optimizer step uses: scaled (gradient-norm clipping), plus the L2 and L1 terms.

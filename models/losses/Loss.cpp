@@ -32,7 +32,15 @@ std::string Loss::name(LossKind kind) {
 
 void Loss::evaluate(const Tensor& pred, const Targets& t, float scale, Tensor* dpred, float* stats) const {
   KernelBackend& k = kernels(pred.device());
-  const int64_t rows = pred.rows(), cols = pred.row_size();
+  int64_t rows = pred.rows(), cols = pred.row_size();
+  if (t.per_row > 1) {
+    if (!t.labels || cols % t.per_row != 0)
+      fail_input("loss " + name(kind_) + ": per-step targets (" + std::to_string(t.per_row) +
+                 " class ids per sample) need a model output of [steps, classes] per sample, it has " +
+                 pred.shape().drop_first().str());
+    rows *= t.per_row;
+    cols /= t.per_row;
+  }
   float* d = nullptr;
   if (dpred) {
     dpred->resize(pred.shape(), pred.device());

@@ -20,10 +20,13 @@ enum class LossKind {
   prediction_entropy,     // H(softmax(z)) for unlabelled data; needs no targets
 };
 
-// Per-sample targets of a batch: class ids, or float values (regression, soft labels).
+// Per-sample targets of a batch: class ids, or float values (regression, soft labels). With
+// per-step targets a sample has `per_row` class ids (one per step, -1 for padding) and the model's
+// output per sample [T, classes] is scored step by step: a loss over rows x per_row positions.
 struct Targets {
   const int32_t* labels = nullptr;
   const float* values = nullptr;
+  int64_t per_row = 1;
 };
 
 class Loss {

@@ -93,6 +93,10 @@ int64_t KeyReader::get_int(const std::string& key, int64_t fallback) const {
   computed(key);
   return table_.get_int(key, fallback);
 }
+double KeyReader::get_float(const std::string& key, double fallback) const {
+  computed(key);
+  return table_.get_float(key, fallback);
+}
 bool KeyReader::get_bool(const std::string& key, bool fallback) const {
   computed(key);
   return table_.get_bool(key, fallback);

@@ -55,6 +55,7 @@ class KeyReader {
   std::vector<int64_t> get_int_or_list(const std::string& key) const;
   // Reads of a key declared with a computed default: the builder supplies it.
   int64_t get_int(const std::string& key, int64_t fallback) const;
+  double get_float(const std::string& key, double fallback) const;
   bool get_bool(const std::string& key, bool fallback) const;
   std::string get_string(const std::string& key, const std::string& fallback) const;
   std::vector<int64_t> get_int_list(const std::string& key, const std::vector<int64_t>& fallback) const;

@@ -10,18 +10,23 @@
 #include "models/layers/Dense.h"
 #include "models/layers/Dropout.h"
 #include "models/layers/Embedding.h"
+#include "models/layers/Gelu.h"
 #include "models/layers/GaussianSample.h"
 #include "models/layers/Highway.h"
 #include "models/layers/LayerNorm.h"
 #include "models/layers/MaxUnpool2d.h"
 #include "models/layers/Maxout.h"
 #include "models/layers/MinibatchStddev.h"
+#include "models/layers/MultiHeadAttention.h"
 #include "models/layers/Pool2d.h"
+#include "models/layers/PositionalEncoding.h"
 #include "models/layers/Recurrent.h"
 #include "models/layers/Reshape.h"
 #include "models/layers/Residual.h"
+#include "models/layers/SequencePool.h"
 #include "models/layers/TimeDistributed.h"
 #include "models/layers/Upsample2d.h"
+#include "models/zoo/Transformer.h"
 
 namespace dptrain {
 
@@ -42,10 +47,21 @@ int64_t read_positive(const KeyReader& c, const std::string& key) {
   return v;
 }
 
-float read_probability(const KeyReader& c, const std::string& key) {
-  double p = c.get_float(key);
+namespace {
+
+float checked_probability(const KeyReader& c, const std::string& key, double p) {
   if (!(p >= 0.0 && p < 1.0)) c.fail(key, "must be in [0, 1), got " + std::to_string(p));
   return static_cast<float>(p);
+}
+
+}  // namespace
+
+float read_probability(const KeyReader& c, const std::string& key) {
+  return checked_probability(c, key, c.get_float(key));
+}
+
+float read_probability(const KeyReader& c, const std::string& key, double fallback) {
+  return checked_probability(c, key, c.get_float(key, fallback));
 }
 
 namespace {
@@ -279,6 +295,45 @@ const std::vector<LayerBuilder::Type>& LayerBuilder::types() {
        .about = "LSTM layer over [T, features]",
        .keys = recurrent_keys(),
        .build = [](LayerBuilder&, const KeyReader& c) { return recurrent(Recurrent::Cell::lstm, c); }},
+      {.name = "gru",
+       .about = "GRU layer over [T, features] (gates r, z, n as PyTorch)",
+       .keys = recurrent_keys(),
+       .build = [](LayerBuilder&, const KeyReader& c) { return recurrent(Recurrent::Cell::gru, c); }},
+      {.name = "attention",
+       .about = "multi-head self-attention over [T, features]; causal: each step sees only earlier ones",
+       .keys = {int_key("heads", 4), bool_key("causal", false), float_key("dropout", 0.0)},
+       .build = [](LayerBuilder&, const KeyReader& c) -> LayerPtr {
+         return std::make_unique<MultiHeadAttention>(read_positive(c, "heads"), c.get_bool("causal"),
+                                                     read_probability(c, "dropout"));
+       }},
+      {.name = "positional",
+       .about = "adds a position encoding to [T, features]: kind = \"learned\" or \"sinusoidal\"",
+       .keys = {string_key("kind", "learned")},
+       .build = [](LayerBuilder&, const KeyReader& c) -> LayerPtr {
+         const std::string kind = c.get_string("kind");
+         if (kind != "learned" && kind != "sinusoidal") c.fail("kind", "'" + kind + "' is not one of: learned, sinusoidal");
+         return std::make_unique<PositionalEncoding>(kind == "learned" ? PositionalEncoding::Kind::learned
+                                                                       : PositionalEncoding::Kind::sinusoidal);
+       }},
+      {.name = "transformer_block",
+       .about = "pre-norm block over [T, width]: x + attention(layernorm x), x + MLP(layernorm x) with GELU",
+       .keys = {int_key("heads", 4), bool_key("causal", false), int_key("mlp_ratio", 4), float_key("dropout", 0.1),
+                computed_key("attention_dropout", "<dropout>")},
+       .build = [](LayerBuilder&, const KeyReader& c) -> LayerPtr {
+         TransformerBlockOptions o;
+         o.heads = read_positive(c, "heads");
+         o.causal = c.get_bool("causal");
+         o.mlp_ratio = read_positive(c, "mlp_ratio");
+         o.dropout = read_probability(c, "dropout");
+         o.attention_dropout = read_probability(c, "attention_dropout", o.dropout);
+         return std::make_unique<TransformerBlock>(o, nullptr);
+       }},
+      {.name = "mean_pool",
+       .about = "the mean over the steps of [T, features]",
+       .build = [](LayerBuilder&, const KeyReader&) -> LayerPtr { return std::make_unique<SequencePool>(); }},
+      {.name = "gelu",
+       .about = "x Phi(x) (exact, erf form)",
+       .build = [](LayerBuilder&, const KeyReader&) -> LayerPtr { return std::make_unique<Gelu>(); }},
       {.name = "time_distributed",
        .about = "layer = { ... } applied to every step of a sequence with shared weights",
        .keys = {required("layer")},

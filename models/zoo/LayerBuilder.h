@@ -61,5 +61,7 @@ Activation read_activation(const KeyReader& c, const std::string& key);
 Activation read_activation(const KeyReader& c, const std::string& key, const std::string& name);
 int64_t read_positive(const KeyReader& c, const std::string& key);
 float read_probability(const KeyReader& c, const std::string& key);
+// The same for a key declared with a computed default, `fallback`.
+float read_probability(const KeyReader& c, const std::string& key, double fallback);
 
 }  // namespace dptrain

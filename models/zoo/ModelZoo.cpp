@@ -21,6 +21,7 @@
 #include "models/layers/Sequential.h"
 #include "models/zoo/KeyReader.h"
 #include "models/zoo/LayerBuilder.h"
+#include "models/zoo/Transformer.h"
 
 namespace dptrain {
 
@@ -337,6 +338,14 @@ void build_cnn(const KindInput& in, Sequential& seq, ZooModel&) { build_list(in,
 void build_layers(const KindInput& in, Sequential& seq, ZooModel&) { build_list(in, seq, "layers"); }
 void build_lstm(const KindInput& in, Sequential& seq, ZooModel&) { build_recurrent(in, seq, Recurrent::Cell::lstm); }
 void build_rnn(const KindInput& in, Sequential& seq, ZooModel&) { build_recurrent(in, seq, Recurrent::Cell::rnn); }
+void build_gru(const KindInput& in, Sequential& seq, ZooModel&) { build_recurrent(in, seq, Recurrent::Cell::gru); }
+void build_lm(const KindInput& in, Sequential& seq, ZooModel&) {
+  if (!in.task.classification) fail_input("transformer_lm needs class ids (tokens) in /y, the data has float targets");
+  build_transformer_lm(in.keys, in.input, in.task.num_classes, in.task.label_width, seq);
+}
+void build_sequence_classifier(const KindInput& in, Sequential& seq, ZooModel&) {
+  build_transformer_classifier(in.keys, in.input, in.task.label_width, seq);
+}
 
 // The keys of both autoencoders, then `own`.
 std::vector<KeySpec> coder_keys(std::vector<KeySpec> own) {
@@ -391,6 +400,22 @@ const std::vector<ModelKind>& model_kinds() {
        .about = "stacked simple (tanh) RNN layers, as lstm_classifier",
        .keys = recurrent_keys(),
        .build = build_rnn},
+      {.name = "gru_classifier",
+       .about = "stacked GRU layers, as lstm_classifier",
+       .keys = recurrent_keys(),
+       .build = build_gru},
+      {.name = "transformer_lm",
+       .about = "decoder-only Transformer over token ids [steps]: embedding, positions, causal pre-norm blocks, a "
+                "per-step head over the classes (tied to the embedding by default); needs per-step targets [N, steps]",
+       .keys = transformer_lm_keys(),
+       .build = build_lm,
+       .loss = L::softmax_cross_entropy,
+       .output_layer = false},
+      {.name = "transformer_classifier",
+       .about = "Transformer encoder over token ids [steps] (pad_id: padding left out of attention and the mean), "
+                "the mean over steps feeds the output layer",
+       .keys = transformer_classifier_keys(),
+       .build = build_sequence_classifier},
       {.name = "autoencoder",
        .about = "encoder, linear code, mirrored decoder; reconstructs its input",
        .keys = coder_keys({int_key("code", 32), computed_key("output_activation", "<by_loss>")}),

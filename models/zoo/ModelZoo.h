@@ -1,6 +1,6 @@
 // Builds a model from the [model] table of a config: the classic kinds by name (linear, logistic
 // and softmax regression, linear SVM, MLP, CNN), the modern ones (ResNet, MobileNet-style,
-// LSTM/RNN sequence classifiers, autoencoders, VAE) or an explicit layer list, each with the loss
+// LSTM/GRU/RNN sequence classifiers, Transformer language models and classifiers, autoencoders, VAE) or an explicit layer list, each with the loss
 // it is trained with. The output layer is sized from the data's task unless the list is explicit;
 // autoencoders reconstruct their input instead. One table row per kind (and per layer type,
 // models/zoo/LayerBuilder.h) chooses the builder, declares the only keys valid for it and prints
@@ -22,6 +22,7 @@ struct TaskInfo {
   bool classification = true;
   int64_t num_classes = 2;  // classification
   int64_t target_dim = 1;   // regression: floats per sample
+  int64_t label_width = 1;  // class ids per sample: 1, or one per step (per-step targets [N, T])
 };
 
 struct ZooModel {

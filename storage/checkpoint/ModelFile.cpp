@@ -87,6 +87,7 @@ void save_model_file(const std::string& path, const Model& model, const ModelFil
     h5_write_string_attribute(f, "task", meta.task.classification ? "classification" : "regression");
     h5_write_int_attribute(f, "num_classes", meta.task.num_classes);
     h5_write_int_attribute(f, "target_dim", meta.task.target_dim);
+    if (meta.task.label_width > 1) h5_write_int_attribute(f, "label_width", meta.task.label_width);
     std::vector<hsize_t> in;
     for (int64_t d : model.input_shape().to_vector()) in.push_back(static_cast<hsize_t>(d));
     std::vector<int32_t> in32(in.begin(), in.end());
@@ -113,6 +114,10 @@ ModelFileMeta read_model_meta(const std::string& path) {
   m.task.classification = h5_read_string_attribute(f, "task", path) == "classification";
   m.task.num_classes = h5_read_int_attribute(f, "num_classes", path);
   m.task.target_dim = h5_read_int_attribute(f, "target_dim", path);
+  if (h5_has_attribute(f, "label_width")) {  // per-step targets; absent: one class per sample
+    m.task.label_width = h5_read_int_attribute(f, "label_width", path);
+    if (m.task.label_width < 1) fail_input(path + ": label_width must be >= 1");
+  }
   if (h5_exists(f, "input_shape")) {
     H5Id ds = h5_dataset(H5Dopen2(f, "input_shape", H5P_DEFAULT), path + ": input_shape");
     std::vector<hsize_t> dims = h5_dims(ds, path);

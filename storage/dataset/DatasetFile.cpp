@@ -108,9 +108,10 @@ DatasetFile::DatasetFile(const std::string& path) : path_(path) {
     int64_t k = yd.size() == 2 ? static_cast<int64_t>(yd[1]) : 1;
     if (k <= 0 || k > max_row_size) fail_input(p + ": /y has an absurd second dimension");
     if (yc == H5T_INTEGER) {
-      if (k != 1) fail_input(p + ": /y holds integer class ids and must be [N], found [N, " + std::to_string(k) + "]");
-      check_claimed_size(y, p, "/y", rows_, 1);
-      labels_.resize(static_cast<size_t>(rows_));
+      // [N]: one class per row; [N, T]: one per position of a sequence (per-step targets).
+      check_claimed_size(y, p, "/y", rows_ * k, 1);
+      labels_.resize(static_cast<size_t>(rows_ * k));
+      label_width_ = k;
       DPT_H5(H5Dread(y, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels_.data()), p + ": reading /y");
       label_kind_ = LabelKind::classes;
     } else if (yc == H5T_FLOAT) {
@@ -148,10 +149,17 @@ DatasetFile::DatasetFile(const std::string& path) : path_(path) {
     } else {
       num_classes_ = std::max<int64_t>(2, int64_t{max_label} + 1);
     }
-    for (size_t i = 0; i < labels_.size(); ++i)
-      if (labels_[i] < 0 || labels_[i] >= num_classes_)
-        fail_input(p + ": /y row " + std::to_string(i) + " has label " + std::to_string(labels_[i]) + ", outside [0, " +
+    const size_t w = static_cast<size_t>(label_width_);
+    for (size_t i = 0; i < labels_.size(); ++i) {
+      const int32_t l = labels_[i];
+      if (l >= 0 && l < num_classes_) continue;
+      if (w == 1)
+        fail_input(p + ": /y row " + std::to_string(i) + " has label " + std::to_string(l) + ", outside [0, " +
                    std::to_string(num_classes_) + ")");
+      if (l != -1)  // -1 marks padding in per-step labels
+        fail_input(p + ": /y row " + std::to_string(i / w) + " position " + std::to_string(i % w) + " has label " +
+                   std::to_string(l) + ", outside [0, " + std::to_string(num_classes_) + ") (-1 marks padding)");
+    }
   }
 
   if (h5_exists(file_, "labeled")) {
@@ -237,7 +245,12 @@ void write_dataset_file(const std::string& path, const DatasetContents& c) {
     // Training reads random rows, and a checksummed chunk is read whole to verify it: chunks of
     // 64 KiB keep that to about 20 rows' worth per row of 784 floats (1 MiB chunks read 334).
     h5_write_floats(f, "x", xd, c.x.data(), true, size_t{64} << 10);
-    if (c.label_kind == LabelKind::classes) h5_write_ints(f, "y", {static_cast<hsize_t>(n)}, c.labels.data());
+    if (c.label_kind == LabelKind::classes) {
+      std::vector<hsize_t> yd{static_cast<hsize_t>(n)};
+      if (c.label_width > 1) yd.push_back(static_cast<hsize_t>(c.label_width));
+      DPT_ASSERT(static_cast<int64_t>(c.labels.size()) == n * c.label_width, "labels must hold label_width per row");
+      h5_write_ints(f, "y", yd, c.labels.data());
+    }
     if (c.label_kind == LabelKind::values) {
       std::vector<hsize_t> yd{static_cast<hsize_t>(n)};
       if (c.target_dim > 1) yd.push_back(static_cast<hsize_t>(c.target_dim));

@@ -1,8 +1,9 @@
 // A dataset file in the layout of docs/design.md ("Data files"): /x float [N, ...], optional /y (class
-// ids [N] or float targets [N, k]), optional /labeled uint8 [N], root attributes format, task and
-// num_classes. Opening validates the layout and names every defect; labels are read and checked
-// once at open, features are read on demand (by row range or sorted row list) and checked for
-// NaN/Inf as they are read. Files written by h5py in this layout load.
+// ids [N], per-step class ids [N, T] with -1 for padding, or float targets [N, k]), optional
+// /labeled uint8 [N], root attributes format, task and num_classes. Opening validates the layout
+// and names every defect; labels are read and checked once at open, features are read on demand
+// (by row range or sorted row list) and checked for NaN/Inf as they are read. Files written by
+// h5py in this layout load.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,8 @@ struct DatasetContents {
   Shape sample_shape;
   std::vector<float> x;
   LabelKind label_kind = LabelKind::none;
-  std::vector<int32_t> labels;  // classes: one per row
+  std::vector<int32_t> labels;  // classes: label_width per row, row-major
+  int64_t label_width = 1;      // > 1: per-step class ids, written as /y [N, label_width]
   std::vector<float> targets;   // values: target_dim per row
   int64_t target_dim = 0;
   int64_t num_classes = 0;
@@ -51,7 +53,10 @@ class DatasetFile {
   int64_t num_classes() const { return num_classes_; }
   int64_t target_dim() const { return target_dim_; }
   const std::string& task() const { return task_; }
+  // Class ids, label_width() per row (row-major). Width 1: /y [N]; width T > 1: per-step ids from
+  // /y [N, T], where -1 marks a padding position that losses ignore.
   const std::vector<int32_t>& labels() const { return labels_; }
+  int64_t label_width() const { return label_width_; }
   const std::vector<float>& targets() const { return targets_; }
   bool has_labeled_mask() const { return !labeled_.empty(); }
   const std::vector<uint8_t>& labeled_mask() const { return labeled_; }
@@ -74,7 +79,7 @@ class DatasetFile {
   int64_t rows_ = 0;
   Shape sample_shape_;
   LabelKind label_kind_ = LabelKind::none;
-  int64_t num_classes_ = 0, target_dim_ = 0;
+  int64_t num_classes_ = 0, target_dim_ = 0, label_width_ = 1;
   std::string task_;
   std::vector<int32_t> labels_;
   std::vector<float> targets_;

@@ -1,6 +1,6 @@
-// CSV and NumPy .npy import into DatasetContents, and a report on a dataset file. Both parsers are
-// small and written here (the formats are simple) and treat the input as untrusted: every defect
-// is reported with the file and the line, column or header field at fault.
+// CSV, NumPy .npy and text import into DatasetContents, and a report on a dataset file. The parsers
+// are small and written here (the formats are simple) and treat the input as untrusted: every
+// defect is reported with the file and the line, column, header field or byte offset at fault.
 #include "storage/dataset/Import.h"
 #include "storage/hdf5/SealedFile.h"
 
@@ -10,8 +10,10 @@
 #include <bit>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -426,6 +428,96 @@ void set_npy_labels(const NpyArray& a, int64_t rows, DatasetContents& c) {
   c.num_classes = max_label + 1;
 }
 
+// ---- text ------------------------------------------------------------------------------------------
+
+constexpr int64_t max_context = int64_t{1} << 20;  // a longer window is a typo, not a model
+
+std::string byte_at(std::string_view t, size_t i) {
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(static_cast<unsigned char>(t[i])));
+  return "byte offset " + std::to_string(i) + " (" + hex + ")";
+}
+
+// Length of the well-formed UTF-8 sequence at t[i] (RFC 3629: no overlong forms, surrogates or code
+// points past U+10FFFF), or 0 with `bad` set to the offset of the first byte that breaks it.
+size_t utf8_length(std::string_view t, size_t i, size_t& bad) {
+  const auto at = [&](size_t k) { return static_cast<unsigned char>(t[k]); };
+  const unsigned char c = at(i);
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xbf;  // the range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;  // overlong
+    if (c == 0xed) hi = 0x9f;  // surrogates
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;  // overlong
+    if (c == 0xf4) hi = 0x8f;  // past U+10FFFF
+  } else {
+    bad = i;  // a continuation byte without a lead, or a lead byte UTF-8 never uses
+    return 0;
+  }
+  for (size_t k = 1; k < n; ++k) {
+    if (i + k >= t.size()) {
+      bad = i;  // cut short by the end of the file
+      return 0;
+    }
+    const unsigned char b = at(i + k);
+    if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) {
+      bad = i + k;
+      return 0;
+    }
+  }
+  return n;
+}
+
+// Refuses what is not text: a NUL byte, invalid UTF-8, or more than 1 % control characters other
+// than the whitespace ones (\t \n \v \f \r).
+void check_text(const std::string& path, std::string_view t) {
+  int64_t controls = 0;
+  size_t first_control = 0;
+  for (size_t i = 0; i < t.size();) {
+    const unsigned char c = static_cast<unsigned char>(t[i]);
+    if (c == 0) fail_input(path + ": NUL byte at " + byte_at(t, i) + ": binary data, not text");
+    if (c < 0x80) {
+      if ((c < 0x20 && (c < '\t' || c > '\r')) || c == 0x7f) {
+        if (controls++ == 0) first_control = i;
+      }
+      ++i;
+      continue;
+    }
+    size_t bad = 0;
+    const size_t n = utf8_length(t, i, bad);
+    if (n == 0)
+      fail_input(path + ": invalid UTF-8 at " + byte_at(t, bad) +
+                 ": binary data or another encoding (convert the text to UTF-8)");
+    i += n;
+  }
+  if (controls * 100 > static_cast<int64_t>(t.size()))
+    fail_input(path + ": " + std::to_string(controls) + " of " + std::to_string(t.size()) +
+               " bytes are control characters (more than 1 %), the first at " + byte_at(t, first_control) +
+               ": binary data, not text");
+}
+
+// `count` windows of T bytes starting at `begin`, each with its next-byte targets.
+DatasetContents text_windows(std::string_view t, int64_t begin, int64_t count, int64_t T) {
+  DatasetContents c;
+  c.sample_shape = Shape{T};
+  c.label_kind = LabelKind::classes;
+  c.num_classes = 256;
+  c.label_width = T;
+  c.x.resize(static_cast<size_t>(count * T));
+  c.labels.resize(static_cast<size_t>(count * T));
+  for (int64_t i = 0; i < count * T; ++i) {
+    const size_t at = static_cast<size_t>(begin + i);
+    c.x[static_cast<size_t>(i)] = static_cast<float>(static_cast<unsigned char>(t[at]));
+    c.labels[static_cast<size_t>(i)] = static_cast<unsigned char>(t[at + 1]);
+  }
+  return c;
+}
+
 // ---- inspect ---------------------------------------------------------------------------------------
 
 // The stored HDF5 type in numpy's words (float32, int64, uint8, ...).
@@ -479,6 +571,20 @@ std::string class_counts(const DatasetFile& f) {
     s += (k ? "  " : "") + std::to_string(k) + ": " + std::to_string(counts[k]);
   if (counts.size() > shown) s += "  ... (" + std::to_string(counts.size() - shown) + " more)";
   return s;
+}
+
+// Per-step labels: a class table of, say, 256 byte values says little; count what matters.
+std::string step_label_summary(const DatasetFile& f) {
+  std::vector<char> used(static_cast<size_t>(f.num_classes()), 0);
+  int64_t padding = 0;
+  for (int32_t l : f.labels()) {
+    if (l < 0)
+      ++padding;
+    else
+      used[static_cast<size_t>(l)] = 1;
+  }
+  return std::to_string(std::count(used.begin(), used.end(), 1)) + " used, " + std::to_string(padding) + " of " +
+         std::to_string(f.labels().size()) + " positions padding (-1)";
 }
 
 std::string target_summary(const DatasetFile& f) {
@@ -537,6 +643,56 @@ DatasetContents import_npy(const std::string& x_path, const std::string& y_path)
   return c;
 }
 
+TextImport import_text(const TextImportOptions& o) {
+  const std::string& p = o.path;
+  const int64_t T = o.context;
+  if (T < 2 || T > max_context)
+    fail_input(p + ": context " + std::to_string(T) + " is out of range [2, " + std::to_string(max_context) + "]");
+  const double f = o.validation_fraction;
+  if (!(f >= 0.0 && f < 1.0)) fail_input(p + ": validation fraction " + format_number(f) + " is outside [0, 1)");
+  const std::string text = read_whole_file(p);
+  if (text.empty()) fail_input(p + ": empty file");
+  check_text(p, text);
+  // Windows need T + 1 bytes (the last target is the byte after the window) and stay inside
+  // their part: [0, split) for training, [split, n) for validation.
+  const int64_t n = static_cast<int64_t>(text.size());
+  const int64_t tail = static_cast<int64_t>(std::floor(f * static_cast<double>(n)));
+  const int64_t split = n - tail;
+  const int64_t train_windows = (split - 1) / T, validation_windows = tail > 0 ? (tail - 1) / T : 0;
+  if (train_windows == 0)
+    fail_input(p + ": too short: " + std::to_string(split) + " bytes of training text" +
+               (tail > 0 ? " (after the validation tail)" : "") + ", one window of context " + std::to_string(T) +
+               " needs " + std::to_string(T + 1));
+  if (f > 0.0 && validation_windows == 0)
+    fail_input(p + ": too short for validation: the last " + std::to_string(tail) + " bytes (fraction " +
+               format_number(f) + ") make no window of context " + std::to_string(T) + ", which needs " +
+               std::to_string(T + 1) + " bytes; give more text, a larger fraction or a smaller context");
+  TextImport out;
+  out.train = text_windows(text, 0, train_windows, T);
+  if (validation_windows > 0) out.validation = text_windows(text, split, validation_windows, T);
+  return out;
+}
+
+void write_train_validation_files(const std::string& train_path, const DatasetContents& train,
+                                  const std::string& validation_path, const DatasetContents& validation) {
+  if (validation.rows() == 0) {
+    write_dataset_file(train_path, train);
+    return;
+  }
+  std::error_code e1, e2;
+  const auto a = std::filesystem::weakly_canonical(train_path, e1),
+             b = std::filesystem::weakly_canonical(validation_path, e2);
+  if (e1 || e2 ? train_path == validation_path : a == b)
+    fail_input(validation_path + ": the validation file must differ from the training file " + train_path);
+  write_dataset_file(validation_path, validation);
+  try {
+    write_dataset_file(train_path, train);
+  } catch (...) {
+    std::remove(validation_path.c_str());  // one file without the other is half an import
+    throw;
+  }
+}
+
 std::string inspect_dataset(const std::string& path) {
   const bool sealed = verify_seal(path);  // before HDF5 parses anything of a damaged file
   DatasetFile f(path);
@@ -554,7 +710,10 @@ std::string inspect_dataset(const std::string& path) {
   } else {
     H5Id y = h5_dataset(H5Dopen2(file, "y", H5P_DEFAULT), path + ": /y");
     out << "y: " << stored_type(y, path + ": /y");
-    if (f.label_kind() == LabelKind::classes)
+    if (f.label_kind() == LabelKind::classes && f.label_width() > 1)
+      out << " per-step class ids " << dims_text(h5_dims(y, path)) << " (" << f.label_width() << " per row), "
+          << f.num_classes() << " classes: " << step_label_summary(f);
+    else if (f.label_kind() == LabelKind::classes)
       out << " class ids " << dims_text(h5_dims(y, path)) << ", " << f.num_classes() << " classes: " << class_counts(f);
     else
       out << " targets " << dims_text(h5_dims(y, path)) << ", " << target_summary(f);

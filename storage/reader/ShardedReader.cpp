@@ -13,7 +13,11 @@ std::pair<int64_t, int64_t> ShardedReader::rank_slice(int64_t batch_rows, int ra
 }
 
 ShardedReader::ShardedReader(std::shared_ptr<const DatasetFile> file, std::vector<int64_t> rows, ReaderOptions options)
-    : file_(std::move(file)), rows_(std::move(rows)), o_(std::move(options)), row_size_(file_->row_size()) {
+    : file_(std::move(file)),
+      rows_(std::move(rows)),
+      o_(std::move(options)),
+      row_size_(file_->row_size()),
+      label_width_(file_->label_width()) {
   const std::string& p = file_->path();
   const int64_t m = size(), b = o_.global_batch;
   if (m == 0) fail_input(p + ": the split has no rows");
@@ -23,6 +27,9 @@ ShardedReader::ShardedReader(std::shared_ptr<const DatasetFile> file, std::vecto
   if (!o_.mean.empty() && (static_cast<int64_t>(o_.mean.size()) != row_size_ || o_.inv_std.size() != o_.mean.size()))
     fail_input(p + ": normalization statistics have " + std::to_string(o_.mean.size()) + " features, the data " +
                std::to_string(row_size_));
+  if ((o_.labels || o_.soft_targets) && label_width_ > 1)
+    fail_input(p + ": /y holds " + std::to_string(label_width_) +
+               " class ids per row (per-step labels); pseudo-labels and soft targets are one per row");
 
   if (o_.shuffle == Shuffle::shard) {
     auto [sb, se] = rank_slice(m, o_.rank, o_.world);
@@ -82,7 +89,7 @@ ShardedReader::ShardedReader(std::shared_ptr<const DatasetFile> file, std::vecto
   slots_.resize(static_cast<size_t>(o_.prefetch + 1));
   for (auto& s : slots_) {
     s.x.resize(file_->sample_shape().with_batch(max_local));
-    s.labels.resize(static_cast<size_t>(max_local));
+    s.labels.resize(static_cast<size_t>(max_local * label_width_));
     int64_t tdim = o_.soft_targets ? o_.soft_target_dim : file_->target_dim();
     s.targets.resize(static_cast<size_t>(max_local * std::max<int64_t>(1, tdim)));
     s.file_rows.resize(static_cast<size_t>(max_local));
@@ -168,11 +175,13 @@ void ShardedReader::fill(Slot& slot, const ReaderCursor& c) {
   bt.x = slot.x.rows_view(0, n);
   bt.file_rows = slot.file_rows.data();
   bt.labels = nullptr;
+  bt.label_width = label_width_;
   bt.targets = nullptr;
   const std::vector<int32_t>* labels = o_.labels ? o_.labels.get() : &file_->labels();
   if (!labels->empty()) {
+    const int64_t w = label_width_;
     for (int64_t i = 0; i < n; ++i)
-      slot.labels[static_cast<size_t>(i)] = (*labels)[static_cast<size_t>(slot.file_rows[static_cast<size_t>(i)])];
+      std::copy_n(labels->data() + slot.file_rows[static_cast<size_t>(i)] * w, w, slot.labels.data() + i * w);
     bt.labels = slot.labels.data();
   }
   const std::vector<float>* targets = o_.soft_targets ? o_.soft_targets.get() : &file_->targets();

@@ -34,7 +34,8 @@ struct ReaderOptions {
   int64_t memory_budget_bytes = int64_t{1} << 30;
   // z-score normalization applied to every row when both are set (row_size values each).
   std::vector<float> mean, inv_std;
-  // Class ids to use instead of the file's /y (indexed by file row), e.g. pseudo-labels.
+  // Class ids to use instead of the file's /y (indexed by file row), e.g. pseudo-labels; one per
+  // row, so not for files with per-step labels.
   std::shared_ptr<const std::vector<int32_t>> labels;
   // Soft targets per file row (num_classes floats each), overriding labels where given.
   std::shared_ptr<const std::vector<float>> soft_targets;
@@ -58,10 +59,11 @@ struct ReaderCursor {
 
 struct Batch {
   int64_t epoch = 0, step_in_epoch = 0;
-  int64_t global_rows = 0;  // rows in the whole global batch
-  int64_t row0 = 0;         // position of local row 0 within the global batch
-  Tensor x;                 // [rows, ...sample shape], host memory
-  const int32_t* labels = nullptr;
+  int64_t global_rows = 0;          // rows in the whole global batch
+  int64_t row0 = 0;                 // position of local row 0 within the global batch
+  Tensor x;                         // [rows, ...sample shape], host memory
+  const int32_t* labels = nullptr;  // label_width per row (> 1: per-step class ids, -1 = padding)
+  int64_t label_width = 1;
   const float* targets = nullptr;
   const int64_t* file_rows = nullptr;  // the file row of each local row
   int64_t rows() const { return x.rows(); }
@@ -119,6 +121,7 @@ class ShardedReader {
   std::vector<int64_t> rows_;
   ReaderOptions o_;
   int64_t row_size_;
+  int64_t label_width_;  // class ids per row in batches
   int64_t steps_per_epoch_ = 0;
   int64_t shard_begin_ = 0, shard_end_ = 0;  // shard mode: this rank's positions in rows_
   std::vector<float> memory_;                // in-memory rows in rows_ order (normalized)

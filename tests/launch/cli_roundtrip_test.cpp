@@ -2,6 +2,8 @@
 // with h5py in both directions (docs/design.md "Data files": files written by h5py load, files we write read in h5py).
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
 #include "support/JsonSupport.h"
 #include "support/TestSupport.h"
 
@@ -78,4 +80,107 @@ TEST_CASE("a dataset written by h5py trains, and ours read in h5py", "[cli]") {
        "print(f['x'].shape, f['x'].dtype, f['y'].dtype, f.attrs['format'].decode(), f.attrs['num_classes'])\n",
        dir.file("shapes.h5")});
   CHECK(back.out.find("(50, 1, 28, 28) float32 int32 dptrain-dataset/1 4") != std::string::npos);
+}
+
+TEST_CASE("a tiny transformer_lm trains on imported text and sample generates reproducible text", "[cli]") {
+  TempDir dir;
+  std::string corpus;
+  const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", "away"};
+  for (int i = 0; corpus.size() < 3000; ++i)
+    corpus += std::string(words[(i * 7 + i / 3) % 11]) + (i % 9 == 8 ? ".\n" : " ");
+  write_text(dir.file("corpus.txt"), corpus);
+  CliResult im = run_cli({"data", "import", "--text", dir.file("corpus.txt"), "--context", "16", "--out",
+                          dir.file("train.h5"), "--validation-out", dir.file("val.h5")});
+  INFO(im.out << im.err);
+  REQUIRE(im.exit_code == 0);
+  write_text(dir.file("lm.toml"), "seed = 1\nout_dir = \"" + dir.file("run") + "\"\n[data]\ntrain = \"" +
+                                      dir.file("train.h5") + "\"\nvalidation = \"" + dir.file("val.h5") +
+                                      "\"\n[model]\nkind = \"transformer_lm\"\nwidth = 16\nlayers = 1\nheads = 2\n"
+                                      "dropout = 0.0\n[optim]\nkind = \"adam\"\nlr = 0.01\n"
+                                      "[train]\nepochs = 2\nmax_steps = 20\nbatch_size = 8\nprogress = false\n"
+                                      "[checkpoint]\nevery_steps = 10\n");
+  CliResult t = run_cli({"train", dir.file("lm.toml")});
+  INFO(t.out << t.err);
+  REQUIRE(t.exit_code == 0);
+  REQUIRE(std::filesystem::exists(dir.file("run/model.h5")));
+
+  // The run's directory resolves to its model.h5; the text is the prompt and --length new bytes.
+  const std::string prompt = "the cat ";
+  auto sample = [&](const std::string& source, const std::string& seed, std::vector<std::string> more = {}) {
+    std::vector<std::string> args{"sample", source, "--prompt", prompt, "--length", "40", "--seed", seed};
+    args.insert(args.end(), more.begin(), more.end());
+    return run_cli(args);
+  };
+  CliResult a = sample(dir.file("run"), "3");
+  INFO(a.err);
+  REQUIRE(a.exit_code == 0);
+  CHECK(a.out.size() == prompt.size() + 40);
+  CHECK(a.out.rfind(prompt, 0) == 0);
+  CliResult again = sample(dir.file("run/model.h5"), "3");
+  REQUIRE(again.exit_code == 0);
+  CHECK(again.out == a.out);
+  CliResult other = sample(dir.file("run"), "4");
+  REQUIRE(other.exit_code == 0);
+  CHECK(other.out.size() == a.out.size());
+  CHECK(other.out != a.out);
+
+  // The last checkpoint holds the same parameters, so the same text: read with the run's data
+  // for the task and input shape, and without it (from the stored parameter shapes).
+  const std::string checkpoint = newest_checkpoint(dir.file("run"));
+  CliResult c = sample(checkpoint, "3");
+  INFO(c.err);
+  REQUIRE(c.exit_code == 0);
+  CHECK(c.out == a.out);
+  std::filesystem::rename(dir.file("train.h5"), dir.file("moved.h5"));
+  CliResult moved = sample(checkpoint, "3");
+  INFO(moved.err);
+  REQUIRE(moved.exit_code == 0);
+  CHECK(moved.out == a.out);
+
+  // Greedy decoding needs no seed; --out writes the same bytes that would be printed.
+  CliResult g1 = sample(dir.file("run"), "1", {"--temperature", "0", "--out", dir.file("greedy.txt")});
+  INFO(g1.err);
+  REQUIRE(g1.exit_code == 0);
+  CliResult g2 = sample(dir.file("run"), "2", {"--temperature", "0", "--top-k", "5"});
+  REQUIRE(g2.exit_code == 0);
+  CHECK(read_text(dir.file("greedy.txt")) == g2.out);
+  write_text(dir.file("prompt.txt"), prompt);
+  CliResult f =
+      run_cli({"sample", dir.file("run"), "--prompt-file", dir.file("prompt.txt"), "--length", "40", "--seed", "3"});
+  REQUIRE(f.exit_code == 0);
+  CHECK(f.out == a.out);
+
+  // Bad options: exit code 2 and a message naming the option.
+  write_text(dir.file("empty.txt"), "");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--temperature", "-1"}, "--temperature"},
+      {{"--temperature", "nan"}, "--temperature"},
+      {{"--top-k", "257"}, "--top-k"},
+      {{"--top-k", "-1"}, "--top-k"},
+      {{"--length", "0"}, "--length"},
+      {{"--length", "100000000"}, "--length"},
+      {{"--n", "5"}, "--n"},
+      {{"--prompt-file", dir.file("empty.txt")}, "--prompt-file"},
+      {{"--prompt", ""}, "--prompt"},
+  };
+  for (const auto& [args, option] : bad) {
+    std::vector<std::string> argv{"sample", dir.file("run")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CliResult r = run_cli(argv);
+    INFO(args.front() << " " << args.back() << ": " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find(option) != std::string::npos);
+    CHECK(r.out.empty());
+  }
+
+  // A model that is neither a GAN generator nor a language model.
+  run_cli({"data", "synth", "moons", "--n", "100", "--out", dir.file("moons.h5")});
+  write_text(dir.file("mlp.toml"), "out_dir = \"" + dir.file("mlp") + "\"\n[data]\ntrain = \"" + dir.file("moons.h5") +
+                                       "\"\n[model]\nkind = \"mlp\"\nhidden = [4]\n[train]\nepochs = 1\n"
+                                       "batch_size = 50\nprogress = false\n");
+  REQUIRE(run_cli({"train", dir.file("mlp.toml")}).exit_code == 0);
+  CliResult mlp = run_cli({"sample", dir.file("mlp"), "--out", dir.file("x.h5")});
+  CHECK(mlp.exit_code == 2);
+  CHECK(mlp.err.find("sample needs a GAN generator") != std::string::npos);
+  CHECK(mlp.err.find("transformer_lm") != std::string::npos);
 }

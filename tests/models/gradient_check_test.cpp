@@ -21,21 +21,27 @@
 #include "models/layers/Dense.h"
 #include "models/layers/Dropout.h"
 #include "models/layers/Embedding.h"
+#include "models/layers/Gelu.h"
 #include "models/layers/GaussianSample.h"
 #include "models/layers/Highway.h"
 #include "models/layers/LayerNorm.h"
 #include "models/layers/MaxUnpool2d.h"
 #include "models/layers/Maxout.h"
+#include "models/layers/MultiHeadAttention.h"
 #include "models/layers/MinibatchStddev.h"
 #include "models/layers/Pool2d.h"
+#include "models/layers/PositionalEncoding.h"
 #include "models/layers/Recurrent.h"
 #include "models/layers/Reshape.h"
 #include "models/layers/Residual.h"
+#include "models/layers/SequencePool.h"
 #include "models/layers/Sequential.h"
+#include "models/layers/TiedOutput.h"
 #include "models/layers/TimeDistributed.h"
 #include "models/layers/Upsample2d.h"
 #include "models/losses/GanLoss.h"
 #include "models/losses/Loss.h"
+#include "models/zoo/Transformer.h"
 
 using namespace dptrain;
 
@@ -318,6 +324,45 @@ const std::vector<LayerCase>& layer_cases() {
        [] { return std::make_unique<TimeDistributed>(std::make_unique<Dense>(2, true, Activation::tanh)); },
        Shape{4, 3}},
       {"gaussian_sample (VAE, with KL)", [] { return std::make_unique<GaussianSample>(0.5f); }, Shape{6}},
+      {"gru last state, 5 steps", [] { return std::make_unique<Recurrent>(Recurrent::Cell::gru, 3); }, Shape{5, 2}},
+      {"gru sequences, 4 steps", [] { return std::make_unique<Recurrent>(Recurrent::Cell::gru, 2, true); },
+       Shape{4, 3}},
+      {"gelu", [] { return std::make_unique<Gelu>(); }, Shape{7}},
+      {"attention, 2 heads", [] { return std::make_unique<MultiHeadAttention>(2, false, 0.0f); }, Shape{5, 4}},
+      {"attention, causal, 1 head", [] { return std::make_unique<MultiHeadAttention>(1, true, 0.0f); }, Shape{4, 3}},
+      {"attention, causal, dropout 0.3", [] { return std::make_unique<MultiHeadAttention>(2, true, 0.3f); },
+       Shape{6, 4}},
+      {"attention with a padding mask, after an embedding",
+       [] {
+         auto mask = std::make_shared<SequenceMask>();
+         return chain_of(std::make_unique<Embedding>(5, 4, 1.0f, 0, mask),
+                         std::make_unique<MultiHeadAttention>(2, false, 0.0f, mask),
+                         std::make_unique<SequencePool>(mask));
+       },
+       Shape{6}, 5},
+      {"positional, learned", [] { return std::make_unique<PositionalEncoding>(PositionalEncoding::Kind::learned); },
+       Shape{4, 3}},
+      {"positional, sinusoidal",
+       [] { return std::make_unique<PositionalEncoding>(PositionalEncoding::Kind::sinusoidal); }, Shape{4, 6}},
+      {"mean_pool", [] { return std::make_unique<SequencePool>(); }, Shape{3, 4}},
+      {"transformer block, causal, dropout 0.2",
+       [] {
+         TransformerBlockOptions o;
+         o.heads = 2;
+         o.mlp_ratio = 2;
+         o.dropout = 0.2f;
+         o.attention_dropout = 0.2f;
+         o.causal = true;
+         return std::make_unique<TransformerBlock>(o, nullptr);
+       },
+       Shape{5, 4}},
+      {"tied output after an embedding",
+       [] {
+         auto embedding = std::make_unique<Embedding>(5, 4);
+         Embedding& table = *embedding;
+         return chain_of(std::move(embedding), std::make_unique<TiedOutput>(table, true));
+       },
+       Shape{3}, 5},
   };
   return cases;
 }
@@ -510,4 +555,34 @@ TEST_CASE("dropout masks depend on the global sample index, not on the batch spl
   CHECK(kept > 96);  // about half of 256 kept
   CHECK(kept < 160);
   for (int64_t i = 0; i < 256; ++i) CHECK((whole.data()[i] == 0.0f || whole.data()[i] == 2.0f));
+}
+
+TEST_CASE("per-step cross-entropy scores every step and skips padding (-1)", "[models][gradcheck]") {
+  // 2 samples of 3 steps over 4 classes; one padding step per sample.
+  const int64_t rows = 2, steps = 3, classes = 4;
+  std::vector<float> pred = random_values(rows * steps * classes, 21);
+  const std::vector<int32_t> labels = {1, -1, 3, 0, 2, -1};
+  Loss loss(LossKind::softmax_cross_entropy);
+  Tensor p = Tensor::zeros(Shape{rows, steps, classes});
+  upload(pred, p);
+  Targets t{labels.data(), nullptr, steps};
+  Tensor d;
+  float stats[num_loss_stats] = {};
+  loss.evaluate(p, t, 1.0f, &d, stats);
+  CHECK(stats[stat_count] == 4.0f);  // the padding steps are not counted
+  std::vector<float> analytic = host_values(d);
+  for (int64_t j = 0; j < classes; ++j) {  // and get no gradient
+    CHECK(analytic[static_cast<size_t>(1 * classes + j)] == 0.0f);
+    CHECK(analytic[static_cast<size_t>(5 * classes + j)] == 0.0f);
+  }
+  auto value = [&] {
+    upload(pred, p);
+    float s[num_loss_stats] = {};
+    loss.evaluate(p, t, 1.0f, nullptr, s);
+    return static_cast<double>(s[stat_loss]);
+  };
+  check_coordinates("per-step logits", pred.data(), analytic.data(), rows * steps * classes, value, 1e-3);
+  // An output that is not [steps, classes] per sample is refused.
+  Tensor wrong = Tensor::zeros(Shape{rows, 5});
+  CHECK_THROWS_WITH(loss.evaluate(wrong, t, 1.0f, nullptr, stats), Catch::Contains("per-step targets"));
 }

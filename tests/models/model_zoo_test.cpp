@@ -97,13 +97,16 @@ KindSetup setup_for(const std::string& kind) {
   if (kind == "cnn") return {"blocks = [ { type = \"conv2d\", filters = 2 } ]", Shape{1, 8, 8}};
   if (kind == "layers") return {"layers = [ { type = \"dense\", units = 3 } ]", Shape{5}};
   if (kind == "resnet" || kind == "mobilenet" || kind == "autoencoder" || kind == "vae") return {"", Shape{1, 8, 8}};
-  if (kind == "lstm_classifier" || kind == "rnn_classifier") return {"", Shape{6, 3}};
+  if (kind == "lstm_classifier" || kind == "rnn_classifier" || kind == "gru_classifier") return {"", Shape{6, 3}};
+  if (kind == "transformer_lm") return {"", Shape{6}};  // token ids; the targets are per step (task_for)
+  if (kind == "transformer_classifier") return {"vocab = 4", Shape{6}};
   return {"", Shape{5}};
 }
 
 TaskInfo task_for(const std::string& kind) {
   TaskInfo t;
   t.num_classes = kind == "logistic_regression" ? 2 : 3;
+  if (kind == "transformer_lm") t.label_width = 6;
   if (kind == "linear_regression") {
     t.classification = false;
     t.target_dim = 2;
@@ -154,18 +157,18 @@ std::set<std::string> words(const std::string& text) {
 }
 const std::set<std::string> known_kinds = words(
     "linear_regression logistic_regression softmax_regression linear_svm mlp cnn layers resnet mobilenet "
-    "lstm_classifier rnn_classifier autoencoder vae");
+    "lstm_classifier rnn_classifier gru_classifier transformer_lm transformer_classifier autoencoder vae");
 const std::set<std::string> known_types = words(
     "dense linear conv2d conv conv_transpose2d deconv2d maxpool2d maxpool avgpool2d avgpool global_avgpool "
     "maxunpool2d maxunpool upsample2d upsample flatten reshape dropout maxout minibatch_stddev batchnorm batchnorm1d "
-    "batchnorm2d layernorm residual concat highway embedding rnn lstm time_distributed gaussian_sample relu "
-    "leaky_relu sigmoid tanh identity none");
+    "batchnorm2d layernorm residual concat highway embedding rnn lstm gru attention positional transformer_block "
+    "mean_pool gelu time_distributed gaussian_sample relu leaky_relu sigmoid tanh identity none");
 
 // The keys a layer table of each type needs to build (inside a list after a maxpool2d).
 std::string required_layer_keys(const std::string& type) {
   if (type == "reshape") return "shape = [2]";
   if (type == "embedding") return "vocab = 3, dim = 2";
-  if (type == "rnn" || type == "lstm") return "units = 2";
+  if (type == "rnn" || type == "lstm" || type == "gru") return "units = 2";
   if (type == "time_distributed") return "layer = { type = \"dense\" }";
   if (type == "residual") return "layers = [ { type = \"dense\" } ]";
   if (type == "concat")

@@ -1,11 +1,13 @@
-// Synthetic datasets (shapes, balance, determinism, the geometry each kind promises), CSV and .npy
-// import with their rejections, and the inspect report. The .npy files are built byte by byte here
-// so the parser is checked against the format, not against our own writer.
+// Synthetic datasets (shapes, balance, determinism, the geometry each kind promises), CSV, .npy and
+// text import with their rejections, per-step labels [N, T] through file and reader, and the inspect
+// report. The .npy files are built byte by byte here so the parser is checked against the format,
+// not against our own writer.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -13,9 +15,12 @@
 #include "storage/dataset/DatasetFile.h"
 #include "storage/dataset/Import.h"
 #include "storage/dataset/Synthesize.h"
+#include "storage/reader/ShardedReader.h"
 #include "support/TestSupport.h"
+#include "trainer/DataSplits.h"
 
 using namespace dptrain;
+using dptrain::test::run_cli;
 using dptrain::test::TempDir;
 using dptrain::test::write_text;
 
@@ -553,4 +558,298 @@ TEST_CASE("inspect reports shapes, stored dtypes, class counts and NaN/Inf", "[s
   write_text(dir.file("junk.h5"), "not hdf5");
   REQUIRE_THROWS_WITH(inspect_dataset(dir.file("junk.h5")),
                       Catch::Contains("junk.h5") && Catch::Contains("not an HDF5"));
+}
+
+namespace {
+
+// Rows of T positions: x[i, j] = 100 i + j, labels (3 i + j) % 6, and padding (-1) at the end of
+// every third row, as a batch of sequences of different lengths has.
+DatasetContents per_step_data(int64_t rows, int64_t T) {
+  DatasetContents c;
+  c.sample_shape = Shape{T};
+  c.label_kind = LabelKind::classes;
+  c.num_classes = 6;
+  c.label_width = T;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < T; ++j) {
+      c.x.push_back(static_cast<float>(100 * i + j));
+      c.labels.push_back(i % 3 == 2 && j >= T - 2 ? -1 : static_cast<int32_t>((3 * i + j) % 6));
+    }
+  return c;
+}
+
+std::vector<float> byte_floats(const std::string& s) {
+  std::vector<float> v;
+  for (char ch : s) v.push_back(static_cast<float>(static_cast<unsigned char>(ch)));
+  return v;
+}
+
+std::vector<int32_t> byte_ids(const std::string& s) {
+  std::vector<int32_t> v;
+  for (char ch : s) v.push_back(static_cast<unsigned char>(ch));
+  return v;
+}
+
+std::vector<int64_t> all_rows_of(const DatasetFile& f) {
+  std::vector<int64_t> rows(static_cast<size_t>(f.rows()));
+  for (int64_t i = 0; i < f.rows(); ++i) rows[static_cast<size_t>(i)] = i;
+  return rows;
+}
+
+// Row `row` of a row-major buffer with `width` values per row.
+template <class T>
+std::vector<T> row_of(const std::vector<T>& v, int64_t row, int64_t width) {
+  return std::vector<T>(v.begin() + row * width, v.begin() + (row + 1) * width);
+}
+
+TextImport import_text_of(const std::string& path, int64_t context, double fraction = 0.0) {
+  TextImportOptions o;
+  o.path = path;
+  o.context = context;
+  o.validation_fraction = fraction;
+  return import_text(o);
+}
+
+}  // namespace
+
+TEST_CASE("per-step labels [N, T] round-trip through a dataset file and the reader's rank slices", "[storage]") {
+  TempDir dir;
+  const int64_t N = 11, T = 5;
+  DatasetContents c = per_step_data(N, T);
+  const std::string path = dir.file("seq.h5");
+  write_dataset_file(path, c);
+  auto file = std::make_shared<const DatasetFile>(path);
+  REQUIRE(file->label_width() == T);
+  REQUIRE(file->labels() == c.labels);
+  REQUIRE(file->num_classes() == 6);
+  REQUIRE(file->sample_shape() == Shape{T});
+  std::string report = inspect_dataset(path);
+  INFO(report);
+  REQUIRE(report.find("y: int32 per-step class ids [11, 5] (5 per row), 6 classes: 6 used, 6 of 55 positions "
+                      "padding (-1)") != std::string::npos);
+
+  // One rank's batches define the global batches; each of 2 ranks must get its slice of them with
+  // the T labels of each of its rows, read from memory or streamed from the file.
+  for (int64_t budget : {int64_t{1} << 30, int64_t{0}}) {
+    INFO("memory budget " << budget);
+    ReaderOptions o;
+    o.global_batch = 4;
+    o.seed = 9;
+    o.memory_budget_bytes = budget;
+    ShardedReader whole(file, all_rows_of(*file), o);
+    std::vector<std::unique_ptr<ShardedReader>> ranks;
+    for (int r = 0; r < 2; ++r) {
+      ReaderOptions ro = o;
+      ro.rank = r;
+      ro.world = 2;
+      ranks.push_back(std::make_unique<ShardedReader>(file, all_rows_of(*file), ro));
+    }
+    for (int step = 0; step < 2 * whole.steps_per_epoch(); ++step) {
+      const Batch& g = whole.next();
+      std::vector<int64_t> global_rows(g.file_rows, g.file_rows + g.rows());
+      std::vector<int64_t> from_ranks;
+      for (auto& reader : ranks) {
+        const Batch& b = reader->next();
+        REQUIRE(b.label_width == T);
+        REQUIRE(b.labels != nullptr);
+        for (int64_t i = 0; i < b.rows(); ++i) {
+          const int64_t row = b.file_rows[i];
+          from_ranks.push_back(row);
+          REQUIRE(std::vector<int32_t>(b.labels + i * T, b.labels + (i + 1) * T) == row_of(c.labels, row, T));
+          REQUIRE(std::vector<float>(b.x.data() + i * T, b.x.data() + (i + 1) * T) == row_of(c.x, row, T));
+        }
+      }
+      REQUIRE(from_ranks == global_rows);
+    }
+  }
+
+  // Pseudo-labels are one per row: refused for per-step labels, naming the file.
+  ReaderOptions pseudo;
+  pseudo.labels = std::make_shared<const std::vector<int32_t>>(static_cast<size_t>(N), 0);
+  REQUIRE_THROWS_WITH(ShardedReader(file, all_rows_of(*file), pseudo),
+                      Catch::Contains(path) && Catch::Contains("per-step labels"));
+
+  // Out-of-range labels name row and position; -1 is padding only in per-step labels.
+  DatasetContents bad = per_step_data(N, T);
+  bad.labels[2 * T + 1] = 6;
+  write_dataset_file(dir.file("bad.h5"), bad);
+  REQUIRE_THROWS_WITH(DatasetFile(dir.file("bad.h5")),
+                      Catch::Contains(dir.file("bad.h5") + ": /y row 2 position 1 has label 6, outside [0, 6)"));
+  bad.labels[2 * T + 1] = -2;
+  write_dataset_file(dir.file("bad.h5"), bad);
+  REQUIRE_THROWS_WITH(DatasetFile(dir.file("bad.h5")), Catch::Contains("row 2 position 1 has label -2"));
+  DatasetContents rowwise = test::small_classification(4, 3, 2);
+  rowwise.labels[1] = -1;
+  write_dataset_file(dir.file("rowwise.h5"), rowwise);
+  REQUIRE_THROWS_WITH(DatasetFile(dir.file("rowwise.h5")),
+                      Catch::Contains(dir.file("rowwise.h5") + ": /y row 1 has label -1, outside [0, 2)"));
+}
+
+TEST_CASE("per-step labels are refused where one class per row is needed", "[storage]") {
+  // Self-training (trainer/DataSplits.cpp) selects and stores one pseudo-label per row.
+  TempDir dir;
+  DatasetContents seq = per_step_data(6, 4);
+  write_dataset_file(dir.file("seq.h5"), seq);
+  write_dataset_file(dir.file("rows.h5"), test::small_classification(6, 4, 3));
+  REQUIRE_THROWS_WITH(
+      merge_for_self_training(dir.file("seq.h5"), dir.file("rows.h5"), dir.file("m.h5")),
+      Catch::Contains(dir.file("seq.h5") + ": self-training needs one class per row") && Catch::Contains("4 per row"));
+  REQUIRE_THROWS_WITH(merge_for_self_training(dir.file("rows.h5"), dir.file("seq.h5"), dir.file("m.h5")),
+                      Catch::Contains(dir.file("seq.h5") + ": self-training needs one class per row"));
+  seq.labeled.assign(6, 1);
+  seq.labeled[4] = 0;
+  write_dataset_file(dir.file("masked.h5"), seq);
+  DataConfig masked;
+  masked.train = dir.file("masked.h5");
+  REQUIRE_THROWS_WITH(make_splits(masked), Catch::Contains(dir.file("masked.h5") + ": a /labeled mask"));
+
+  // Training and validation files must agree on the labels per row.
+  write_dataset_file(dir.file("seq_rows.h5"), test::small_classification(6, 4, 6));
+  DataConfig mixed;
+  mixed.train = dir.file("seq.h5");
+  mixed.validation = dir.file("seq_rows.h5");
+  REQUIRE_THROWS_WITH(make_splits(mixed),
+                      Catch::Contains(dir.file("seq_rows.h5") + ": validation data has 1 class ids per row in /y, "
+                                                                "training data 4"));
+  mixed.validation = dir.file("seq.h5");
+  REQUIRE(make_splits(mixed).validation.file->label_width() == 4);
+}
+
+TEST_CASE("text import: byte windows with next-byte targets, split at the tail", "[storage]") {
+  TempDir dir;
+  const std::string path = dir.file("abc.txt");
+  write_text(path, "abcdefghijklmnopqrstuvwxyz");  // 26 bytes
+  TextImport all = import_text_of(path, 4);
+  const DatasetContents& c = all.train;
+  REQUIRE(all.validation.rows() == 0);
+  REQUIRE(c.rows() == 6);  // (26 - 1) / 4: the last window's last target is 'y'
+  REQUIRE(c.sample_shape == Shape{4});
+  REQUIRE(c.label_kind == LabelKind::classes);
+  REQUIRE(c.label_width == 4);
+  REQUIRE(c.num_classes == 256);
+  REQUIRE(row_of(c.x, 0, 4) == byte_floats("abcd"));
+  REQUIRE(row_of(c.labels, 0, 4) == byte_ids("bcde"));
+  REQUIRE(row_of(c.x, 1, 4) == byte_floats("efgh"));
+  REQUIRE(row_of(c.labels, 1, 4) == byte_ids("fghi"));
+  REQUIRE(row_of(c.x, 5, 4) == byte_floats("uvwx"));
+  REQUIRE(row_of(c.labels, 5, 4) == byte_ids("vwxy"));
+
+  // Fraction 0.25: the last floor(6.5) = 6 bytes "uvwxyz" are validation text, the first 20 make
+  // (20 - 1) / 4 = 4 training windows whose targets stay before 'u'.
+  TextImport split = import_text_of(path, 4, 0.25);
+  REQUIRE(split.train.rows() == 4);
+  REQUIRE(row_of(split.train.x, 3, 4) == byte_floats("mnop"));
+  REQUIRE(row_of(split.train.labels, 3, 4) == byte_ids("nopq"));
+  REQUIRE(split.validation.rows() == 1);
+  REQUIRE(split.validation.x == byte_floats("uvwx"));
+  REQUIRE(split.validation.labels == byte_ids("vwxy"));
+
+  // Multi-byte UTF-8 characters are bytes like any other.
+  write_text(dir.file("utf8.txt"), "h\xc3\xa9llo \xe2\x82\xac!\n");
+  TextImport u = import_text_of(dir.file("utf8.txt"), 3);
+  REQUIRE(row_of(u.train.x, 0, 3) == std::vector<float>{104, 195, 169});
+  REQUIRE(row_of(u.train.labels, 0, 3) == std::vector<int32_t>{195, 169, 108});
+
+  // Both files written and readable; the validation file first, removed when the training file fails.
+  write_train_validation_files(dir.file("train.h5"), split.train, dir.file("val.h5"), split.validation);
+  DatasetFile train(dir.file("train.h5")), val(dir.file("val.h5"));
+  REQUIRE(train.rows() == 4);
+  REQUIRE(train.label_width() == 4);
+  REQUIRE(train.num_classes() == 256);
+  REQUIRE(train.labels() == split.train.labels);
+  REQUIRE(val.rows() == 1);
+  REQUIRE(val.labels() == split.validation.labels);
+  std::string report = inspect_dataset(dir.file("train.h5"));
+  INFO(report);
+  REQUIRE(report.find("per-step class ids [4, 4] (4 per row), 256 classes") != std::string::npos);
+  REQUIRE(report.find("0: ") == std::string::npos);  // no table of 256 class counts
+
+  const std::string lost = dir.file("missing-dir/train.h5");
+  REQUIRE_THROWS_WITH(write_train_validation_files(lost, split.train, dir.file("val2.h5"), split.validation),
+                      Catch::Contains("missing-dir"));
+  REQUIRE_FALSE(std::filesystem::exists(dir.file("val2.h5")));
+  REQUIRE_THROWS_WITH(
+      write_train_validation_files(dir.file("same.h5"), split.train, dir.file("./same.h5"), split.validation),
+      Catch::Contains("must differ"));
+  REQUIRE_FALSE(std::filesystem::exists(dir.file("same.h5")));
+}
+
+TEST_CASE("text import refuses bad input, naming the file and the byte at fault", "[storage]") {
+  TempDir dir;
+  const std::string path = dir.file("t.txt");
+  const std::string alphabet = "abcdefghijklmnopqrstuvwxyz";
+  auto fails_with = [&](const std::string& text, int64_t context, double fraction, const std::string& message) {
+    write_text(path, text);
+    INFO("expecting: " << message);
+    REQUIRE_THROWS_WITH(import_text_of(path, context, fraction), Catch::Contains(path + ": " + message));
+  };
+  REQUIRE_THROWS_WITH(import_text_of(dir.file("absent.txt"), 4), Catch::Contains("absent.txt: cannot open"));
+  REQUIRE_THROWS_WITH(import_text_of(dir.path(), 4), Catch::Contains(dir.path() + ": is a directory"));
+  fails_with("", 4, 0.0, "empty file");
+  fails_with(alphabet, 1, 0.0, "context 1 is out of range [2, 1048576]");
+  fails_with(alphabet, int64_t{1} << 40, 0.0, "context 1099511627776 is out of range");
+  fails_with(alphabet, 4, 1.0, "validation fraction 1 is outside [0, 1)");
+  fails_with("abcd", 4, 0.0, "too short: 4 bytes of training text, one window of context 4 needs 5");
+  fails_with(alphabet, 4, 0.1, "too short for validation: the last 2 bytes");
+  fails_with(alphabet, 4, 0.9, "too short: 3 bytes of training text (after the validation tail)");
+  fails_with(std::string("ab\0cdefgh", 9), 2, 0.0, "NUL byte at byte offset 2 (0x00)");
+  fails_with(
+      "abc\xff"
+      "defgh",
+      2, 0.0, "invalid UTF-8 at byte offset 3 (0xff)");
+  fails_with(
+      "ab\xc0\xaf"
+      "cdefgh",
+      2, 0.0, "invalid UTF-8 at byte offset 2 (0xc0)");  // overlong '/'
+  fails_with(
+      "ab\xe2\x28\xa1"
+      "cdefgh",
+      2, 0.0, "invalid UTF-8 at byte offset 3 (0x28)");  // bad continuation
+  fails_with(
+      "ab\xed\xa0\x80"
+      "cdefgh",
+      2, 0.0, "invalid UTF-8 at byte offset 3 (0xa0)");                             // a surrogate
+  fails_with("abcdefgh\xe2\x82", 2, 0.0, "invalid UTF-8 at byte offset 8 (0xe2)");  // cut short
+  fails_with("abcdefgh\xa9", 2, 0.0, "invalid UTF-8 at byte offset 8 (0xa9)");      // no lead byte
+  // Control characters: 3 escapes in 200 bytes (1.5 %) is binary; one in 200 is text.
+  std::string text(200, 'x');
+  text[10] = text[50] = text[90] = '\x1b';
+  fails_with(text, 4, 0.0, "3 of 200 bytes are control characters (more than 1 %), the first at byte offset 10 (0x1b)");
+  text[50] = text[90] = '\t';
+  write_text(path, text + "\r\n\f\v");
+  REQUIRE(import_text_of(path, 4).train.rows() == 50);
+}
+
+TEST_CASE("dptrain data import --text writes training and validation files", "[cli]") {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "line " + std::to_string(i) + " of some text\n";
+  write_text(dir.file("t.txt"), text);
+  auto r = run_cli({"data", "import", "--text", dir.file("t.txt"), "--context", "16", "--out", dir.file("train.h5"),
+                    "--validation-out", dir.file("val.h5"), "--validation-fraction", "0.2"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  DatasetFile train(dir.file("train.h5")), val(dir.file("val.h5"));
+  const int64_t n = static_cast<int64_t>(text.size());
+  const int64_t tail = static_cast<int64_t>(std::floor(0.2 * static_cast<double>(n)));
+  REQUIRE(train.rows() == (n - tail - 1) / 16);
+  REQUIRE(val.rows() == (tail - 1) / 16);
+  REQUIRE(train.label_width() == 16);
+  REQUIRE(r.out.find("16 labels per row") != std::string::npos);
+
+  auto alone = run_cli({"data", "import", "--text", dir.file("t.txt"), "--context", "16", "--out", dir.file("a.h5"),
+                        "--validation-fraction", "0.2"});
+  REQUIRE(alone.exit_code == 2);
+  REQUIRE(alone.err.find("--validation-fraction needs --validation-out") != std::string::npos);
+  auto no_context = run_cli({"data", "import", "--text", dir.file("t.txt"), "--out", dir.file("a.h5")});
+  REQUIRE(no_context.exit_code == 2);
+  REQUIRE(no_context.err.find("--context") != std::string::npos);
+  auto junk = run_cli({"data", "import", "--text", dir.file("train.h5"), "--context", "16", "--out", dir.file("a.h5")});
+  REQUIRE(junk.exit_code == 2);
+  REQUIRE(junk.err.find(dir.file("train.h5") + ": ") != std::string::npos);
+  REQUIRE_FALSE(std::filesystem::exists(dir.file("a.h5")));
+  auto help = run_cli({"data", "import", "--help"});
+  REQUIRE(help.exit_code == 0);
+  for (const char* option : {"--text FILE", "--context T", "--validation-out FILE", "--validation-fraction F"})
+    REQUIRE(help.out.find(option) != std::string::npos);
 }

@@ -1,6 +1,7 @@
 // Resume exactness (docs/design.md rule 4): a run of S steps, and the same run killed with SIGKILL at a
 // random step and resumed from its latest checkpoint, end with bitwise identical parameters and
-// optimizer state — for SGD with momentum, Adam, and models with dropout.
+// optimizer state — for SGD with momentum, Adam, and models with dropout (a Transformer's on its
+// attention weights too).
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include "models/core/Philox.h"
 #include "models/kernels/cpu/CpuEngine.h"
 #include "storage/checkpoint/CheckpointStore.h"
+#include "storage/dataset/Import.h"
 #include "storage/dataset/Synthesize.h"
 #include "support/TestSupport.h"
 
@@ -20,18 +22,24 @@ using namespace dptrain::test;
 
 namespace {
 
-void check_resume_exact(const std::string& model, const std::string& optim, uint32_t case_id) {
+// text: byte-level language-model data (per-step targets) instead of blobs (then not normalized).
+void check_resume_exact(const std::string& model, const std::string& optim, uint32_t case_id, bool text = false) {
   TempDir dir;
-  SynthOptions s;
-  s.kind = "blobs";
-  s.n = 800;
-  s.dim = 6;
-  s.classes = 3;
-  write_dataset_file(dir.file("data.h5"), synthesize(s));
+  if (text) {
+    write_text(dir.file("text.txt"), test_text(8000, case_id));
+    write_dataset_file(dir.file("data.h5"), import_text({dir.file("text.txt"), 16, 0.0}).train);
+  } else {
+    SynthOptions s;
+    s.kind = "blobs";
+    s.n = 800;
+    s.dim = 6;
+    s.classes = 3;
+    write_dataset_file(dir.file("data.h5"), synthesize(s));
+  }
   const int64_t steps = 120, every = 7;
   write_text(dir.file("c.toml"),
-             "seed = 5\n[data]\ntrain = \"" + dir.file("data.h5") +
-                 "\"\nvalidation_fraction = 0.1\nnormalize = \"zscore\"\n[model]\n" + model + "\n[optim]\n" + optim +
+             "seed = 5\n[data]\ntrain = \"" + dir.file("data.h5") + "\"\nvalidation_fraction = 0.1\n" +
+                 (text ? "" : "normalize = \"zscore\"\n") + "[model]\n" + model + "\n[optim]\n" + optim +
                  "\n[schedule]\nkind = \"cosine\"\nwarmup_steps = 10\n" +
                  "[train]\nbatch_size = 20\nepochs = 5\nmax_steps = " + std::to_string(steps) +
                  "\nprogress = false\nlog_every = 9\n[checkpoint]\nevery_steps = " + std::to_string(every) + "\n");
@@ -99,6 +107,11 @@ TEST_CASE("killed and resumed equals uninterrupted: AdamW with clipping, maxout"
 
 // Integers are saved as int64 (storage/checkpoint/StateFields.h): seeds that a double cannot
 // hold (2^53 + 1) and those at the ends of the range round-trip, and resume accepts them.
+TEST_CASE("killed and resumed equals uninterrupted: Transformer LM, attention dropout", "[checkpoint][resume]") {
+  check_resume_exact("kind = \"transformer_lm\"\nlayers = 1\nwidth = 16\nheads = 2\ndropout = 0.1",
+                     "kind = \"adamw\"\nlr = 0.003\nclip_norm = 1.0", 4, true);
+}
+
 TEST_CASE("resume keeps every seed exactly: -1, 0, 2^53 + 1, 2^63 - 1", "[checkpoint][resume]") {
   TempDir dir;
   SynthOptions s;

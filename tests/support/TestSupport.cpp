@@ -1,5 +1,6 @@
 #include "support/TestSupport.h"
 
+#include "models/core/Philox.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/hdf5/H5.h"
 
@@ -202,6 +203,25 @@ DatasetContents small_classification(int64_t rows, int64_t dim, int64_t classes)
     c.labels.push_back(static_cast<int32_t>(i % classes));
   }
   return c;
+}
+
+std::string test_text(int64_t bytes, uint64_t seed) {
+  static const char* const words[] = {"the",   "model", "learns", "a",    "small", "text",  "of",    "words",
+                                      "and",   "each",  "rank",   "sees", "its",   "share", "batch", "step",
+                                      "grows", "from",  "data",   "into", "order", "with",  "time",  "light"};
+  Philox rng(seed, RandomPurpose::synth, 17);
+  std::string text;
+  bool capital = true;
+  while (static_cast<int64_t>(text.size()) < bytes) {
+    std::string w = words[rng.below(sizeof words / sizeof words[0])];
+    if (capital) w[0] = static_cast<char>(w[0] - 'a' + 'A');
+    text += w;
+    const uint64_t r = rng.below(12);
+    capital = r < 2;
+    text += r == 0 ? ".\n" : r == 1 ? ". " : r == 2 ? ", " : " ";
+  }
+  text.resize(static_cast<size_t>(bytes));
+  return text;
 }
 
 }  // namespace dptrain::test

@@ -76,4 +76,8 @@ std::string source_dir();
 // A dataset of `rows` rows of `dim` features (feature j of row i = sin(i + j)) with labels i % classes.
 DatasetContents small_classification(int64_t rows, int64_t dim, int64_t classes);
 
+// About `bytes` bytes of English-like text (words from a small vocabulary in sentences and lines,
+// chosen by a seeded Philox stream): language-model data for tests.
+std::string test_text(int64_t bytes, uint64_t seed);
+
 }  // namespace dptrain::test

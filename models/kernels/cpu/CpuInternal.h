@@ -105,6 +105,23 @@ class CpuKernels final : public KernelBackend {
   void lstm_cell(int64_t n, int64_t hidden, float* gates, const float* c_prev, float* c, float* h) override;
   void lstm_cell_backward(int64_t n, int64_t hidden, const float* gates, const float* c_prev, const float* c,
                           const float* dh, float* dc, float* dgates) override;
+  void gru_cell(int64_t n, int64_t hidden, float* gx, const float* gh, const float* h_prev, float* h) override;
+  void gru_cell_backward(int64_t n, int64_t hidden, const float* gx, const float* gh, const float* h_prev,
+                         const float* dh, float* dgx, float* dgh, float* dh_prev) override;
+
+  // CpuSequence.cpp: sequences and attention.
+  void gelu(int64_t n, const float* x, float* y) override;
+  void gelu_backward(int64_t n, const float* x, const float* dy, float* dx) override;
+  void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
+                    int64_t ldc, int64_t stride_c, int64_t batch) override;
+  void attention_softmax(int64_t n, int64_t heads, int64_t steps, float scale, bool causal, const float* key_mask,
+                         float* scores) override;
+  void softmax_backward(int64_t rows, int64_t cols, float scale, const float* p, const float* dp, float* ds) override;
+  void token_mask(int64_t count, const float* ids, float pad_id, float* mask) override;
+  void sequence_mean(int64_t n, int64_t steps, int64_t dim, const float* x, const float* mask, float* y) override;
+  void sequence_mean_backward(int64_t n, int64_t steps, int64_t dim, const float* dy, const float* mask,
+                              float* dx) override;
 
   // CpuRandom.cpp: per-sample random draws.
   void dropout(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* x, float* y) override;

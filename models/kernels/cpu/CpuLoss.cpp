@@ -39,12 +39,18 @@ void check_label(int32_t label, int64_t cols) {
 
 void CpuKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                                        const float* targets, float scale, float* dlogits, float* stats) {
-  double loss = 0.0, correct = 0.0;
+  double loss = 0.0, correct = 0.0, counted = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* z = logits + r * cols;
+    float* d = dlogits ? dlogits + r * cols : nullptr;
+    if (labels && labels[r] == -1) {  // a padding position of per-step targets
+      if (d)
+        for (int64_t j = 0; j < cols; ++j) d[j] = 0.0f;
+      continue;
+    }
+    counted += 1.0;
     int64_t pred;
     float lse = log_sum_exp(cols, z, &pred);
-    float* d = dlogits ? dlogits + r * cols : nullptr;
     if (labels) {
       int32_t y = labels[r];
       check_label(y, cols);
@@ -70,7 +76,7 @@ void CpuKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* 
   }
   stats[stat_loss] += static_cast<float>(loss);
   stats[stat_correct] += static_cast<float>(correct);
-  stats[stat_count] += static_cast<float>(rows);
+  stats[stat_count] += static_cast<float>(counted);
 }
 
 void CpuKernels::sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,

@@ -1,4 +1,4 @@
-// The CPU backend's embedding and LSTM cell. The cell runs one vectorized loop per row, with its
+// The CPU backend's embedding and LSTM and GRU cells. A cell runs one vectorized loop per row, with its
 // own float e^x for the gates (gate_exp below); this file is compiled with -fno-trapping-math for
 // those loops (models/CMakeLists.txt).
 #include <bit>
@@ -118,6 +118,76 @@ void CpuKernels::lstm_cell_backward(int64_t n, int64_t hidden, const float* gate
       lstm_row_backward<true>(hidden, gates + 4 * at, c_prev + at, c + at, dh + at, dc + at, dgates + 4 * at);
     else
       lstm_row_backward<false>(hidden, gates + 4 * at, nullptr, c + at, dh + at, dc + at, dgates + 4 * at);
+  }
+}
+
+}  // namespace dptrain
+
+namespace dptrain {
+
+namespace {
+
+// One row of the GRU cell: gx holds r, z, n side by side (pre-activations in, activations out).
+template <bool HasPrev>
+void gru_row(int64_t hidden, float* gr, const float* hr, const float* hp, float* h) {
+  float *gz = gr + hidden, *gn = gr + 2 * hidden;
+  const float *hz = hr + hidden, *hn = hr + 2 * hidden;
+#pragma omp simd
+  for (int64_t j = 0; j < hidden; ++j) {
+    const float r = gate_sigmoid(gr[j] + hr[j]), z = gate_sigmoid(gz[j] + hz[j]);
+    const float c = gate_tanh(gn[j] + r * hn[j]);
+    gr[j] = r;
+    gz[j] = z;
+    gn[j] = c;
+    h[j] = HasPrev ? (1.0f - z) * c + z * hp[j] : (1.0f - z) * c;
+  }
+}
+
+template <bool HasPrev>
+void gru_row_backward(int64_t hidden, const float* gr, const float* hr, const float* hp, const float* dh, float* dxr,
+                      float* dhr, float* dhp) {
+  const float *gz = gr + hidden, *gn = gr + 2 * hidden, *hn = hr + 2 * hidden;
+  float *dxz = dxr + hidden, *dxn = dxr + 2 * hidden, *dhz = dhr + hidden, *dhn = dhr + 2 * hidden;
+#pragma omp simd
+  for (int64_t j = 0; j < hidden; ++j) {
+    const float r = gr[j], z = gz[j], c = gn[j], prev = HasPrev ? hp[j] : 0.0f;
+    const float dn = dh[j] * (1.0f - z) * (1.0f - c * c);
+    const float dz = dh[j] * (prev - c) * z * (1.0f - z);
+    const float dr = dn * hn[j] * r * (1.0f - r);
+    dxr[j] = dr;
+    dxz[j] = dz;
+    dxn[j] = dn;
+    dhr[j] = dr;
+    dhz[j] = dz;
+    dhn[j] = dn * r;
+    if (HasPrev) dhp[j] = dh[j] * z;
+  }
+}
+
+}  // namespace
+
+void CpuKernels::gru_cell(int64_t n, int64_t hidden, float* gx, const float* gh, const float* h_prev, float* h) {
+#pragma omp parallel for schedule(static) if (n * hidden * 8 > cpu_parallel_threshold)
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t at = r * hidden;
+    if (h_prev)
+      gru_row<true>(hidden, gx + 3 * at, gh + 3 * at, h_prev + at, h + at);
+    else
+      gru_row<false>(hidden, gx + 3 * at, gh + 3 * at, nullptr, h + at);
+  }
+}
+
+void CpuKernels::gru_cell_backward(int64_t n, int64_t hidden, const float* gx, const float* gh, const float* h_prev,
+                                   const float* dh, float* dgx, float* dgh, float* dh_prev) {
+#pragma omp parallel for schedule(static) if (n * hidden * 8 > cpu_parallel_threshold)
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t at = r * hidden;
+    if (h_prev)
+      gru_row_backward<true>(hidden, gx + 3 * at, gh + 3 * at, h_prev + at, dh + at, dgx + 3 * at, dgh + 3 * at,
+                             dh_prev + at);
+    else
+      gru_row_backward<false>(hidden, gx + 3 * at, gh + 3 * at, nullptr, dh + at, dgx + 3 * at, dgh + 3 * at,
+                              nullptr);
   }
 }
 
