@@ -762,3 +762,23 @@ TEST_CASE("the LSTM cell's vectorized gates match libm and keep NaN", "[models][
   CHECK(std::isnan(c1[0]));
   CHECK(std::isnan(h1[hidden - 1]));
 }
+
+// The CPU dropout computes 16 Philox blocks at a time; the mask must still be exactly the one
+// philox_uniform defines (the CUDA backend draws each value with it), at any row length.
+TEST_CASE("CPU dropout keeps exactly the values philox_uniform keeps", "[models][cpu]") {
+  const int64_t rows = 3, row_size = 150;
+  const float p = 0.3f;
+  const SampleKeys keys{RandomKey::make(11, RandomPurpose::dropout, 5), 1234567, (int64_t{1} << 33) + 5};
+  std::vector<float> x(static_cast<size_t>(rows * row_size), 1.0f), y(x.size());
+  cpu_kernels().dropout(rows, row_size, p, keys, x.data(), y.data());
+  int64_t kept = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < row_size; ++i) {
+      const bool keep = philox_uniform(keys.key, keys.step, static_cast<uint64_t>(keys.row0 + r),
+                                       static_cast<uint64_t>(i)) > p;
+      INFO("row " << r << " value " << i);
+      REQUIRE(y[static_cast<size_t>(r * row_size + i)] == (keep ? 1.0f / (1.0f - p) : 0.0f));
+      kept += keep;
+    }
+  CHECK(kept > rows * row_size / 2);
+}

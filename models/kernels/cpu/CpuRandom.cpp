@@ -7,6 +7,46 @@
 
 namespace dptrain {
 
+namespace {
+
+constexpr int lanes = 16;
+
+// Philox blocks b0 .. b0 + 15 of one sample's stream (philox_block's counters), lane by lane so
+// that the ten rounds vectorize; out[j][l] is draw j of block b0 + l.
+void philox_blocks(const SampleKeys& keys, uint64_t sample, uint64_t b0, uint32_t (&out)[4][lanes]) {
+  uint32_t c0[lanes], c1[lanes], c2[lanes], c3[lanes];
+  const uint32_t s3 = static_cast<uint32_t>(keys.step >> 32) ^ (static_cast<uint32_t>(sample >> 32) * 0x9E3779B9u);
+  for (int l = 0; l < lanes; ++l) {
+    const uint64_t b = b0 + static_cast<uint64_t>(l);
+    c0[l] = static_cast<uint32_t>(b);
+    c1[l] = static_cast<uint32_t>(sample);
+    c2[l] = static_cast<uint32_t>(keys.step);
+    c3[l] = s3 ^ static_cast<uint32_t>(b >> 32);
+  }
+  uint32_t k0 = keys.key.k0, k1 = keys.key.k1;
+  for (int round = 0; round < 10; ++round) {
+#pragma omp simd
+    for (int l = 0; l < lanes; ++l) {
+      const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0[l], p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2[l];
+      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0, n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+      c1[l] = static_cast<uint32_t>(p1);
+      c3[l] = static_cast<uint32_t>(p0);
+      c0[l] = n0;
+      c2[l] = n2;
+    }
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  for (int l = 0; l < lanes; ++l) {
+    out[0][l] = c0[l];
+    out[1][l] = c1[l];
+    out[2][l] = c2[l];
+    out[3][l] = c3[l];
+  }
+}
+
+}  // namespace
+
 void CpuKernels::dropout(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* x, float* y) {
   const float keep_scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) if (rows * row_size > cpu_parallel_threshold / 4)
@@ -14,12 +54,16 @@ void CpuKernels::dropout(int64_t rows, int64_t row_size, float p, const SampleKe
     const uint64_t sample = static_cast<uint64_t>(keys.row0 + r);
     const float* xr = x + r * row_size;
     float* yr = y + r * row_size;
-    // Draws i .. i + 3 share one Philox block (philox_uniform's layout): one block per 4 values.
-    for (int64_t i = 0; i < row_size; i += 4) {
-      const Philox4x32 b = philox_block(keys.key, keys.step, sample, static_cast<uint64_t>(i) >> 2);
-      const int64_t n = row_size - i < 4 ? row_size - i : 4;
-      for (int64_t j = 0; j < n; ++j)
-        yr[i + j] = uniform_from_bits(b.v[j]) > p ? xr[i + j] * keep_scale : 0.0f;
+    // Draw i is word i % 4 of block i / 4 (philox_uniform's layout): 16 blocks per 64 values.
+    uint32_t bits[4][lanes];
+    bool keep[4 * lanes];
+    for (int64_t i = 0; i < row_size; i += 4 * lanes) {
+      philox_blocks(keys, sample, static_cast<uint64_t>(i) / 4, bits);
+      for (int l = 0; l < lanes; ++l)
+        for (int j = 0; j < 4; ++j) keep[4 * l + j] = uniform_from_bits(bits[j][l]) > p;
+      const int64_t n = row_size - i < 4 * lanes ? row_size - i : 4 * lanes;
+#pragma omp simd
+      for (int64_t e = 0; e < n; ++e) yr[i + e] = keep[e] ? xr[i + e] * keep_scale : 0.0f;  // a select, no branch
     }
   }
 }

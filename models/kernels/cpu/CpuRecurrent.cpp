@@ -1,5 +1,5 @@
 // The CPU backend's embedding and LSTM and GRU cells. A cell runs one vectorized loop per row, with its
-// own float e^x for the gates (gate_exp below); this file is compiled with -fno-trapping-math for
+// own float e^x for the gates (gate_exp, CpuMath.h); this file is compiled with -fno-trapping-math for
 // those loops (models/CMakeLists.txt).
 #include <bit>
 #include <cmath>
@@ -8,40 +8,11 @@
 
 #include "models/core/Error.h"
 #include "models/kernels/cpu/CpuInternal.h"
+#include "models/kernels/cpu/CpuMath.h"
 
 namespace dptrain {
 
 namespace {
-
-// e^x for the LSTM cell's gates, in plain float arithmetic so that their loops vectorize (libm's
-// expf and tanhf are scalar calls: 40 % of an LSTM step went to them). Cody-Waite reduction
-// x = k ln2 + r, |r| <= ln2 / 2, Cephes' degree-6 polynomial for e^r, 2^k from exponent bits;
-// within 2 ulp of expf, x clamped to [-87.3, 88.3] (no infinities, no denormals). The loops need
-// -fno-trapping-math to if-convert the clamps (models/CMakeLists.txt).
-inline float gate_exp(float x) {
-  // Clamped in the order that keeps a NaN (both comparisons false); the exponent is taken from 0
-  // instead, so a NaN reaches the result through r rather than an undefined integer conversion.
-  x = x < -87.33654f ? -87.33654f : x;
-  x = x > 88.37626f ? 88.37626f : x;
-  const float t = (x == x ? x : 0.0f) * 1.44269504088896341f;
-  const int32_t k = static_cast<int32_t>(t + std::copysign(0.5f, t));  // nearest integer
-  const float kf = static_cast<float>(k);
-  const float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  return p * std::bit_cast<float>((k + 127) << 23);
-}
-inline float gate_sigmoid(float x) { return 1.0f / (1.0f + gate_exp(-x)); }
-// tanh x = (1 - e^-2|x|) / (1 + e^-2|x|) with the sign of x: absolute error ~1e-7 near 0.
-inline float gate_tanh(float x) {
-  const float e = gate_exp(-2.0f * std::fabs(x));
-  return std::copysign((1.0f - e) / (1.0f + e), x);
-}
 
 // One row of the LSTM cell (gates i, f, g, o side by side), a loop the compiler vectorizes.
 template <bool HasPrev>
