@@ -1,0 +1,73 @@
+// The sequence models of issue #17 learn over several seeds (support/SeedStats.h; margins measured
+// in docs/testing.md): a GRU finds 5-bit parity, and a small Transformer language model learns the
+// words of a text, well below the text's byte entropy.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <map>
+
+#include "storage/dataset/Import.h"
+#include "support/SeedStats.h"
+#include "support/TestSupport.h"
+#include "support/TrainingRun.h"
+
+using namespace dptrain;
+using namespace dptrain::test;
+
+namespace {
+
+// Bits per byte of the bytes' frequencies: what a model that ignores context can reach.
+double unigram_bits(const std::string& text) {
+  std::map<unsigned char, double> counts;
+  for (unsigned char c : text) counts[c] += 1.0;
+  double h = 0.0;
+  for (const auto& [c, n] : counts) h -= n / static_cast<double>(text.size()) * std::log2(n / static_cast<double>(text.size()));
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("a GRU solves 5-bit parity", "[quality][trainer][sequence]") {
+  SeedStats acc("gru on 5-bit parity: test accuracy");
+  for (uint64_t seed : quality_seeds()) {
+    TempDir dir;
+    SynthOptions s;
+    s.kind = "parity_varlen";
+    s.n = 2000;
+    s.dim = 5;
+    s.seed = 1 + seed;
+    const std::string data = synth_file(dir, "parity_train", s);
+    s.kind = "parity";
+    s.n = 500;
+    s.seed = 100 + seed;
+    const std::string test_file = synth_file(dir, "parity_test", s);
+    acc.add(seed, train_toml(dir, "seed = " + std::to_string(seed) + "\nthreads = 1\n[data]\ntrain = \"" + data +
+                                      "\"\ntest = \"" + test_file +
+                                      "\"\n[model]\nkind = \"gru_classifier\"\nhidden = [16]\n[optim]\nkind = "
+                                      "\"adam\"\nlr = 0.01\n[train]\nbatch_size = 32\nepochs = 60\nlog_every = 1000\n")
+                      .test.accuracy);
+  }
+  acc.report();
+  CHECK(acc.min() >= 0.95);
+}
+
+TEST_CASE("a Transformer language model learns the words of a text", "[quality][trainer][sequence]") {
+  SeedStats bits("transformer_lm on a 24-word text: validation bits per byte / unigram bits per byte");
+  for (uint64_t seed : quality_seeds()) {
+    TempDir dir;
+    const std::string text = test_text(40000, 10 + seed);
+    write_text(dir.file("text.txt"), text);
+    TextImport data = import_text({dir.file("text.txt"), 32, 0.1});
+    write_train_validation_files(dir.file("train.h5"), data.train, dir.file("val.h5"), data.validation);
+    TrainResult r = train_toml(
+        dir, "seed = " + std::to_string(seed) + "\nthreads = 1\n[data]\ntrain = \"" + dir.file("train.h5") +
+                 "\"\nvalidation = \"" + dir.file("val.h5") +
+                 "\"\n[model]\nkind = \"transformer_lm\"\nlayers = 2\nwidth = 32\nheads = 2\ndropout = 0.0\n"
+                 "[optim]\nkind = \"adamw\"\nlr = 0.01\nclip_norm = 1.0\n[schedule]\nkind = \"cosine\"\n"
+                 "warmup_steps = 20\n[train]\nbatch_size = 32\nepochs = 12\nlog_every = 1000\n");
+    bits.add(seed, r.validation.loss / std::log(2.0) / unigram_bits(text));
+  }
+  bits.report();
+  CHECK(bits.mean() <= 0.45);
+  CHECK(bits.max() <= 0.55);
+}
