@@ -3,9 +3,12 @@
 // the host. The CUDA backend is compared with the CPU's on the same inputs within the row's
 // tolerance (0 means the same bits: data movement, max pooling and its argmax, dropout masks);
 // on machines without a GPU the [cuda] test says so and stops. The CPU backend is also run twice
-// against itself (same bits, as its determinism promises), which also proves the table runs.
+// against itself (same bits, as its determinism promises), which also proves the table runs. Rows
+// with a plain reference (computed here in double from the operation's doc comment) check every
+// backend's results against it too.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 
 #include <cmath>
@@ -77,6 +80,9 @@ struct OpCase {
   double tol;  // max |got - want| / max(1, |want|) over float and double buffers; 0: the same bits
   std::function<void(OpData&)> make;
   std::function<void(KernelBackend&, DeviceData&)> run;
+  // Where set, a plain reference written here (in double, straight from the operation's doc
+  // comment) that checks a backend's outputs `out` from the inputs `in` that `make` wrote.
+  std::function<void(const OpData& in, const OpData& out)> reference = {};
 };
 
 std::vector<float> uniform(int64_t n, uint32_t id, float lo = -1.0f, float hi = 1.0f) {
@@ -105,6 +111,49 @@ std::string geo_name(const Conv2dGeometry& g) {
   return std::to_string(g.channels) + "x" + std::to_string(g.height) + "x" + std::to_string(g.width) + " k" +
          std::to_string(g.kernel_h) + "x" + std::to_string(g.kernel_w) + " s" + std::to_string(g.stride_h) + " p" +
          std::to_string(g.pad_h) + " d" + std::to_string(g.dilation_h);
+}
+
+// ---- plain references
+
+// Checks got[i] against want[i] within tol * max(1, |want[i]|); names the worst place.
+void check_near(const std::string& what, const std::vector<float>& got, const std::vector<double>& want, double tol) {
+  REQUIRE(got.size() == want.size());
+  if (want.empty()) return;
+  double worst = 0.0;
+  size_t at = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double diff = std::fabs(got[i] - want[i]) / std::max(1.0, std::fabs(want[i]));
+    if (!(diff <= worst)) {  // a NaN counts as infinitely far
+      worst = std::isnan(diff) ? INFINITY : diff;
+      at = i;
+    }
+  }
+  INFO(what << "[" << at << "]: got " << got[at] << ", want " << want[at] << " (worst relative difference " << worst
+            << ", tolerance " << tol << ")");
+  CHECK(worst <= tol);
+}
+
+std::vector<double> doubles(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+double gelu_reference(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+// One GRU unit from the doc comment of KernelBackend::gru_cell: r, z, c and h.
+std::array<double, 4> gru_reference(double xr, double xz, double xn, double hr, double hz, double hn, double prev) {
+  const double r = 1.0 / (1.0 + std::exp(-(xr + hr))), z = 1.0 / (1.0 + std::exp(-(xz + hz)));
+  const double c = std::tanh(xn + r * hn);
+  return {r, z, c, (1.0 - z) * c + z * prev};
+}
+
+// Row-major C = alpha op(A) op(B) + beta C in double, touching only C's m x n elements.
+void gemm_reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const float* a, int64_t lda,
+                    const float* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0.0;
+      for (int64_t p = 0; p < k; ++p)
+        acc += static_cast<double>(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+      c[i * ldc + j] = alpha * acc + beta * c[i * ldc + j];
+    }
 }
 
 std::vector<OpCase> op_cases() {
@@ -317,6 +366,44 @@ std::vector<OpCase> op_cases() {
                  [=](KernelBackend& k, DeviceData& b) {
                    k.softmax_cross_entropy(rows, cols, b.f("z"), b.i("labels"), nullptr, 0.25f, b.f("d"), b.f("stats"));
                  }});
+    // Rows labelled -1 (padding of per-step targets) add no loss and no count and get a zero
+    // gradient; checked against log-sum-exp in double. With 10 classes also a batch of padding only.
+    auto ce_reference = [=](const OpData& in, const OpData& out) {
+      const auto& z = in.f.at("z");
+      const auto& y = in.i.at("labels");
+      std::vector<double> d(static_cast<size_t>(rows * cols)), stats = doubles(in.f.at("stats"));
+      for (int64_t r = 0; r < rows; ++r) {
+        if (y[static_cast<size_t>(r)] == -1) continue;
+        const float* zr = z.data() + r * cols;
+        int64_t best = 0;
+        for (int64_t j = 1; j < cols; ++j)
+          if (zr[j] > zr[best]) best = j;
+        double sum = 0.0;
+        for (int64_t j = 0; j < cols; ++j) sum += std::exp(static_cast<double>(zr[j]) - zr[best]);
+        const double lse = zr[best] + std::log(sum);
+        const int32_t label = y[static_cast<size_t>(r)];
+        stats[stat_loss] += lse - zr[label];
+        stats[stat_correct] += best == label ? 1.0 : 0.0;
+        stats[stat_count] += 1.0;
+        for (int64_t j = 0; j < cols; ++j)
+          d[static_cast<size_t>(r * cols + j)] = 0.25 * (std::exp(zr[j] - lse) - (j == label ? 1.0 : 0.0));
+      }
+      check_near("d", out.f.at("d"), d, 1e-5);
+      check_near("stats", out.f.at("stats"), stats, 1e-5);
+    };
+    for (int64_t every : {int64_t{3}, int64_t{1}}) {
+      if (every == 1 && cols != 10) continue;
+      t.push_back({"softmax_cross_entropy labels" + std::string(every == 1 ? ", all -1" : " with -1 rows") + c, 2e-5,
+                   [=](OpData& d) {
+                     base(d, 130);
+                     for (int64_t r = 0; r < rows; r += every) d.i["labels"][static_cast<size_t>(r)] = -1;
+                   },
+                   [=](KernelBackend& k, DeviceData& b) {
+                     k.softmax_cross_entropy(rows, cols, b.f("z"), b.i("labels"), nullptr, 0.25f, b.f("d"),
+                                             b.f("stats"));
+                   },
+                   ce_reference});
+    }
     t.push_back({"softmax_cross_entropy soft targets, no gradient" + c, 2e-5, [=](OpData& d) { base(d, 41); },
                  [=](KernelBackend& k, DeviceData& b) {
                    k.softmax_cross_entropy(rows, cols, b.f("z"), nullptr, b.f("soft"), 0.5f, nullptr, b.f("stats"));
@@ -552,6 +639,283 @@ std::vector<OpCase> op_cases() {
                  }});
   }
 
+  for (bool first : {true, false}) {
+    const int64_t gn = 9, hid = 11;
+    t.push_back(
+        {std::string("gru_cell and backward") + (first ? " (no h_prev)" : ""), 1e-5,
+         [=](OpData& d) {
+           d.f["gx"] = uniform(gn * 3 * hid, 120, -3.0f, 3.0f);
+           d.f["gh"] = uniform(gn * 3 * hid, 121, -3.0f, 3.0f);
+           d.f["h_prev"] = uniform(gn * hid, 122);
+           d.f["h"] = uniform(gn * hid, 123);
+           d.f["dh"] = uniform(gn * hid, 124);
+           d.f["dgx"] = uniform(gn * 3 * hid, 125);
+           d.f["dgh"] = uniform(gn * 3 * hid, 126);
+           d.f["dh_prev"] = uniform(gn * hid, 127);
+         },
+         [=](KernelBackend& k, DeviceData& b) {
+           const float* h_prev = first ? nullptr : b.f("h_prev");
+           k.gru_cell(gn, hid, b.f("gx"), b.f("gh"), h_prev, b.f("h"));
+           k.gru_cell_backward(gn, hid, b.f("gx"), b.f("gh"), h_prev, b.f("dh"), b.f("dgx"), b.f("dgh"),
+                               first ? nullptr : b.f("dh_prev"));
+         },
+         // The doc comment's formulas in double; the gradients as central differences of
+         // sum(dh * h) in each of the unit's seven inputs (gh held fixed, so dh_prev = z dh).
+         [=](const OpData& in, const OpData& out) {
+           const auto &gx = in.f.at("gx"), &gh = in.f.at("gh"), &hp = in.f.at("h_prev"), &dh = in.f.at("dh");
+           std::vector<double> acts(gx.size()), h(static_cast<size_t>(gn * hid)), dgx(gx.size()), dgh(gx.size());
+           std::vector<double> dh_prev = doubles(in.f.at("dh_prev"));  // untouched without h_prev
+           for (int64_t r = 0; r < gn; ++r)
+             for (int64_t j = 0; j < hid; ++j) {
+               const size_t g[3] = {static_cast<size_t>(r * 3 * hid + j), static_cast<size_t>(r * 3 * hid + hid + j),
+                                    static_cast<size_t>(r * 3 * hid + 2 * hid + j)};
+               const size_t at = static_cast<size_t>(r * hid + j);
+               std::array<double, 7> v = {
+                   gx[g[0]], gx[g[1]], gx[g[2]], gh[g[0]], gh[g[1]], gh[g[2]], first ? 0.0 : hp[at]};
+               auto unit = [&](const std::array<double, 7>& u) {
+                 return gru_reference(u[0], u[1], u[2], u[3], u[4], u[5], u[6]);
+               };
+               const auto o = unit(v);
+               for (int q = 0; q < 3; ++q) acts[g[q]] = o[static_cast<size_t>(q)];
+               h[at] = o[3];
+               double grad[7];
+               for (size_t q = 0; q < 7; ++q) {
+                 const double step = 1e-4;
+                 auto up = v, down = v;
+                 up[q] += step;
+                 down[q] -= step;
+                 grad[q] = dh[at] * (unit(up)[3] - unit(down)[3]) / (2.0 * step);
+               }
+               for (int q = 0; q < 3; ++q) {
+                 dgx[g[q]] = grad[q];
+                 dgh[g[q]] = grad[3 + q];
+               }
+               if (!first) dh_prev[at] = grad[6];
+             }
+           check_near("gx (r, z, c)", out.f.at("gx"), acts, 1e-6);
+           check_near("h", out.f.at("h"), h, 1e-6);
+           check_near("dgx", out.f.at("dgx"), dgx, 1e-5);
+           check_near("dgh", out.f.at("dgh"), dgh, 1e-5);
+           check_near("dh_prev", out.f.at("dh_prev"), dh_prev, first ? 0.0 : 1e-5);
+         }});
+  }
+
+  // ---- sequences and attention
+  t.push_back({"gelu and backward", 1e-6,
+               [=](OpData& d) {
+                 auto x = uniform(n, 131, -6.0f, 6.0f);
+                 x[0] = 0.0f;
+                 x[1] = -12.0f;
+                 x[2] = 12.0f;
+                 d.f["x"] = x;
+                 d.f["y"] = uniform(n, 132);
+                 d.f["dy"] = uniform(n, 133);
+                 d.f["dx"] = uniform(n, 134);
+               },
+               [=](KernelBackend& k, DeviceData& b) {
+                 k.gelu(n, b.f("x"), b.f("y"));
+                 k.gelu_backward(n, b.f("x"), b.f("dy"), b.f("dx"));
+               },
+               // 0.5 x (1 + erf(x / sqrt 2)) in double, and the gradient as a central difference of it.
+               [=](const OpData& in, const OpData& out) {
+                 const auto &x = in.f.at("x"), &dy = in.f.at("dy");
+                 std::vector<double> y(x.size()), dx(x.size());
+                 for (size_t i = 0; i < x.size(); ++i) {
+                   const double step = 1e-4;
+                   y[i] = gelu_reference(x[i]);
+                   dx[i] = dy[i] * (gelu_reference(x[i] + step) - gelu_reference(x[i] - step)) / (2.0 * step);
+                 }
+                 check_near("y", out.f.at("y"), y, 1e-6);
+                 check_near("dx", out.f.at("dx"), dx, 1e-6);
+               }});
+  // Batched GEMM as attention calls it: A's items interleaved in one wide matrix (heads side by side,
+  // the stride one head's width), B's and C's stacked with gaps; every transpose, alpha and beta.
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t m = 7, nn = 9, kk = 5, batch = 4;
+      const int64_t a_rows = ta ? kk : m, a_cols = ta ? m : kk, b_rows = tb ? nn : kk, b_cols = tb ? kk : nn;
+      const int64_t lda = batch * a_cols + 2, stride_a = a_cols;
+      const int64_t ldb = b_cols + 1, stride_b = b_rows * ldb + 3;
+      const int64_t ldc = nn + 2, stride_c = m * ldc + 5;
+      t.push_back({std::string("gemm_batched ") + (ta ? "T" : "N") + (tb ? "T" : "N"), 1e-5,
+                   [=](OpData& d) {
+                     d.f["a"] = uniform(a_rows * lda, 135);
+                     d.f["b"] = uniform(batch * stride_b, 136);
+                     d.f["c"] = uniform(batch * stride_c, 137);
+                   },
+                   [=](KernelBackend& k, DeviceData& b) {
+                     k.gemm_batched(ta, tb, m, nn, kk, 0.7f, b.f("a"), lda, stride_a, b.f("b"), ldb, stride_b, 0.5f,
+                                    b.f("c"), ldc, stride_c, batch);
+                   },
+                   // Against the CPU backend's gemm item by item, and a product in double (the
+                   // gaps between C's items must stay as they were).
+                   [=](const OpData& in, const OpData& out) {
+                     std::vector<float> per_item = in.f.at("c");
+                     std::vector<double> want = doubles(in.f.at("c"));
+                     for (int64_t i = 0; i < batch; ++i) {
+                       const float* a = in.f.at("a").data() + i * stride_a;
+                       const float* b = in.f.at("b").data() + i * stride_b;
+                       kernels(Device::cpu)
+                           .gemm(ta, tb, m, nn, kk, 0.7f, a, lda, b, ldb, 0.5f, per_item.data() + i * stride_c, ldc);
+                       gemm_reference(ta, tb, m, nn, kk, static_cast<double>(0.7f), a, lda, b, ldb, 0.5,
+                                      want.data() + i * stride_c, ldc);
+                     }
+                     check_near("c (per-item gemm)", out.f.at("c"), doubles(per_item), 1e-5);
+                     check_near("c (double)", out.f.at("c"), want, 1e-5);
+                   }});
+    }
+  t.push_back({"gemm_batched NN contiguous, larger", 1e-5,
+               [](OpData& d) {
+                 d.f["a"] = uniform(3 * 40 * 70, 138);
+                 d.f["b"] = uniform(3 * 70 * 50, 139);
+                 d.f["c"] = uniform(3 * 40 * 50, 140);
+               },
+               [](KernelBackend& k, DeviceData& b) {
+                 k.gemm_batched(false, false, 40, 50, 70, 1.0f, b.f("a"), 70, 40 * 70, b.f("b"), 50, 70 * 50, 0.0f,
+                                b.f("c"), 50, 40 * 50, 3);
+               },
+               [](const OpData& in, const OpData& out) {
+                 std::vector<double> want(3 * 40 * 50, 0.0);
+                 for (int64_t i = 0; i < 3; ++i)
+                   gemm_reference(false, false, 40, 50, 70, 1.0, in.f.at("a").data() + i * 40 * 70, 70,
+                                  in.f.at("b").data() + i * 70 * 50, 50, 0.0, want.data() + i * 40 * 50, 50);
+                 check_near("c", out.f.at("c"), want, 1e-5);
+               }});
+  // Attention weights over [samples, heads, T, T] scores: sample 0 keeps every key, sample 1 none
+  // (all-zero weights), sample 2 loses key 0 (so a causal query 0 has no key) and key 3.
+  for (int64_t steps : {int64_t{5}, int64_t{37}})
+    for (bool causal : {false, true})
+      for (bool masked : {false, true}) {
+        const int64_t samples = 3, heads = 2, rows = samples * heads * steps;
+        const float scale = 0.35f;
+        t.push_back(
+            {"attention_softmax T " + std::to_string(steps) + (causal ? " causal" : "") + (masked ? " key mask" : ""),
+             2e-6,
+             [=](OpData& d) {
+               d.f["s"] = uniform(rows * steps, 141, -4.0f, 4.0f);
+               std::vector<float> keep(static_cast<size_t>(samples * steps), 1.0f);
+               for (int64_t j = 0; j < steps; ++j) keep[static_cast<size_t>(steps + j)] = 0.0f;
+               keep[static_cast<size_t>(2 * steps)] = 0.0f;
+               keep[static_cast<size_t>(2 * steps + 3)] = 0.0f;
+               d.f["key_mask"] = keep;
+             },
+             [=](KernelBackend& k, DeviceData& b) {
+               k.attention_softmax(samples, heads, steps, scale, causal, masked ? b.f("key_mask") : nullptr, b.f("s"));
+             },
+             // softmax_j(scale s) in double over the kept keys, zeros elsewhere.
+             [=](const OpData& in, const OpData& out) {
+               const auto &s = in.f.at("s"), &keep = in.f.at("key_mask");
+               std::vector<double> want(s.size(), 0.0);
+               for (int64_t r = 0; r < rows; ++r) {
+                 const int64_t sample = r / (heads * steps), query = r % steps;
+                 auto kept = [&](int64_t j) {
+                   return (!causal || j <= query) && (!masked || keep[static_cast<size_t>(sample * steps + j)] != 0.0f);
+                 };
+                 double m = -INFINITY, sum = 0.0;
+                 for (int64_t j = 0; j < steps; ++j)
+                   if (kept(j)) m = std::max(m, static_cast<double>(scale) * s[static_cast<size_t>(r * steps + j)]);
+                 for (int64_t j = 0; j < steps; ++j)
+                   if (kept(j)) sum += std::exp(static_cast<double>(scale) * s[static_cast<size_t>(r * steps + j)] - m);
+                 for (int64_t j = 0; j < steps; ++j)
+                   if (kept(j))
+                     want[static_cast<size_t>(r * steps + j)] =
+                         std::exp(static_cast<double>(scale) * s[static_cast<size_t>(r * steps + j)] - m) / sum;
+               }
+               check_near("weights", out.f.at("s"), want, 1e-6);
+             }});
+      }
+  for (int64_t cols : {int64_t{5}, int64_t{37}}) {
+    const int64_t rows = 23;
+    t.push_back(
+        {"softmax_backward cols " + std::to_string(cols), 1e-5,
+         [=](OpData& d) {
+           auto p = uniform(rows * cols, 142, 0.0f, 1.0f);  // rows of a distribution; row 1 all zero
+           for (int64_t r = 0; r < rows; ++r) {
+             float sum = 0.0f;
+             for (int64_t j = 0; j < cols; ++j) sum += p[static_cast<size_t>(r * cols + j)];
+             for (int64_t j = 0; j < cols; ++j)
+               p[static_cast<size_t>(r * cols + j)] = r == 1 ? 0.0f : p[static_cast<size_t>(r * cols + j)] / sum;
+           }
+           d.f["p"] = p;
+           d.f["dp"] = uniform(rows * cols, 143);
+           d.f["ds"] = uniform(rows * cols, 144);
+         },
+         [=](KernelBackend& k, DeviceData& b) {
+           k.softmax_backward(rows, cols, 0.35f, b.f("p"), b.f("dp"), b.f("ds"));
+         },
+         [=](const OpData& in, const OpData& out) {
+           const auto &p = in.f.at("p"), &dp = in.f.at("dp");
+           std::vector<double> want(p.size());
+           for (int64_t r = 0; r < rows; ++r) {
+             double dot = 0.0;
+             for (int64_t j = 0; j < cols; ++j)
+               dot += static_cast<double>(p[static_cast<size_t>(r * cols + j)]) * dp[static_cast<size_t>(r * cols + j)];
+             for (int64_t j = 0; j < cols; ++j) {
+               const size_t i = static_cast<size_t>(r * cols + j);
+               want[i] = 0.35 * p[i] * (dp[i] - dot);
+             }
+           }
+           check_near("ds", out.f.at("ds"), want, 1e-6);
+         }});
+  }
+  t.push_back({"token_mask", 0,
+               [](OpData& d) {
+                 auto ints = integers(300, 145, 0, 5);  // 0 is the padding id
+                 d.f["ids"] = std::vector<float>(ints.begin(), ints.end());
+                 d.f["mask"] = uniform(300, 146);
+               },
+               [](KernelBackend& k, DeviceData& b) { k.token_mask(300, b.f("ids"), 0.0f, b.f("mask")); },
+               [](const OpData& in, const OpData& out) {
+                 std::vector<double> want(300);
+                 for (size_t i = 0; i < want.size(); ++i) want[i] = in.f.at("ids")[i] != 0.0f ? 1.0 : 0.0;
+                 check_near("mask", out.f.at("mask"), want, 0.0);
+               }});
+  // Masked means over [samples, T, dim]: sample 0 keeps every step, sample 2 none (zeros), the
+  // others some; and without a mask.
+  for (int64_t dim : {int64_t{7}, int64_t{300}})
+    for (bool masked : {true, false}) {
+      const int64_t samples = 4, steps = 9;
+      t.push_back({"sequence_mean and backward dim " + std::to_string(dim) + (masked ? "" : " no mask"), 1e-6,
+                   [=](OpData& d) {
+                     d.f["x"] = uniform(samples * steps * dim, 147, -2.0f, 2.0f);
+                     auto keep = integers(samples * steps, 148, 0, 2);
+                     std::vector<float> mask(keep.begin(), keep.end());
+                     for (int64_t t = 0; t < steps; ++t) {
+                       mask[static_cast<size_t>(t)] = 1.0f;
+                       mask[static_cast<size_t>(2 * steps + t)] = 0.0f;
+                     }
+                     d.f["mask"] = mask;
+                     d.f["y"] = uniform(samples * dim, 149);
+                     d.f["dy"] = uniform(samples * dim, 150);
+                     d.f["dx"] = uniform(samples * steps * dim, 151);
+                   },
+                   [=](KernelBackend& k, DeviceData& b) {
+                     const float* mask = masked ? b.f("mask") : nullptr;
+                     k.sequence_mean(samples, steps, dim, b.f("x"), mask, b.f("y"));
+                     k.sequence_mean_backward(samples, steps, dim, b.f("dy"), mask, b.f("dx"));
+                   },
+                   [=](const OpData& in, const OpData& out) {
+                     const auto &x = in.f.at("x"), &mask = in.f.at("mask"), &dy = in.f.at("dy");
+                     std::vector<double> y(static_cast<size_t>(samples * dim), 0.0), dx(x.size(), 0.0);
+                     for (int64_t s = 0; s < samples; ++s) {
+                       double count = 0.0;
+                       for (int64_t t = 0; t < steps; ++t)
+                         count += masked ? mask[static_cast<size_t>(s * steps + t)] : 1.0;
+                       if (count == 0.0) continue;  // no step left: zeros
+                       for (int64_t t = 0; t < steps; ++t) {
+                         const double w = (masked ? mask[static_cast<size_t>(s * steps + t)] : 1.0) / count;
+                         for (int64_t j = 0; j < dim; ++j) {
+                           y[static_cast<size_t>(s * dim + j)] += w * x[static_cast<size_t>((s * steps + t) * dim + j)];
+                           dx[static_cast<size_t>((s * steps + t) * dim + j)] =
+                               w * dy[static_cast<size_t>(s * dim + j)];
+                         }
+                       }
+                     }
+                     check_near("y", out.f.at("y"), y, 1e-6);
+                     check_near("dx", out.f.at("dx"), dx, 1e-6);
+                   }});
+    }
+
   // ---- whole-batch convolution and dense forward
   struct ConvRow {
     int64_t n, c, h, w, oc, k, stride, pad, dil, groups;
@@ -671,6 +1035,11 @@ TEST_CASE("every backend operation matches the CPU backend on CUDA", "[cuda][mod
         CHECK(worst <= c.tol);
       // The CUDA backend is deterministic too: a second run gives the same bits.
       CHECK(same_bits(run_case(c, Device::cuda), got));
+      if (c.reference) {
+        OpData in;
+        c.make(in);
+        c.reference(in, got);
+      }
     }
   }
 }
@@ -723,6 +1092,11 @@ TEST_CASE("every backend operation runs on the CPU and repeats bit for bit", "[m
       if (changed) {
         CHECK_FALSE(same_bits(nudged, a));
         CHECK(worst_difference(nudged, a, where) > 0.0);
+      }
+      if (c.reference) {  // the CPU's results against the row's plain reference
+        OpData in;
+        c.make(in);
+        c.reference(in, a);
       }
     }
   }

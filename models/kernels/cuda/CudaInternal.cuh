@@ -1,6 +1,6 @@
 // Internals of the CUDA backend shared by its .cu files (one per theme: CudaKernels.cu holds the
-// runtime, memory, vector ops and GEMM; CudaConv.cu, CudaLosses.cu, CudaOptim.cu and
-// CudaModelBreadth.cu the rest). Not a public header: it includes CUDA's.
+// runtime, memory, vector ops and GEMM; CudaConv.cu, CudaLosses.cu, CudaOptim.cu,
+// CudaModelBreadth.cu and CudaSequence.cu the rest). Not a public header: it includes CUDA's.
 //
 // Determinism: every reduction runs in a fixed order (a thread's strided partial sums, then a
 // shared-memory tree over a fixed block size; no float atomics), grid sizes depend on the problem
@@ -209,10 +209,11 @@ class CudaKernels final : public KernelBackend {
   void softmax(int64_t rows, int64_t cols, const float* logits, float* probs) override;
   void gan_loss(const GanTerm& term, int64_t rows, const float* scores, float scale, float* dscores,
                 float* stats) override;
-  // Adds the fixed-order sums of a[0..n) (times a_factor) and b[0..n) to out[0] and out[1]
-  // (b may be null) and `count` to out[count_slot] when count_slot >= 0.
+  // Adds the fixed-order sums of a[0..n) (times a_factor) and b[0..n) to *out_a and *out_b (b may
+  // be null) and, when out_count is not null, `count` to *out_count, or the fixed-order sum of
+  // counts[0..n) when counts is not null (rows a loss skips count 0).
   void finish_sums(int64_t n, const double* a, double a_factor, const double* b, float* out_a, float* out_b,
-                   float* out_count, float count);
+                   float* out_count, float count, const double* counts = nullptr);
 
   // CudaOptim.cu
   void optimizer_update(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
@@ -254,10 +255,27 @@ class CudaKernels final : public KernelBackend {
   void lstm_cell(int64_t n, int64_t hidden, float* gates, const float* c_prev, float* c, float* h) override;
   void lstm_cell_backward(int64_t n, int64_t hidden, const float* gates, const float* c_prev, const float* c,
                           const float* dh, float* dc, float* dgates) override;
+  void gru_cell(int64_t n, int64_t hidden, float* gx, const float* gh, const float* h_prev, float* h) override;
+  void gru_cell_backward(int64_t n, int64_t hidden, const float* gx, const float* gh, const float* h_prev,
+                         const float* dh, float* dgx, float* dgh, float* dh_prev) override;
   void gaussian_sample(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x, float* z,
                        float* kl) override;
   void gaussian_sample_backward(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x,
                                 const float* dz, float kl_scale, float* dx) override;
+
+  // CudaSequence.cu
+  void gelu(int64_t n, const float* x, float* y) override;
+  void gelu_backward(int64_t n, const float* x, const float* dy, float* dx) override;
+  void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
+                    int64_t ldc, int64_t stride_c, int64_t batch) override;
+  void attention_softmax(int64_t n, int64_t heads, int64_t steps, float scale, bool causal, const float* key_mask,
+                         float* scores) override;
+  void softmax_backward(int64_t rows, int64_t cols, float scale, const float* p, const float* dp, float* ds) override;
+  void token_mask(int64_t count, const float* ids, float pad_id, float* mask) override;
+  void sequence_mean(int64_t n, int64_t steps, int64_t dim, const float* x, const float* mask, float* y) override;
+  void sequence_mean_backward(int64_t n, int64_t steps, int64_t dim, const float* dy, const float* mask,
+                              float* dx) override;
 
  private:
   struct Scratch {

@@ -1,7 +1,8 @@
 // Losses, softmax and the GAN objectives of the CUDA backend: one block per row writes that row's
-// loss (and correct count) in double and its gradient; a one-block pass then adds the rows' sums,
-// in row order, to stats[] on the device, so a step never waits to read them. A label out of range
-// is recorded on the device and reported as bad input at the next synchronization.
+// loss (and correct count, and for softmax cross-entropy with labels whether the row counts) in
+// double and its gradient; a one-block pass then adds the rows' sums, in row order, to stats[] on
+// the device, so a step never waits to read them. A label out of range is recorded on the device
+// and reported as bad input at the next synchronization.
 #include "models/kernels/cuda/CudaInternal.cuh"
 
 namespace dptrain::cuda {
@@ -39,13 +40,26 @@ __device__ __forceinline__ float row_log_sum_exp(const float* z, int64_t cols, R
   return m + logf(s);
 }
 
+// With labels, row_count[r] is 1, or 0 for a row labelled -1 (padding of per-step targets: no
+// loss, a zero gradient); the whole block takes that branch, so it skips the reductions together.
 __global__ void softmax_cross_entropy_kernel(int64_t cols, const float* logits, const int32_t* labels,
                                              const float* targets, float scale, float* dlogits, double* row_loss,
-                                             double* row_correct, int* errors) {
+                                             double* row_correct, double* row_count, int* errors) {
   __shared__ RowShared sh;
   const int64_t r = blockIdx.x;
   const float* z = logits + r * cols;
   float* d = dlogits ? dlogits + r * cols : nullptr;
+  if (labels && labels[r] == -1) {
+    if (d)
+      for (int64_t j = threadIdx.x; j < cols; j += row_threads) d[j] = 0.0f;
+    if (threadIdx.x == 0) {
+      row_loss[r] = 0.0;
+      row_correct[r] = 0.0;
+      row_count[r] = 0.0;
+    }
+    return;
+  }
+  if (labels && threadIdx.x == 0) row_count[r] = 1.0;
   int64_t pred;
   const float lse = row_log_sum_exp(z, cols, sh, pred);
   if (labels) {
@@ -233,39 +247,43 @@ __global__ void gan_loss_kernel(KernelBackend::GanTerm t, int64_t rows, const fl
 }
 
 __global__ void finish_sums_kernel(int64_t n, const double* a, double a_factor, const double* b, float* out_a,
-                                   float* out_b, float* out_count, float count) {
+                                   float* out_b, float* out_count, float count, const double* counts) {
   __shared__ double shared[threads];
-  double sa = 0.0, sb = 0.0;
+  double sa = 0.0, sb = 0.0, sc = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += threads) {
     sa += a[i];
     if (b) sb += b[i];
+    if (counts) sc += counts[i];
   }
   sa = block_sum<threads>(sa, shared);
   if (b) sb = block_sum<threads>(sb, shared);
+  if (counts) sc = block_sum<threads>(sc, shared);
   if (threadIdx.x == 0) {
     *out_a += static_cast<float>(sa * a_factor);
     if (b) *out_b += static_cast<float>(sb);
-    if (out_count) *out_count += count;
+    if (out_count) *out_count += counts ? static_cast<float>(sc) : count;
   }
 }
 
 }  // namespace
 
 void CudaKernels::finish_sums(int64_t n, const double* a, double a_factor, const double* b, float* out_a, float* out_b,
-                              float* out_count, float count) {
-  finish_sums_kernel<<<1, threads, 0, stream_>>>(n, a, a_factor, b, out_a, out_b, out_count, count);
+                              float* out_count, float count, const double* counts) {
+  finish_sums_kernel<<<1, threads, 0, stream_>>>(n, a, a_factor, b, out_a, out_b, out_count, count, counts);
   DPT_CUDA_LAUNCHED();
 }
 
 void CudaKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                                         const float* targets, float scale, float* dlogits, float* stats) {
   if (rows <= 0) return;
-  double* loss = scratch_doubles(2 * rows);
+  // With labels, a third column of per-row counts: rows labelled -1 count 0 (summed in row order).
+  double* loss = scratch_doubles((labels ? 3 : 2) * rows);
+  double* counts = labels ? loss + 2 * rows : nullptr;
   softmax_cross_entropy_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(
-      cols, logits, labels, targets, scale, dlogits, loss, loss + rows, errors_);
+      cols, logits, labels, targets, scale, dlogits, loss, loss + rows, counts, errors_);
   DPT_CUDA_LAUNCHED();
   finish_sums(rows, loss, 1.0, loss + rows, stats + stat_loss, stats + stat_correct, stats + stat_count,
-              static_cast<float>(rows));
+              static_cast<float>(rows), counts);
 }
 
 void CudaKernels::sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,

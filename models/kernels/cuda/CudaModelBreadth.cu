@@ -1,8 +1,8 @@
 // The model-breadth operations of the CUDA backend: batch and layer norm, upsampling,
-// max-unpooling, embedding, the LSTM cell and the VAE's sampling. Per-channel and per-row sums run
-// in double in a fixed order, like the CPU's; the scatters (unpooling, the embedding gradient)
-// walk their indices in the CPU's order on one thread per plane or column, so repeated ids and
-// overlapping windows add up the same way every run.
+// max-unpooling, embedding, the LSTM and GRU cells and the VAE's sampling. Per-channel and per-row
+// sums run in double in a fixed order, like the CPU's; the scatters (unpooling, the embedding
+// gradient) walk their indices in the CPU's order on one thread per plane or column, so repeated
+// ids and overlapping windows add up the same way every run.
 #include "models/kernels/cuda/CudaInternal.cuh"
 
 namespace dptrain::cuda {
@@ -256,6 +256,45 @@ __global__ void lstm_cell_backward_kernel(int64_t n, int64_t hidden, const float
   }
 }
 
+// The GRU cell: gx [n, 3 hidden] holds r, z, n side by side (pre-activations in, activations out).
+__global__ void gru_cell_kernel(int64_t n, int64_t hidden, float* gx, const float* gh, const float* h_prev, float* h) {
+  DPT_GRID_STRIDE(k, n * hidden) {
+    const int64_t r = k / hidden, j = k - r * hidden;
+    float* gr = gx + r * 3 * hidden;
+    float *gz = gr + hidden, *gn = gr + 2 * hidden;
+    const float* hr = gh + r * 3 * hidden;
+    const float *hz = hr + hidden, *hn = hr + 2 * hidden;
+    const float rv = sigmoid(gr[j] + hr[j]), z = sigmoid(gz[j] + hz[j]);
+    const float c = tanhf(gn[j] + rv * hn[j]);
+    gr[j] = rv;
+    gz[j] = z;
+    gn[j] = c;
+    h[k] = h_prev ? (1.0f - z) * c + z * h_prev[k] : (1.0f - z) * c;
+  }
+}
+
+__global__ void gru_cell_backward_kernel(int64_t n, int64_t hidden, const float* gx, const float* gh,
+                                         const float* h_prev, const float* dh, float* dgx, float* dgh, float* dh_prev) {
+  DPT_GRID_STRIDE(k, n * hidden) {
+    const int64_t r = k / hidden, j = k - r * hidden;
+    const float* gr = gx + r * 3 * hidden;
+    const float rv = gr[j], z = gr[hidden + j], c = gr[2 * hidden + j];
+    const float hn = gh[r * 3 * hidden + 2 * hidden + j], prev = h_prev ? h_prev[k] : 0.0f;
+    const float dn = dh[k] * (1.0f - z) * (1.0f - c * c);
+    const float dz = dh[k] * (prev - c) * z * (1.0f - z);
+    const float dr = dn * hn * rv * (1.0f - rv);
+    float* dxr = dgx + r * 3 * hidden;
+    float* dhr = dgh + r * 3 * hidden;
+    dxr[j] = dr;
+    dxr[hidden + j] = dz;
+    dxr[2 * hidden + j] = dn;
+    dhr[j] = dr;
+    dhr[hidden + j] = dz;
+    dhr[2 * hidden + j] = dn * rv;
+    if (h_prev) dh_prev[k] = dh[k] * z;
+  }
+}
+
 // One block per row: z for the row, and the row's KL in double.
 __global__ void gaussian_sample_kernel(int64_t k, bool sample, RandomKey key, uint64_t step, int64_t row0,
                                        const float* x, float* z, double* row_kl) {
@@ -491,6 +530,20 @@ void CudaKernels::lstm_cell_backward(int64_t n, int64_t hidden, const float* gat
   if (n * hidden <= 0) return;
   lstm_cell_backward_kernel<<<blocks_for(n * hidden), threads, 0, stream_>>>(n, hidden, gates, c_prev, c, dh, dc,
                                                                              dgates);
+  DPT_CUDA_LAUNCHED();
+}
+
+void CudaKernels::gru_cell(int64_t n, int64_t hidden, float* gx, const float* gh, const float* h_prev, float* h) {
+  if (n * hidden <= 0) return;
+  gru_cell_kernel<<<blocks_for(n * hidden), threads, 0, stream_>>>(n, hidden, gx, gh, h_prev, h);
+  DPT_CUDA_LAUNCHED();
+}
+
+void CudaKernels::gru_cell_backward(int64_t n, int64_t hidden, const float* gx, const float* gh, const float* h_prev,
+                                    const float* dh, float* dgx, float* dgh, float* dh_prev) {
+  if (n * hidden <= 0) return;
+  gru_cell_backward_kernel<<<blocks_for(n * hidden), threads, 0, stream_>>>(n, hidden, gx, gh, h_prev, dh, dgx, dgh,
+                                                                            dh_prev);
   DPT_CUDA_LAUNCHED();
 }
 
