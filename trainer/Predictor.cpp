@@ -57,7 +57,8 @@ EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_
   for_each_batch(
       file, rows,
       [&](const Batch& b, const Tensor& out) {
-        Targets t = loss_->reconstruction() ? Targets{nullptr, b.x.data()} : Targets{b.labels, b.targets, b.label_width};
+        Targets t =
+            loss_->reconstruction() ? Targets{nullptr, b.x.data()} : Targets{b.labels, b.targets, b.label_width};
         loss_->evaluate(out, t, 1.0f, nullptr, stats);
       },
       stats);

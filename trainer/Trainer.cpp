@@ -134,11 +134,10 @@ void Trainer::start() {
   if (logs()) {
     print("dptrain: " + model_kind_ + " model, " + with_commas(model_->parameter_count()) + " parameters | " +
           train.path() + ": " + std::to_string(splits_.train.rows.size()) + " train / " +
-          std::to_string(splits_.validation.rows.size()) + " validation / " +
-          std::to_string(splits_.test.rows.size()) + " test rows | global batch " +
-          std::to_string(config_.train.batch_size) + " on " + std::to_string(comm_.size()) + " rank" +
-          (comm_.size() > 1 ? "s" : "") + " (" + comm_.backend() + ", " + device_name(device) + ") | " +
-          std::to_string(spe) + " steps/epoch");
+          std::to_string(splits_.validation.rows.size()) + " validation / " + std::to_string(splits_.test.rows.size()) +
+          " test rows | global batch " + std::to_string(config_.train.batch_size) + " on " +
+          std::to_string(comm_.size()) + " rank" + (comm_.size() > 1 ? "s" : "") + " (" + comm_.backend() + ", " +
+          device_name(device) + ") | " + std::to_string(spe) + " steps/epoch");
     if (auto* seq = dynamic_cast<Sequential*>(&model_->root()))
       for (const auto& line : seq->summary()) print("  " + line);
   }
@@ -148,8 +147,7 @@ void Trainer::start() {
 Trainer::~Trainer() { session_.close(); }
 
 bool Trainer::schedule_over() const {
-  return last_round() || stopped_early_ ||
-         (config_.train.max_steps > 0 && session_.step() >= config_.train.max_steps);
+  return last_round() || stopped_early_ || (config_.train.max_steps > 0 && session_.step() >= config_.train.max_steps);
 }
 
 void Trainer::reinitialize() {
@@ -298,7 +296,8 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
   model_->backward(dout_, ctx);
   if (second_pass()) add_second_pass(batch, ctx);
   session_.end_step(*reducer_);
-  const float scale = mean_gradient_scale(model_->grads(), batch.global_rows * batch.label_width, config_.optim.clip_norm);
+  const float scale =
+      mean_gradient_scale(model_->grads(), batch.global_rows * batch.label_width, config_.optim.clip_norm);
   session_.coordination().before_update();  // a checkpoint of the last step may still be copying them
   optimizer_->step(model_->params(), model_->grads(), lr, scale);
 }
@@ -398,8 +397,8 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   session_.set_samples_per_s(samples_per_s);
   if (auto* client = session_.coordination().client(); client && comm_.rank() == 0)
     client->report_metrics(step, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
-                           sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s,
-                           schedule_->lr(step - 1), session_.cpu_planner().summary());
+                           sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s, schedule_->lr(step - 1),
+                           session_.cpu_planner().summary());
   if (!logs()) return;
   // Where the run stands: step `at` of the period shown, and the steps still to go in the run.
   int64_t at = 0, period = 0, left = 0;
@@ -409,8 +408,8 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   const int64_t done = session_.steps_this_run();
   const double eta =
       done > 0 ? since_start / static_cast<double>(done) * static_cast<double>(std::max<int64_t>(left, 0)) : -1.0;
-  session_.progress().update(epoch_label(epoch), at, period, sums[stat_loss] / n, sums[stat_correct] / n, loss_->classifies(),
-                    samples_per_s, eta);
+  session_.progress().update(epoch_label(epoch), at, period, sums[stat_loss] / n, sums[stat_correct] / n,
+                             loss_->classifies(), samples_per_s, eta);
   JsonRecord record;
   record.add("event", std::string("step"))
       .add("step", step)
@@ -482,10 +481,10 @@ void Trainer::finish() {
                       static_cast<long long>(result.test.count));
       print(line);
       session_.log(JsonRecord()
-                      .add("event", std::string("test"))
-                      .add("loss", result.test.loss)
-                      .add("accuracy", result.test.accuracy)
-                      .add("rows", result.test.count));
+                       .add("event", std::string("test"))
+                       .add("loss", result.test.loss)
+                       .add("accuracy", result.test.accuracy)
+                       .add("rows", result.test.count));
     }
   }
   if (comm_.rank() == 0) {

@@ -180,8 +180,8 @@ class Trainer : public Task {
   int64_t samples_ = 0;  // generative models: prior samples written as a PNG grid at the end
   std::chrono::steady_clock::time_point interval_start_, period_start_;
   int64_t interval_rows_ = 0;  // global samples trained since interval_start_
-  bool period_open_ = false;  // a reporting period's clock and sums have started
-  ReaderCursor position_;     // where the step being trained is: epoch, step in epoch
+  bool period_open_ = false;   // a reporting period's clock and sums have started
+  ReaderCursor position_;      // where the step being trained is: epoch, step in epoch
   bool stopped_early_ = false;
   bool done_ = false;
 };

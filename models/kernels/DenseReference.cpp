@@ -23,8 +23,7 @@ namespace dptrain {
 
 void KernelBackend::gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                                  const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb,
-                                 int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,
-                                 int64_t batch) {
+                                 int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c, int64_t batch) {
   for (int64_t i = 0; i < batch; ++i)
     gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
 }

@@ -35,9 +35,9 @@ class Recurrent final : public Layer {
   int64_t steps_ = 0, features_ = 0;
   Tensor w_ih_, dw_ih_, w_hh_, dw_hh_, bias_, dbias_;
   Tensor bias_hh_, dbias_hh_;  // GRU only
-  Tensor gates_;  // [T, n, gates]: activations (for the RNN these are the hidden states)
-  Tensor h_, c_;  // LSTM: [T, n, hidden] (GRU: h_ only)
-  Tensor gh_;     // GRU: [T, n, gates], h_(t-1) W_hh^T + b_hh
+  Tensor gates_;               // [T, n, gates]: activations (for the RNN these are the hidden states)
+  Tensor h_, c_;               // LSTM: [T, n, hidden] (GRU: h_ only)
+  Tensor gh_;                  // GRU: [T, n, gates], h_(t-1) W_hh^T + b_hh
   Tensor dh_, dh_next_, dc_, dgates_, dgh_;
 };
 

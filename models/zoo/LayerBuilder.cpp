@@ -10,8 +10,8 @@
 #include "models/layers/Dense.h"
 #include "models/layers/Dropout.h"
 #include "models/layers/Embedding.h"
-#include "models/layers/Gelu.h"
 #include "models/layers/GaussianSample.h"
+#include "models/layers/Gelu.h"
 #include "models/layers/Highway.h"
 #include "models/layers/LayerNorm.h"
 #include "models/layers/MaxUnpool2d.h"
@@ -311,7 +311,8 @@ const std::vector<LayerBuilder::Type>& LayerBuilder::types() {
        .keys = {string_key("kind", "learned")},
        .build = [](LayerBuilder&, const KeyReader& c) -> LayerPtr {
          const std::string kind = c.get_string("kind");
-         if (kind != "learned" && kind != "sinusoidal") c.fail("kind", "'" + kind + "' is not one of: learned, sinusoidal");
+         if (kind != "learned" && kind != "sinusoidal")
+           c.fail("kind", "'" + kind + "' is not one of: learned, sinusoidal");
          return std::make_unique<PositionalEncoding>(kind == "learned" ? PositionalEncoding::Kind::learned
                                                                        : PositionalEncoding::Kind::sinusoidal);
        }},

@@ -1,8 +1,8 @@
 // Builds a model from the [model] table of a config: the classic kinds by name (linear, logistic
 // and softmax regression, linear SVM, MLP, CNN), the modern ones (ResNet, MobileNet-style,
-// LSTM/GRU/RNN sequence classifiers, Transformer language models and classifiers, autoencoders, VAE) or an explicit layer list, each with the loss
-// it is trained with. The output layer is sized from the data's task unless the list is explicit;
-// autoencoders reconstruct their input instead. One table row per kind (and per layer type,
+// LSTM/GRU/RNN sequence classifiers, Transformer language models and classifiers, autoencoders, VAE) or an explicit
+// layer list, each with the loss it is trained with. The output layer is sized from the data's task unless the list is
+// explicit; autoencoders reconstruct their input instead. One table row per kind (and per layer type,
 // models/zoo/LayerBuilder.h) chooses the builder, declares the only keys valid for it and prints
 // the help, so a key another kind takes is reported as unknown.
 #pragma once

@@ -77,7 +77,8 @@ Plan read_plan(const KeyReader& m, const Shape& input, int64_t vocab_default, bo
   p.width = read_positive(m, "width");
   p.block.heads = read_positive(m, "heads");
   if (p.width % p.block.heads != 0)
-    m.fail("heads", "width " + std::to_string(p.width) + " must be divisible by heads " + std::to_string(p.block.heads));
+    m.fail("heads",
+           "width " + std::to_string(p.width) + " must be divisible by heads " + std::to_string(p.block.heads));
   p.block.mlp_ratio = read_positive(m, "mlp_ratio");
   p.block.dropout = read_probability(m, "dropout");
   p.block.attention_dropout = read_probability(m, "attention_dropout", p.block.dropout);

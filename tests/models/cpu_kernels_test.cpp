@@ -774,8 +774,8 @@ TEST_CASE("CPU dropout keeps exactly the values philox_uniform keeps", "[models]
   int64_t kept = 0;
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < row_size; ++i) {
-      const bool keep = philox_uniform(keys.key, keys.step, static_cast<uint64_t>(keys.row0 + r),
-                                       static_cast<uint64_t>(i)) > p;
+      const bool keep =
+          philox_uniform(keys.key, keys.step, static_cast<uint64_t>(keys.row0 + r), static_cast<uint64_t>(i)) > p;
       INFO("row " << r << " value " << i);
       REQUIRE(y[static_cast<size_t>(r * row_size + i)] == (keep ? 1.0f / (1.0f - p) : 0.0f));
       kept += keep;

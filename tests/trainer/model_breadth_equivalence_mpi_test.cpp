@@ -1,8 +1,9 @@
 // World-size independence for the models of issue #7 (docs/design.md rules 3 and 5): a ResNet whose
 // batch norm is synchronized across ranks, a CNN trained on augmented images, a VAE (sampling
 // noise keyed by global sample index), an LSTM, a GRU and a Transformer language model with
-// dropout on its attention weights each train 50 steps on N ranks and then alone on rank 0; parameters and buffers (the running statistics) must agree within 1e-5. The global batch
-// of 30 splits unevenly over 4 ranks, so batch statistics must use the global count.
+// dropout on its attention weights each train 50 steps on N ranks and then alone on rank 0; parameters and buffers (the
+// running statistics) must agree within 1e-5. The global batch of 30 splits unevenly over 4 ranks, so batch statistics
+// must use the global count.
 #include <catch2/catch.hpp>
 
 #include <array>

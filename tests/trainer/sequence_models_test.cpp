@@ -23,7 +23,8 @@ double unigram_bits(const std::string& text) {
   std::map<unsigned char, double> counts;
   for (unsigned char c : text) counts[c] += 1.0;
   double h = 0.0;
-  for (const auto& [c, n] : counts) h -= n / static_cast<double>(text.size()) * std::log2(n / static_cast<double>(text.size()));
+  for (const auto& [c, n] : counts)
+    h -= n / static_cast<double>(text.size()) * std::log2(n / static_cast<double>(text.size()));
   return h;
 }
 
@@ -61,12 +62,12 @@ TEST_CASE("a Transformer language model learns the words of a text", "[quality][
     write_text(dir.file("text.txt"), text);
     TextImport data = import_text({dir.file("text.txt"), 32, 0.1});
     write_train_validation_files(dir.file("train.h5"), data.train, dir.file("val.h5"), data.validation);
-    TrainResult r = train_toml(
-        dir, "seed = " + std::to_string(seed) + "\nthreads = 1\n[data]\ntrain = \"" + dir.file("train.h5") +
-                 "\"\nvalidation = \"" + dir.file("val.h5") +
-                 "\"\n[model]\nkind = \"transformer_lm\"\nlayers = 2\nwidth = 32\nheads = 2\ndropout = 0.0\n"
-                 "[optim]\nkind = \"adamw\"\nlr = 0.01\nclip_norm = 1.0\n[schedule]\nkind = \"cosine\"\n"
-                 "warmup_steps = 20\n[train]\nbatch_size = 32\nepochs = 12\nlog_every = 1000\n");
+    TrainResult r =
+        train_toml(dir, "seed = " + std::to_string(seed) + "\nthreads = 1\n[data]\ntrain = \"" + dir.file("train.h5") +
+                            "\"\nvalidation = \"" + dir.file("val.h5") +
+                            "\"\n[model]\nkind = \"transformer_lm\"\nlayers = 2\nwidth = 32\nheads = 2\ndropout = 0.0\n"
+                            "[optim]\nkind = \"adamw\"\nlr = 0.01\nclip_norm = 1.0\n[schedule]\nkind = \"cosine\"\n"
+                            "warmup_steps = 20\n[train]\nbatch_size = 32\nepochs = 12\nlog_every = 1000\n");
     bits.add(seed, r.validation.loss / std::log(2.0) / unigram_bits(text));
   }
   bits.report();

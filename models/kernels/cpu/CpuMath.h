@@ -46,7 +46,8 @@ inline float gate_tanh(float x) {
 inline void gelu_parts(float x, float& cdf, float& pdf) {
   const float z = std::fabs(x) * 0.70710678118654752f;
   const float t = 1.0f / (1.0f + 0.3275911f * z);
-  const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  const float poly =
+      t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
   const float e = gate_exp(-0.5f * x * x);
   const float tail = 0.5f * poly * e;  // Phi(-|x|)
   cdf = x < 0.0f ? tail : 1.0f - tail;

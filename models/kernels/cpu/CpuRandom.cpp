@@ -28,7 +28,8 @@ void philox_blocks(const SampleKeys& keys, uint64_t sample, uint64_t b0, uint32_
 #pragma omp simd
     for (int l = 0; l < lanes; ++l) {
       const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0[l], p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2[l];
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0, n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0,
+                     n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
       c1[l] = static_cast<uint32_t>(p1);
       c3[l] = static_cast<uint32_t>(p0);
       c0[l] = n0;

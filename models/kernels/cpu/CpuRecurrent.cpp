@@ -157,8 +157,7 @@ void CpuKernels::gru_cell_backward(int64_t n, int64_t hidden, const float* gx, c
       gru_row_backward<true>(hidden, gx + 3 * at, gh + 3 * at, h_prev + at, dh + at, dgx + 3 * at, dgh + 3 * at,
                              dh_prev + at);
     else
-      gru_row_backward<false>(hidden, gx + 3 * at, gh + 3 * at, nullptr, dh + at, dgx + 3 * at, dgh + 3 * at,
-                              nullptr);
+      gru_row_backward<false>(hidden, gx + 3 * at, gh + 3 * at, nullptr, dh + at, dgx + 3 * at, dgh + 3 * at, nullptr);
   }
 }
 
