@@ -66,14 +66,16 @@ EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_
 }
 
 void Predictor::predict(const DatasetFile& file, std::vector<float>& outputs, std::vector<int32_t>& classes) {
-  const int64_t k = output_dim();
+  // Per-step targets: each sample's output is [T, classes], scored step by step.
+  const int64_t steps = std::max<int64_t>(1, meta_.task.label_width);
+  const int64_t k = output_dim() / steps;
   const bool classify = meta_.task.classification && !loss_->reconstruction();
   const bool binary = classify && k == 1;
   outputs.clear();
   classes.clear();
   std::vector<float> probs;
   for_each_batch(file, all_rows(file), [&](const Batch&, const Tensor& out) {
-    const int64_t n = out.rows();
+    const int64_t n = out.rows() * steps;
     probs.resize(static_cast<size_t>(n * k));
     if (classify && !binary)
       kernels(Device::cpu).softmax(n, k, out.data(), probs.data());

@@ -25,7 +25,8 @@ class Predictor {
   void check_compatible(const DatasetFile& file) const;
   EvalResult evaluate(const DatasetFile& file, const std::vector<int64_t>& rows);
   // Per row: the output as probabilities (classification: softmax, or sigmoid for one logit) or
-  // values (regression), and the predicted class (-1 for regression).
+  // values (regression), and the predicted class (-1 for regression). With per-step targets
+  // (task().label_width = T > 1) each row has T of each, step by step.
   void predict(const DatasetFile& file, std::vector<float>& outputs, std::vector<int32_t>& classes);
   int64_t output_dim() const { return model_->output_shape().numel(); }
 

@@ -75,11 +75,18 @@ int predict_command(const Args& args) {
   std::vector<int32_t> classes;
   predictor.predict(data, outputs, classes);
   const hsize_t n = static_cast<hsize_t>(data.rows());
-  const hsize_t k = outputs.size() / std::max<hsize_t>(1, n);
+  // Per-step targets: outputs [N, T, classes] and predictions [N, T].
+  const hsize_t steps = static_cast<hsize_t>(std::max<int64_t>(1, predictor.task().label_width));
+  const hsize_t k = outputs.size() / std::max<hsize_t>(1, n * steps);
   const std::string out = p.get("out");
   write_sealed_h5(out, [&](hid_t f) {
-    h5_write_floats(f, "outputs", {n, k}, outputs.data());
-    if (predictor.task().classification) h5_write_ints(f, "predictions", {n}, classes.data());
+    if (steps > 1) {
+      h5_write_floats(f, "outputs", {n, steps, k}, outputs.data());
+      if (predictor.task().classification) h5_write_ints(f, "predictions", {n, steps}, classes.data());
+    } else {
+      h5_write_floats(f, "outputs", {n, k}, outputs.data());
+      if (predictor.task().classification) h5_write_ints(f, "predictions", {n}, classes.data());
+    }
     h5_write_string_attribute(f, "model", p.get("model"));
     h5_write_string_attribute(f, "data", p.get("data"));
   });

@@ -2,6 +2,7 @@
 // with h5py in both directions (docs/design.md "Data files": files written by h5py load, files we write read in h5py).
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 
 #include "support/JsonSupport.h"
@@ -103,6 +104,22 @@ TEST_CASE("a tiny transformer_lm trains on imported text and sample generates re
   INFO(t.out << t.err);
   REQUIRE(t.exit_code == 0);
   REQUIRE(std::filesystem::exists(dir.file("run/model.h5")));
+  CHECK(t.out.find("bits/token") != std::string::npos);  // the epoch line's language-model figure
+
+  // Predictions are per step: outputs [N, 16, 256] (each step's a distribution), predictions [N, 16].
+  CliResult pr = run_cli({"predict", "--model", dir.file("run/model.h5"), "--data", dir.file("val.h5"), "--out",
+                          dir.file("pred.h5")});
+  INFO(pr.out << pr.err);
+  REQUIRE(pr.exit_code == 0);
+  {
+    auto predicted = read_float_datasets(dir.file("pred.h5"));
+    REQUIRE(predicted.count("outputs"));
+    const std::vector<float>& probs = predicted["outputs"];
+    REQUIRE(probs.size() % (16 * 256) == 0);
+    double first = 0.0;
+    for (int j = 0; j < 256; ++j) first += probs[static_cast<size_t>(j)];
+    CHECK(std::fabs(first - 1.0) < 1e-4);
+  }
 
   // The run's directory resolves to its model.h5; the text is the prompt and --length new bytes.
   const std::string prompt = "the cat ";
