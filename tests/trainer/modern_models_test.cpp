@@ -304,5 +304,7 @@ TEST_CASE("bad modern-model configs are reported naming the key", "[trainer][mod
   CHECK_THAT(error_of("kind = \"layers\"\nlayers = [ { type = \"batchnorm\", momentum = 2.0 } ]"),
              Catch::Contains("momentum"));
   CHECK_THAT(error_of("kind = \"layers\"\nlayers = [ { type = \"attention\" } ]"),
+             Catch::Contains("attention") && Catch::Contains("[steps, features]"));
+  CHECK_THAT(error_of("kind = \"layers\"\nlayers = [ { type = \"mamba\" } ]"),
              Catch::Contains("unknown layer type") && Catch::Contains("lstm"));
 }
