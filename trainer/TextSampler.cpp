@@ -29,23 +29,6 @@ double uniform_draw(RandomKey key, uint64_t index) {
   return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
 }
 
-// The names of the links in group `name` of `f` (empty when there is no such group).
-std::vector<std::string> group_children(hid_t f, const std::string& name, const std::string& path) {
-  std::vector<std::string> out;
-  if (!h5_exists(f, name)) return out;
-  H5Id g = h5_group(H5Gopen2(f, name.c_str(), H5P_DEFAULT), path + ": /" + name + " is not a group");
-  H5G_info_t info;
-  DPT_H5(H5Gget_info(g, &info), path + ": listing /" + name);
-  if (info.nlinks > 100000) fail_input(path + ": /" + name + " has an absurd number of entries");
-  for (hsize_t i = 0; i < info.nlinks; ++i) {
-    ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (len < 0 || len > 4096) h5_fail(path + ": listing /" + name);
-    std::string n(static_cast<size_t>(len), '\0');
-    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, n.data(), static_cast<size_t>(len) + 1, H5P_DEFAULT);
-    out.push_back(n);
-  }
-  return out;
-}
 
 // The dimensions of dataset `name`, or none when it is not there.
 std::vector<hsize_t> dataset_dims(hid_t f, const std::string& name, const std::string& path) {
@@ -76,7 +59,7 @@ void checkpoint_task(const std::string& path, const ConfigNode& root, TaskInfo& 
   const ConfigNode model = root.child("model");
   H5Id f = h5_open_read(path);
   int64_t steps = model.get_int("context", 0), vocab = model.get_int("vocab", 0), classes = 0;
-  const std::vector<std::string> layers = group_children(f, "params", path);
+  const std::vector<std::string> layers = h5_group_children(f, "params", path);
   for (const std::string& layer : layers) {
     std::vector<hsize_t> dims = dataset_dims(f, "params/" + layer + "/weight", path);
     if (dims.size() != 2) continue;

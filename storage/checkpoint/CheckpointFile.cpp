@@ -58,23 +58,6 @@ double read_scalar(hid_t f, const std::string& name, const std::string& path) {
   return v;
 }
 
-// Names of the datasets directly inside group `name` (empty when the group is absent).
-std::vector<std::string> children(hid_t f, const std::string& name, const std::string& path) {
-  std::vector<std::string> out;
-  if (!h5_exists(f, name)) return out;
-  H5Id g = h5_group(H5Gopen2(f, name.c_str(), H5P_DEFAULT), path + ": /" + name + " is not a group");
-  H5G_info_t info;
-  DPT_H5(H5Gget_info(g, &info), path + ": listing /" + name);
-  if (info.nlinks > 100000) fail_input(path + ": /" + name + " has an absurd number of entries");
-  for (hsize_t i = 0; i < info.nlinks; ++i) {
-    ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (len < 0 || len > 4096) h5_fail(path + ": listing /" + name);
-    std::string n(static_cast<size_t>(len), '\0');
-    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, n.data(), static_cast<size_t>(len) + 1, H5P_DEFAULT);
-    out.push_back(n);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -170,23 +153,23 @@ CheckpointState read_checkpoint_file(const std::string& path, const std::vector<
     }
     s.flats.push_back(std::move(e));
   }
-  for (const std::string& name : children(f, "scalars", path))
+  for (const std::string& name : h5_group_children(f, "scalars", path))
     s.scalars.emplace_back(name, read_scalar(f, "scalars/" + name, path));
-  for (const std::string& name : children(f, "floats", path)) {
+  for (const std::string& name : h5_group_children(f, "floats", path)) {
     hsize_t n;
     H5Id ds = open_dataset(f, "floats/" + name, path, n);
     std::vector<float> v(static_cast<size_t>(n));
     if (n) read_into(ds, H5T_NATIVE_FLOAT, v.data(), path, "floats/" + name);
     s.floats.emplace_back(name, std::move(v));
   }
-  for (const std::string& name : children(f, "ints", path)) {
+  for (const std::string& name : h5_group_children(f, "ints", path)) {
     hsize_t n;
     H5Id ds = open_dataset(f, "ints/" + name, path, n);
     std::vector<int64_t> v(static_cast<size_t>(n));
     if (n) read_into(ds, H5T_NATIVE_INT64, v.data(), path, "ints/" + name);
     s.ints.emplace_back(name, std::move(v));
   }
-  for (const std::string& name : children(f, "strings", path))
+  for (const std::string& name : h5_group_children(f, "strings", path))
     s.strings.emplace_back(name, read_string(f, "strings/" + name, path));
   return s;
 }

@@ -271,4 +271,21 @@ H5Id h5_make_groups(hid_t loc, const std::string& path) {
   return cur;
 }
 
+std::vector<std::string> h5_group_children(hid_t f, const std::string& name, const std::string& path) {
+  std::vector<std::string> out;
+  if (!h5_exists(f, name)) return out;
+  H5Id g = h5_group(H5Gopen2(f, name.c_str(), H5P_DEFAULT), path + ": /" + name + " is not a group");
+  H5G_info_t info;
+  DPT_H5(H5Gget_info(g, &info), path + ": listing /" + name);
+  if (info.nlinks > 100000) fail_input(path + ": /" + name + " has an absurd number of entries");
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (len < 0 || len > 4096) h5_fail(path + ": listing /" + name);
+    std::string n(static_cast<size_t>(len), '\0');
+    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, n.data(), static_cast<size_t>(len) + 1, H5P_DEFAULT);
+    out.push_back(n);
+  }
+  return out;
+}
+
 }  // namespace dptrain

@@ -68,6 +68,9 @@ H5Id h5_open_read(const std::string& path);
 std::vector<hsize_t> h5_dims(hid_t dataset, const std::string& what);
 // Whether a link (dataset or group) exists at `name` (a path relative to `loc`).
 bool h5_exists(hid_t loc, const std::string& name);
+// The names of the links directly inside group `name` of `f` (empty when there is no such group);
+// `path` names the file in errors.
+std::vector<std::string> h5_group_children(hid_t f, const std::string& name, const std::string& path);
 
 // Attributes on an object (a file's root group, a dataset).
 bool h5_has_attribute(hid_t obj, const std::string& name);
