@@ -29,7 +29,6 @@ double uniform_draw(RandomKey key, uint64_t index) {
   return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
 }
 
-
 // The dimensions of dataset `name`, or none when it is not there.
 std::vector<hsize_t> dataset_dims(hid_t f, const std::string& name, const std::string& path) {
   if (!h5_exists(f, name)) return {};
