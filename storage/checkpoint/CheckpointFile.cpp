@@ -58,7 +58,6 @@ double read_scalar(hid_t f, const std::string& name, const std::string& path) {
   return v;
 }
 
-
 }  // namespace
 
 void write_checkpoint_file(const std::string& path, const CheckpointState& s, bool sync_directory) {

@@ -107,8 +107,8 @@ TEST_CASE("a tiny transformer_lm trains on imported text and sample generates re
   CHECK(t.out.find("bits/token") != std::string::npos);  // the epoch line's language-model figure
 
   // Predictions are per step: outputs [N, 16, 256] (each step's a distribution), predictions [N, 16].
-  CliResult pr = run_cli({"predict", "--model", dir.file("run/model.h5"), "--data", dir.file("val.h5"), "--out",
-                          dir.file("pred.h5")});
+  CliResult pr = run_cli(
+      {"predict", "--model", dir.file("run/model.h5"), "--data", dir.file("val.h5"), "--out", dir.file("pred.h5")});
   INFO(pr.out << pr.err);
   REQUIRE(pr.exit_code == 0);
   {

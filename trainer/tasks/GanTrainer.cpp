@@ -343,18 +343,18 @@ void GanTrainer::log_interval(int64_t epoch) {
     print(line);
   }
   session_.log(JsonRecord()
-                  .add("event", std::string("step"))
-                  .add("step", step)
-                  .add("epoch", epoch + 1)
-                  .add("d_loss", last_loss_[D])
-                  .add("g_loss", last_loss_[G])
-                  .add("d_updates", updates_[D])
-                  .add("g_updates", updates_[G])
-                  .add("d_skipped", d_skipped_)
-                  .add("lr_g", schedule_[G]->lr(step - 1))
-                  .add("lr_d", schedule_[D]->lr(step - 1))
-                  .add("samples_per_s", samples_per_s)
-                  .add("time_s", since_start));
+                   .add("event", std::string("step"))
+                   .add("step", step)
+                   .add("epoch", epoch + 1)
+                   .add("d_loss", last_loss_[D])
+                   .add("g_loss", last_loss_[G])
+                   .add("d_updates", updates_[D])
+                   .add("g_updates", updates_[G])
+                   .add("d_skipped", d_skipped_)
+                   .add("lr_g", schedule_[G]->lr(step - 1))
+                   .add("lr_d", schedule_[D]->lr(step - 1))
+                   .add("samples_per_s", samples_per_s)
+                   .add("time_s", since_start));
 }
 
 void GanTrainer::end_epoch(int64_t epoch) {
@@ -461,12 +461,12 @@ void GanTrainer::finish() {
       result.has_coverage = true;
       print("mode coverage: " + describe(result.coverage));
       session_.log(JsonRecord()
-                        .add("event", std::string("coverage"))
-                        .add("step", session_.step())
-                        .add("modes_covered", result.coverage.covered)
-                        .add("modes", result.coverage.modes)
-                        .add("high_quality", result.coverage.high_quality)
-                        .add("samples", result.coverage.samples));
+                       .add("event", std::string("coverage"))
+                       .add("step", session_.step())
+                       .add("modes_covered", result.coverage.covered)
+                       .add("modes", result.coverage.modes)
+                       .add("high_quality", result.coverage.high_quality)
+                       .add("samples", result.coverage.samples));
     }
   }
 }

@@ -114,8 +114,8 @@ void SelfTrainingTask::add_second_pass(const Batch& batch, const StepContext& ct
   uctx.on_gradients_ready = &on_ready_;
   uctx.loss_stats = nullptr;
   const Tensor& uout = model_->forward(*ux, uctx);
-  const double weight = rounds_->config().entropy_weight * static_cast<double>(batch.global_rows) /
-                        static_cast<double>(u.global_rows);
+  const double weight =
+      rounds_->config().entropy_weight * static_cast<double>(batch.global_rows) / static_cast<double>(u.global_rows);
   entropy_loss_->evaluate(uout, {}, static_cast<float>(weight), &entropy_dout_, entropy_stats_.data());
   model_->backward(entropy_dout_, uctx);
 }
