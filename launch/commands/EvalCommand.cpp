@@ -1,4 +1,5 @@
 // `dptrain eval` and `dptrain predict`: load a trained model file and run it over a dataset.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -49,7 +50,11 @@ int eval_command(const Args& args) {
   }
   Predictor predictor(model_path);
   EvalResult r = predictor.evaluate(*split.file, split.rows);
-  if (r.has_accuracy)
+  if (predictor.task().label_width > 1)  // per-step targets: per token, and in bits too
+    std::printf("accuracy: %.2f%%  loss: %.4f (%.3f bits/token)  tokens: %lld  (%s on %s)\n", 100 * r.accuracy, r.loss,
+                r.loss / std::log(2.0), static_cast<long long>(r.count), model_path.c_str(),
+                split.file->path().c_str());
+  else if (r.has_accuracy)
     std::printf("accuracy: %.2f%%  loss: %.4f  rows: %lld  (%s on %s)\n", 100 * r.accuracy, r.loss,
                 static_cast<long long>(r.count), model_path.c_str(), split.file->path().c_str());
   else

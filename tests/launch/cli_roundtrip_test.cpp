@@ -106,6 +106,13 @@ TEST_CASE("a tiny transformer_lm trains on imported text and sample generates re
   REQUIRE(std::filesystem::exists(dir.file("run/model.h5")));
   CHECK(t.out.find("bits/token") != std::string::npos);  // the epoch line's language-model figure
 
+  // Evaluation reports per token.
+  CliResult ev = run_cli({"eval", "--model", dir.file("run/model.h5"), "--data", dir.file("val.h5")});
+  INFO(ev.out << ev.err);
+  REQUIRE(ev.exit_code == 0);
+  CHECK(ev.out.find("bits/token") != std::string::npos);
+  CHECK(ev.out.find("tokens: ") != std::string::npos);
+
   // Predictions are per step: outputs [N, 16, 256] (each step's a distribution), predictions [N, 16].
   CliResult pr = run_cli(
       {"predict", "--model", dir.file("run/model.h5"), "--data", dir.file("val.h5"), "--out", dir.file("pred.h5")});
