@@ -1,7 +1,7 @@
 // The reference dense forward every backend inherits: one gemm, y = x w^T, then the fused bias and
-// activation pass; and the input gradient, one gemm dx = dz w. Backends override them where
-// another GEMM formulation is faster (the CPU one computes y^T for wide layers, and both products
-// without packing the weights) and are tested against them.
+// activation pass; the input gradient, one gemm dx = dz w; and batched products as a loop of gemm.
+// Backends override them where another GEMM formulation is faster (the CPU one computes y^T for
+// wide layers, and both products without packing the weights) and are tested against them.
 #include "models/kernels/KernelBackend.h"
 
 namespace dptrain {
@@ -16,10 +16,6 @@ void KernelBackend::dense_backward_input(int64_t rows, int64_t in, int64_t out, 
                                          float* dx) {
   gemm(false, false, rows, in, out, 1.0f, dz, out, w, in, 0.0f, dx, in);
 }
-
-}  // namespace dptrain
-
-namespace dptrain {
 
 void KernelBackend::gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                                  const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb,

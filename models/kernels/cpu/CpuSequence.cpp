@@ -1,8 +1,6 @@
 // The CPU backend's operations for sequences and attention. Every product of a batched GEMM is one
 // single-threaded call, threaded over the batch, so its result does not depend on the thread count;
 // softmax rows are independent and run in parallel.
-#include <omp.h>
-
 #include <cmath>
 #include <limits>
 
