@@ -81,7 +81,8 @@ void Session::log(const JsonRecord& record) {
 
 ReaderOptions Session::evaluation_reader_options(const FeatureScaler& scaler) const {
   ReaderOptions ro;
-  ro.global_batch = config_.train.batch_size;
+  // With accumulation evaluation reads micro-batch-sized batches too (the memory bound).
+  ro.global_batch = (config_.train.batch_size + config_.train.accumulate - 1) / config_.train.accumulate;
   ro.rank = comm_.rank();
   ro.world = comm_.size();
   ro.shuffle = Shuffle::none;
@@ -96,6 +97,8 @@ ReaderOptions Session::evaluation_reader_options(const FeatureScaler& scaler) co
 
 ReaderOptions Session::training_reader_options(const Shape& sample, const FeatureScaler& scaler) const {
   ReaderOptions ro = evaluation_reader_options(scaler);
+  ro.global_batch = config_.train.batch_size;
+  ro.accumulate = config_.train.accumulate;
   ro.seed = config_.seed;
   ro.shuffle = config_.data.shuffle;
   ro.drop_last = config_.train.drop_last;

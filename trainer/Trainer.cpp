@@ -115,6 +115,8 @@ void Trainer::start() {
       why = "this GPU or driver cannot capture graphs";
     else if (comm_.size() > 1)
       why = "with several ranks the all-reduce runs between backward and the optimizer";
+    else if (config_.train.accumulate > 1)
+      why = "train.accumulate runs several micro-batches per step";
     else if (second_pass())
       why = "the task adds a second pass to each step (entropy minimization)";
     else if (config_.optim.clip_norm > 0.0)
@@ -218,28 +220,30 @@ bool Trainer::train_step() {
   }
   if (!per_round && position_.step_in_epoch == 0) std::fill(std::begin(epoch_sums_), std::end(epoch_sums_), 0.0);
 
-  const Batch& batch = next_training_batch();
-  const Tensor* x = &batch.x;  // on a GPU the batch is already there (next_training_batch)
+  StepContext ctx{.mode = Mode::train,
+                  .seed = config_.seed,
+                  .step = static_cast<uint64_t>(step),
+                  .cross_rank = cross_rank_.get(),
+                  .loss_stats = stats_.data()};  // auxiliary losses (a VAE's KL term) report with the main loss
+  session_.begin_step(*reducer_);
+  step_compute(ctx);
+  return true;
+}
+
+const Batch& Trainer::micro_batch(int64_t m) {
+  const Batch& batch = next_training_batch();  // on a GPU already in device memory
   if (DeviceBatchStager* stager = session_.stager()) {
-    stager->ready();  // this step's kernels wait, on the device, for its batch
-    // The next batch of this period is copied while they run.
-    if (position_.step_in_epoch + 1 < reader_->steps_per_epoch() && step + 1 < step_end_) {
+    stager->ready();  // this micro-batch's kernels wait, on the device, for its copy
+    // The next micro-batch of this step, or the next step's first in this period, is copied
+    // while they run.
+    const bool more = m + 1 < config_.train.accumulate ||
+                      (position_.step_in_epoch + 1 < reader_->steps_per_epoch() && session_.step() + 1 < step_end_);
+    if (more) {
       ahead_cursor_ = reader_->cursor();
       staged_ahead_ = &stager->stage(reader_->next(), target_width_);
     }
   }
-  StepContext ctx{.mode = Mode::train,
-                  .seed = config_.seed,
-                  .step = static_cast<uint64_t>(step),
-                  .row0 = batch.row0,
-                  // with entropy minimization gradients are final after the second pass
-                  .on_gradients_ready = second_pass() ? nullptr : &on_ready_,
-                  .cross_rank = cross_rank_.get(),
-                  .loss_stats = stats_.data()};  // auxiliary losses (a VAE's KL term) report with the main loss
-  session_.begin_step(*reducer_);
-  step_compute(batch, *x, ctx);
-  interval_rows_ += batch.global_rows;
-  return true;
+  return batch;
 }
 
 uint64_t Trainer::graph_key(const Batch& batch) const {
@@ -255,21 +259,25 @@ uint64_t Trainer::graph_key(const Batch& batch) const {
   return h | 1;  // never 0
 }
 
-void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx) {
-  const uint64_t key = graph_key(batch);
+void Trainer::step_compute(StepContext& ctx) {
+  const Batch* batch = &micro_batch(0);
+  interval_rows_ += batch->global_rows;
+  const uint64_t key = graph_key(*batch);
   const float lr = static_cast<float>(schedule_->lr(session_.step()));
   if (key && graph_warm_) {
     // One launch for the whole step. On one rank the reducer has nothing to do, and the optimizer's
     // host-side step counter only advances while a graph is captured, so it is set here.
-    const float scale = mean_gradient_scale(model_->grads(), batch.global_rows * batch.label_width, 0.0);
+    const Batch& b = *batch;
+    ctx.row0 = b.row0;
+    const float scale = mean_gradient_scale(model_->grads(), b.global_rows * b.label_width, 0.0);
     const int64_t steps = optimizer_->steps();
-    CudaGraph& graph = *graphs_[batch.x.data() == graph_x_[0] ? 0 : 1];
+    CudaGraph& graph = *graphs_[b.x.data() == graph_x_[0] ? 0 : 1];
     session_.coordination().before_update();
     const int captures = graph.captures();
     graph.run(key, [&] {
       model_->zero_grad();
-      const Tensor& out = model_->forward(x, ctx);
-      loss_->evaluate(out, targets_for(*loss_, batch, x), 1.0f, &dout_, stats_.data());
+      const Tensor& out = model_->forward(b.x, ctx);
+      loss_->evaluate(out, targets_for(*loss_, b, b.x), 1.0f, &dout_, stats_.data());
       model_->backward(dout_, ctx);
       optimizer_->step(model_->params(), model_->grads(), lr, scale);
     });
@@ -287,17 +295,27 @@ void Trainer::step_compute(const Batch& batch, const Tensor& x, StepContext& ctx
     return;
   }
   if (key) {
-    graph_x_[batch.x.data() == graph_x_[0] || !graph_x_[0] ? 0 : 1] = batch.x.data();
+    graph_x_[batch->x.data() == graph_x_[0] || !graph_x_[0] ? 0 : 1] = batch->x.data();
     graph_warm_ = true;  // this eager step makes every allocation the captured ones will use
   }
+  // The global batch as train.accumulate micro-batches: their gradients add up in the flat buffer
+  // (layers accumulate), and only the last one's backward starts the all-reduce. With entropy
+  // minimization the gradients are final after the second pass, which runs once per step.
+  const int64_t micro_batches = config_.train.accumulate;
   model_->zero_grad();
-  const Tensor& out = model_->forward(x, ctx);
-  loss_->evaluate(out, targets_for(*loss_, batch, x), 1.0f, &dout_, stats_.data());
-  model_->backward(dout_, ctx);
-  if (second_pass()) add_second_pass(batch, ctx);
+  for (int64_t m = 0;;) {
+    ctx.row0 = batch->row0;  // its position in the global batch keys per-sample draws
+    ctx.on_gradients_ready = m + 1 == micro_batches && !second_pass() ? &on_ready_ : nullptr;
+    const Tensor& out = model_->forward(batch->x, ctx);
+    loss_->evaluate(out, targets_for(*loss_, *batch, batch->x), 1.0f, &dout_, stats_.data());
+    model_->backward(dout_, ctx);
+    if (++m == micro_batches) break;
+    batch = &micro_batch(m);
+  }
+  if (second_pass()) add_second_pass(*batch, ctx);
   session_.end_step(*reducer_);
   const float scale =
-      mean_gradient_scale(model_->grads(), batch.global_rows * batch.label_width, config_.optim.clip_norm);
+      mean_gradient_scale(model_->grads(), batch->global_rows * batch->label_width, config_.optim.clip_norm);
   session_.coordination().before_update();  // a checkpoint of the last step may still be copying them
   optimizer_->step(model_->params(), model_->grads(), lr, scale);
 }

@@ -144,9 +144,13 @@ class Trainer : public Task {
   // The batch of the next training step: the reader's on the CPU; on a GPU, in device memory
   // (staged during the previous step when it could be).
   const Batch& next_training_batch();
-  // Forward, loss, backward (through the reducer) and optimizer on a batch already on the model's
-  // device; replayed as one CUDA graph when cuda_graphs applies (graph_key says when).
-  void step_compute(const Batch& batch, const Tensor& x, StepContext& ctx);
+  // Micro-batch m of the step (the whole batch without accumulation); on a GPU the next one is
+  // staged while it computes.
+  const Batch& micro_batch(int64_t m);
+  // Forward, loss and backward over the step's micro-batches (the last starting the reducer's
+  // all-reduces), then the optimizer; replayed as one CUDA graph when cuda_graphs applies
+  // (graph_key says when).
+  void step_compute(StepContext& ctx);
   // The key a captured step depends on, or 0 when this step cannot be captured.
   uint64_t graph_key(const Batch& batch) const;
   // The end of a reporting period (an epoch, or a round counted in steps): training and

@@ -24,6 +24,9 @@ ShardedReader::ShardedReader(std::shared_ptr<const DatasetFile> file, std::vecto
   if (b <= 0) fail_input("batch_size must be positive, got " + std::to_string(b));
   if (o_.world < 1 || o_.rank < 0 || o_.rank >= o_.world) fail_internal("reader: bad rank/world");
   if (o_.prefetch < 1) o_.prefetch = 1;
+  if (o_.accumulate < 1 || o_.accumulate > b)
+    fail_input("train.accumulate must be between 1 and batch_size " + std::to_string(b) + ", got " +
+               std::to_string(o_.accumulate));
   if (!o_.mean.empty() && (static_cast<int64_t>(o_.mean.size()) != row_size_ || o_.inv_std.size() != o_.mean.size()))
     fail_input(p + ": normalization statistics have " + std::to_string(o_.mean.size()) + " features, the data " +
                std::to_string(row_size_));
@@ -103,6 +106,8 @@ ShardedReader::ShardedReader(std::shared_ptr<const DatasetFile> file, std::vecto
 ShardedReader::~ShardedReader() { stop(); }
 
 ReaderCursor ShardedReader::advance(ReaderCursor c) const {
+  if (++c.micro < o_.accumulate) return c;
+  c.micro = 0;
   if (++c.step_in_epoch >= steps_per_epoch_) {
     c.step_in_epoch = 0;
     ++c.epoch;
@@ -142,6 +147,20 @@ void ShardedReader::fill(Slot& slot, const ReaderCursor& c) {
     global_rows = std::min(b, size() - first);
     std::tie(begin, end) = rank_slice(global_rows, o_.rank, o_.world);
   }
+  if (o_.accumulate > 1) {
+    // Micro-batch m is the m-th of `accumulate` consecutive slices of the global batch (shard:
+    // of this rank's share of it), split across the ranks like a whole batch.
+    const int64_t k = o_.accumulate, m = c.micro;
+    if (o_.shuffle == Shuffle::shard) {
+      const int64_t share = end - begin;
+      end = begin + share * (m + 1) / k;
+      begin += share * m / k;
+    } else {
+      const int64_t m0 = global_rows * m / k, m1 = global_rows * (m + 1) / k;
+      std::tie(begin, end) = rank_slice(m1 - m0, o_.rank, o_.world);
+      begin += m0, end += m0;
+    }
+  }
   const int64_t n = end - begin;
   for (int64_t i = 0; i < n; ++i) {
     int64_t pos = perm[static_cast<size_t>(first + begin + i)];
@@ -170,6 +189,7 @@ void ShardedReader::fill(Slot& slot, const ReaderCursor& c) {
   Batch& bt = slot.batch;
   bt.epoch = c.epoch;
   bt.step_in_epoch = c.step_in_epoch;
+  bt.micro = c.micro;
   bt.global_rows = global_rows;
   bt.row0 = begin;
   bt.x = slot.x.rows_view(0, n);

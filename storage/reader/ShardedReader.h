@@ -40,6 +40,11 @@ struct ReaderOptions {
   // Soft targets per file row (num_classes floats each), overriding labels where given.
   std::shared_ptr<const std::vector<float>> soft_targets;
   int64_t soft_target_dim = 0;
+  // Gradient accumulation (train.accumulate): each global batch is handed out as this many
+  // micro-batches, consecutive slices of it, each split across the ranks as a batch would be. A
+  // micro-batch's rows keep their positions in the global batch (row0), so per-sample draws and
+  // the augmentation's counters are the same as without accumulation; steps count global batches.
+  int64_t accumulate = 1;
   // Per-batch transform on the host, e.g. augmentation: (x, rows, global step, row0 = the global
   // sample index of the first row).
   std::function<void(float* x, int64_t rows, int64_t step, int64_t row0)> transform;
@@ -49,7 +54,9 @@ struct ReaderOptions {
 struct ReaderCursor {
   int64_t epoch = 0;
   int64_t step_in_epoch = 0;
-  // Its saved fields (storage/checkpoint/StateFields.h): <prefix>epoch, <prefix>step.
+  int64_t micro = 0;  // the micro-batch within the step (accumulation); 0 between steps
+  // Its saved fields (storage/checkpoint/StateFields.h): <prefix>epoch, <prefix>step. Checkpoints
+  // are taken between steps, where micro is 0.
   template <class Fields>
   void fields(Fields& f, const std::string& prefix) {
     f(prefix + "epoch", epoch);
@@ -59,8 +66,9 @@ struct ReaderCursor {
 
 struct Batch {
   int64_t epoch = 0, step_in_epoch = 0;
-  int64_t global_rows = 0;          // rows in the whole global batch
+  int64_t global_rows = 0;          // rows in the whole global batch (all its micro-batches)
   int64_t row0 = 0;                 // position of local row 0 within the global batch
+  int64_t micro = 0;                // which micro-batch of the global batch (accumulation)
   Tensor x;                         // [rows, ...sample shape], host memory
   const int32_t* labels = nullptr;  // label_width per row (> 1: per-step class ids, -1 = padding)
   int64_t label_width = 1;
@@ -89,10 +97,11 @@ class ShardedReader {
   bool in_memory() const { return !memory_.empty(); }
   const DatasetFile& file() const { return *file_; }
 
-  // Positions the reader so that next() returns batch (epoch, step_in_epoch).
+  // Positions the reader so that next() returns batch (epoch, step_in_epoch, micro).
   void seek(const ReaderCursor& cursor);
   ReaderCursor cursor() const { return next_; }
-  // The next batch of this rank, valid until the following call; advances the cursor.
+  // The next batch (micro-batch with accumulation) of this rank, valid until the following call;
+  // advances the cursor.
   const Batch& next();
   ReaderStats stats() const { return stats_; }
 

@@ -29,21 +29,32 @@ std::vector<float> train_params(Communicator& comm, const std::string& toml, con
   return std::vector<float>(p.data(), p.data() + p.numel());
 }
 
-void check_equivalent(const std::string& kind, const std::string& model, const std::string& optim,
-                      const std::string& extra = "") {
-  Communicator& comm = mpi_comm();
-  SharedTempDir dir(comm);
-  const std::string data = dir.file("data.h5");
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(double(a[i]) - b[i]));
+  return d;
+}
+
+void write_data(Communicator& comm, const std::string& data, const std::string& kind, bool self_training) {
   if (comm.rank() == 0) {
     SynthOptions s;
     s.kind = kind;
     s.n = 900;
     s.seed = 4;
     if (kind == "blobs") s.dim = 12;
-    if (!extra.empty()) s.labeled_per_class = 10;  // self-training: 20 labelled rows, the rest unlabelled
+    if (self_training) s.labeled_per_class = 10;  // self-training: 20 labelled rows, the rest unlabelled
     write_dataset_file(data, synthesize(s));
   }
   comm.barrier();
+}
+
+void check_equivalent(const std::string& kind, const std::string& model, const std::string& optim,
+                      const std::string& extra = "") {
+  Communicator& comm = mpi_comm();
+  SharedTempDir dir(comm);
+  const std::string data = dir.file("data.h5");
+  write_data(comm, data, kind, !extra.empty());
   const bool self_training = !extra.empty();
   std::string toml = std::string("seed = 7\n") + (self_training ? "task = \"self_training\"\n" : "") +
                      "[data]\ntrain = \"" + data + "\"\nnormalize = \"zscore\"\n[model]\n" + model + "\n[optim]\n" +
@@ -55,10 +66,7 @@ void check_equivalent(const std::string& kind, const std::string& model, const s
   double max_diff = 0.0;
   if (comm.rank() == 0) {
     LocalCommunicator local;  // world size 1 inside an mpirun job
-    std::vector<float> single = train_params(local, toml, dir.file("run_1"));
-    REQUIRE(single.size() == parallel.size());
-    for (size_t i = 0; i < single.size(); ++i)
-      max_diff = std::max(max_diff, std::fabs(double(single[i]) - parallel[i]));
+    max_diff = max_abs_diff(train_params(local, toml, dir.file("run_1")), parallel);
     // The runs moved the parameters far more than they differ.
     std::printf("equivalence %s, %s: %d ranks vs 1, max abs diff = %.3g\n", kind.c_str(),
                 optim.substr(0, optim.find('\n')).c_str(), comm.size(), max_diff);
@@ -97,4 +105,35 @@ TEST_CASE("N ranks match one rank: self-training rounds with pseudo-labels and e
   check_equivalent("moons", "kind = \"mlp\"\nhidden = [16]\nactivation = \"tanh\"", "kind = \"adam\"\nlr = 0.01",
                    "[self_training]\nrounds = 3\nsteps_per_round = 20\nthreshold = 0.9\n"
                    "entropy_weight = 0.5\n");
+}
+
+TEST_CASE("Gradient accumulation: N ranks x accumulate K match 1 rank x accumulate 1 and 1 rank x accumulate 4",
+          "[mpi][equivalence][accumulate]") {
+  // The global batch of 30 stays; on 2 ranks each step is 2 micro-batches of 15 (8 + 7 rows a
+  // rank), on 3 ranks 3 micro-batches, on 4 ranks none (4 x 1). Dropout is keyed by the rows'
+  // positions in the global batch, so every run draws the same masks.
+  Communicator& comm = mpi_comm();
+  SharedTempDir dir(comm);
+  const std::string data = dir.file("data.h5");
+  write_data(comm, data, "blobs", false);
+  auto toml = [&](int accumulate) {
+    return "seed = 7\n[data]\ntrain = \"" + data + "\"\nnormalize = \"zscore\"\n[model]\n" + mlp +
+           "\n[optim]\nkind = \"adam\"\nlr = 0.003\n[train]\nbatch_size = 30\nepochs = 10\nmax_steps = 50\n"
+           "progress = false\nlog_every = 10\naccumulate = " +
+           std::to_string(accumulate) + "\n";
+  };
+  const int k = comm.size() == 4 ? 1 : comm.size();
+  std::vector<float> parallel = train_params(comm, toml(k), dir.file("run_n"));
+  double diff[2] = {0.0, 0.0};
+  if (comm.rank() == 0) {
+    LocalCommunicator local;
+    std::vector<float> plain = train_params(local, toml(1), dir.file("run_1x1"));
+    std::vector<float> accumulated = train_params(local, toml(4), dir.file("run_1x4"));
+    diff[0] = max_abs_diff(plain, parallel);
+    diff[1] = max_abs_diff(accumulated, parallel);
+    std::printf("accumulation: %d ranks x %d vs 1 x 1: %.3g, vs 1 x 4: %.3g\n", comm.size(), k, diff[0], diff[1]);
+  }
+  comm.broadcast(diff, sizeof diff, 0);
+  CHECK(diff[0] <= 1e-5);
+  CHECK(diff[1] <= 1e-5);
 }

@@ -48,6 +48,9 @@ GanTrainer::GanTrainer(const TrainConfig& config, const ConfigNode& root, Commun
   d_->initialize(config_.seed + discriminator_seed_offset);
   root.check_unused();
   cycle_ = gan_.d_steps + gan_.g_steps;
+  if (config_.train.accumulate > 1)
+    fail_input("config: train.accumulate = " + std::to_string(config_.train.accumulate) +
+               ": task = \"gan\" trains each network on whole batches (set train.batch_size instead)");
 
   reader_ = std::make_unique<ShardedReader>(splits_.train.file, splits_.train.rows,
                                             session_.training_reader_options(train.sample_shape(), FeatureScaler{}));
