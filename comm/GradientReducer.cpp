@@ -6,19 +6,31 @@
 
 namespace dptrain {
 
+std::vector<GradientReducer::Bucket> GradientReducer::from_offsets(const std::vector<int64_t>& offsets, int64_t n) {
+  std::vector<Bucket> params;
+  for (size_t i = 0; i < offsets.size(); ++i)
+    params.push_back({i == 0 ? 0 : offsets[i], i + 1 < offsets.size() ? offsets[i + 1] : n});
+  if (offsets.empty() && n > 0) params.push_back({0, n});
+  return params;
+}
+
 GradientReducer::GradientReducer(Communicator& comm, float* grads, int64_t n, const std::vector<int64_t>& param_offsets,
                                  int64_t bucket_bytes)
-    : comm_(comm), grads_(grads), n_(n) {
+    : GradientReducer(comm, grads, from_offsets(param_offsets, n), bucket_bytes) {}
+
+GradientReducer::GradientReducer(Communicator& comm, float* grads, const std::vector<Bucket>& params,
+                                 int64_t bucket_bytes)
+    : comm_(comm), grads_(grads), n_(params.empty() ? 0 : params.back().end) {
   const int64_t target = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)));
-  int64_t end = n;
-  for (size_t i = param_offsets.size(); i-- > 0;) {
-    int64_t begin = param_offsets[i];
-    if (end - begin >= target || i == 0) {
-      buckets_.push_back({i == 0 ? 0 : begin, end});
-      end = begin;
+  int64_t end = -1;  // of the bucket being formed
+  for (size_t i = params.size(); i-- > 0;) {
+    if (end < 0) end = params[i].end;
+    const int64_t begin = params[i].begin;
+    if (end - begin >= target || i == 0 || params[i - 1].end != begin) {
+      buckets_.push_back({begin, end});
+      end = -1;
     }
   }
-  if (param_offsets.empty() && n > 0) buckets_.push_back({0, n});
   for (size_t i = 0; i < buckets_.size(); ++i) requests_.push_back(comm_.make_request());
   control_request_ = comm_.make_request();
 }

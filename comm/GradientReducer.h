@@ -16,13 +16,15 @@ namespace dptrain {
 
 class GradientReducer {
  public:
-  // `param_offsets` are the start offsets of every parameter, ascending; n is the buffer length.
-  GradientReducer(Communicator& comm, float* grads, int64_t n, const std::vector<int64_t>& param_offsets,
-                  int64_t bucket_bytes);
-
   struct Bucket {
     int64_t begin, end;  // floats
   };
+  // `param_offsets` are the start offsets of every parameter, ascending; n is the buffer length.
+  GradientReducer(Communicator& comm, float* grads, int64_t n, const std::vector<int64_t>& param_offsets,
+                  int64_t bucket_bytes);
+  // Only the parameters in `params` (one range each, ascending) are summed: a bucket never spans
+  // the gap of a parameter left out (a frozen layer's), and nothing outside them is sent.
+  GradientReducer(Communicator& comm, float* grads, const std::vector<Bucket>& params, int64_t bucket_bytes);
   const std::vector<Bucket>& buckets() const { return buckets_; }
 
   // Call before forward. It also starts the sum of the step's control lane: `control` values set
@@ -42,6 +44,7 @@ class GradientReducer {
   double last_wait_seconds() const { return last_wait_; }
 
  private:
+  static std::vector<Bucket> from_offsets(const std::vector<int64_t>& offsets, int64_t n);
   void launch_next();
   Communicator& comm_;
   float* grads_;

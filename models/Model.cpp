@@ -8,16 +8,28 @@
 
 namespace dptrain {
 
-Model::Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device device)
+Model::Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device device,
+             const std::vector<std::string>& freeze)
     : root_(std::move(root)), input_shape_(input_shape), device_(device) {
   ParamRegistry registry;
+  registry.set_freeze_paths(freeze);
   output_shape_ = root_->setup(input_shape, registry);
+  if (auto missing = registry.unmatched_freeze_paths(); !missing.empty()) {
+    std::vector<std::string> layers;
+    for (const auto& e : registry.entries())
+      if (std::string layer = e.path.substr(0, e.path.rfind('/')); layers.empty() || layers.back() != layer)
+        layers.push_back(layer);
+    std::string list;
+    for (const auto& l : layers) list += (list.empty() ? "" : ", ") + l;
+    fail_input("model.freeze: no layer has the path '" + missing.front() + "'; the layers with parameters are " +
+               (list.empty() ? "none" : list));
+  }
   int64_t n = registry.size();
   params_ = Tensor::zeros({n}, device);
   grads_ = Tensor::zeros({n}, device);
   registry.bind(params_.data(), grads_.data(), device);
   for (const auto& e : registry.entries()) {
-    infos_.push_back({e.path, e.shape, e.offset});
+    infos_.push_back({e.path, e.shape, e.offset, e.frozen});
     inits_.push_back(e.init);
   }
   buffers_ = Tensor::zeros({registry.buffer_size()}, device);
@@ -101,9 +113,43 @@ int64_t Model::parameter_count() const {
   return n;
 }
 
+int64_t Model::frozen_parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : infos_)
+    if (p.frozen) n += p.shape.numel();
+  return n;
+}
+
+int64_t Model::param_end(size_t i) const { return i + 1 < infos_.size() ? infos_[i + 1].offset : flat_size(); }
+
+std::vector<FlatRange> Model::trainable_ranges() const {
+  std::vector<FlatRange> out;
+  for (size_t i = 0; i < infos_.size(); ++i)
+    if (!infos_[i].frozen) out.push_back({infos_[i].offset, param_end(i)});
+  return out;
+}
+
+std::vector<ParamInfo> Model::trainable_layout() const {
+  std::vector<ParamInfo> out;
+  int64_t at = 0;
+  for (size_t i = 0; i < infos_.size(); ++i)
+    if (!infos_[i].frozen) {
+      out.push_back({infos_[i].path, infos_[i].shape, at, false});
+      at += param_end(i) - infos_[i].offset;
+    }
+  return out;
+}
+
+int64_t Model::trainable_size() const {
+  int64_t n = 0;
+  for (const FlatRange& r : trainable_ranges()) n += r.end - r.begin;
+  return n;
+}
+
 uint64_t Model::layout_hash() const {
   uint64_t h = stable_hash(input_shape_.str());
   for (const auto& p : infos_) {
+    if (p.frozen) h = stable_hash(std::string("frozen"), h);  // optimizer states and buckets leave it out
     h = stable_hash(p.path, h);
     h = stable_hash(p.shape.str(), h);
     h = stable_hash(&p.offset, sizeof p.offset, h);

@@ -14,13 +14,22 @@ namespace dptrain {
 struct ParamInfo {
   std::string path;  // "02_conv2d/weight"
   Shape shape;
-  int64_t offset;  // in floats into the flat buffers
+  int64_t offset;       // in floats into the flat buffers
+  bool frozen = false;  // fine-tuning: no gradient, no optimizer state, not all-reduced
+};
+
+// A range of floats [begin, end) of the flat buffers.
+struct FlatRange {
+  int64_t begin, end;
 };
 
 class Model {
  public:
   // Sets the root up for samples of `input_shape` and allocates the flat buffers on `device`.
-  Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device device);
+  // `freeze`: layer paths ("00_conv2d", "03_residual/body/01_dense") whose parameters stay as
+  // they are (model.freeze); a path that names no layer is an error listing the model's layers.
+  Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device device,
+        const std::vector<std::string>& freeze = {});
 
   const Shape& input_shape() const { return input_shape_; }
   const Shape& output_shape() const { return output_shape_; }
@@ -48,6 +57,16 @@ class Model {
   const std::vector<ParamInfo>& buffer_infos() const { return buffer_infos_; }
   // Number of real parameters (flat size without alignment padding).
   int64_t parameter_count() const;
+  // Those of frozen layers.
+  int64_t frozen_parameter_count() const;
+  // The trainable parameters' ranges, one per parameter (its alignment padding included), in
+  // flat-buffer order: what the optimizer updates and the all-reduce sums. [0, flat_size) when
+  // nothing is frozen.
+  std::vector<FlatRange> trainable_ranges() const;
+  // The trainable parameters as laid out in an optimizer state (their ranges one after another),
+  // and that state's length: the param_infos() and flat_size() when nothing is frozen.
+  std::vector<ParamInfo> trainable_layout() const;
+  int64_t trainable_size() const;
   // Hash of the layout (paths, shapes, offsets) that ranks compare at start-up.
   uint64_t layout_hash() const;
   // A view of one parameter by path; throws naming the path when there is none.
@@ -55,6 +74,8 @@ class Model {
 
  private:
   void initialize_buffers();
+  // Where parameter i's range ends: the next one's offset (its alignment padding included).
+  int64_t param_end(size_t i) const;
 
   std::unique_ptr<Layer> root_;
   Shape input_shape_, output_shape_;

@@ -15,14 +15,14 @@ void NetworkFlats::add_specs(std::vector<FlatSpec>& specs) const {
     specs.push_back({prefix + "buffers", model.buffer_infos(), model.buffers().numel(), true});
   // Optional here so that a checkpoint of another optimizer gets restore()'s clearer message.
   for (const auto& [name, tensor] : optimizer.states())
-    specs.push_back({prefix + "optimizer/" + name, model.param_infos(), model.flat_size(), false});
+    specs.push_back({prefix + "optimizer/" + name, model.trainable_layout(), model.trainable_size(), false});
 }
 
 void NetworkFlats::save(CheckpointState& s, bool with_data) const {
   add_flat(s, prefix + "params", model.param_infos(), model.params(), with_data);
   if (!model.buffer_infos().empty()) add_flat(s, prefix + "buffers", model.buffer_infos(), model.buffers(), with_data);
   for (const auto& [name, tensor] : optimizer.states())
-    add_flat(s, prefix + "optimizer/" + name, model.param_infos(), *tensor, with_data);
+    add_flat(s, prefix + "optimizer/" + name, model.trainable_layout(), *tensor, with_data);
 }
 
 void NetworkFlats::add_pointers(std::vector<const float*>& p, std::vector<bool>& until_update, bool deferrable) const {

@@ -1,7 +1,8 @@
 // One network's flat buffers in a checkpoint (docs/design.md "Checkpoints"), for every task: the
 // parameters, the buffers (batch-norm statistics) when it has any, and its optimizer's states, as
 // groups "<prefix>params", "<prefix>buffers", "<prefix>optimizer/<state>" (prefix "" for the
-// supervised model, "generator/" and "discriminator/" for a GAN's networks).
+// supervised model, "generator/" and "discriminator/" for a GAN's networks). Optimizer states
+// hold the trainable parameters only (Model::trainable_layout).
 #pragma once
 
 #include <string>

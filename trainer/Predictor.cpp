@@ -10,14 +10,24 @@
 
 namespace dptrain {
 
+TrainedModel load_trained_model(const std::string& model_path, Device device) {
+  TrainedModel out;
+  out.meta = read_model_meta(model_path);
+  ConfigNode root = ConfigNode::parse_string(out.meta.config_text, model_path + " (stored config)");
+  if (out.meta.input_shape.empty()) fail_input(model_path + ": the model file has no input_shape");
+  ZooModel zoo = build_model(root.child("model"), out.meta.task, Shape(out.meta.input_shape));
+  out.model = std::make_unique<Model>(std::move(zoo.root), Shape(out.meta.input_shape), device);
+  load_model_params(model_path, *out.model);
+  out.loss = zoo.loss;
+  out.reconstruct = zoo.reconstruct;
+  return out;
+}
+
 Predictor::Predictor(const std::string& model_path, int64_t batch_size) : path_(model_path), batch_(batch_size) {
-  meta_ = read_model_meta(model_path);
-  ConfigNode root = ConfigNode::parse_string(meta_.config_text, model_path + " (stored config)");
-  if (meta_.input_shape.empty()) fail_input(model_path + ": the model file has no input_shape");
-  ZooModel zoo = build_model(root.child("model"), meta_.task, Shape(meta_.input_shape));
-  model_ = std::make_unique<Model>(std::move(zoo.root), Shape(meta_.input_shape), Device::cpu);
-  load_model_params(model_path, *model_);
-  loss_ = std::make_unique<Loss>(zoo.loss, 1.0f, zoo.reconstruct);
+  TrainedModel trained = load_trained_model(model_path, Device::cpu);
+  meta_ = std::move(trained.meta);
+  model_ = std::move(trained.model);
+  loss_ = std::make_unique<Loss>(trained.loss, 1.0f, trained.reconstruct);
 }
 
 void Predictor::check_compatible(const DatasetFile& file) const {

@@ -15,6 +15,16 @@
 
 namespace dptrain {
 
+// A trained model file's network on `device`: the architecture rebuilt from its stored config,
+// its parameters and buffers loaded, with its metadata and loss.
+struct TrainedModel {
+  ModelFileMeta meta;
+  std::unique_ptr<Model> model;
+  LossKind loss = LossKind::softmax_cross_entropy;
+  bool reconstruct = false;
+};
+TrainedModel load_trained_model(const std::string& model_path, Device device);
+
 class Predictor {
  public:
   explicit Predictor(const std::string& model_path, int64_t batch_size = 256);

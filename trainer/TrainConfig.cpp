@@ -98,7 +98,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.cuda_graphs = root.get_bool("cuda_graphs", false);
   std::string stem = std::filesystem::path(source).stem().string();
   c.out_dir = root.get_string("out_dir", "runs/" + (stem.empty() ? std::string("run") : stem));
-  c.task = root.get_choice("task", "supervised", {"supervised", "self_training", "gan"});
+  c.task = root.get_choice("task", "supervised", {"supervised", "self_training", "distill", "gan"});
 
   ConfigNode d = root.child("data");
   c.data.train = d.get_string("train", "");
@@ -127,6 +127,13 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
     c.data.augment.translate = a.get_float("translate", 0.0);
     if (!(c.data.augment.translate >= 0.0 && c.data.augment.translate < 0.5))
       a.fail("translate", "must be a fraction of the image size in [0, 0.5)");
+    c.data.augment.rotate = a.get_float("rotate", 0.0);
+    if (!(c.data.augment.rotate >= 0.0 && c.data.augment.rotate < 180.0))
+      a.fail("rotate", "must be a maximum angle in degrees in [0, 180), got " + std::to_string(c.data.augment.rotate));
+    c.data.augment.scale = a.get_float("scale", 0.0);
+    if (!(c.data.augment.scale >= 0.0 && c.data.augment.scale < 1.0))
+      a.fail("scale", "must be a fraction in [0, 1) (zoom by 1 - scale to 1 + scale), got " +
+                          std::to_string(c.data.augment.scale));
     c.data.augment.noise_std = non_negative(a, "noise_std", 0.0);
   }
 
@@ -154,6 +161,10 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.train.max_steps = t.get_int("max_steps", 0);
   if (c.train.max_steps < 0) t.fail("max_steps", "must be >= 0 (0 = run all epochs)");
   c.train.drop_last = t.get_bool("drop_last", false);
+  c.train.accumulate = positive_int(t, "accumulate", 1);
+  if (c.train.accumulate > c.train.batch_size)
+    t.fail("accumulate", "must be at most batch_size (" + std::to_string(c.train.batch_size) +
+                             "): each step splits the global batch into this many micro-batches");
   c.train.log_every = positive_int(t, "log_every", 50);
   c.train.metrics_file = t.get_string("metrics_file", "metrics.jsonl");
   c.train.progress = t.get_bool("progress", true);
@@ -202,6 +213,30 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   if (c.task == "self_training" && !stc.pseudo_labels && stc.entropy_weight == 0.0)
     st.fail("pseudo_labels",
             "with pseudo_labels = false, set entropy_weight > 0 (otherwise nothing uses the unlabelled rows)");
+
+  const bool distill_table = root.has("distill"), adversarial_table = root.has("adversarial");
+  ConfigNode ds = root.child("distill");
+  c.distill.teacher = ds.get_string("teacher", "");
+  c.distill.temperature = positive(ds, "temperature", 4.0);
+  c.distill.alpha = fraction(ds, "alpha", 0.5);
+  if (c.task == "distill" && c.distill.teacher.empty())
+    ds.fail("teacher", "task = \"distill\" needs the teacher's model file (distill.teacher)");
+  if (c.task != "distill" && distill_table) ds.fail("teacher", "[distill] is read only with task = \"distill\"");
+
+  ConfigNode ad = root.child("adversarial");
+  AdversarialConfig& adv = c.adversarial;
+  adv.method = ad.get_choice("method", "", {"", "fgsm", "pgd"});
+  adv.epsilon = positive(ad, "epsilon", 0.1);
+  adv.steps = positive_int(ad, "steps", adv.method == "fgsm" ? 1 : 7);
+  if (adv.method == "fgsm" && adv.steps != 1) ad.fail("steps", "fgsm takes one step (use method = \"pgd\")");
+  adv.step_size = non_negative(ad, "step_size", 0.0);
+  if (adv.step_size == 0.0) adv.step_size = adv.method == "fgsm" ? adv.epsilon : 2.5 * adv.epsilon / adv.steps;
+  adv.fraction = fraction(ad, "fraction", 0.5);
+  if (adv.enabled() && adv.fraction == 0.0) ad.fail("fraction", "must be > 0 (or leave out [adversarial])");
+  adv.random_start = ad.get_bool("random_start", adv.method == "pgd");
+  if (!adv.enabled() && adversarial_table) ad.fail("method", "set \"fgsm\" or \"pgd\"");
+  if (adv.enabled() && c.task != "supervised" && c.task != "distill")
+    ad.fail("method", "adversarial training applies to task = \"supervised\" or \"distill\", not " + c.task);
 
   ConfigNode co = root.child("coordinator");
   c.coordinator.enabled = co.get_bool("enabled", true);

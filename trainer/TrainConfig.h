@@ -109,6 +109,27 @@ struct SelfTrainingConfig {
   int64_t entropy_batch_size = 0;  // unlabelled rows per step (global); 0 = train.batch_size
 };
 
+// Knowledge distillation (task = "distill"): the student's loss is
+// alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher || student) on logits softened by T.
+struct DistillConfig {
+  std::string teacher;  // a model file (dptrain train's model.h5)
+  double temperature = 4.0;
+  double alpha = 0.5;
+};
+
+// Adversarial training ([adversarial]): a share of each batch's rows is replaced by inputs
+// perturbed within an L-infinity ball of radius epsilon to raise the loss (FGSM: one signed
+// gradient step; PGD: `steps` of them from a random start, projected back into the ball).
+struct AdversarialConfig {
+  std::string method;  // "" (off) | fgsm | pgd
+  double epsilon = 0.1;
+  int64_t steps = 7;         // pgd
+  double step_size = 0.0;    // pgd; 0 = 2.5 * epsilon / steps
+  double fraction = 0.5;     // share of the rows attacked, drawn per global sample
+  bool random_start = true;  // pgd
+  bool enabled() const { return !method.empty(); }
+};
+
 struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;                              // 0: cores / local ranks
@@ -125,7 +146,9 @@ struct TrainConfig {
   CheckpointConfig checkpoint;
   CoordinatorConfig coordinator;
   SelfTrainingConfig self_training;
-  std::string task = "supervised";  // supervised | self_training | gan
+  DistillConfig distill;
+  AdversarialConfig adversarial;
+  std::string task = "supervised";  // supervised | self_training | distill | gan
   std::string source;               // config file path
   std::string text;                 // TOML text with overrides applied
   uint64_t hash = 0;                // of text

@@ -52,7 +52,7 @@ std::string not_capturable(Model& model) {
 
 Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm)
     : Trainer(config, root, comm, Deferred{}) {
-  if (config_.task == "self_training") fail_internal("task self_training is built by make_trainer()");
+  if (config_.task != "supervised") fail_internal("task " + config_.task + " is built by make_trainer()");
   if (!splits_.unlabeled.empty())
     print("note: " + std::to_string(splits_.unlabeled.rows.size()) +
           " training rows are marked unlabelled (/labeled = 0)"
@@ -72,8 +72,9 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
 
   ZooModel zoo = build_model(root.child("model"), task_, train.sample_shape());
   const Device device = session_.device();
-  model_ = std::make_unique<Model>(std::move(zoo.root), train.sample_shape(), device);
-  model_->initialize(config_.seed);
+  model_ = std::make_unique<Model>(std::move(zoo.root), train.sample_shape(), device, zoo.freeze);
+  init_from_ = zoo.init_from;
+  initialize_parameters();
   loss_ = std::make_unique<Loss>(zoo.loss, 1.0f, zoo.reconstruct);
   samples_ = zoo.samples;
   root.check_unused();
@@ -82,12 +83,22 @@ Trainer::Trainer(const TrainConfig& config, const ConfigNode& root, Communicator
   model_kind_ = zoo.kind;
 }
 
+void Trainer::training_loss(const Batch& batch, const Tensor& x, const Tensor& out, Tensor& dout, float* stats) {
+  loss_->evaluate(out, targets_for(*loss_, batch, x), 1.0f, &dout, stats);
+}
+
 void Trainer::start() {
   const Device device = session_.device();
   const DatasetFile& train = *splits_.train.file;
+  if (config_.adversarial.enabled()) {
+    if (!loss_->classifies() || loss_->reconstruction() || task_.label_width > 1)
+      fail_input("config: [adversarial] attacks a classifier of one label per row; this model's loss is " +
+                 Loss::name(loss_->kind()) + (task_.label_width > 1 ? " over per-step labels" : ""));
+    adversary_ = std::make_unique<Adversary>(config_.adversarial, config_.seed);
+  }
   make_training_reader({0, 0});
 
-  optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), device);
+  optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->trainable_ranges(), device);
   const int64_t spe = reader_->steps_per_epoch();
   int64_t total = planned_steps(spe);
   if (config_.train.max_steps > 0) total = std::min(total, config_.train.max_steps);
@@ -100,9 +111,9 @@ void Trainer::start() {
 
   session_.agree_on_start(model_->layout_hash(), model_->parameter_count(), {model_.get()});
 
-  std::vector<int64_t> offsets;
-  for (const auto& p : model_->param_infos()) offsets.push_back(p.offset);
-  reducer_ = std::make_unique<GradientReducer>(comm_, model_->grads().data(), model_->flat_size(), offsets,
+  std::vector<GradientReducer::Bucket> trainable;  // frozen layers' gradients are not sent
+  for (const FlatRange& r : model_->trainable_ranges()) trainable.push_back({r.begin, r.end});
+  reducer_ = std::make_unique<GradientReducer>(comm_, model_->grads().data(), trainable,
                                                static_cast<int64_t>(config_.comm.bucket_mb * 1024 * 1024));
   on_ready_ = [this](int64_t offset) { reducer_->ready_from(offset); };
   if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
@@ -117,6 +128,8 @@ void Trainer::start() {
       why = "with several ranks the all-reduce runs between backward and the optimizer";
     else if (config_.train.accumulate > 1)
       why = "train.accumulate runs several micro-batches per step";
+    else if (adversary_)
+      why = "adversarial training attacks each batch before its step";
     else if (second_pass())
       why = "the task adds a second pass to each step (entropy minimization)";
     else if (config_.optim.clip_norm > 0.0)
@@ -142,6 +155,18 @@ void Trainer::start() {
           device_name(device) + ") | " + std::to_string(spe) + " steps/epoch");
     if (auto* seq = dynamic_cast<Sequential*>(&model_->root()))
       for (const auto& line : seq->summary()) print("  " + line);
+    if (const int64_t frozen = model_->frozen_parameter_count()) {
+      std::string layers;
+      for (const ParamInfo& p : model_->param_infos())
+        if (std::string layer = p.path.substr(0, p.path.rfind('/'));
+            p.frozen && layers.find(layer) == std::string::npos)
+          layers += (layers.empty() ? "" : ", ") + layer;
+      int64_t sent = 0;
+      for (const auto& b : reducer_->buckets()) sent += b.end - b.begin;
+      print("frozen: " + with_commas(frozen) + " of " + with_commas(model_->parameter_count()) + " parameters (" +
+            layers + "); the all-reduce sends " + with_commas(sent) + " of " + with_commas(model_->flat_size()) +
+            " floats a step");
+    }
   }
   begin_round();
 }
@@ -152,10 +177,30 @@ bool Trainer::schedule_over() const {
   return last_round() || stopped_early_ || (config_.train.max_steps > 0 && session_.step() >= config_.train.max_steps);
 }
 
+void Trainer::initialize_parameters() {
+  model_->initialize(config_.seed);
+  if (init_from_.empty()) return;
+  const InitFromReport r = init_from_model_file(init_from_, *model_);
+  if (r.loaded == 0)
+    fail_input("model.init_from = \"" + init_from_ + "\": none of its parameters has a path and shape of this model (" +
+               std::to_string(r.kept.size()) + " parameters, e.g. " + (r.kept.empty() ? "none" : r.kept.front()) + ")");
+  if (init_reported_ || !logs()) return;
+  init_reported_ = true;
+  std::string line = "init_from " + init_from_ + ": " + std::to_string(r.loaded) + " of " +
+                     std::to_string(model_->param_infos().size()) + " parameters loaded (" +
+                     with_commas(r.loaded_values) + " values)";
+  if (!r.kept.empty()) {
+    line += "; initialized from the seed: ";
+    for (size_t i = 0; i < r.kept.size(); ++i) line += (i ? ", " : "") + r.kept[i];
+  }
+  if (!r.unused.empty()) line += "; " + std::to_string(r.unused.size()) + " file parameters unused";
+  print(line);
+}
+
 void Trainer::reinitialize() {
   session_.coordination().before_update();
-  model_->initialize(config_.seed);
-  optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->flat_size(), model_->device());
+  initialize_parameters();
+  optimizer_ = std::make_unique<Optimizer>(config_.optim, model_->trainable_ranges(), model_->device());
   graph_warm_ = false;  // a captured step holds the old optimizer's state buffers
   for (auto& g : graphs_)
     if (g) g->reset();
@@ -277,7 +322,7 @@ void Trainer::step_compute(StepContext& ctx) {
     graph.run(key, [&] {
       model_->zero_grad();
       const Tensor& out = model_->forward(b.x, ctx);
-      loss_->evaluate(out, targets_for(*loss_, b, b.x), 1.0f, &dout_, stats_.data());
+      training_loss(b, b.x, out, dout_, stats_.data());
       model_->backward(dout_, ctx);
       optimizer_->step(model_->params(), model_->grads(), lr, scale);
     });
@@ -306,8 +351,13 @@ void Trainer::step_compute(StepContext& ctx) {
   for (int64_t m = 0;;) {
     ctx.row0 = batch->row0;  // its position in the global batch keys per-sample draws
     ctx.on_gradients_ready = m + 1 == micro_batches && !second_pass() ? &on_ready_ : nullptr;
-    const Tensor& out = model_->forward(batch->x, ctx);
-    loss_->evaluate(out, targets_for(*loss_, *batch, batch->x), 1.0f, &dout_, stats_.data());
+    // Adversarial training: a share of the rows replaced by attacks on the current parameters.
+    const Tensor& x = adversary_
+                          ? adversary_->perturb(*model_, *loss_, batch->x, targets_for(*loss_, *batch, batch->x),
+                                                ctx.step, batch->row0, static_cast<float>(config_.adversarial.fraction))
+                          : batch->x;
+    const Tensor& out = model_->forward(x, ctx);
+    training_loss(*batch, x, out, dout_, stats_.data());
     model_->backward(dout_, ctx);
     if (++m == micro_batches) break;
     batch = &micro_batch(m);

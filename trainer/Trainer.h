@@ -19,6 +19,7 @@
 #include "models/zoo/ModelZoo.h"
 #include "storage/checkpoint/CheckpointStore.h"
 #include "storage/reader/ShardedReader.h"
+#include "trainer/Adversary.h"
 #include "trainer/DataSplits.h"
 #include "trainer/EarlyStopping.h"
 #include "trainer/FeatureScaler.h"
@@ -105,6 +106,9 @@ class Trainer : public Task {
   // The progress line's position: step `at` of `period`, and the steps left in the run.
   virtual void progress_position(int64_t step, int64_t step_in_epoch, int64_t& at, int64_t& period,
                                  int64_t& left) const;
+  // The training loss of a batch's output `out` (for input x): adds to stats, writes
+  // dout = dL/dout. Distillation replaces it with its blend of labels and the teacher.
+  virtual void training_loss(const Batch& batch, const Tensor& x, const Tensor& out, Tensor& dout, float* stats);
   // A second forward and backward in each step that adds to the gradients (entropy minimization).
   virtual bool second_pass() const { return false; }
   virtual void add_second_pass(const Batch& batch, const StepContext& ctx) {}
@@ -119,12 +123,16 @@ class Trainer : public Task {
   void begin_round();
   // Fresh parameters (from the seed) and a fresh optimizer, between rounds.
   void reinitialize();
+  // The seed's parameters, then model.init_from's where path and shape match (reported once).
+  void initialize_parameters();
   // The reader's position for checkpoints and rounds, before any batch staged ahead.
   ReaderCursor training_cursor() const;
   // (Re)creates the training reader for the current round's rows, positioned at `cursor`.
   void make_training_reader(const ReaderCursor& cursor);
   void print(const std::string& line) { session_.print(line); }
   bool logs() const { return session_.logs(); }
+  const Loss& loss() const { return *loss_; }
+  const FeatureScaler& scaler() const { return scaler_; }
 
   Session session_;
   const TrainConfig& config_;  // the session's
@@ -165,8 +173,11 @@ class Trainer : public Task {
   FeatureScaler scaler_;
   std::string model_kind_;
   std::unique_ptr<Loss> loss_;
+  std::unique_ptr<Adversary> adversary_;  // [adversarial] training
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<EarlyStopping> early_;
+  std::string init_from_;  // model.init_from
+  bool init_reported_ = false;
   std::unique_ptr<GradientReducer> reducer_;
   int64_t epoch_end_ = 0, step_end_ = 0;  // the current round's (begin_round)
   std::unique_ptr<CrossRankSum> cross_rank_;

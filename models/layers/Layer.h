@@ -74,6 +74,7 @@ class ParamRegistry {
     ParamInit init;
     int64_t offset;  // in floats, in the flat buffers
     ParamSlot slot;
+    bool frozen = false;  // declared inside a frozen layer (trainable = false, model.freeze)
   };
   // Flat-buffer offsets are padded to this many floats so every parameter starts 64-byte aligned.
   static constexpr int64_t alignment = 16;
@@ -84,6 +85,16 @@ class ParamRegistry {
 
   // Declares a parameter of the current scope; value and grad are bound to views later.
   void declare(const std::string& name, const Shape& shape, const ParamInit& init, Tensor* value, Tensor* grad);
+  // Fine-tuning: the layer paths model.freeze names. A container asks frozen(scope) for each
+  // child; every parameter declared between push_frozen() and pop_frozen() is frozen.
+  void set_freeze_paths(std::vector<std::string> paths);
+  bool named_frozen(const std::string& scope);
+  void push_frozen() { ++frozen_depth_; }
+  void pop_frozen() { --frozen_depth_; }
+  bool inside_frozen() const { return frozen_depth_ > 0; }
+  // The model.freeze paths that named no layer.
+  std::vector<std::string> unmatched_freeze_paths() const;
+
   // Total floats, padding included.
   int64_t size() const { return size_; }
   const std::vector<Entry>& entries() const { return entries_; }
@@ -98,6 +109,9 @@ class ParamRegistry {
 
  private:
   std::vector<std::string> scopes_;
+  std::vector<std::string> freeze_paths_;
+  std::vector<bool> freeze_matched_;
+  int frozen_depth_ = 0;
   std::vector<Entry> entries_, buffer_entries_;
   int64_t size_ = 0, buffer_size_ = 0;
 };
@@ -120,9 +134,15 @@ class Layer {
   void set_param_offset(int64_t offset) { param_offset_ = offset; }
   // A short description for `dptrain` model summaries.
   virtual std::string describe() const { return kind(); }
+  // Fine-tuning: a frozen layer (trainable = false in its table, or named by model.freeze) keeps
+  // its parameters: its container runs its backward without parameter gradients, and the trainer
+  // gives them no optimizer state and leaves them out of the all-reduce.
+  bool trainable() const { return trainable_; }
+  void set_trainable(bool trainable) { trainable_ = trainable; }
 
  private:
   int64_t param_offset_ = 0;
+  bool trainable_ = true;
 };
 
 }  // namespace dptrain

@@ -13,8 +13,27 @@ void ParamRegistry::declare(const std::string& name, const Shape& shape, const P
                             Tensor* grad) {
   std::string path = scope();
   path += (path.empty() ? "" : "/") + name;
-  entries_.push_back({path, shape, init, size_, {value, grad}});
+  entries_.push_back({path, shape, init, size_, {value, grad}, inside_frozen()});
   size_ += (shape.numel() + alignment - 1) / alignment * alignment;
+}
+
+void ParamRegistry::set_freeze_paths(std::vector<std::string> paths) {
+  freeze_paths_ = std::move(paths);
+  freeze_matched_.assign(freeze_paths_.size(), false);
+}
+
+bool ParamRegistry::named_frozen(const std::string& scope) {
+  bool named = false;
+  for (size_t i = 0; i < freeze_paths_.size(); ++i)
+    if (freeze_paths_[i] == scope) named = freeze_matched_[i] = true;
+  return named;
+}
+
+std::vector<std::string> ParamRegistry::unmatched_freeze_paths() const {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < freeze_paths_.size(); ++i)
+    if (!freeze_matched_[i]) out.push_back(freeze_paths_[i]);
+  return out;
 }
 
 void ParamRegistry::bind(float* values, float* grads, Device device) {

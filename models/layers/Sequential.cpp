@@ -17,18 +17,22 @@ Shape Sequential::setup(const Shape& in, ParamRegistry& registry) {
   Shape s = in;
   out_shapes_.clear();
   bool found = false;
-  first_param_layer_ = layers_.size() - 1;
+  first_param_layer_ = layers_.size();
   for (size_t i = 0; i < layers_.size(); ++i) {
     int64_t before = registry.size();
     layers_[i]->set_param_offset(before);
     registry.push_scope(child_scope(i, layers_[i]->kind()));
+    if (registry.named_frozen(registry.scope()) || registry.inside_frozen()) layers_[i]->set_trainable(false);
+    const bool frozen = !layers_[i]->trainable();
+    if (frozen) registry.push_frozen();
     try {
       s = layers_[i]->setup(s, registry);
     } catch (const Error& e) {
       throw Error(e.kind(), "layer " + registry.scope() + ": " + e.what());
     }
+    if (frozen) registry.pop_frozen();
     registry.pop_scope();
-    if (registry.size() > before && !found) {
+    if (registry.size() > before && !frozen && !found) {
       first_param_layer_ = i;
       found = true;
     }
@@ -50,14 +54,17 @@ void Sequential::forward(const Tensor& in, Tensor& out, const StepContext& ctx) 
 
 void Sequential::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din,
                           const StepContext& ctx) {
-  // Without a din to produce, the layers below the first one with parameters need no backward.
+  // Without a din to produce, the layers below the first one with trainable parameters need no
+  // backward (with every layer frozen, none does).
   const size_t stop = din ? 0 : first_param_layer_;
   const Tensor* g = &dout;
+  StepContext frozen = ctx;
+  frozen.parameter_gradients = false;
   for (size_t i = layers_.size(); i-- > stop;) {
     const Tensor& x = i == 0 ? in : acts_[i - 1];
     const Tensor& y = i + 1 == layers_.size() ? out : acts_[i];
     Tensor* dx = i == stop ? (i == 0 ? din : nullptr) : &grads_[i % 2];
-    layers_[i]->backward(x, y, *g, dx, ctx);
+    layers_[i]->backward(x, y, *g, dx, layers_[i]->trainable() ? ctx : frozen);
     if (ctx.on_gradients_ready) (*ctx.on_gradients_ready)(layers_[i]->param_offset());
     g = dx;
   }

@@ -28,7 +28,7 @@ class Sequential final : public Layer {
  private:
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> out_shapes_;
-  size_t first_param_layer_ = 0;  // layers before it need no backward when din is not wanted
+  size_t first_param_layer_ = 0;  // layers before it need no backward when din is not wanted (trainable ones)
   std::vector<Tensor> acts_;      // output of child i for i < n - 1
   Tensor grads_[2];
 };

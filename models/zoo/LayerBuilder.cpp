@@ -388,7 +388,10 @@ std::unique_ptr<Layer> LayerBuilder::layer(const ConfigNode& c) {
   if (type.empty()) c.fail("type", "every layer needs a type; valid: " + layer_type_names());
   const Type* t = find(type);
   if (!t) c.fail("type", "unknown layer type '" + type + "'; valid: " + layer_type_names());
-  return t->build(*this, KeyReader(c, t->keys));
+  const bool trainable = c.get_bool("trainable", true);
+  std::unique_ptr<Layer> layer = t->build(*this, KeyReader(c, t->keys));
+  layer->set_trainable(trainable);
+  return layer;
 }
 
 void LayerBuilder::add_all(Sequential& seq, const std::vector<ConfigNode>& tables) {

@@ -481,6 +481,8 @@ ZooModel build_model(const ConfigNode& m, const TaskInfo& task, const Shape& inp
   kind->build(KindInput{keys, task, input, loss, kind->name}, *seq, out);
   if (kind->output_layer) add<Dense>(*seq, output_size(task, loss));
   out.root = std::move(seq);
+  out.freeze = m.get_string_list("freeze", {});
+  out.init_from = m.get_string("init_from", "");
   out.loss = loss;
   out.kind = kind->name;
   out.reconstruct = kind->reconstruct;
@@ -499,8 +501,9 @@ std::string model_kinds_help() {
   }
   out +=
       "Every kind also takes kind (default \"mlp\") and loss (mse, bce, cross_entropy, hinge, entropy; default "
-      "cross_entropy for class labels and mse for float targets, unless the kind names its own). Only the chosen "
-      "kind's keys are valid. <by_loss>: \"sigmoid\" for mse, \"identity\" for bce.\n";
+      "cross_entropy for class labels and mse for float targets, unless the kind names its own), init_from (a model "
+      "file: parameters of the same path and shape start from it) and freeze (layer paths whose parameters stay "
+      "fixed). Only the chosen kind's keys are valid. <by_loss>: \"sigmoid\" for mse, \"identity\" for bce.\n";
   return out;
 }
 
@@ -521,7 +524,8 @@ std::string layer_types_help() {
     out += "\n";
   }
   out +=
-      "Every layer table has a type; only that type's keys are valid in it. <auto>: true, but false for a layer with "
+      "Every layer table has a type; only that type's keys are valid in it, and trainable (default true; false "
+      "freezes the layer's parameters). <auto>: true, but false for a layer with "
       "no activation directly before a batchnorm. <size>: the pool size. <identity>: the identity, or a projection "
       "when the body changes the shape.\n";
   return out;

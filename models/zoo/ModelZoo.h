@@ -31,6 +31,10 @@ struct ZooModel {
   std::string kind;
   bool reconstruct = false;  // the targets are the input itself (autoencoder, vae)
   int64_t samples = 0;       // vae: how many prior samples to write as an image grid after training
+  // Fine-tuning (every kind): layer paths whose parameters stay fixed (model.freeze), and a model
+  // file whose parameters initialize those of the same path and shape (model.init_from).
+  std::vector<std::string> freeze;
+  std::string init_from;
 };
 
 // Reads [model] and returns the layers (not yet set up) and the loss. `input` is the sample shape

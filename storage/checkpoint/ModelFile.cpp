@@ -137,6 +137,42 @@ ModelFileMeta read_model_meta(const std::string& path) {
   return m;
 }
 
+InitFromReport init_from_model_file(const std::string& path, Model& model) {
+  h5_quiet();
+  H5Id f = h5_open_read(path);
+  if (!h5_exists(f, "params")) fail_input(path + ": not a dptrain model file (no /params group)");
+  InitFromReport report;
+  std::vector<std::string> in_file = h5_dataset_paths(f, "params", path);
+  // Every view whose path and shape match is read over the model's current values.
+  auto take = [&](const std::string& group, const std::vector<ParamInfo>& views, Tensor& flat, bool params) {
+    if (views.empty()) return;
+    std::vector<float> host = to_host(flat);
+    for (const ParamInfo& p : views) {
+      const std::string full = group + "/" + p.path;
+      if (!h5_exists(f, full)) {
+        if (params) report.kept.push_back(p.path + " (not in the file)");
+        continue;
+      }
+      H5Id ds = h5_dataset(H5Dopen2(f, full.c_str(), H5P_DEFAULT), path + ": " + full);
+      std::vector<hsize_t> dims = h5_dims(ds, path + ": " + full);
+      const Shape got(std::vector<int64_t>(dims.begin(), dims.end()));
+      if (params) std::erase(in_file, p.path);
+      if (got != p.shape) {
+        if (params) report.kept.push_back(p.path + " (file " + got.str() + ", model " + p.shape.str() + ")");
+        continue;
+      }
+      DPT_H5(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data() + p.offset),
+             path + ": reading " + full + " (checksum or data damaged)");
+      if (params) report.loaded += 1, report.loaded_values += p.shape.numel();
+    }
+    from_host(flat, host);
+  };
+  take("/params", model.param_infos(), model.params(), true);
+  take("/buffers", model.buffer_infos(), model.buffers(), false);
+  report.unused = in_file;
+  return report;
+}
+
 void load_model_params(const std::string& path, Model& model) {
   H5Id f = h5_open_read(path);
   std::vector<float> host;

@@ -39,4 +39,14 @@ void read_buffers(hid_t file, const std::string& group, const std::string& sourc
 // Loads a model file's parameters and buffers into `model` (built from the same config).
 void load_model_params(const std::string& path, Model& model);
 
+// Fine-tuning (model.init_from): what init_from_model_file() did.
+struct InitFromReport {
+  int64_t loaded = 0, loaded_values = 0;  // parameters (and their values) taken from the file
+  std::vector<std::string> kept;          // "path (why)": parameters left at their initial values
+  std::vector<std::string> unused;        // file parameters no parameter of the model took
+};
+// Sets every parameter and buffer of `model` whose path and shape match one in the model file at
+// `path` to the file's values; the rest keep theirs.
+InitFromReport init_from_model_file(const std::string& path, Model& model);
+
 }  // namespace dptrain

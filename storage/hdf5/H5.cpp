@@ -271,6 +271,22 @@ H5Id h5_make_groups(hid_t loc, const std::string& path) {
   return cur;
 }
 
+std::vector<std::string> h5_dataset_paths(hid_t f, const std::string& name, const std::string& path) {
+  std::vector<std::string> out;
+  for (const std::string& child : h5_group_children(f, name, path)) {
+    const std::string full = name + "/" + child;
+    hid_t obj = H5Oopen(f, full.c_str(), H5P_DEFAULT);
+    if (obj < 0) h5_fail(path + ": opening " + full);
+    const H5I_type_t type = H5Iget_type(obj);
+    H5Oclose(obj);
+    if (type == H5I_GROUP)
+      for (const std::string& below : h5_dataset_paths(f, full, path)) out.push_back(child + "/" + below);
+    else if (type == H5I_DATASET)
+      out.push_back(child);
+  }
+  return out;
+}
+
 std::vector<std::string> h5_group_children(hid_t f, const std::string& name, const std::string& path) {
   std::vector<std::string> out;
   if (!h5_exists(f, name)) return out;

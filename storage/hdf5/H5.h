@@ -71,6 +71,8 @@ bool h5_exists(hid_t loc, const std::string& name);
 // The names of the links directly inside group `name` of `f` (empty when there is no such group);
 // `path` names the file in errors.
 std::vector<std::string> h5_group_children(hid_t f, const std::string& name, const std::string& path);
+// The paths (relative to group `name`, "a/b/weight") of every dataset below it, in name order.
+std::vector<std::string> h5_dataset_paths(hid_t f, const std::string& name, const std::string& path);
 
 // Attributes on an object (a file's root group, a dataset).
 bool h5_has_attribute(hid_t obj, const std::string& name);

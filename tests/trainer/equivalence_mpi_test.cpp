@@ -137,3 +137,8 @@ TEST_CASE("Gradient accumulation: N ranks x accumulate K match 1 rank x accumula
   CHECK(diff[0] <= 1e-5);
   CHECK(diff[1] <= 1e-5);
 }
+
+TEST_CASE("N ranks match one rank: MLP with a frozen hidden layer (its gradients are not all-reduced)",
+          "[mpi][equivalence][finetune]") {
+  check_equivalent("blobs", std::string(mlp) + "\nfreeze = [\"02_dense\"]", "kind = \"adamw\"\nlr = 0.003");
+}

@@ -31,7 +31,17 @@ float mean_gradient_scale(const Tensor& grads, int64_t global_rows, double clip_
   return static_cast<float>(scale);
 }
 
-Optimizer::Optimizer(const OptimConfig& config, int64_t size, Device device) : config_(config) {
+Optimizer::Optimizer(const OptimConfig& config, int64_t size, Device device)
+    : Optimizer(config, std::vector<FlatRange>{{0, size}}, device) {}
+
+Optimizer::Optimizer(const OptimConfig& config, const std::vector<FlatRange>& ranges, Device device) : config_(config) {
+  for (const FlatRange& r : ranges)  // neighbouring ranges update as one
+    if (!ranges_.empty() && ranges_.back().end == r.begin)
+      ranges_.back().end = r.end;
+    else
+      ranges_.push_back(r);
+  int64_t size = 0;
+  for (const FlatRange& r : ranges_) size += r.end - r.begin;
   int n = state_count(config.kind);
   if (n >= 1) state1_ = Tensor::zeros({size}, device);
   if (n >= 2) state2_ = Tensor::zeros({size}, device);
@@ -53,9 +63,15 @@ void Optimizer::step(Tensor& params, const Tensor& grads, float lr, float grad_s
   s.grad_scale = grad_scale;
   s.bias_correction1 = static_cast<float>(1.0 - std::pow(config_.beta1, static_cast<double>(steps_)));
   s.bias_correction2 = static_cast<float>(1.0 - std::pow(config_.beta2, static_cast<double>(steps_)));
-  kernels(params.device())
-      .optimizer_update(s, params.numel(), params.data(), grads.data(), state1_.empty() ? nullptr : state1_.data(),
-                        state2_.empty() ? nullptr : state2_.data());
+  KernelBackend& k = kernels(params.device());
+  int64_t at = 0;  // in the states
+  for (const FlatRange& r : ranges_) {
+    const int64_t n = r.end - r.begin;
+    k.optimizer_update(s, n, params.data() + r.begin, grads.data() + r.begin,
+                       state1_.empty() ? nullptr : state1_.data() + at,
+                       state2_.empty() ? nullptr : state2_.data() + at);
+    at += n;
+  }
 }
 
 std::vector<std::pair<std::string, Tensor*>> Optimizer::states() {

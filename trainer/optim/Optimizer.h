@@ -19,6 +19,8 @@ float mean_gradient_scale(const Tensor& grads, int64_t global_rows, double clip_
 class Optimizer {
  public:
   Optimizer(const OptimConfig& config, int64_t size, Device device);
+  // Updates only the floats in `ranges` (a model's trainable ones: frozen layers get no state).
+  Optimizer(const OptimConfig& config, const std::vector<FlatRange>& ranges, Device device);
 
   // Applies one update with learning rate lr; grad_scale multiplies the gradient first.
   void step(Tensor& params, const Tensor& grads, float lr, float grad_scale = 1.0f);
@@ -31,7 +33,8 @@ class Optimizer {
 
  private:
   OptimConfig config_;
-  Tensor state1_, state2_;
+  std::vector<FlatRange> ranges_;
+  Tensor state1_, state2_;  // the ranges' states, one after another
   int64_t steps_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "storage/checkpoint/StateFields.h"
+#include "trainer/tasks/DistillTask.h"
 
 namespace dptrain {
 
@@ -182,6 +183,7 @@ void SelfTrainingTask::restore_more(const CheckpointState& s) {
 
 std::unique_ptr<Trainer> make_trainer(const TrainConfig& config, const ConfigNode& root, Communicator& comm) {
   if (config.task == "self_training") return std::make_unique<SelfTrainingTask>(config, root, comm);
+  if (config.task == "distill") return std::make_unique<DistillTask>(config, root, comm);
   return std::make_unique<Trainer>(config, root, comm);
 }
 

@@ -1,0 +1,112 @@
+// Training methods (docs/training-methods.md): fine-tuning from a model file with frozen layers,
+// gradient accumulation, knowledge distillation and adversarial training, each checked on what a
+// user relies on: frozen parameters bitwise unchanged, the file's parameters taken where path and
+// shape match, clear errors naming the key.
+#include <catch2/catch.hpp>
+
+#include "comm/Communicator.h"
+#include "models/core/ConfigNode.h"
+#include "models/core/Error.h"
+#include "support/TrainingRun.h"
+#include "trainer/tasks/SelfTrainingTask.h"
+
+using namespace dptrain;
+using namespace dptrain::test;
+
+namespace {
+
+// Trains in-process (or only builds the model: train = false) and keeps the trainer, so a test can
+// look at its parameters.
+struct Run {
+  std::unique_ptr<Communicator> comm = make_communicator("local");
+  std::unique_ptr<Trainer> trainer;
+  TrainResult result;
+  Run(const TempDir& dir, const std::string& name, const std::string& toml, bool train = true) {
+    ConfigNode root = ConfigNode::parse_string(toml, name + ".toml");
+    root.apply_override("out_dir=\"" + dir.file(name) + "\"");
+    root.apply_override("train.progress=false");
+    TrainConfig config = read_train_config(root, name + ".toml");
+    trainer = make_trainer(config, root, *comm);
+    if (train) result = trainer->run();
+  }
+  std::vector<float> param(const std::string& path) { return to_host(trainer->model().param(path)); }
+};
+
+std::string blobs_config(const std::string& data, const std::string& model_extra, const std::string& optim,
+                         int64_t steps, uint64_t seed = 1) {
+  return "seed = " + std::to_string(seed) + "\n[data]\ntrain = \"" + data +
+         "\"\ntest_fraction = 0.2\n[model]\nkind = \"mlp\"\nhidden = [16, 16]\n" + model_extra + "\n[optim]\n" + optim +
+         "\n[train]\nbatch_size = 32\nepochs = 100\nmax_steps = " + std::to_string(steps) + "\n";
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("Fine-tuning: init_from loads matching parameters, frozen layers stay bitwise", "[trainer][finetune]") {
+  TempDir dir;
+  SynthOptions s{.kind = "blobs", .n = 600, .seed = 3, .classes = 3, .dim = 8};
+  const std::string source_data = synth_file(dir, "source", s);
+  s.classes = 5, s.seed = 4;
+  const std::string target_data = synth_file(dir, "target", s);
+
+  Run source(dir, "source", blobs_config(source_data, "", "kind = \"adam\"\nlr = 0.01", 60));
+  const std::string model_file = source.result.model_path;
+
+  // The output layer has 5 classes instead of 3: initialized from the seed; the first hidden
+  // layer frozen (AdamW's decay must not touch it either), the second trained from the file.
+  Run tuned(dir, "tuned",
+            blobs_config(target_data, "init_from = \"" + model_file + "\"\nfreeze = [\"00_dense\"]",
+                         "kind = \"adamw\"\nlr = 0.01\nweight_decay = 0.1", 40, 9));
+  CHECK(tuned.param("00_dense/weight") == source.param("00_dense/weight"));
+  CHECK(tuned.param("00_dense/bias") == source.param("00_dense/bias"));
+  CHECK(tuned.param("01_dense/weight") != source.param("01_dense/weight"));  // loaded, then trained
+  CHECK(tuned.param("02_dense/weight").size() == 16 * 5);
+  CHECK(tuned.trainer->model().frozen_parameter_count() == 8 * 16 + 16);
+  CHECK(tuned.result.test.accuracy > 0.9);
+
+  // The same second layer without init_from starts elsewhere: the file's values were used.
+  Run fresh(dir, "fresh", blobs_config(target_data, "", "kind = \"sgd\"", 1, 9), false);
+  Run loaded(dir, "loaded", blobs_config(target_data, "init_from = \"" + model_file + "\"", "kind = \"sgd\"", 1, 9),
+             false);
+  CHECK(loaded.param("01_dense/weight") == source.param("01_dense/weight"));
+  CHECK(loaded.param("02_dense/weight") == fresh.param("02_dense/weight"));  // shape differs: the seed's
+
+  // trainable = false in a layer table freezes that layer alone.
+  const std::string layers =
+      "kind = \"layers\"\nlayers = [{ type = \"dense\", units = 8, activation = \"relu\", trainable = false },"
+      " { type = \"dense\", units = 5 }]";
+  std::string toml = blobs_config(target_data, "", "kind = \"momentum\"\nlr = 0.05", 30);
+  toml.replace(toml.find("kind = \"mlp\"\nhidden = [16, 16]"), std::string("kind = \"mlp\"\nhidden = [16, 16]").size(),
+               layers);
+  Run before(dir, "before", toml, false);
+  Run after(dir, "after", toml);
+  CHECK(after.param("00_dense/weight") == before.param("00_dense/weight"));
+  CHECK(after.param("01_dense/weight") != before.param("01_dense/weight"));
+}
+
+TEST_CASE("Fine-tuning: bad freeze paths and init_from files are refused by name", "[trainer][finetune][errors]") {
+  TempDir dir;
+  const std::string data = synth_file(dir, "blobs", {.kind = "blobs", .n = 200, .seed = 3, .dim = 4});
+  std::string message = error_of([&] { Run(dir, "a", blobs_config(data, "freeze = [\"07_dense\"]", "", 1)); });
+  CHECK(message.find("model.freeze") != std::string::npos);
+  CHECK(message.find("07_dense") != std::string::npos);
+  CHECK(message.find("00_dense") != std::string::npos);  // the layers it could have named
+
+  message = error_of([&] { Run(dir, "b", blobs_config(data, "init_from = \"" + dir.file("none.h5") + "\"", "", 1)); });
+  CHECK(message.find("none.h5") != std::string::npos);
+
+  // A model file of another architecture: nothing matches.
+  std::string toml = blobs_config(data, "", "", 1);
+  Run other(dir, "other", toml.replace(toml.find("hidden = [16, 16]"), 17, "hidden = [7]"));
+  message =
+      error_of([&] { Run(dir, "c", blobs_config(data, "init_from = \"" + other.result.model_path + "\"", "", 1)); });
+  CHECK(message.find("none of its parameters") != std::string::npos);
+}
