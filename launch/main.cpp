@@ -20,6 +20,7 @@ struct Command {
 
 const Command commands[] = {
     {"train", "train a model from a TOML config (run under mpirun/srun for N ranks)", dptrain::train_command},
+    {"cv", "k-fold cross-validation of a config: each fold's and the mean validation metrics", dptrain::cv_command},
     {"eval", "evaluate a trained model on a dataset", dptrain::eval_command},
     {"predict", "write a trained model's predictions for a dataset", dptrain::predict_command},
     {"data", "synthesize, import or inspect dataset files", dptrain::data_command},

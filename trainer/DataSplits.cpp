@@ -61,7 +61,7 @@ DataSplits make_splits(const DataConfig& c) {
   const int64_t n = train->rows();
   const int64_t n_test = static_cast<int64_t>(std::floor(c.test_fraction * static_cast<double>(n)));
   const int64_t n_val = static_cast<int64_t>(std::floor(c.validation_fraction * static_cast<double>(n)));
-  if (n_test || n_val) {
+  if (n_test || n_val || c.folds > 0) {
     Philox rng(c.split_seed, RandomPurpose::split);
     for (int64_t i = n - 1; i > 0; --i)
       std::swap(rows[static_cast<size_t>(i)], rows[static_cast<size_t>(rng.below(static_cast<uint64_t>(i + 1)))]);
@@ -74,6 +74,18 @@ DataSplits make_splits(const DataConfig& c) {
   s.test = {train, take(0, n_test)};
   s.validation = {train, take(n_test, n_val)};
   s.train = {train, take(n_test + n_val, n - n_test - n_val)};
+  if (c.folds > 0) {  // cross-validation: fold `fold` of the rows after the test split validates
+    const int64_t m = n - n_test;
+    if (m < c.folds)
+      fail_input(c.train + ": " + std::to_string(m) + " rows (after the test split) cannot make " +
+                 std::to_string(c.folds) + " folds");
+    const int64_t begin = n_test + m * c.fold / c.folds, end = n_test + m * (c.fold + 1) / c.folds;
+    s.validation = {train, take(begin, end - begin)};
+    std::vector<int64_t> rest(rows.begin() + n_test, rows.begin() + begin);
+    rest.insert(rest.end(), rows.begin() + end, rows.end());
+    std::sort(rest.begin(), rest.end());
+    s.train = {train, std::move(rest)};
+  }
   s.unlabeled = {train, {}};
   if (train->has_labeled_mask()) {
     std::vector<int64_t> labelled;

@@ -41,7 +41,8 @@ void Predictor::check_compatible(const DatasetFile& file) const {
 }
 
 template <typename Fn>
-void Predictor::for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn, float* loss_stats) {
+void Predictor::for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn, float* loss_stats,
+                               Adversary* attack) {
   check_compatible(file);
   ReaderOptions ro;
   ro.global_batch = batch_;
@@ -55,13 +56,19 @@ void Predictor::for_each_batch(const DatasetFile& file, const std::vector<int64_
     const Batch& b = reader.next();
     StepContext ctx{Mode::eval, 0, 0, b.row0, nullptr, false};
     ctx.loss_stats = loss_stats;
-    fn(b, model_->forward(b.x, ctx));
+    const Tensor& x = attack ? attack->perturb(*model_, *loss_, b.x, {b.labels, b.targets, b.label_width},
+                                               static_cast<uint64_t>(s), b.row0, 1.0f)
+                             : b.x;
+    fn(b, model_->forward(x, ctx));
   }
 }
 
-EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_t>& rows) {
+EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_t>& rows, Adversary* attack) {
   if (file.label_kind() == LabelKind::none && !loss_->reconstruction())
     fail_input(file.path() + ": evaluation needs labels or targets in /y");
+  if (attack && (!loss_->classifies() || loss_->reconstruction() || meta_.task.label_width > 1))
+    fail_input(path_ + ": --attack needs a classifier of one label per row; this model's loss is " +
+               Loss::name(loss_->kind()));
   float stats[num_loss_stats] = {};
   // Autoencoders are scored against their input; auxiliary losses (a VAE's KL) add to stats.
   for_each_batch(
@@ -71,7 +78,7 @@ EvalResult Predictor::evaluate(const DatasetFile& file, const std::vector<int64_
             loss_->reconstruction() ? Targets{nullptr, b.x.data()} : Targets{b.labels, b.targets, b.label_width};
         loss_->evaluate(out, t, 1.0f, nullptr, stats);
       },
-      stats);
+      stats, attack);
   return EvalResult::from_sums(stats, loss_->classifies());
 }
 

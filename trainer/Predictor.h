@@ -11,6 +11,7 @@
 #include "models/zoo/ModelZoo.h"
 #include "storage/checkpoint/ModelFile.h"
 #include "storage/dataset/DatasetFile.h"
+#include "trainer/Adversary.h"
 #include "trainer/Trainer.h"
 
 namespace dptrain {
@@ -33,7 +34,8 @@ class Predictor {
   Model& model() { return *model_; }
   // Checks that `file` fits the model (sample shape, classes) and names the mismatch if not.
   void check_compatible(const DatasetFile& file) const;
-  EvalResult evaluate(const DatasetFile& file, const std::vector<int64_t>& rows);
+  // With `attack`, every row is first perturbed to raise the loss (robust accuracy).
+  EvalResult evaluate(const DatasetFile& file, const std::vector<int64_t>& rows, Adversary* attack = nullptr);
   // Per row: the output as probabilities (classification: softmax, or sigmoid for one logit) or
   // values (regression), and the predicted class (-1 for regression). With per-step targets
   // (task().label_width = T > 1) each row has T of each, step by step.
@@ -42,7 +44,8 @@ class Predictor {
 
  private:
   template <typename Fn>
-  void for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn, float* loss_stats = nullptr);
+  void for_each_batch(const DatasetFile& file, const std::vector<int64_t>& rows, Fn&& fn, float* loss_stats = nullptr,
+                      Adversary* attack = nullptr);
 
   std::string path_;
   int64_t batch_;

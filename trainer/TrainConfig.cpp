@@ -113,6 +113,13 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   if (!c.data.test.empty() && c.data.test_fraction > 0)
     d.fail("test_fraction", "give either a test file or a test_fraction, not both");
   c.data.split_seed = static_cast<uint64_t>(d.get_int("split_seed", static_cast<int64_t>(c.seed)));
+  c.data.folds = d.get_int("folds", 0);
+  if (c.data.folds == 1 || c.data.folds < 0) d.fail("folds", "must be 0 (no folds) or at least 2");
+  c.data.fold = d.get_int("fold", 0);
+  if (c.data.folds > 0 && (c.data.fold < 0 || c.data.fold >= c.data.folds))
+    d.fail("fold", "must be in [0, folds - 1] = [0, " + std::to_string(c.data.folds - 1) + "]");
+  if (c.data.folds > 0 && (c.data.validation_fraction > 0.0 || !c.data.validation.empty()))
+    d.fail("folds", "the validation rows are a fold: leave out validation and validation_fraction");
   c.data.normalize = d.get_choice("normalize", "none", {"none", "zscore"}) == "zscore";
   std::string shuffle = d.get_choice("shuffle", "global", {"global", "shard"});
   c.data.shuffle = shuffle == "global" ? Shuffle::global : Shuffle::shard;
@@ -214,8 +221,14 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
     st.fail("pseudo_labels",
             "with pseudo_labels = false, set entropy_weight > 0 (otherwise nothing uses the unlabelled rows)");
 
-  const bool distill_table = root.has("distill"), adversarial_table = root.has("adversarial");
   ConfigNode ds = root.child("distill");
+  // A table holding any key (reading them inserts empty tables into the stored config text).
+  auto any_key = [](const ConfigNode& t, std::initializer_list<const char*> keys) {
+    for (const char* k : keys)
+      if (t.has(k)) return true;
+    return false;
+  };
+  const bool distill_table = any_key(ds, {"teacher", "temperature", "alpha"});
   c.distill.teacher = ds.get_string("teacher", "");
   c.distill.temperature = positive(ds, "temperature", 4.0);
   c.distill.alpha = fraction(ds, "alpha", 0.5);
@@ -224,6 +237,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   if (c.task != "distill" && distill_table) ds.fail("teacher", "[distill] is read only with task = \"distill\"");
 
   ConfigNode ad = root.child("adversarial");
+  const bool adversarial_table = any_key(ad, {"method", "epsilon", "steps", "step_size", "fraction", "random_start"});
   AdversarialConfig& adv = c.adversarial;
   adv.method = ad.get_choice("method", "", {"", "fgsm", "pgd"});
   adv.epsilon = positive(ad, "epsilon", 0.1);

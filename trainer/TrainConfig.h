@@ -18,6 +18,9 @@ struct DataConfig {
   std::string train, validation, test;
   double validation_fraction = 0.0, test_fraction = 0.0;
   uint64_t split_seed = 0;
+  // Cross-validation (dptrain cv): fold `fold` of `folds` equal parts of the rows left after the
+  // test split is the validation split, the others train. folds = 0: no folds.
+  int64_t folds = 0, fold = 0;
   bool normalize = false;  // z-score features with training-set statistics
   Shuffle shuffle = Shuffle::global;
   int64_t memory_budget_mb = 2048;

@@ -389,8 +389,7 @@ void Trainer::end_step() {
 
 void Trainer::end_period(int64_t epoch) {
   const double n = std::max(1.0, epoch_sums_[stat_count]);
-  result_.train = {epoch_sums_[stat_loss] / n, epoch_sums_[stat_correct] / n,
-                   static_cast<int64_t>(epoch_sums_[stat_count]), loss_->classifies()};
+  result_.train = EvalResult::from_sums(epoch_sums_, loss_->classifies());
   result_.epochs = epoch + 1;
   period_open_ = false;
   const EvalResult val = evaluate(splits_.validation);
@@ -416,6 +415,7 @@ void Trainer::end_period(int64_t epoch) {
       if (task_.label_width > 1)  // a language model's figure: the mean cross-entropy in bits per token
         len += std::snprintf(line + len, sizeof line - len, " (%.3f bits/token)", val.loss / std::log(2.0));
       if (loss_->classifies()) len += std::snprintf(line + len, sizeof line - len, " acc %.2f%%", 100 * val.accuracy);
+      if (top5_reported()) len += std::snprintf(line + len, sizeof line - len, " top-5 %.2f%%", 100 * val.top5);
     }
     std::snprintf(line + len, sizeof line - len, " | %.1f s", secs);
     print(line);
@@ -423,10 +423,12 @@ void Trainer::end_period(int64_t epoch) {
     rec.add("event", std::string("epoch")).add("epoch", epoch + 1).add("step", session_.step());
     rec.add("train_loss", result_.train.loss);
     if (loss_->classifies()) rec.add("train_accuracy", result_.train.accuracy);
+    if (top5_reported()) rec.add("train_top5_accuracy", result_.train.top5);
     if (!splits_.validation.empty()) {
       rec.add("val_loss", val.loss);
       if (task_.label_width > 1) rec.add("val_bits_per_token", val.loss / std::log(2.0));
       if (loss_->classifies()) rec.add("val_accuracy", val.accuracy);
+      if (top5_reported()) rec.add("val_top5_accuracy", val.top5);
     }
     rec.add("lr", schedule_->lr(session_.step())).add("epoch_s", secs);
     session_.log(rec);
@@ -540,7 +542,11 @@ void Trainer::finish() {
     result.test = evaluate(splits_.test);
     if (logs()) {
       char line[160];
-      if (loss_->classifies())
+      if (loss_->classifies() && top5_reported())
+        std::snprintf(line, sizeof line, "test accuracy: %.2f%%, top-5 %.2f%% (loss %.4f, %lld rows)",
+                      100 * result.test.accuracy, 100 * result.test.top5, result.test.loss,
+                      static_cast<long long>(result.test.count));
+      else if (loss_->classifies())
         std::snprintf(line, sizeof line, "test accuracy: %.2f%% (loss %.4f, %lld rows)", 100 * result.test.accuracy,
                       result.test.loss, static_cast<long long>(result.test.count));
       else
@@ -548,11 +554,10 @@ void Trainer::finish() {
                       loss_->kind() == LossKind::mean_squared_error ? "mse" : "loss", result.test.loss,
                       static_cast<long long>(result.test.count));
       print(line);
-      session_.log(JsonRecord()
-                       .add("event", std::string("test"))
-                       .add("loss", result.test.loss)
-                       .add("accuracy", result.test.accuracy)
-                       .add("rows", result.test.count));
+      JsonRecord rec;
+      rec.add("event", std::string("test")).add("loss", result.test.loss).add("accuracy", result.test.accuracy);
+      if (top5_reported()) rec.add("top5_accuracy", result.test.top5);
+      session_.log(rec.add("rows", result.test.count));
     }
   }
   if (comm_.rank() == 0) {

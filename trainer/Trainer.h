@@ -34,6 +34,7 @@ namespace dptrain {
 // Loss and accuracy over a split (global, all-reduced).
 struct EvalResult {
   double loss = 0.0, accuracy = 0.0;
+  double top5 = 0.0;  // the label among the 5 highest scores (reported with more than 5 classes)
   int64_t count = 0;
   bool has_accuracy = false;
   // From LossStat sums (float or double).
@@ -43,6 +44,7 @@ struct EvalResult {
     r.count = static_cast<int64_t>(sums[stat_count]);
     r.loss = r.count ? sums[stat_loss] / sums[stat_count] : 0.0;
     r.accuracy = r.count ? sums[stat_correct] / sums[stat_count] : 0.0;
+    r.top5 = r.count ? sums[stat_top5] / sums[stat_count] : 0.0;
     r.has_accuracy = has_accuracy;
     return r;
   }
@@ -68,6 +70,7 @@ class Trainer : public Task {
   TrainResult run();
 
   Model& model() { return *model_; }
+  const DataSplits& splits() const { return splits_; }
   Optimizer& optimizer() { return *optimizer_; }
   int64_t global_step() const { return session_.step(); }
   // Evaluates the model on a split (all ranks take part).
@@ -132,6 +135,10 @@ class Trainer : public Task {
   void print(const std::string& line) { session_.print(line); }
   bool logs() const { return session_.logs(); }
   const Loss& loss() const { return *loss_; }
+  // Top-5 accuracy is shown for classifiers of more than 5 classes (cross-entropy or distillation).
+  bool top5_reported() const {
+    return task_.num_classes > 5 && loss_->kind() == LossKind::softmax_cross_entropy && !loss_->reconstruction();
+  }
   const FeatureScaler& scaler() const { return scaler_; }
 
   Session session_;

@@ -130,7 +130,8 @@ void Trainer::restore(const CheckpointState& s) {
   schedule_->set_state(v.schedule);
   early_->set_state(v.early);
   std::copy(std::begin(v.epoch_sums), std::end(v.epoch_sums), epoch_sums_);
-  if (static_cast<int64_t>(v.interval_sums.size()) == stats_.numel()) from_host(stats_, v.interval_sums);
+  v.interval_sums.resize(static_cast<size_t>(stats_.numel()), 0.0f);  // saved before the statistics grew: 0
+  from_host(stats_, v.interval_sums);
   stopped_early_ = v.stopped_early;
   session_.cpu_planner().restore(s);
   session_.restored_at(s.step);

@@ -16,5 +16,6 @@ int data_command(const Args& args);
 int checkpoint_command(const Args& args);
 int launch_command(const Args& args);
 int sample_command(const Args& args);
+int cv_command(const Args& args);
 
 }  // namespace dptrain

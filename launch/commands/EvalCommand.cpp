@@ -8,6 +8,7 @@
 #include "storage/AtomicFile.h"
 #include "storage/hdf5/H5.h"
 #include "storage/hdf5/SealedFile.h"
+#include "trainer/Adversary.h"
 #include "trainer/DataSplits.h"
 #include "trainer/Predictor.h"
 
@@ -31,12 +32,38 @@ void from_config(const ArgParser& p, std::string& model, DataSplit& split) {
 int eval_command(const Args& args) {
   ArgParser p("dptrain eval",
               "Evaluates a trained model: loss and accuracy (classification) or MSE (regression).\n"
-              "Either CONFIG (its out_dir/model.h5 on its test split) or --model and --data.");
+              "Either CONFIG (its out_dir/model.h5 on its test split) or --model and --data.\n"
+              "With --attack, also the accuracy on inputs perturbed to raise the loss (robust accuracy).");
   p.positional("CONFIG", "a training config", false)
       .repeated("set", "KEY=VALUE", "override a config key")
       .option("model", "FILE", "a model file written by dptrain train")
-      .option("data", "FILE", "a dataset file with labels");
+      .option("data", "FILE", "a dataset file with labels")
+      .option("attack", "METHOD", "fgsm or pgd: attack every row within an L-infinity ball")
+      .option("epsilon", "E", "the ball's radius, in the model's input units (after normalization)", "0.1")
+      .option("steps", "N", "pgd: signed-gradient steps", "10")
+      .option("step-size", "S", "pgd: size of each step (default 2.5 * epsilon / steps)")
+      .option("seed", "N", "pgd: seed of the random starts", "0");
   if (!p.parse(args)) return 0;
+  std::unique_ptr<Adversary> attack;
+  if (p.has("attack")) {
+    AdversarialConfig a;
+    a.method = p.get("attack");
+    if (a.method != "fgsm" && a.method != "pgd")
+      fail_input("dptrain eval: --attack must be fgsm or pgd, got '" + a.method + "'");
+    a.epsilon = p.get_float("epsilon");
+    if (!(a.epsilon > 0.0)) fail_input("dptrain eval: --epsilon must be > 0");
+    a.steps = a.method == "fgsm" ? 1 : p.get_int("steps");
+    if (a.steps < 1) fail_input("dptrain eval: --steps must be >= 1");
+    a.step_size = a.method == "fgsm"   ? a.epsilon
+                  : p.has("step-size") ? p.get_float("step-size")
+                                       : 2.5 * a.epsilon / a.steps;
+    if (!(a.step_size > 0.0)) fail_input("dptrain eval: --step-size must be > 0");
+    a.random_start = a.method == "pgd";
+    attack = std::make_unique<Adversary>(a, static_cast<uint64_t>(p.get_int("seed")));
+  } else {
+    for (const char* k : {"epsilon", "steps", "step-size"})
+      if (p.has(k)) fail_input(std::string("dptrain eval: --") + k + " needs --attack");
+  }
   std::string model_path;
   DataSplit split;
   if (p.has("CONFIG")) {
@@ -54,12 +81,20 @@ int eval_command(const Args& args) {
     std::printf("accuracy: %.2f%%  loss: %.4f (%.3f bits/token)  tokens: %lld  (%s on %s)\n", 100 * r.accuracy, r.loss,
                 r.loss / std::log(2.0), static_cast<long long>(r.count), model_path.c_str(),
                 split.file->path().c_str());
-  else if (r.has_accuracy)
+  else if (r.has_accuracy) {
     std::printf("accuracy: %.2f%%  loss: %.4f  rows: %lld  (%s on %s)\n", 100 * r.accuracy, r.loss,
                 static_cast<long long>(r.count), model_path.c_str(), split.file->path().c_str());
-  else
+    if (predictor.task().num_classes > 5) std::printf("top-5 accuracy: %.2f%%\n", 100 * r.top5);
+  } else
     std::printf("mse: %.6f  rows: %lld  (%s on %s)\n", r.loss, static_cast<long long>(r.count), model_path.c_str(),
                 split.file->path().c_str());
+  if (attack) {
+    const EvalResult robust = predictor.evaluate(*split.file, split.rows, attack.get());
+    const AdversarialConfig& a = attack->config();
+    std::printf("robust accuracy under %s (epsilon %g", a.method.c_str(), a.epsilon);
+    if (a.method == "pgd") std::printf(", %lld steps of %g", static_cast<long long>(a.steps), a.step_size);
+    std::printf("): %.2f%%  loss: %.4f  (clean %.2f%%)\n", 100 * robust.accuracy, robust.loss, 100 * r.accuracy);
+  }
   return 0;
 }
 

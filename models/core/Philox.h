@@ -54,6 +54,7 @@ enum class RandomPurpose : uint32_t {
   permutation = 5,
   synth = 6,
   split = 7,
+  adversarial = 8,
 };
 
 // Keys a stream: the run's seed and a purpose (plus an id, such as a layer's index).

@@ -75,7 +75,15 @@ struct OptimizerStep {
 };
 
 // Running sums a loss adds to, kept on the loss's device so a step never waits to read them.
-enum LossStat { stat_loss = 0, stat_correct = 1, stat_count = 2, stat_squared_error = 3, num_loss_stats = 4 };
+// stat_top5 counts rows whose label has fewer than 5 logits strictly above its own.
+enum LossStat {
+  stat_loss = 0,
+  stat_correct = 1,
+  stat_count = 2,
+  stat_squared_error = 3,
+  stat_top5 = 4,
+  num_loss_stats = 5
+};
 
 class KernelBackend {
  public:
@@ -283,14 +291,31 @@ class KernelBackend {
   // dx (overwritten) from dz, plus kl_scale times the KL gradient.
   virtual void gaussian_sample_backward(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x,
                                         const float* dz, float kl_scale, float* dx) = 0;
+  // Adversarial inputs (FGSM, PGD) for the rows that adversarial_row_selected (KernelMath.h) picks
+  // with `fraction`; the other rows keep x = x0. Start: x = x0, plus U(-epsilon, epsilon] per element
+  // when random_start (drawn per global sample and element, as dropout).
+  virtual void adversarial_start(int64_t rows, int64_t row_size, float epsilon, float fraction, bool random_start,
+                                 const SampleKeys& keys, const float* x0, float* x) = 0;
+  // One step on the selected rows: x = clamp(x + step_size sign(grad), x0 - epsilon, x0 + epsilon),
+  // sign(0) = 0; the other rows are left as they are.
+  virtual void adversarial_step(int64_t rows, int64_t row_size, float step_size, float epsilon, float fraction,
+                                const SampleKeys& keys, const float* x0, const float* grad, float* x) = 0;
 
   // ---- losses over `rows` predictions of `cols` values
   // Each adds its per-sample losses (and correct counts where it classifies) to stats[], and writes
   // d = scale * dloss/dpred when d is not null. labels are class ids; targets are float values
   // (regression, soft labels, 0/1). softmax_cross_entropy skips rows labelled -1 (padding of
-  // per-step targets): no loss, no count, a zero gradient.
+  // per-step targets): no loss, no count, a zero gradient. It and distillation_loss also add
+  // stats[stat_top5] (a soft target's label is its argmax); the other losses leave it alone.
   virtual void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                                      const float* targets, float scale, float* dlogits, float* stats) = 0;
+  // Knowledge distillation from a teacher's logits t at temperature T: per row
+  // alpha CE(softmax(s), y) + (1 - alpha) T^2 KL(softmax(t / T) || softmax(s / T)), and
+  // dlogits = scale (alpha (softmax(s) - onehot(y)) + (1 - alpha) T (softmax(s / T) - softmax(t / T))).
+  // Rows labelled -1 are skipped as in softmax_cross_entropy.
+  virtual void distillation_loss(int64_t rows, int64_t cols, float temperature, float alpha, const float* logits,
+                                 const float* teacher_logits, const int32_t* labels, float scale, float* dlogits,
+                                 float* stats) = 0;
   virtual void sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                                      const float* targets, float scale, float* dlogits, float* stats) = 0;
   virtual void mean_squared_error(int64_t rows, int64_t cols, const float* pred, const float* targets, float scale,

@@ -1,5 +1,6 @@
 // Per-element math that the CPU backend (cpu/) and the CUDA backend (cuda/) both compute, written
-// once for host and device: the activations and their derivatives, and the optimizers' updates.
+// once for host and device: the activations and their derivatives, the optimizers' updates and the
+// adversarial inputs' selection and updates.
 // The CPU inlines these into loops that must vectorize, so they stay small, branch-free where the
 // kind is a template argument or a constant, and use only functions both sides have (expf, tanhf,
 // sqrtf, erff; nothing from std::).
@@ -57,6 +58,27 @@ DPT_HOST_DEVICE_INLINE float gelu_value(float x) { return 0.5f * x * (1.0f + erf
 DPT_HOST_DEVICE_INLINE float gelu_derivative(float x) {
   const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
   return cdf + x * 0.39894228040143268f * expf(-0.5f * x * x);
+}
+
+// Adversarial inputs (KernelBackend::adversarial_start/step). A row is attacked when its draw at
+// (key, step, global sample) is below `fraction`; the draw sits in a counter block no element's
+// noise draw reaches (element j uses draw j), so selection and noise are independent. Host code
+// counts the attacked rows with the same function.
+constexpr uint64_t adversarial_selection_draw = uint64_t{1} << 62;
+DPT_HOST_DEVICE_INLINE bool adversarial_row_selected(const SampleKeys& keys, int64_t global_row, float fraction) {
+  return fraction >= 1.0f ||
+         philox_uniform(keys.key, keys.step, static_cast<uint64_t>(global_row), adversarial_selection_draw) < fraction;
+}
+// x0 + U(-epsilon, epsilon] from the uniform (0, 1] draw u: 2u - 1 is exact and the fused
+// multiply-add rounds once, so both backends give the same bits.
+DPT_HOST_DEVICE_INLINE float adversarial_start_value(float x0, float epsilon, float u) {
+  return fmaf(epsilon, 2.0f * u - 1.0f, x0);
+}
+// x + step_size sign(g), clamped to [x0 - epsilon, x0 + epsilon].
+DPT_HOST_DEVICE_INLINE float adversarial_step_value(float x, float x0, float g, float step_size, float epsilon) {
+  const float lo = x0 - epsilon, hi = x0 + epsilon;
+  const float v = x + step_size * static_cast<float>((g > 0.0f) - (g < 0.0f));
+  return v < lo ? lo : (v > hi ? hi : v);
 }
 
 // The gradient an optimizer step uses: scaled (gradient-norm clipping), plus the L2 and L1 terms.

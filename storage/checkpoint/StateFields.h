@@ -60,9 +60,17 @@ class FieldReader {
   void operator()(const std::string& name, std::vector<int64_t>& v) { v = s_.int_array(name); }
   void operator()(const std::string& name, std::vector<int32_t>& v);
   void operator()(const std::string& name, std::string& v) { v = s_.string_value(name); }
+  // An array that grew (the loss statistics gained top-5): the elements a file written before
+  // lacks read as 0; the first one must be there.
   template <size_t N>
   void operator()(const std::string& name, double (&v)[N]) {
-    for (size_t i = 0; i < N; ++i) (*this)(name + "_" + std::to_string(i), v[i]);
+    for (size_t i = 0; i < N; ++i) {
+      const std::string element = name + "_" + std::to_string(i);
+      if (i > 0 && !s_.has_scalar(element))
+        v[i] = 0.0;
+      else
+        (*this)(element, v[i]);
+    }
   }
 
  private:

@@ -449,6 +449,50 @@ TEST_CASE("every loss's gradient matches finite differences", "[models][gradchec
   }
 }
 
+// Distillation is a kernel the trainer calls on its own (no LossKind): checked on the kernel, with
+// a row labelled -1 (no loss, zero gradient) and both terms weighted.
+void check_distillation(Device device) {
+  const int64_t rows = 4, cols = 5;
+  std::vector<float> student = random_values(rows * cols, 31), teacher = random_values(rows * cols, 32);
+  for (auto& v : student) v *= 3.0f;
+  for (auto& v : teacher) v *= 3.0f;
+  const std::vector<int32_t> labels = {2, -1, 0, 4};
+  DeviceMemory label_mem(labels.size() * sizeof(int32_t), device);
+  copy_memory(label_mem.data(), device, labels.data(), Device::cpu, labels.size() * sizeof(int32_t));
+  const auto* y = static_cast<const int32_t*>(label_mem.data());
+  Tensor s = Tensor::zeros(Shape{rows, cols}, device), t = Tensor::zeros(Shape{rows, cols}, device);
+  Tensor d = Tensor::zeros(Shape{rows, cols}, device), stats = Tensor::zeros({num_loss_stats}, device);
+  upload(teacher, t);
+  KernelBackend& k = kernels(device);
+  for (float temperature : {1.0f, 2.5f}) {
+    upload(student, s);
+    const float scale = 0.25f;
+    k.distillation_loss(rows, cols, temperature, 0.4f, s.data(), t.data(), y, scale, d.data(), stats.data());
+    std::vector<float> analytic = host_values(d);
+    for (auto& a : analytic) a /= scale;
+    auto value = [&] {
+      upload(student, s);
+      stats.fill(0.0f);
+      k.distillation_loss(rows, cols, temperature, 0.4f, s.data(), t.data(), y, 1.0f, nullptr, stats.data());
+      return static_cast<double>(host_values(stats)[stat_loss]);
+    };
+    check_coordinates(temperature == 1.0f ? "distillation T 1" : "distillation T 2.5", student.data(), analytic.data(),
+                      rows * cols, value, 1e-3);
+  }
+}
+
+TEST_CASE("the distillation loss's gradient matches finite differences", "[models][gradcheck]") {
+  check_distillation(Device::cpu);
+}
+
+TEST_CASE("the distillation loss's gradient matches finite differences on CUDA", "[cuda][gradcheck]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  check_distillation(Device::cuda);
+}
+
 TEST_CASE("every layer's gradients match finite differences on CUDA", "[cuda][gradcheck]") {
   if (!cuda_available()) {
     WARN("no CUDA device: skipped");

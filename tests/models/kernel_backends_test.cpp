@@ -23,6 +23,7 @@
 #include "models/core/Philox.h"
 #include "models/core/Tensor.h"
 #include "models/kernels/KernelBackend.h"
+#include "models/kernels/KernelMath.h"
 #include "models/layers/ActivationNames.h"
 
 using namespace dptrain;
@@ -154,6 +155,61 @@ void gemm_reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al
         acc += static_cast<double>(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
       c[i * ldc + j] = alpha * acc + beta * c[i * ldc + j];
     }
+}
+
+// Log-sum-exp of k z over a row, in double.
+double log_sum_exp_reference(const float* z, int64_t cols, double k = 1.0) {
+  double m = -INFINITY;
+  for (int64_t j = 0; j < cols; ++j) m = std::max(m, k * z[j]);
+  double s = 0.0;
+  for (int64_t j = 0; j < cols; ++j) s += std::exp(k * z[j] - m);
+  return m + std::log(s);
+}
+
+// 1 when fewer than 5 values of the row lie strictly above z[label].
+double top5_reference(const float* z, int64_t cols, int64_t label) {
+  int64_t above = 0;
+  for (int64_t j = 0; j < cols; ++j) above += z[j] > z[label];
+  return above < 5 ? 1.0 : 0.0;
+}
+
+// KernelBackend::distillation_loss from its doc comment, in double: stats and (when with_d) d.
+void distillation_reference(const OpData& in, const OpData& out, int64_t rows, int64_t cols, double temperature,
+                            double alpha, double scale, bool with_d) {
+  const auto &s = in.f.at("z"), &t = in.f.at("teacher");
+  const auto& y = in.i.at("labels");
+  std::vector<double> d(s.size(), 0.0), stats = doubles(in.f.at("stats"));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t label = y[static_cast<size_t>(r)];
+    if (label == -1) continue;
+    const float *sr = s.data() + r * cols, *tr = t.data() + r * cols;
+    const double lse = log_sum_exp_reference(sr, cols), lse_s = log_sum_exp_reference(sr, cols, 1.0 / temperature),
+                 lse_t = log_sum_exp_reference(tr, cols, 1.0 / temperature);
+    double kl = 0.0;
+    int64_t best = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const double log_pt = tr[j] / temperature - lse_t, log_ps = sr[j] / temperature - lse_s;
+      kl += std::exp(log_pt) * (log_pt - log_ps);
+      if (sr[j] > sr[best]) best = j;
+      d[static_cast<size_t>(r * cols + j)] =
+          scale * (alpha * (std::exp(sr[j] - lse) - (j == label ? 1.0 : 0.0)) +
+                   (1.0 - alpha) * temperature * (std::exp(log_ps) - std::exp(log_pt)));
+    }
+    stats[stat_loss] += alpha * (lse - sr[label]) + (1.0 - alpha) * temperature * temperature * kl;
+    stats[stat_correct] += best == label ? 1.0 : 0.0;
+    stats[stat_count] += 1.0;
+    stats[stat_top5] += top5_reference(sr, cols, label);
+  }
+  if (with_d) check_near("d", out.f.at("d"), d, 1e-5);
+  check_near("stats", out.f.at("stats"), stats, 1e-5);
+}
+
+// The adversarial ops' selected rows, from the doc comment's draw, for `rows` rows from row0.
+std::vector<bool> selected_rows(const SampleKeys& keys, int64_t rows, float fraction) {
+  std::vector<bool> v(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    v[static_cast<size_t>(r)] = adversarial_row_selected(keys, keys.row0 + r, fraction);
+  return v;
 }
 
 std::vector<OpCase> op_cases() {
@@ -293,6 +349,63 @@ std::vector<OpCase> op_cases() {
                  }});
   }
 
+  // ---- adversarial inputs: the selection and the start noise are the same bits on every backend
+  {
+    const SampleKeys keys{RandomKey::make(11, RandomPurpose::adversarial, 0), (uint64_t{1} << 33) + 5, 98765432101};
+    const int64_t rows = 41, row_size = 150;
+    const float eps = 0.1f;
+    auto inputs = [=](OpData& d) {
+      d.f["x0"] = uniform(rows * row_size, 160);
+      d.f["x"] = uniform(rows * row_size, 161);
+      auto g = uniform(rows * row_size, 162);
+      for (size_t i = 0; i < g.size(); i += 7) g[i] = 0.0f;  // sign(0) = 0
+      d.f["g"] = g;
+    };
+    for (float fraction : {0.4f, 1.0f})
+      for (bool random_start : {true, false})
+        t.push_back(
+            {"adversarial_start fraction " + std::to_string(fraction) + (random_start ? "" : " no noise"), 0, inputs,
+             [=](KernelBackend& k, DeviceData& b) {
+               k.adversarial_start(rows, row_size, eps, fraction, random_start, keys, b.f("x0"), b.f("x"));
+             },
+             // x0 + eps (2u - 1) with u draw e of the row's sample, on the selected rows.
+             [=](const OpData& in, const OpData& out) {
+               const auto& x0 = in.f.at("x0");
+               const auto selected = selected_rows(keys, rows, fraction);
+               std::vector<double> want(x0.size());
+               for (int64_t r = 0; r < rows; ++r)
+                 for (int64_t e = 0; e < row_size; ++e) {
+                   const size_t i = static_cast<size_t>(r * row_size + e);
+                   const double u = philox_uniform(keys.key, keys.step, static_cast<uint64_t>(keys.row0 + r),
+                                                   static_cast<uint64_t>(e));
+                   want[i] = x0[i] + (random_start && selected[static_cast<size_t>(r)] ? eps * (2.0 * u - 1.0) : 0.0);
+                 }
+               check_near("x", out.f.at("x"), want, 1e-6);
+             }});
+    // x starts near x0, some of it outside the box (clamped back).
+    auto near_x0 = [=](OpData& d) {
+      inputs(d);
+      const auto noise = uniform(rows * row_size, 163, -1.3f * eps, 1.3f * eps);
+      for (size_t i = 0; i < noise.size(); ++i) d.f["x"][i] = d.f["x0"][i] + noise[i];
+    };
+    t.push_back({"adversarial_step fraction 0.4", 0, near_x0,
+                 [=](KernelBackend& k, DeviceData& b) {
+                   k.adversarial_step(rows, row_size, 0.07f, eps, 0.4f, keys, b.f("x0"), b.f("g"), b.f("x"));
+                 },
+                 [=](const OpData& in, const OpData& out) {
+                   const auto &x0 = in.f.at("x0"), &x = in.f.at("x"), &g = in.f.at("g");
+                   const auto selected = selected_rows(keys, rows, 0.4f);
+                   std::vector<double> want(x.size());
+                   for (size_t i = 0; i < x.size(); ++i) {
+                     want[i] = x[i];
+                     if (!selected[i / static_cast<size_t>(row_size)]) continue;
+                     const double v = x[i] + 0.07 * ((g[i] > 0) - (g[i] < 0));
+                     want[i] = std::min(std::max(v, x0[i] - 0.1), x0[i] + 0.1);
+                   }
+                   check_near("x", out.f.at("x"), want, 1e-6);
+                 }});
+  }
+
   // ---- im2col / col2im and pooling over assorted geometries
   const Conv2dGeometry geos[] = {geometry(3, 9, 8, 3, 1, 0, 1), geometry(2, 10, 11, 3, 2, 1, 1),
                                  geometry(2, 9, 9, 3, 1, 2, 2), geometry(4, 6, 7, 5, 1, 2, 1, 3),
@@ -348,7 +461,7 @@ std::vector<OpCase> op_cases() {
     auto base = [=](OpData& d, uint32_t id) {
       d.f["z"] = uniform(rows * cols, id, -3.0f, 3.0f);
       d.f["d"] = uniform(rows * cols, id + 1);
-      d.f["stats"] = {1.0f, 2.0f, 3.0f, 4.0f};
+      d.f["stats"] = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f};
       auto t = uniform(rows * cols, id + 2, 0.0f, 1.0f);
       d.f["targets"] = t;
       d.i["labels"] = integers(rows, id + 3, 0, static_cast<int32_t>(cols));
@@ -385,6 +498,7 @@ std::vector<OpCase> op_cases() {
         stats[stat_loss] += lse - zr[label];
         stats[stat_correct] += best == label ? 1.0 : 0.0;
         stats[stat_count] += 1.0;
+        stats[stat_top5] += top5_reference(zr, cols, label);
         for (int64_t j = 0; j < cols; ++j)
           d[static_cast<size_t>(r * cols + j)] = 0.25 * (std::exp(zr[j] - lse) - (j == label ? 1.0 : 0.0));
       }
@@ -412,6 +526,29 @@ std::vector<OpCase> op_cases() {
                  [=](KernelBackend& k, DeviceData& b) {
                    k.softmax_cross_entropy(rows, cols, b.f("z"), nullptr, b.f("soft"), 0.5f, b.f("d"), b.f("stats"));
                  }});
+    // Distillation with rows labelled -1, at a few temperatures and weights; without a gradient too.
+    struct DistillRow {
+      float temperature, alpha;
+      bool with_d;
+    };
+    for (DistillRow dr : {DistillRow{2.0f, 0.3f, true}, DistillRow{1.0f, 0.0f, true}, DistillRow{4.0f, 0.0f, false},
+                          DistillRow{0.5f, 0.9f, true}}) {
+      t.push_back({"distillation_loss T " + std::to_string(dr.temperature) + " alpha " + std::to_string(dr.alpha) +
+                       (dr.with_d ? "" : ", no gradient") + c,
+                   2e-5,
+                   [=](OpData& d) {
+                     base(d, 170);
+                     d.f["teacher"] = uniform(rows * cols, 175, -4.0f, 4.0f);
+                     for (int64_t r = 2; r < rows; r += 5) d.i["labels"][static_cast<size_t>(r)] = -1;
+                   },
+                   [=](KernelBackend& k, DeviceData& b) {
+                     k.distillation_loss(rows, cols, dr.temperature, dr.alpha, b.f("z"), b.f("teacher"), b.i("labels"),
+                                         0.25f, dr.with_d ? b.f("d") : nullptr, b.f("stats"));
+                   },
+                   [=](const OpData& in, const OpData& out) {
+                     distillation_reference(in, out, rows, cols, dr.temperature, dr.alpha, 0.25, dr.with_d);
+                   }});
+    }
     t.push_back({"sigmoid_cross_entropy labels" + c, 2e-5, [=](OpData& d) { base(d, 43); },
                  [=](KernelBackend& k, DeviceData& b) {
                    k.sigmoid_cross_entropy(rows, cols, b.f("z"), b.i("binary"), nullptr, 0.25f, b.f("d"), b.f("stats"));
@@ -448,7 +585,7 @@ std::vector<OpCase> op_cases() {
          [](OpData& d) {
            d.f["s"] = uniform(300, 49, -4.0f, 4.0f);
            d.f["d"] = uniform(300, 50);
-           d.f["stats"] = {1.0f, 2.0f, 3.0f, 4.0f};
+           d.f["stats"] = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f};
          },
          [=](KernelBackend& k, DeviceData& b) { k.gan_loss(term, 300, b.f("s"), 0.125f, b.f("d"), b.f("stats")); }});
   }
@@ -1052,7 +1189,7 @@ TEST_CASE("bad labels and ids found on the GPU are reported as bad input at the 
   }
   OpData host;
   host.f["z"] = uniform(4 * 10, 1);
-  host.f["stats"] = {0.0f, 0.0f, 0.0f, 0.0f};
+  host.f["stats"] = std::vector<float>(num_loss_stats, 0.0f);
   host.i["labels"] = {1, 12, 3, 0};
   DeviceData data(host, Device::cuda);
   KernelBackend& k = kernels(Device::cuda);
@@ -1099,5 +1236,215 @@ TEST_CASE("every backend operation runs on the CPU and repeats bit for bit", "[m
         c.reference(in, a);
       }
     }
+  }
+}
+
+namespace {
+
+// The CPU, and CUDA where this machine has it.
+std::vector<Device> test_devices() {
+  std::vector<Device> v{Device::cpu};
+  if (cuda_available()) v.push_back(Device::cuda);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("top-5 counts rows with fewer than 5 logits above the label's, ties in its favour", "[models]") {
+  // 7 classes: the label ranks first (and is right), 6th, 5th, tied with all, behind 5 ties; padding.
+  const std::vector<float> z = {0, 1, 2, 3, 4, 5, 6,  //
+                                0, 1, 2, 3, 4, 5, 6,  //
+                                0, 1, 2, 3, 4, 5, 6,  //
+                                1, 1, 1, 1, 1, 1, 1,  //
+                                5, 5, 5, 5, 5, 0, 0,  //
+                                0, 1, 2, 3, 4, 5, 6};
+  const std::vector<int32_t> labels = {6, 1, 2, 3, 5, -1};
+  std::vector<float> soft(z.size(), 0.02f);  // targets whose argmax is the label
+  for (size_t r = 0; r < 5; ++r) soft[r * 7 + static_cast<size_t>(labels[r])] = 0.88f;
+  for (Device device : test_devices()) {
+    INFO(device_name(device));
+    OpData host;
+    host.f["z"] = z;
+    host.f["teacher"] = uniform(static_cast<int64_t>(z.size()), 180);
+    host.f["soft"] = soft;
+    host.i["labels"] = labels;
+    for (const char* s : {"ce", "ce_soft", "distill", "few", "others"}) host.f[s] = {0.5f, 0.5f, 0.5f, 0.5f, 7.0f};
+    host.f["z5"] = {4, 3, 2, 1, 0, 4, 3, 2, 1, 0};  // 5 classes: the last one still counts
+    host.i["labels5"] = {4, 0};
+    DeviceData b(host, device);
+    KernelBackend& k = kernels(device);
+    k.softmax_cross_entropy(6, 7, b.f("z"), b.i("labels"), nullptr, 1.0f, nullptr, b.f("ce"));
+    k.softmax_cross_entropy(5, 7, b.f("z"), nullptr, b.f("soft"), 1.0f, nullptr, b.f("ce_soft"));
+    k.distillation_loss(6, 7, 2.0f, 0.5f, b.f("z"), b.f("teacher"), b.i("labels"), 1.0f, nullptr, b.f("distill"));
+    k.softmax_cross_entropy(2, 5, b.f("z5"), b.i("labels5"), nullptr, 1.0f, nullptr, b.f("few"));
+    // The other losses leave stat_top5 alone.
+    float* o = b.f("others");
+    k.sigmoid_cross_entropy(5, 7, b.f("z"), nullptr, b.f("soft"), 1.0f, nullptr, o);
+    k.mean_squared_error(5, 7, b.f("z"), b.f("soft"), 1.0f, nullptr, o);
+    k.multiclass_hinge(5, 7, b.f("z"), b.i("labels"), 1.0f, 1.0f, nullptr, o);
+    k.prediction_entropy(5, 7, b.f("z"), 1.0f, nullptr, o);
+    k.gan_loss(KernelBackend::GanTerm{}, 5, b.f("z"), 1.0f, nullptr, o);
+    const OpData out = b.download(host);
+    for (const char* s : {"ce", "ce_soft", "distill"}) {
+      INFO(s);
+      CHECK(out.f.at(s)[stat_top5] == 7.0f + 3.0f);  // rows 0, 2 and 3
+      CHECK(out.f.at(s)[stat_correct] == 0.5f + 1.0f);
+      CHECK(out.f.at(s)[stat_count] == 0.5f + 5.0f);
+    }
+    CHECK(out.f.at("few")[stat_top5] == 7.0f + 2.0f);
+    CHECK(out.f.at("others")[stat_top5] == 7.0f);
+  }
+}
+
+TEST_CASE("distillation with alpha 1 is softmax cross-entropy, and with alpha 0 against itself 0", "[models]") {
+  const int64_t rows = 29, cols = 12;
+  for (Device device : test_devices()) {
+    INFO(device_name(device));
+    OpData host;
+    host.f["z"] = uniform(rows * cols, 181, -5.0f, 5.0f);
+    host.f["teacher"] = uniform(rows * cols, 182, -5.0f, 5.0f);
+    auto labels = integers(rows, 183, 0, static_cast<int32_t>(cols));
+    labels[3] = labels[17] = -1;
+    host.i["labels"] = labels;
+    for (const char* s : {"d_ce", "d_kd", "d_self"}) host.f[s] = uniform(rows * cols, 184);
+    for (const char* s : {"ce", "kd", "self"}) host.f[s] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    DeviceData b(host, device);
+    KernelBackend& k = kernels(device);
+    k.softmax_cross_entropy(rows, cols, b.f("z"), b.i("labels"), nullptr, 0.5f, b.f("d_ce"), b.f("ce"));
+    k.distillation_loss(rows, cols, 3.0f, 1.0f, b.f("z"), b.f("teacher"), b.i("labels"), 0.5f, b.f("d_kd"), b.f("kd"));
+    k.distillation_loss(rows, cols, 3.0f, 0.0f, b.f("z"), b.f("z"), b.i("labels"), 0.5f, b.f("d_self"), b.f("self"));
+    const OpData out = b.download(host);
+    for (int i = 0; i < num_loss_stats; ++i) CHECK(out.f.at("kd")[i] == Approx(out.f.at("ce")[i]).epsilon(1e-6));
+    check_near("d", out.f.at("d_kd"), doubles(out.f.at("d_ce")), 1e-6);
+    CHECK(out.f.at("self")[stat_loss] == Approx(0.0).margin(1e-5));
+    check_near("d against itself", out.f.at("d_self"), std::vector<double>(rows * cols, 0.0), 1e-6);
+    CHECK(out.f.at("self")[stat_count] == rows - 2);
+  }
+}
+
+TEST_CASE("distillation's soft term scales with T^2, its gradient with T", "[models]") {
+  // With alpha 0, loss(T; s, t) = T^2 loss(1; s / T, t / T) and d(T; s, t) = T d(1; s / T, t / T);
+  // T a power of 2 keeps s / T exact.
+  const int64_t rows = 13, cols = 9;
+  for (Device device : test_devices())
+    for (float temperature : {2.0f, 4.0f}) {
+      INFO(device_name(device) << " T " << temperature);
+      OpData host;
+      host.f["z"] = uniform(rows * cols, 185, -6.0f, 6.0f);
+      host.f["teacher"] = uniform(rows * cols, 186, -6.0f, 6.0f);
+      host.f["z1"] = host.f["z"];
+      host.f["teacher1"] = host.f["teacher"];
+      for (auto* v : {&host.f["z1"], &host.f["teacher1"]})
+        for (auto& x : *v) x /= temperature;
+      host.i["labels"] = integers(rows, 187, 0, static_cast<int32_t>(cols));
+      host.f["d"] = host.f["d1"] = uniform(rows * cols, 188);
+      host.f["stats"] = host.f["stats1"] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+      DeviceData b(host, device);
+      KernelBackend& k = kernels(device);
+      k.distillation_loss(rows, cols, temperature, 0.0f, b.f("z"), b.f("teacher"), b.i("labels"), 1.0f, b.f("d"),
+                          b.f("stats"));
+      k.distillation_loss(rows, cols, 1.0f, 0.0f, b.f("z1"), b.f("teacher1"), b.i("labels"), 1.0f, b.f("d1"),
+                          b.f("stats1"));
+      const OpData out = b.download(host);
+      const double loss = out.f.at("stats")[stat_loss], loss1 = out.f.at("stats1")[stat_loss];
+      CHECK(loss1 > 0.1);
+      CHECK(loss == Approx(temperature * temperature * loss1).epsilon(1e-5));
+      std::vector<double> want = doubles(out.f.at("d1"));
+      for (auto& v : want) v *= temperature;
+      check_near("d", out.f.at("d"), want, 1e-6);
+    }
+}
+
+TEST_CASE("adversarial rows: the selected share, the epsilon box and noise independent of the split", "[models]") {
+  const SampleKeys keys{RandomKey::make(3, RandomPurpose::adversarial, 0), 12, 0};
+  // The selection draw: about `fraction` of many rows, none at 0 and all at 1.
+  const int64_t many = 100000;
+  for (float fraction : {0.0f, 0.3f, 1.0f}) {
+    int64_t chosen = 0;
+    for (int64_t g = 0; g < many; ++g) chosen += adversarial_row_selected(keys, g, fraction);
+    const double mean = fraction * many, sd = std::sqrt(many * fraction * (1.0 - fraction));
+    CHECK(std::fabs(static_cast<double>(chosen) - mean) <= 5.0 * sd);
+  }
+  const int64_t rows = 2000, row_size = 5;
+  const float eps = 0.05f;
+  for (Device device : test_devices()) {
+    INFO(device_name(device));
+    KernelBackend& k = kernels(device);
+    OpData host;
+    host.f["x0"] = uniform(rows * row_size, 190);
+    host.f["x"] = uniform(rows * row_size, 191);
+    for (int step = 0; step < 6; ++step) {
+      auto g = uniform(rows * row_size, 192 + static_cast<uint32_t>(step));
+      for (size_t i = static_cast<size_t>(step); i < g.size(); i += 5) g[i] = 0.0f;
+      host.f["g" + std::to_string(step)] = g;
+    }
+    DeviceData b(host, device);
+    // The rows the kernel moves are the ones adversarial_row_selected picks, about a quarter.
+    k.adversarial_start(rows, row_size, eps, 0.25f, true, keys, b.f("x0"), b.f("x"));
+    OpData out = b.download(host);
+    const auto& x0 = host.f.at("x0");
+    const auto selected = selected_rows(keys, rows, 0.25f);
+    int64_t moved = 0;
+    bool agree = true;
+    for (int64_t r = 0; r < rows; ++r) {
+      bool changed = false;
+      for (int64_t e = 0; e < row_size; ++e) {
+        const size_t i = static_cast<size_t>(r * row_size + e);
+        changed = changed || out.f.at("x")[i] != x0[i];
+      }
+      moved += changed;
+      agree = agree && changed == selected[static_cast<size_t>(r)];
+    }
+    CHECK(agree);
+    CHECK(std::fabs(moved - 0.25 * rows) <= 5.0 * std::sqrt(rows * 0.25 * 0.75));
+    // PGD steps keep every element within [x0 - eps, x0 + eps] and leave the other rows at x0; six
+    // steps of 0.4 eps in one direction (the gradient x0) end on the box's edge exactly.
+    for (int step = 0; step < 12; ++step) {
+      const std::string g = step < 6 ? "g" + std::to_string(step) : "x0";
+      k.adversarial_step(rows, row_size, 0.4f * eps, eps, 0.25f, keys, b.f("x0"), b.f(g), b.f("x"));
+      out = b.download(host);
+      bool inside = true, others_kept = true;
+      for (size_t i = 0; i < x0.size(); ++i) {
+        const float v = out.f.at("x")[i];
+        inside = inside && v >= x0[i] - eps && v <= x0[i] + eps;
+        others_kept = others_kept && (selected[i / row_size] || v == x0[i]);
+      }
+      CHECK(inside);
+      CHECK(others_kept);
+    }
+    bool at_edge = true;
+    for (size_t i = 0; i < x0.size(); ++i)
+      if (selected[i / row_size] && x0[i] != 0.0f)
+        at_edge = at_edge && out.f.at("x")[i] == (x0[i] > 0.0f ? x0[i] + eps : x0[i] - eps);
+    CHECK(at_edge);
+  }
+}
+
+TEST_CASE("adversarial start noise and steps do not depend on how the rows are split", "[models]") {
+  // Rows 0..7 in one call give the bits of rows 0..3 and then rows 4..7 with row0 = 4.
+  const int64_t row_size = 37;
+  const SampleKeys whole{RandomKey::make(5, RandomPurpose::adversarial, 0), 77, 0};
+  SampleKeys second = whole;
+  second.row0 = 4;
+  for (Device device : test_devices()) {
+    INFO(device_name(device));
+    KernelBackend& k = kernels(device);
+    OpData host;
+    host.f["x0"] = uniform(8 * row_size, 200);
+    host.f["g"] = uniform(8 * row_size, 201);
+    host.f["a"] = host.f["b"] = uniform(8 * row_size, 202);
+    DeviceData d(host, device);
+    const int64_t half = 4 * row_size;
+    k.adversarial_start(8, row_size, 0.1f, 0.6f, true, whole, d.f("x0"), d.f("a"));
+    k.adversarial_start(4, row_size, 0.1f, 0.6f, true, whole, d.f("x0"), d.f("b"));
+    k.adversarial_start(4, row_size, 0.1f, 0.6f, true, second, d.f("x0") + half, d.f("b") + half);
+    OpData out = d.download(host);
+    CHECK(out.f.at("a") == out.f.at("b"));
+    CHECK(out.f.at("a") != host.f.at("x0"));  // some rows got noise
+    k.adversarial_step(8, row_size, 0.03f, 0.1f, 0.6f, whole, d.f("x0"), d.f("g"), d.f("a"));
+    k.adversarial_step(4, row_size, 0.03f, 0.1f, 0.6f, whole, d.f("x0"), d.f("g"), d.f("b"));
+    k.adversarial_step(4, row_size, 0.03f, 0.1f, 0.6f, second, d.f("x0") + half, d.f("g") + half, d.f("b") + half);
+    out = d.download(host);
+    CHECK(out.f.at("a") == out.f.at("b"));
   }
 }

@@ -198,7 +198,7 @@ TEST_CASE("the model kinds help names every kind build_model accepts, each with 
     REQUIRE_NOTHROW(build(kind, ""));
     const std::string stray = error_of([&] { build(kind, "zzz_stray = 1"); });
     CHECK_THAT(stray, Catch::Contains("zoo.toml:") && Catch::Contains("unknown key 'zzz_stray' in [model]"));
-    std::set<std::string> valid = {"kind", "loss"};
+    std::set<std::string> valid = {"kind", "loss", "freeze", "init_from"};  // every kind takes these
     for (const auto& [key, fallback] : entry.defaults) valid.insert(key);
     CHECK(list_after(stray, "valid keys: ") == valid);
   }
@@ -224,13 +224,13 @@ TEST_CASE("a key another model kind takes is unknown for the chosen kind", "[mod
     return error_of([&] { build(kind, key_line); });
   };
   CHECK_THAT(stray("mlp", "depth = 3"),
-             Catch::Contains("zoo.toml:4: unknown key 'depth' in [model]; valid keys: activation, dropout, hidden, "
-                             "kind, loss, pieces, slope"));
+             Catch::Contains("zoo.toml:4: unknown key 'depth' in [model]; valid keys: activation, dropout, freeze, "
+                             "hidden, init_from, kind, loss, pieces, slope"));
   CHECK_THAT(stray("resnet", "hidden = [8]"),
-             Catch::Contains("unknown key 'hidden' in [model]; valid keys: activation, depth, kind, loss, stages, "
-                             "sync_batchnorm, width"));
+             Catch::Contains("unknown key 'hidden' in [model]; valid keys: activation, depth, freeze, init_from, kind, "
+                             "loss, stages, sync_batchnorm, width"));
   CHECK_THAT(stray("softmax_regression", "dropout = 0.1"),
-             Catch::Contains("unknown key 'dropout' in [model]; valid keys: kind, loss"));
+             Catch::Contains("unknown key 'dropout' in [model]; valid keys: freeze, init_from, kind, loss"));
   CHECK_THAT(stray("cnn", "layers = []"), Catch::Contains("unknown key 'layers' in [model]; valid keys: blocks,"));
   CHECK_THAT(stray("vae", "code = 8"), Catch::Contains("unknown key 'code' in [model]"));
   // A key of the kind stays valid even where this configuration does not use it.
@@ -264,7 +264,7 @@ TEST_CASE("the layer types help names every type the builder accepts, each with 
       const std::string stray = error_of([&] { build_layers(table + ", zzz_stray = 1 }"); });
       CHECK_THAT(stray, Catch::Contains("zoo.toml:") &&
                             Catch::Contains("unknown key 'zzz_stray' in [model.layers[1]]; valid keys: "));
-      std::set<std::string> valid = {"type"};
+      std::set<std::string> valid = {"type", "trainable"};  // every layer table takes these
       for (const auto& [key, fallback] : entry.defaults) valid.insert(key);
       CHECK(list_after(stray, "valid keys: ") == valid);
       // Each key with a fixed default accepts the default as the help spells it.

@@ -283,8 +283,8 @@ TEST_CASE("augmentation from [data.augment] trains a CNN and is refused on seque
                                                "[data.augment]\nflip = true")),
                     Catch::Contains("data.augment") && Catch::Contains("[20, 1]"));
   CHECK_THROWS_WITH(train_toml(dir, run_config(seq, "kind = \"lstm_classifier\"", "kind = \"adam\"", 1, 10,
-                                               "[data.augment]\nflip = true\nrotate = 10")),
-                    Catch::Contains("unknown key 'rotate'") && Catch::Contains("crop_padding"));
+                                               "[data.augment]\nflip = true\nshear = 10")),
+                    Catch::Contains("unknown key 'shear'") && Catch::Contains("crop_padding"));
 }
 
 TEST_CASE("bad modern-model configs are reported naming the key", "[trainer][modern]") {

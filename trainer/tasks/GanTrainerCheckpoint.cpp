@@ -132,7 +132,8 @@ void GanTrainer::restore(const CheckpointState& s) {
     print("note: the config differs from the one " + src + " was saved with; continuing with the new one");
   for (int n : {G, D}) {
     network_flats(n).restore(s);
-    if (static_cast<int64_t>(v.interval_sums[n].size()) == stats_[n].numel()) from_host(stats_[n], v.interval_sums[n]);
+    v.interval_sums[n].resize(static_cast<size_t>(stats_[n].numel()), 0.0f);  // saved before they grew: 0
+    from_host(stats_[n], v.interval_sums[n]);
     std::copy(std::begin(v.epoch_sums[n]), std::end(v.epoch_sums[n]), epoch_sums_[n]);
     opt_[n]->set_steps(v.optimizer_steps[n]);
     updates_[n] = v.updates[n];

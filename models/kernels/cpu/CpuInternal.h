@@ -123,7 +123,7 @@ class CpuKernels final : public KernelBackend {
   void sequence_mean_backward(int64_t n, int64_t steps, int64_t dim, const float* dy, const float* mask,
                               float* dx) override;
 
-  // CpuRandom.cpp: per-sample random draws.
+  // CpuRandom.cpp: per-sample random draws and adversarial inputs.
   void dropout(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* x, float* y) override;
   void dropout_backward(int64_t rows, int64_t row_size, float p, const SampleKeys& keys, const float* dy,
                         float* dx) override;
@@ -131,10 +131,17 @@ class CpuKernels final : public KernelBackend {
                        float* kl) override;
   void gaussian_sample_backward(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x,
                                 const float* dz, float kl_scale, float* dx) override;
+  void adversarial_start(int64_t rows, int64_t row_size, float epsilon, float fraction, bool random_start,
+                         const SampleKeys& keys, const float* x0, float* x) override;
+  void adversarial_step(int64_t rows, int64_t row_size, float step_size, float epsilon, float fraction,
+                        const SampleKeys& keys, const float* x0, const float* grad, float* x) override;
 
   // CpuLoss.cpp: losses.
   void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                              const float* targets, float scale, float* dlogits, float* stats) override;
+  void distillation_loss(int64_t rows, int64_t cols, float temperature, float alpha, const float* logits,
+                         const float* teacher_logits, const int32_t* labels, float scale, float* dlogits,
+                         float* stats) override;
   void sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                              const float* targets, float scale, float* dlogits, float* stats) override;
   void mean_squared_error(int64_t rows, int64_t cols, const float* pred, const float* targets, float scale,

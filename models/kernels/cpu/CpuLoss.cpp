@@ -30,6 +30,22 @@ inline int64_t argmax_of(int64_t cols, const float* v) {
   return best;
 }
 
+// Whether `label` is among the top 5: fewer than 5 values strictly above its own (ties count in).
+inline bool in_top5(int64_t cols, const float* z, int64_t label) {
+  int64_t above = 0;
+  for (int64_t j = 0; j < cols; ++j) above += z[j] > z[label];
+  return above < 5;
+}
+
+// log-sum-exp of k z (k > 0, so the largest k z_j is k times the largest z_j).
+inline float scaled_log_sum_exp(int64_t cols, const float* z, float k) {
+  float m = z[0] * k;
+  for (int64_t j = 1; j < cols; ++j) m = std::max(m, z[j] * k);
+  float s = 0.0f;
+  for (int64_t j = 0; j < cols; ++j) s += std::exp(z[j] * k - m);
+  return m + std::log(s);
+}
+
 void check_label(int32_t label, int64_t cols) {
   if (label < 0 || label >= cols)
     fail_input("label " + std::to_string(label) + " out of range for " + std::to_string(cols) + " outputs");
@@ -39,7 +55,7 @@ void check_label(int32_t label, int64_t cols) {
 
 void CpuKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                                        const float* targets, float scale, float* dlogits, float* stats) {
-  double loss = 0.0, correct = 0.0, counted = 0.0;
+  double loss = 0.0, correct = 0.0, counted = 0.0, top5 = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* z = logits + r * cols;
     float* d = dlogits ? dlogits + r * cols : nullptr;
@@ -56,6 +72,7 @@ void CpuKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* 
       check_label(y, cols);
       loss += lse - z[y];
       correct += pred == y;
+      top5 += in_top5(cols, z, y);
       if (d) {
         for (int64_t j = 0; j < cols; ++j) d[j] = scale * std::exp(z[j] - lse);
         d[y] -= scale;
@@ -69,7 +86,9 @@ void CpuKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* 
         tsum += t[j];
       }
       loss += l;
-      correct += pred == argmax_of(cols, t);
+      const int64_t target_class = argmax_of(cols, t);
+      correct += pred == target_class;
+      top5 += in_top5(cols, z, target_class);
       if (d)
         for (int64_t j = 0; j < cols; ++j) d[j] = scale * (std::exp(z[j] - lse) * tsum - t[j]);
     }
@@ -77,6 +96,51 @@ void CpuKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* 
   stats[stat_loss] += static_cast<float>(loss);
   stats[stat_correct] += static_cast<float>(correct);
   stats[stat_count] += static_cast<float>(counted);
+  stats[stat_top5] += static_cast<float>(top5);
+}
+
+// KL(p_t || p_s) = sum_j p_t (log p_t - log p_s) over the softened distributions, with the terms
+// of p_t = 0 (exp underflowed) left out.
+void CpuKernels::distillation_loss(int64_t rows, int64_t cols, float temperature, float alpha, const float* logits,
+                                   const float* teacher_logits, const int32_t* labels, float scale, float* dlogits,
+                                   float* stats) {
+  const float inv_t = 1.0f / temperature;
+  const float soft_weight = (1.0f - alpha) * temperature * temperature;
+  double loss = 0.0, correct = 0.0, counted = 0.0, top5 = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = logits + r * cols;
+    const float* t = teacher_logits + r * cols;
+    float* d = dlogits ? dlogits + r * cols : nullptr;
+    const int32_t y = labels[r];
+    if (y == -1) {
+      if (d)
+        for (int64_t j = 0; j < cols; ++j) d[j] = 0.0f;
+      continue;
+    }
+    check_label(y, cols);
+    counted += 1.0;
+    int64_t pred;
+    const float lse = log_sum_exp(cols, s, &pred);
+    const float lse_s = scaled_log_sum_exp(cols, s, inv_t), lse_t = scaled_log_sum_exp(cols, t, inv_t);
+    double kl = 0.0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const float log_pt = t[j] * inv_t - lse_t, pt = std::exp(log_pt);
+      if (pt > 0.0f) kl += static_cast<double>(pt) * (log_pt - (s[j] * inv_t - lse_s));
+    }
+    loss += static_cast<double>(alpha) * (lse - s[y]) + static_cast<double>(soft_weight) * kl;
+    correct += pred == y;
+    top5 += in_top5(cols, s, y);
+    if (d)
+      for (int64_t j = 0; j < cols; ++j) {
+        const float hard = std::exp(s[j] - lse) - (j == y ? 1.0f : 0.0f);
+        const float soft = std::exp(s[j] * inv_t - lse_s) - std::exp(t[j] * inv_t - lse_t);
+        d[j] = scale * (alpha * hard + (1.0f - alpha) * temperature * soft);
+      }
+  }
+  stats[stat_loss] += static_cast<float>(loss);
+  stats[stat_correct] += static_cast<float>(correct);
+  stats[stat_count] += static_cast<float>(counted);
+  stats[stat_top5] += static_cast<float>(top5);
 }
 
 void CpuKernels::sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,

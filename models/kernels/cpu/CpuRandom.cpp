@@ -1,8 +1,9 @@
-// The CPU backend's per-sample random draws: dropout masks and the VAE's gaussian sample, each
-// value drawn from Philox at (key, step, global sample, element), so a row gets the same draws on
-// any number of ranks (docs/design.md rule 3).
+// The CPU backend's per-sample random draws: dropout masks, the VAE's gaussian sample and the
+// adversarial inputs' selection and start noise, each value drawn from Philox at (key, step, global
+// sample, element), so a row gets the same draws on any number of ranks (docs/design.md rule 3).
 #include <cmath>
 
+#include "models/kernels/KernelMath.h"
 #include "models/kernels/cpu/CpuInternal.h"
 
 namespace dptrain {
@@ -104,6 +105,43 @@ void CpuKernels::gaussian_sample_backward(int64_t rows, int64_t k, bool sample, 
       dmu[j] = d + kl_scale * mu[j];
       dlogvar[j] = 0.5f * d * eps * sd + kl_scale * 0.5f * (sd * sd - 1.0f);
     }
+  }
+}
+
+void CpuKernels::adversarial_start(int64_t rows, int64_t row_size, float epsilon, float fraction, bool random_start,
+                                   const SampleKeys& keys, const float* x0, float* x) {
+#pragma omp parallel for schedule(static) if (rows * row_size > cpu_parallel_threshold / 4)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x0r = x0 + r * row_size;
+    float* xr = x + r * row_size;
+    if (!random_start || !adversarial_row_selected(keys, keys.row0 + r, fraction)) {
+      for (int64_t e = 0; e < row_size; ++e) xr[e] = x0r[e];
+      continue;
+    }
+    // Draw e is word e % 4 of block e / 4, as in dropout.
+    uint32_t bits[4][lanes];
+    float u[4 * lanes];
+    for (int64_t i = 0; i < row_size; i += 4 * lanes) {
+      philox_blocks(keys, static_cast<uint64_t>(keys.row0 + r), static_cast<uint64_t>(i) / 4, bits);
+      for (int l = 0; l < lanes; ++l)
+        for (int j = 0; j < 4; ++j) u[4 * l + j] = uniform_from_bits(bits[j][l]);
+      const int64_t n = row_size - i < 4 * lanes ? row_size - i : 4 * lanes;
+#pragma omp simd
+      for (int64_t e = 0; e < n; ++e) xr[i + e] = adversarial_start_value(x0r[i + e], epsilon, u[e]);
+    }
+  }
+}
+
+void CpuKernels::adversarial_step(int64_t rows, int64_t row_size, float step_size, float epsilon, float fraction,
+                                  const SampleKeys& keys, const float* x0, const float* grad, float* x) {
+#pragma omp parallel for schedule(static) if (rows * row_size > cpu_parallel_threshold)
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!adversarial_row_selected(keys, keys.row0 + r, fraction)) continue;
+    const float* x0r = x0 + r * row_size;
+    const float* gr = grad + r * row_size;
+    float* xr = x + r * row_size;
+#pragma omp simd
+    for (int64_t e = 0; e < row_size; ++e) xr[e] = adversarial_step_value(xr[e], x0r[e], gr[e], step_size, epsilon);
   }
 }
 

@@ -198,6 +198,9 @@ class CudaKernels final : public KernelBackend {
   // CudaLosses.cu
   void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                              const float* targets, float scale, float* dlogits, float* stats) override;
+  void distillation_loss(int64_t rows, int64_t cols, float temperature, float alpha, const float* logits,
+                         const float* teacher_logits, const int32_t* labels, float scale, float* dlogits,
+                         float* stats) override;
   void sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                              const float* targets, float scale, float* dlogits, float* stats) override;
   void mean_squared_error(int64_t rows, int64_t cols, const float* pred, const float* targets, float scale,
@@ -211,9 +214,11 @@ class CudaKernels final : public KernelBackend {
                 float* stats) override;
   // Adds the fixed-order sums of a[0..n) (times a_factor) and b[0..n) to *out_a and *out_b (b may
   // be null) and, when out_count is not null, `count` to *out_count, or the fixed-order sum of
-  // counts[0..n) when counts is not null (rows a loss skips count 0).
+  // counts[0..n) when counts is not null (rows a loss skips count 0); and that of c[0..n) to *out_c
+  // when c is not null.
   void finish_sums(int64_t n, const double* a, double a_factor, const double* b, float* out_a, float* out_b,
-                   float* out_count, float count, const double* counts = nullptr);
+                   float* out_count, float count, const double* counts = nullptr, const double* c = nullptr,
+                   float* out_c = nullptr);
 
   // CudaOptim.cu
   void optimizer_update(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
@@ -262,6 +267,10 @@ class CudaKernels final : public KernelBackend {
                        float* kl) override;
   void gaussian_sample_backward(int64_t rows, int64_t k, bool sample, const SampleKeys& keys, const float* x,
                                 const float* dz, float kl_scale, float* dx) override;
+  void adversarial_start(int64_t rows, int64_t row_size, float epsilon, float fraction, bool random_start,
+                         const SampleKeys& keys, const float* x0, float* x) override;
+  void adversarial_step(int64_t rows, int64_t row_size, float step_size, float epsilon, float fraction,
+                        const SampleKeys& keys, const float* x0, const float* grad, float* x) override;
 
   // CudaSequence.cu
   void gelu(int64_t n, const float* x, float* y) override;

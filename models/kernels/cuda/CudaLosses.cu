@@ -1,7 +1,7 @@
 // Losses, softmax and the GAN objectives of the CUDA backend: one block per row writes that row's
-// loss (and correct count, and for softmax cross-entropy with labels whether the row counts) in
-// double and its gradient; a one-block pass then adds the rows' sums, in row order, to stats[] on
-// the device, so a step never waits to read them. A label out of range is recorded on the device
+// loss (and correct and top-5 counts, and for the losses that skip rows labelled -1 whether the row
+// counts) in double and its gradient; a one-block pass then adds the rows' sums, in row order, to
+// stats[] on the device, so a step never waits to read them. A label out of range is recorded on the device
 // and reported as bad input at the next synchronization.
 #include "models/kernels/cuda/CudaInternal.cuh"
 
@@ -40,11 +40,31 @@ __device__ __forceinline__ float row_log_sum_exp(const float* z, int64_t cols, R
   return m + logf(s);
 }
 
+// log(sum(exp(k z))) for k > 0, as the CPU computes it (the largest k z_j is k times the largest z_j).
+__device__ __forceinline__ float row_scaled_log_sum_exp(const float* z, int64_t cols, float k, RowShared& sh) {
+  float m;
+  int64_t argmax;
+  row_argmax(z, cols, sh, m, argmax);
+  m *= k;
+  float s = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) s += expf(z[j] * k - m);
+  s = block_sum<row_threads>(s, sh.f);
+  return m + logf(s);
+}
+
+// 1 when fewer than 5 of the row's values are strictly above z[label] (ties count in), else 0.
+__device__ __forceinline__ double row_in_top5(const float* z, int64_t cols, int64_t label, RowShared& sh) {
+  float above = 0.0f;  // a count: exact in float
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) above += z[j] > z[label] ? 1.0f : 0.0f;
+  above = block_sum<row_threads>(above, sh.f);
+  return above < 5.0f ? 1.0 : 0.0;
+}
+
 // With labels, row_count[r] is 1, or 0 for a row labelled -1 (padding of per-step targets: no
 // loss, a zero gradient); the whole block takes that branch, so it skips the reductions together.
 __global__ void softmax_cross_entropy_kernel(int64_t cols, const float* logits, const int32_t* labels,
                                              const float* targets, float scale, float* dlogits, double* row_loss,
-                                             double* row_correct, double* row_count, int* errors) {
+                                             double* row_correct, double* row_top5, double* row_count, int* errors) {
   __shared__ RowShared sh;
   const int64_t r = blockIdx.x;
   const float* z = logits + r * cols;
@@ -55,6 +75,7 @@ __global__ void softmax_cross_entropy_kernel(int64_t cols, const float* logits, 
     if (threadIdx.x == 0) {
       row_loss[r] = 0.0;
       row_correct[r] = 0.0;
+      row_top5[r] = 0.0;
       row_count[r] = 0.0;
     }
     return;
@@ -69,9 +90,11 @@ __global__ void softmax_cross_entropy_kernel(int64_t cols, const float* logits, 
         report_error(errors, bad_class_label, y, static_cast<int>(cols));
         row_loss[r] = 0.0;
         row_correct[r] = 0.0;
+        row_top5[r] = 0.0;
       }
       return;
     }
+    const double top5 = row_in_top5(z, cols, y, sh);
     if (d)
       for (int64_t j = threadIdx.x; j < cols; j += row_threads) {
         const float v = scale * expf(z[j] - lse);
@@ -80,6 +103,7 @@ __global__ void softmax_cross_entropy_kernel(int64_t cols, const float* logits, 
     if (threadIdx.x == 0) {
       row_loss[r] = static_cast<double>(lse - z[y]);
       row_correct[r] = pred == y ? 1.0 : 0.0;
+      row_top5[r] = top5;
     }
   } else {
     const float* t = targets + r * cols;
@@ -94,12 +118,62 @@ __global__ void softmax_cross_entropy_kernel(int64_t cols, const float* logits, 
     float tbest;
     int64_t target_class;
     row_argmax(t, cols, sh, tbest, target_class);
+    const double top5 = row_in_top5(z, cols, target_class, sh);
     if (d)
       for (int64_t j = threadIdx.x; j < cols; j += row_threads) d[j] = scale * (expf(z[j] - lse) * tsum - t[j]);
     if (threadIdx.x == 0) {
       row_loss[r] = l;
       row_correct[r] = pred == target_class ? 1.0 : 0.0;
+      row_top5[r] = top5;
     }
+  }
+}
+
+// KL(p_t || p_s) over the softened distributions as the CPU computes it, terms of p_t = 0 left out.
+__global__ void distillation_kernel(int64_t cols, float temperature, float alpha, float inv_t, float soft_weight,
+                                    const float* logits, const float* teacher_logits, const int32_t* labels,
+                                    float scale, float* dlogits, double* row_loss, double* row_correct,
+                                    double* row_top5, double* row_count, int* errors) {
+  __shared__ RowShared sh;
+  const int64_t r = blockIdx.x;
+  const float* s = logits + r * cols;
+  const float* t = teacher_logits + r * cols;
+  float* d = dlogits ? dlogits + r * cols : nullptr;
+  const int32_t y = labels[r];
+  if (y < 0 || y >= cols) {  // -1 is padding (skipped), anything else a bad label
+    if (y == -1 && d)
+      for (int64_t j = threadIdx.x; j < cols; j += row_threads) d[j] = 0.0f;
+    if (threadIdx.x == 0) {
+      if (y != -1) report_error(errors, bad_class_label, y, static_cast<int>(cols));
+      row_loss[r] = 0.0;
+      row_correct[r] = 0.0;
+      row_top5[r] = 0.0;
+      row_count[r] = y == -1 ? 0.0 : 1.0;
+    }
+    return;
+  }
+  int64_t pred;
+  const float lse = row_log_sum_exp(s, cols, sh, pred);
+  const float lse_s = row_scaled_log_sum_exp(s, cols, inv_t, sh);
+  const float lse_t = row_scaled_log_sum_exp(t, cols, inv_t, sh);
+  double kl = 0.0;
+  for (int64_t j = threadIdx.x; j < cols; j += row_threads) {
+    const float log_pt = t[j] * inv_t - lse_t, pt = expf(log_pt);
+    if (pt > 0.0f) kl += static_cast<double>(pt) * (log_pt - (s[j] * inv_t - lse_s));
+  }
+  kl = block_sum<row_threads>(kl, sh.d);
+  const double top5 = row_in_top5(s, cols, y, sh);
+  if (d)
+    for (int64_t j = threadIdx.x; j < cols; j += row_threads) {
+      const float hard = expf(s[j] - lse) - (j == y ? 1.0f : 0.0f);
+      const float soft = expf(s[j] * inv_t - lse_s) - expf(t[j] * inv_t - lse_t);
+      d[j] = scale * (alpha * hard + (1.0f - alpha) * temperature * soft);
+    }
+  if (threadIdx.x == 0) {
+    row_loss[r] = static_cast<double>(alpha) * (lse - s[y]) + static_cast<double>(soft_weight) * kl;
+    row_correct[r] = pred == y ? 1.0 : 0.0;
+    row_top5[r] = top5;
+    row_count[r] = 1.0;
   }
 }
 
@@ -247,43 +321,63 @@ __global__ void gan_loss_kernel(KernelBackend::GanTerm t, int64_t rows, const fl
 }
 
 __global__ void finish_sums_kernel(int64_t n, const double* a, double a_factor, const double* b, float* out_a,
-                                   float* out_b, float* out_count, float count, const double* counts) {
+                                   float* out_b, float* out_count, float count, const double* counts, const double* c,
+                                   float* out_c) {
   __shared__ double shared[threads];
-  double sa = 0.0, sb = 0.0, sc = 0.0;
+  double sa = 0.0, sb = 0.0, sn = 0.0, sc = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += threads) {
     sa += a[i];
     if (b) sb += b[i];
-    if (counts) sc += counts[i];
+    if (counts) sn += counts[i];
+    if (c) sc += c[i];
   }
   sa = block_sum<threads>(sa, shared);
   if (b) sb = block_sum<threads>(sb, shared);
-  if (counts) sc = block_sum<threads>(sc, shared);
+  if (counts) sn = block_sum<threads>(sn, shared);
+  if (c) sc = block_sum<threads>(sc, shared);
   if (threadIdx.x == 0) {
     *out_a += static_cast<float>(sa * a_factor);
     if (b) *out_b += static_cast<float>(sb);
-    if (out_count) *out_count += counts ? static_cast<float>(sc) : count;
+    if (out_count) *out_count += counts ? static_cast<float>(sn) : count;
+    if (c) *out_c += static_cast<float>(sc);
   }
 }
 
 }  // namespace
 
 void CudaKernels::finish_sums(int64_t n, const double* a, double a_factor, const double* b, float* out_a, float* out_b,
-                              float* out_count, float count, const double* counts) {
-  finish_sums_kernel<<<1, threads, 0, stream_>>>(n, a, a_factor, b, out_a, out_b, out_count, count, counts);
+                              float* out_count, float count, const double* counts, const double* c, float* out_c) {
+  finish_sums_kernel<<<1, threads, 0, stream_>>>(n, a, a_factor, b, out_a, out_b, out_count, count, counts, c, out_c);
   DPT_CUDA_LAUNCHED();
 }
 
 void CudaKernels::softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                                         const float* targets, float scale, float* dlogits, float* stats) {
   if (rows <= 0) return;
-  // With labels, a third column of per-row counts: rows labelled -1 count 0 (summed in row order).
-  double* loss = scratch_doubles((labels ? 3 : 2) * rows);
-  double* counts = labels ? loss + 2 * rows : nullptr;
+  // Per-row loss, correct and top-5 columns and, with labels, a fourth of counts: rows labelled -1
+  // count 0 (summed in row order).
+  double* loss = scratch_doubles((labels ? 4 : 3) * rows);
+  double* counts = labels ? loss + 3 * rows : nullptr;
   softmax_cross_entropy_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(
-      cols, logits, labels, targets, scale, dlogits, loss, loss + rows, counts, errors_);
+      cols, logits, labels, targets, scale, dlogits, loss, loss + rows, loss + 2 * rows, counts, errors_);
   DPT_CUDA_LAUNCHED();
   finish_sums(rows, loss, 1.0, loss + rows, stats + stat_loss, stats + stat_correct, stats + stat_count,
-              static_cast<float>(rows), counts);
+              static_cast<float>(rows), counts, loss + 2 * rows, stats + stat_top5);
+}
+
+void CudaKernels::distillation_loss(int64_t rows, int64_t cols, float temperature, float alpha, const float* logits,
+                                    const float* teacher_logits, const int32_t* labels, float scale, float* dlogits,
+                                    float* stats) {
+  if (rows <= 0) return;
+  double* loss = scratch_doubles(4 * rows);  // loss, correct, top-5 and count per row
+  const float inv_t = 1.0f / temperature;    // computed as the CPU computes them
+  const float soft_weight = (1.0f - alpha) * temperature * temperature;
+  distillation_kernel<<<static_cast<unsigned>(rows), row_threads, 0, stream_>>>(
+      cols, temperature, alpha, inv_t, soft_weight, logits, teacher_logits, labels, scale, dlogits, loss, loss + rows,
+      loss + 2 * rows, loss + 3 * rows, errors_);
+  DPT_CUDA_LAUNCHED();
+  finish_sums(rows, loss, 1.0, loss + rows, stats + stat_loss, stats + stat_correct, stats + stat_count,
+              static_cast<float>(rows), loss + 3 * rows, loss + 2 * rows, stats + stat_top5);
 }
 
 void CudaKernels::sigmoid_cross_entropy(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,

@@ -1,5 +1,6 @@
 // The model-breadth operations of the CUDA backend: batch and layer norm, upsampling,
-// max-unpooling, embedding, the LSTM and GRU cells and the VAE's sampling. Per-channel and per-row
+// max-unpooling, embedding, the LSTM and GRU cells, the VAE's sampling and the adversarial inputs
+// (Philox keyed and KernelMath.h's updates as on the CPU: the same bits). Per-channel and per-row
 // sums run in double in a fixed order, like the CPU's; the scatters (unpooling, the embedding
 // gradient) walk their indices in the CPU's order on one thread per plane or column, so repeated
 // ids and overlapping windows add up the same way every run.
@@ -330,6 +331,32 @@ __global__ void gaussian_sample_backward_kernel(int64_t rows, int64_t k, bool sa
   }
 }
 
+// Adversarial inputs: blocks stride over rows, each thread draws the row's selection itself (the
+// same draw, no shared memory) and walks the row's elements.
+__global__ void adversarial_start_kernel(int64_t rows, int64_t row_size, float epsilon, float fraction,
+                                         bool random_start, SampleKeys keys, const float* x0, float* x) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* x0r = x0 + r * row_size;
+    float* xr = x + r * row_size;
+    const uint64_t sample = static_cast<uint64_t>(keys.row0 + r);
+    const bool noisy = random_start && adversarial_row_selected(keys, keys.row0 + r, fraction);
+    for (int64_t e = threadIdx.x; e < row_size; e += blockDim.x)
+      xr[e] = noisy ? adversarial_start_value(x0r[e], epsilon,
+                                              philox_uniform(keys.key, keys.step, sample, static_cast<uint64_t>(e)))
+                    : x0r[e];
+  }
+}
+
+__global__ void adversarial_step_kernel(int64_t rows, int64_t row_size, float step_size, float epsilon, float fraction,
+                                        SampleKeys keys, const float* x0, const float* grad, float* x) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    if (!adversarial_row_selected(keys, keys.row0 + r, fraction)) continue;
+    const int64_t o = r * row_size;
+    for (int64_t e = threadIdx.x; e < row_size; e += blockDim.x)
+      x[o + e] = adversarial_step_value(x[o + e], x0[o + e], grad[o + e], step_size, epsilon);
+  }
+}
+
 // minibatch_stddev: one block per group of rows. The mean and sqrt(var + 1e-8) of feature f over
 // the group's m rows `ld` apart, in the CPU's order.
 __device__ __forceinline__ void group_stddev(const float* x, int64_t m, int64_t ld, float& mean, float& s) {
@@ -562,6 +589,22 @@ void CudaKernels::gaussian_sample_backward(int64_t rows, int64_t k, bool sample,
   if (rows * k <= 0) return;
   gaussian_sample_backward_kernel<<<blocks_for(rows * k), threads, 0, stream_>>>(rows, k, sample, keys.key, keys.step,
                                                                                  keys.row0, x, dz, kl_scale, dx);
+  DPT_CUDA_LAUNCHED();
+}
+
+void CudaKernels::adversarial_start(int64_t rows, int64_t row_size, float epsilon, float fraction, bool random_start,
+                                    const SampleKeys& keys, const float* x0, float* x) {
+  if (rows * row_size <= 0) return;
+  adversarial_start_kernel<<<blocks_for(rows, 1), threads, 0, stream_>>>(rows, row_size, epsilon, fraction,
+                                                                         random_start, keys, x0, x);
+  DPT_CUDA_LAUNCHED();
+}
+
+void CudaKernels::adversarial_step(int64_t rows, int64_t row_size, float step_size, float epsilon, float fraction,
+                                   const SampleKeys& keys, const float* x0, const float* grad, float* x) {
+  if (rows * row_size <= 0) return;
+  adversarial_step_kernel<<<blocks_for(rows, 1), threads, 0, stream_>>>(rows, row_size, step_size, epsilon, fraction,
+                                                                        keys, x0, grad, x);
   DPT_CUDA_LAUNCHED();
 }
 
