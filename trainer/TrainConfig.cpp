@@ -231,7 +231,10 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   const bool distill_table = any_key(ds, {"teacher", "temperature", "alpha"});
   c.distill.teacher = ds.get_string("teacher", "");
   c.distill.temperature = positive(ds, "temperature", 4.0);
-  c.distill.alpha = fraction(ds, "alpha", 0.5);
+  c.distill.alpha = ds.get_float("alpha", 0.5);
+  if (!(c.distill.alpha >= 0.0 && c.distill.alpha <= 1.0))
+    ds.fail("alpha",
+            "the weight of the labels' cross-entropy must be in [0, 1], got " + std::to_string(c.distill.alpha));
   if (c.task == "distill" && c.distill.teacher.empty())
     ds.fail("teacher", "task = \"distill\" needs the teacher's model file (distill.teacher)");
   if (c.task != "distill" && distill_table) ds.fail("teacher", "[distill] is read only with task = \"distill\"");
@@ -245,8 +248,9 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   if (adv.method == "fgsm" && adv.steps != 1) ad.fail("steps", "fgsm takes one step (use method = \"pgd\")");
   adv.step_size = non_negative(ad, "step_size", 0.0);
   if (adv.step_size == 0.0) adv.step_size = adv.method == "fgsm" ? adv.epsilon : 2.5 * adv.epsilon / adv.steps;
-  adv.fraction = fraction(ad, "fraction", 0.5);
-  if (adv.enabled() && adv.fraction == 0.0) ad.fail("fraction", "must be > 0 (or leave out [adversarial])");
+  adv.fraction = ad.get_float("fraction", 0.5);
+  if (!(adv.fraction > 0.0 && adv.fraction <= 1.0))
+    ad.fail("fraction", "the share of attacked rows must be in (0, 1], got " + std::to_string(adv.fraction));
   adv.random_start = ad.get_bool("random_start", adv.method == "pgd");
   if (!adv.enabled() && adversarial_table) ad.fail("method", "set \"fgsm\" or \"pgd\"");
   if (adv.enabled() && c.task != "supervised" && c.task != "distill")

@@ -4,6 +4,9 @@
 // shape match, clear errors naming the key.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <functional>
+
 #include "comm/Communicator.h"
 #include "models/core/ConfigNode.h"
 #include "models/core/Error.h"
@@ -109,4 +112,69 @@ TEST_CASE("Fine-tuning: bad freeze paths and init_from files are refused by name
   message =
       error_of([&] { Run(dir, "c", blobs_config(data, "init_from = \"" + other.result.model_path + "\"", "", 1)); });
   CHECK(message.find("none of its parameters") != std::string::npos);
+}
+
+TEST_CASE("Distillation: alpha = 1 is plain cross-entropy; a mismatched teacher is refused by name",
+          "[trainer][distill]") {
+  TempDir dir;
+  SynthOptions s{.kind = "blobs", .n = 400, .seed = 5, .classes = 4, .dim = 6};
+  const std::string data = synth_file(dir, "blobs", s);
+  const std::string optim = "kind = \"adam\"\nlr = 0.01";
+  std::string wider = blobs_config(data, "", optim, 40);
+  Run teacher(dir, "teacher", wider.replace(wider.find("hidden = [16, 16]"), 17, "hidden = [64, 64]"));
+  // With alpha = 1 the teacher's term has no weight: the same trajectory as supervised training
+  // (up to the two kernels' rounding).
+  const std::string task = "task = \"distill\"\n";
+  const std::string table = "[distill]\nteacher = \"" + teacher.result.model_path + "\"\ntemperature = 3.0\nalpha = ";
+  Run plain(dir, "plain", blobs_config(data, "", optim, 30, 2));
+  Run hard(dir, "hard", task + blobs_config(data, "", optim, 30, 2) + table + "1.0\n");
+  const std::vector<float> a = plain.param("02_dense/weight"), b = hard.param("02_dense/weight");
+  double diff = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(double(a[i]) - b[i]));
+  CHECK(diff < 1e-4);
+  CHECK(std::fabs(plain.result.test.accuracy - hard.result.test.accuracy) < 0.02);
+
+  // Pure distillation (alpha = 0): the student learns the teacher's answers.
+  Run student(dir, "student", task + blobs_config(data, "", optim, 60, 3) + table + "0.0\n");
+  CHECK(student.result.test.accuracy > 0.9);
+
+  // A teacher of other classes, or of other inputs, is named with what differs.
+  const std::string other = synth_file(dir, "other", {.kind = "blobs", .n = 400, .seed = 5, .classes = 3, .dim = 6});
+  std::string message = error_of([&] { Run(dir, "x", task + blobs_config(other, "", optim, 1) + table + "0.5\n"); });
+  CHECK(message.find("distill.teacher") != std::string::npos);
+  CHECK(message.find("4 classes") != std::string::npos);
+  const std::string wide = synth_file(dir, "wide", {.kind = "blobs", .n = 400, .seed = 5, .classes = 4, .dim = 7});
+  message = error_of([&] { Run(dir, "y", task + blobs_config(wide, "", optim, 1) + table + "0.5\n"); });
+  CHECK(message.find("distill.teacher") != std::string::npos);
+  CHECK(message.find("[7]") != std::string::npos);
+  message = error_of([&] { Run(dir, "z", task + blobs_config(data, "", optim, 1)); });
+  CHECK(message.find("distill.teacher") != std::string::npos);
+}
+
+TEST_CASE("Adversarial training and gradient accumulation: bad values are refused naming the key",
+          "[trainer][adversarial][accumulate][errors]") {
+  TempDir dir;
+  const std::string data = synth_file(dir, "blobs", {.kind = "blobs", .n = 200, .seed = 3, .dim = 4});
+  auto message = [&](const std::string& extra) {
+    return error_of([&] { Run(dir, "e", blobs_config(data, "", "", 1) + extra); });
+  };
+  CHECK(message("accumulate = 64\n").find("train.accumulate") != std::string::npos);
+  CHECK(message("accumulate = 0\n").find("train.accumulate") != std::string::npos);
+  CHECK(message("[adversarial]\nmethod = \"fgsm\"\nepsilon = -1\n").find("adversarial.epsilon") != std::string::npos);
+  CHECK(message("[adversarial]\nmethod = \"bim\"\n").find("adversarial.method") != std::string::npos);
+  CHECK(message("[adversarial]\nmethod = \"fgsm\"\nsteps = 3\n").find("adversarial.steps") != std::string::npos);
+  CHECK(message("[adversarial]\nepsilon = 0.1\n").find("adversarial.method") != std::string::npos);
+  CHECK(message("[adversarial]\nmethod = \"pgd\"\nfraction = 1.5\n").find("adversarial.fraction") != std::string::npos);
+}
+
+TEST_CASE("Adversarial training: PGD with random starts trains and the rows are attacked", "[trainer][adversarial]") {
+  TempDir dir;
+  const std::string data =
+      synth_file(dir, "blobs", {.kind = "blobs", .n = 400, .seed = 8, .classes = 3, .dim = 4, .noise = 2.0});
+  const std::string pgd = "[adversarial]\nmethod = \"pgd\"\nepsilon = 0.5\nsteps = 3\nfraction = 1.0\n";
+  Run plain(dir, "plain", blobs_config(data, "", "kind = \"adam\"\nlr = 0.01", 40));
+  Run robust(dir, "robust", blobs_config(data, "", "kind = \"adam\"\nlr = 0.01", 40) + pgd);
+  // Training on attacked rows reports the (higher) loss on them.
+  CHECK(robust.result.train.loss > plain.result.train.loss);
+  CHECK(robust.result.test.accuracy > 0.7);
 }
