@@ -23,7 +23,9 @@ using namespace dptrain::test;
 namespace {
 
 // text: byte-level language-model data (per-step targets) instead of blobs (then not normalized).
-void check_resume_exact(const std::string& model, const std::string& optim, uint32_t case_id, bool text = false) {
+// train_extra: more [train] keys.
+void check_resume_exact(const std::string& model, const std::string& optim, uint32_t case_id, bool text = false,
+                        const std::string& train_extra = "") {
   TempDir dir;
   if (text) {
     write_text(dir.file("text.txt"), test_text(8000, case_id));
@@ -37,12 +39,13 @@ void check_resume_exact(const std::string& model, const std::string& optim, uint
     write_dataset_file(dir.file("data.h5"), synthesize(s));
   }
   const int64_t steps = 120, every = 7;
-  write_text(dir.file("c.toml"),
-             "seed = 5\n[data]\ntrain = \"" + dir.file("data.h5") + "\"\nvalidation_fraction = 0.1\n" +
-                 (text ? "" : "normalize = \"zscore\"\n") + "[model]\n" + model + "\n[optim]\n" + optim +
-                 "\n[schedule]\nkind = \"cosine\"\nwarmup_steps = 10\n" +
-                 "[train]\nbatch_size = 20\nepochs = 5\nmax_steps = " + std::to_string(steps) +
-                 "\nprogress = false\nlog_every = 9\n[checkpoint]\nevery_steps = " + std::to_string(every) + "\n");
+  write_text(dir.file("c.toml"), "seed = 5\n[data]\ntrain = \"" + dir.file("data.h5") +
+                                     "\"\nvalidation_fraction = 0.1\n" + (text ? "" : "normalize = \"zscore\"\n") +
+                                     "[model]\n" + model + "\n[optim]\n" + optim +
+                                     "\n[schedule]\nkind = \"cosine\"\nwarmup_steps = 10\n" +
+                                     "[train]\nbatch_size = 20\nepochs = 5\nmax_steps = " + std::to_string(steps) +
+                                     "\nprogress = false\nlog_every = 9\n" + train_extra +
+                                     "[checkpoint]\nevery_steps = " + std::to_string(every) + "\n");
   // Uninterrupted.
   CliResult a = run_cli({"train", dir.file("c.toml"), "--set", "out_dir=\"" + dir.file("a") + "\""});
   INFO(a.err);
@@ -103,6 +106,13 @@ TEST_CASE("killed and resumed equals uninterrupted: Adam, dropout", "[checkpoint
 TEST_CASE("killed and resumed equals uninterrupted: AdamW with clipping, maxout", "[checkpoint][resume]") {
   check_resume_exact("kind = \"mlp\"\nhidden = [16]\nactivation = \"maxout\"",
                      "kind = \"adamw\"\nlr = 0.01\nclip_norm = 0.5", 3);
+}
+
+TEST_CASE("killed and resumed equals uninterrupted: frozen layer, accumulation, PGD adversarial rows",
+          "[checkpoint][resume]") {
+  check_resume_exact("kind = \"mlp\"\nhidden = [24, 24]\ndropout = 0.2\nfreeze = [\"02_dense\"]",
+                     "kind = \"adam\"\nlr = 0.01\n[adversarial]\nmethod = \"pgd\"\nepsilon = 0.2\nsteps = 2", 5, false,
+                     "accumulate = 2\n");
 }
 
 // Integers are saved as int64 (storage/checkpoint/StateFields.h): seeds that a double cannot

@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "comm/Communicator.h"
+#include "comm/GradientReducer.h"
 #include "models/core/ConfigNode.h"
 #include "models/core/Error.h"
 #include "support/TrainingRun.h"
@@ -177,4 +178,20 @@ TEST_CASE("Adversarial training: PGD with random starts trains and the rows are 
   // Training on attacked rows reports the (higher) loss on them.
   CHECK(robust.result.train.loss > plain.result.train.loss);
   CHECK(robust.result.test.accuracy > 0.7);
+}
+
+TEST_CASE("Frozen parameters are left out of the all-reduce: buckets cover the trainable ranges only",
+          "[trainer][finetune]") {
+  auto comm = make_communicator("local");
+  std::vector<float> grads(100);
+  // Trainable 0-16, 16-32 (one run), frozen 32-64, trainable 64-80, 80-100; buckets of 20 floats.
+  GradientReducer reducer(*comm, grads.data(), {{0, 16}, {16, 32}, {64, 80}, {80, 100}}, 20 * 4);
+  std::vector<std::pair<int64_t, int64_t>> got;
+  for (const auto& b : reducer.buckets()) got.emplace_back(b.begin, b.end);
+  // Built from the end (backward's order); none spans the frozen gap 32-64.
+  CHECK(got == std::vector<std::pair<int64_t, int64_t>>{{80, 100}, {64, 80}, {0, 32}});
+  GradientReducer one(*comm, grads.data(), {{0, 16}, {16, 32}, {64, 80}, {80, 100}}, 1 << 20);
+  REQUIRE(one.buckets().size() == 2);
+  CHECK(one.buckets()[0].begin == 64);
+  CHECK(one.buckets()[1].end == 32);
 }
