@@ -19,6 +19,15 @@ Sequential& as_sequential(ZooModel& z) {
 
 void refuse_reconstruction(const ConfigNode& table, const ZooModel& z) {
   if (z.reconstruct) table.fail("kind", "a GAN network cannot be an autoencoder or a VAE");
+  // Fine-tuning keys are the supervised tasks' (docs/training-methods.md); GAN networks train whole.
+  if (!z.freeze.empty()) table.fail("freeze", "GAN networks train every layer (fine-tuning is for supervised tasks)");
+  if (!z.init_from.empty())
+    table.fail("init_from", "GAN networks start from the seed (fine-tuning is for supervised tasks)");
+}
+
+void refuse_frozen(const ConfigNode& table, const Model& m) {
+  if (m.frozen_parameter_count() > 0)
+    table.fail("layers", "a layer has trainable = false: GAN networks train every layer");
 }
 
 }  // namespace
@@ -58,7 +67,9 @@ std::unique_ptr<Model> build_gan_generator(const ConfigNode& root, const GanConf
     Sequential& seq = as_sequential(z);
     if (out_act != Activation::identity) seq.add(std::make_unique<ActivationLayer>(out_act));
     if (reshape) seq.add(std::make_unique<Reshape>(sample_shape));
-    return std::make_unique<Model>(std::move(z.root), Shape{gan.latent}, device);
+    auto m = std::make_unique<Model>(std::move(z.root), Shape{gan.latent}, device);
+    refuse_frozen(table, *m);
+    return m;
   };
   std::unique_ptr<Model> g = build(false);
   if (g->output_shape() == sample_shape) return g;
@@ -83,6 +94,7 @@ GanNetworks build_gan_networks(const ConfigNode& root, const GanConfig& gan, con
   refuse_reconstruction(table, z);
   n.discriminator_kind = z.kind;
   n.discriminator = std::make_unique<Model>(std::move(z.root), d_input, device);
+  refuse_frozen(table, *n.discriminator);
   if (n.discriminator->output_shape().numel() != 1)
     table.fail(table.has("layers") ? "layers" : "kind", std::string("the discriminator must output one score per ") +
                                                             (gan.pack > 1 ? "pack" : "sample") + ", it outputs " +
