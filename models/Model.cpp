@@ -8,6 +8,17 @@
 
 namespace dptrain {
 
+std::string layer_list(const std::vector<ParamInfo>& params, bool (*keep)(const ParamInfo&)) {
+  std::string list, last;
+  for (const ParamInfo& p : params) {
+    const std::string layer = p.path.substr(0, p.path.rfind('/'));
+    if ((keep && !keep(p)) || layer == last) continue;
+    list += (list.empty() ? "" : ", ") + layer;
+    last = layer;
+  }
+  return list;
+}
+
 Model::Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device device,
              const std::vector<std::string>& freeze)
     : root_(std::move(root)), input_shape_(input_shape), device_(device) {
@@ -15,12 +26,9 @@ Model::Model(std::unique_ptr<Layer> root, const Shape& input_shape, Device devic
   registry.set_freeze_paths(freeze);
   output_shape_ = root_->setup(input_shape, registry);
   if (auto missing = registry.unmatched_freeze_paths(); !missing.empty()) {
-    std::vector<std::string> layers;
-    for (const auto& e : registry.entries())
-      if (std::string layer = e.path.substr(0, e.path.rfind('/')); layers.empty() || layers.back() != layer)
-        layers.push_back(layer);
-    std::string list;
-    for (const auto& l : layers) list += (list.empty() ? "" : ", ") + l;
+    std::vector<ParamInfo> params;
+    for (const auto& e : registry.entries()) params.push_back({e.path, e.shape, e.offset});
+    const std::string list = layer_list(params);
     fail_input("model.freeze: no layer has the path '" + missing.front() + "'; the layers with parameters are " +
                (list.empty() ? "none" : list));
   }

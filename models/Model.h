@@ -18,6 +18,10 @@ struct ParamInfo {
   bool frozen = false;  // fine-tuning: no gradient, no optimizer state, not all-reduced
 };
 
+// "03_residual/body/00_conv2d, 04_dense": the layers of `params` (those `keep` accepts), each
+// once, in order.
+std::string layer_list(const std::vector<ParamInfo>& params, bool (*keep)(const ParamInfo&) = nullptr);
+
 // A range of floats [begin, end) of the flat buffers.
 struct FlatRange {
   int64_t begin, end;

@@ -1,18 +1,9 @@
 #include "trainer/Adversary.h"
 
-#include "models/kernels/KernelMath.h"
-
 namespace dptrain {
 
 Adversary::Adversary(const AdversarialConfig& config, uint64_t seed)
     : config_(config), key_(RandomKey::make(seed, RandomPurpose::adversarial, 0)) {}
-
-int64_t Adversary::attacked_rows(int64_t rows, uint64_t step, int64_t row0, float fraction) const {
-  const SampleKeys keys{key_, step, row0};
-  int64_t n = 0;
-  for (int64_t r = 0; r < rows; ++r) n += adversarial_row_selected(keys, row0 + r, fraction);
-  return n;
-}
 
 const Tensor& Adversary::perturb(Model& model, const Loss& loss, const Tensor& x, const Targets& targets, uint64_t step,
                                  int64_t row0, float fraction) {
@@ -22,7 +13,7 @@ const Tensor& Adversary::perturb(Model& model, const Loss& loss, const Tensor& x
   const float eps = static_cast<float>(config_.epsilon);
   x_adv_.resize(x.shape(), x.device());
   if (rows == 0) return x_adv_;
-  if (stats_.empty()) stats_ = Tensor::zeros({num_loss_stats}, x.device());
+  if (stats_.empty()) stats_ = Tensor::zeros({num_loss_stats}, x.device());  // the attack's losses, not reported
   k.adversarial_start(rows, row_size, eps, fraction, config_.random_start, keys, x.data(), x_adv_.data());
   // Evaluation mode, input gradients only: the attack changes no parameter, gradient or statistic.
   const StepContext ctx{.mode = Mode::eval, .step = step, .row0 = row0, .parameter_gradients = false};

@@ -20,8 +20,6 @@ class Adversary {
   // are attacked (1: all). Leaves the model's parameter gradients untouched.
   const Tensor& perturb(Model& model, const Loss& loss, const Tensor& x, const Targets& targets, uint64_t step,
                         int64_t row0, float fraction);
-  // How many of `rows` rows from global sample row0 at `step` perturb() attacks.
-  int64_t attacked_rows(int64_t rows, uint64_t step, int64_t row0, float fraction) const;
   const AdversarialConfig& config() const { return config_; }
 
  private:

@@ -77,8 +77,8 @@ DataSplits make_splits(const DataConfig& c) {
   if (c.folds > 0) {  // cross-validation: fold `fold` of the rows after the test split validates
     const int64_t m = n - n_test;
     if (m < c.folds)
-      fail_input(c.train + ": " + std::to_string(m) + " rows (after the test split) cannot make " +
-                 std::to_string(c.folds) + " folds");
+      fail_input("data.folds = " + std::to_string(c.folds) + ": " + c.train + " has " + std::to_string(m) +
+                 " rows after the test split, fewer than the folds");
     const int64_t begin = n_test + m * c.fold / c.folds, end = n_test + m * (c.fold + 1) / c.folds;
     s.validation = {train, take(begin, end - begin)};
     std::vector<int64_t> rest(rows.begin() + n_test, rows.begin() + begin);

@@ -51,6 +51,7 @@ const Batch& DeviceBatchStager::stage(const Batch& host, int64_t target_width) {
   s.batch.epoch = host.epoch;
   s.batch.step_in_epoch = host.step_in_epoch;
   s.batch.micro = host.micro;
+  s.batch.micro_rows = host.micro_rows;
   s.batch.global_rows = host.global_rows;
   s.batch.row0 = host.row0;
   s.batch.x = Tensor::view(s.x.data(), host.x.shape(), Device::cuda);

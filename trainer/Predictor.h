@@ -31,6 +31,7 @@ class Predictor {
   explicit Predictor(const std::string& model_path, int64_t batch_size = 256);
 
   const TaskInfo& task() const { return meta_.task; }
+  const Loss& loss() const { return *loss_; }
   Model& model() { return *model_; }
   // Checks that `file` fits the model (sample shape, classes) and names the mismatch if not.
   void check_compatible(const DatasetFile& file) const;

@@ -223,12 +223,12 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
 
   ConfigNode ds = root.child("distill");
   // A table holding any key (reading them inserts empty tables into the stored config text).
-  auto any_key = [](const ConfigNode& t, std::initializer_list<const char*> keys) {
+  auto first_key = [](const ConfigNode& t, std::initializer_list<const char*> keys) -> std::string {
     for (const char* k : keys)
-      if (t.has(k)) return true;
-    return false;
+      if (t.has(k)) return k;
+    return "";
   };
-  const bool distill_table = any_key(ds, {"teacher", "temperature", "alpha"});
+  const std::string distill_key = first_key(ds, {"teacher", "temperature", "alpha"});
   c.distill.teacher = ds.get_string("teacher", "");
   c.distill.temperature = positive(ds, "temperature", 4.0);
   c.distill.alpha = ds.get_float("alpha", 0.5);
@@ -237,10 +237,12 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
             "the weight of the labels' cross-entropy must be in [0, 1], got " + std::to_string(c.distill.alpha));
   if (c.task == "distill" && c.distill.teacher.empty())
     ds.fail("teacher", "task = \"distill\" needs the teacher's model file (distill.teacher)");
-  if (c.task != "distill" && distill_table) ds.fail("teacher", "[distill] is read only with task = \"distill\"");
+  if (c.task != "distill" && !distill_key.empty())
+    ds.fail(distill_key, "[distill] is read only with task = \"distill\"");
 
   ConfigNode ad = root.child("adversarial");
-  const bool adversarial_table = any_key(ad, {"method", "epsilon", "steps", "step_size", "fraction", "random_start"});
+  const bool adversarial_table =
+      !first_key(ad, {"method", "epsilon", "steps", "step_size", "fraction", "random_start"}).empty();
   AdversarialConfig& adv = c.adversarial;
   adv.method = ad.get_choice("method", "", {"", "fgsm", "pgd"});
   adv.epsilon = positive(ad, "epsilon", 0.1);

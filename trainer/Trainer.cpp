@@ -156,11 +156,7 @@ void Trainer::start() {
     if (auto* seq = dynamic_cast<Sequential*>(&model_->root()))
       for (const auto& line : seq->summary()) print("  " + line);
     if (const int64_t frozen = model_->frozen_parameter_count()) {
-      std::string layers;
-      for (const ParamInfo& p : model_->param_infos())
-        if (std::string layer = p.path.substr(0, p.path.rfind('/'));
-            p.frozen && layers.find(layer) == std::string::npos)
-          layers += (layers.empty() ? "" : ", ") + layer;
+      const std::string layers = layer_list(model_->param_infos(), [](const ParamInfo& p) { return p.frozen; });
       int64_t sent = 0;
       for (const auto& b : reducer_->buckets()) sent += b.end - b.begin;
       print("frozen: " + with_commas(frozen) + " of " + with_commas(model_->parameter_count()) + " parameters (" +
@@ -180,7 +176,12 @@ bool Trainer::schedule_over() const {
 void Trainer::initialize_parameters() {
   model_->initialize(config_.seed);
   if (init_from_.empty()) return;
-  const InitFromReport r = init_from_model_file(init_from_, *model_);
+  InitFromReport r;
+  try {
+    r = init_from_model_file(init_from_, *model_);
+  } catch (const Error& e) {
+    throw Error(e.kind(), "model.init_from: " + std::string(e.what()));
+  }
   if (r.loaded == 0)
     fail_input("model.init_from = \"" + init_from_ + "\": none of its parameters has a path and shape of this model (" +
                std::to_string(r.kept.size()) + " parameters, e.g. " + (r.kept.empty() ? "none" : r.kept.front()) + ")");
@@ -195,6 +196,12 @@ void Trainer::initialize_parameters() {
   }
   if (!r.unused.empty()) line += "; " + std::to_string(r.unused.size()) + " file parameters unused";
   print(line);
+  for (const std::string& kept : r.kept)  // a frozen parameter the file did not set stays at its random start
+    for (const ParamInfo& p : model_->param_infos())
+      if (p.frozen && kept.rfind(p.path + " ", 0) == 0)
+        print("note: model.freeze: " + p.path +
+              " is frozen but was not loaded from model.init_from: it keeps its "
+              "random initial values");
 }
 
 void Trainer::reinitialize() {
@@ -351,21 +358,23 @@ void Trainer::step_compute(StepContext& ctx) {
   for (int64_t m = 0;;) {
     ctx.row0 = batch->row0;  // its position in the global batch keys per-sample draws
     ctx.on_gradients_ready = m + 1 == micro_batches && !second_pass() ? &on_ready_ : nullptr;
-    // Adversarial training: a share of the rows replaced by attacks on the current parameters.
-    const Tensor& x = adversary_
-                          ? adversary_->perturb(*model_, *loss_, batch->x, targets_for(*loss_, *batch, batch->x),
-                                                ctx.step, batch->row0, static_cast<float>(config_.adversarial.fraction))
-                          : batch->x;
-    const Tensor& out = model_->forward(x, ctx);
-    training_loss(*batch, x, out, dout_, stats_.data());
-    model_->backward(dout_, ctx);
+    if (batch->micro_rows > 0) {  // a last partial batch may leave micro-batches empty on every rank
+      // Adversarial training: a share of the rows replaced by attacks on the current parameters.
+      const Tensor& x =
+          adversary_ ? adversary_->perturb(*model_, *loss_, batch->x, targets_for(*loss_, *batch, batch->x), ctx.step,
+                                           batch->row0, static_cast<float>(config_.adversarial.fraction))
+                     : batch->x;
+      const Tensor& out = model_->forward(x, ctx);
+      training_loss(*batch, x, out, dout_, stats_.data());
+      model_->backward(dout_, ctx);
+    }
     if (++m == micro_batches) break;
     batch = &micro_batch(m);
   }
   if (second_pass()) add_second_pass(*batch, ctx);
   session_.end_step(*reducer_);
   const float scale =
-      mean_gradient_scale(model_->grads(), batch->global_rows * batch->label_width, config_.optim.clip_norm);
+      optimizer_->gradient_scale(model_->grads(), batch->global_rows * batch->label_width, config_.optim.clip_norm);
   session_.coordination().before_update();  // a checkpoint of the last step may still be copying them
   optimizer_->step(model_->params(), model_->grads(), lr, scale);
 }
@@ -388,7 +397,6 @@ void Trainer::end_step() {
 }
 
 void Trainer::end_period(int64_t epoch) {
-  const double n = std::max(1.0, epoch_sums_[stat_count]);
   result_.train = EvalResult::from_sums(epoch_sums_, loss_->classifies());
   result_.epochs = epoch + 1;
   period_open_ = false;

@@ -50,6 +50,12 @@ struct EvalResult {
   }
 };
 
+// Top-5 accuracy is shown for classifiers of more than 5 classes whose loss fills it (softmax
+// cross-entropy; distillation reports through the same statistics).
+inline bool reports_top5(const TaskInfo& task, const Loss& loss) {
+  return task.num_classes > 5 && loss.kind() == LossKind::softmax_cross_entropy && !loss.reconstruction();
+}
+
 struct TrainResult {
   int64_t steps = 0, epochs = 0;
   EvalResult train, validation, test;
@@ -86,6 +92,10 @@ class Trainer : public Task {
   std::vector<const float*> flat_pointers(std::vector<bool>* until_update) override;
   CheckpointState checkpoint_state(bool with_data) override;
   void restore(const CheckpointState& state) override;
+  const char* other_layout() const override {
+    return "a different model (its layer layout differs from the config's [model], or model.freeze names other "
+           "layers)";
+  }
 
  protected:
   // For a task built on this one: everything up to the training reader; start() does the rest
@@ -135,10 +145,7 @@ class Trainer : public Task {
   void print(const std::string& line) { session_.print(line); }
   bool logs() const { return session_.logs(); }
   const Loss& loss() const { return *loss_; }
-  // Top-5 accuracy is shown for classifiers of more than 5 classes (cross-entropy or distillation).
-  bool top5_reported() const {
-    return task_.num_classes > 5 && loss_->kind() == LossKind::softmax_cross_entropy && !loss_->reconstruction();
-  }
+  bool top5_reported() const { return reports_top5(task_, *loss_); }
   const FeatureScaler& scaler() const { return scaler_; }
 
   Session session_;

@@ -50,6 +50,8 @@ int eval_command(const Args& args) {
     a.method = p.get("attack");
     if (a.method != "fgsm" && a.method != "pgd")
       fail_input("dptrain eval: --attack must be fgsm or pgd, got '" + a.method + "'");
+    if (a.method == "fgsm" && (p.has("steps") || p.has("step-size")))
+      fail_input("dptrain eval: --steps and --step-size are pgd's; fgsm takes one step of epsilon");
     a.epsilon = p.get_float("epsilon");
     if (!(a.epsilon > 0.0)) fail_input("dptrain eval: --epsilon must be > 0");
     a.steps = a.method == "fgsm" ? 1 : p.get_int("steps");
@@ -61,7 +63,7 @@ int eval_command(const Args& args) {
     a.random_start = a.method == "pgd";
     attack = std::make_unique<Adversary>(a, static_cast<uint64_t>(p.get_int("seed")));
   } else {
-    for (const char* k : {"epsilon", "steps", "step-size"})
+    for (const char* k : {"epsilon", "steps", "step-size", "seed"})
       if (p.has(k)) fail_input(std::string("dptrain eval: --") + k + " needs --attack");
   }
   std::string model_path;
@@ -84,7 +86,7 @@ int eval_command(const Args& args) {
   else if (r.has_accuracy) {
     std::printf("accuracy: %.2f%%  loss: %.4f  rows: %lld  (%s on %s)\n", 100 * r.accuracy, r.loss,
                 static_cast<long long>(r.count), model_path.c_str(), split.file->path().c_str());
-    if (predictor.task().num_classes > 5) std::printf("top-5 accuracy: %.2f%%\n", 100 * r.top5);
+    if (reports_top5(predictor.task(), predictor.loss())) std::printf("top-5 accuracy: %.2f%%\n", 100 * r.top5);
   } else
     std::printf("mse: %.6f  rows: %lld  (%s on %s)\n", r.loss, static_cast<long long>(r.count), model_path.c_str(),
                 split.file->path().c_str());

@@ -14,6 +14,11 @@
 
 namespace dptrain {
 
+std::unique_ptr<Communicator> make_run_communicator(const TrainConfig& config) {
+  const bool on_gpu = config.device == "cuda" || (config.device == "auto" && cuda_devices() > 0);
+  return make_communicator(config.comm.backend, config.comm.timeout_s, on_gpu ? Device::cuda : Device::cpu);
+}
+
 int train_command(const Args& args) {
   ArgParser p("dptrain train",
               "Trains the model a TOML config describes. Start N ranks with mpirun/srun for data "
@@ -31,10 +36,7 @@ int train_command(const Args& args) {
   ConfigNode root = ConfigNode::parse_file(p.get("CONFIG"));
   for (const auto& s : p.all("set")) root.apply_override(s);
   TrainConfig config = read_train_config(root, p.get("CONFIG"));
-  // "auto" picks NCCL for several ranks of a GPU model; decided before the backend touches a device,
-  // since the communicator chooses each rank's GPU.
-  const bool on_gpu = config.device == "cuda" || (config.device == "auto" && cuda_devices() > 0);
-  auto comm = make_communicator(config.comm.backend, config.comm.timeout_s, on_gpu ? Device::cuda : Device::cpu);
+  auto comm = make_run_communicator(config);
   install_stop_signal_handlers();  // SIGUSR1/SIGTERM: checkpoint at the next step and exit 75
   try {
     if (config.task == "gan") {  // generator/discriminator alternation (trainer/tasks/GanTrainer.h)

@@ -62,8 +62,8 @@ DPT_HOST_DEVICE_INLINE float gelu_derivative(float x) {
 
 // Adversarial inputs (KernelBackend::adversarial_start/step). A row is attacked when its draw at
 // (key, step, global sample) is below `fraction`; the draw sits in a counter block no element's
-// noise draw reaches (element j uses draw j), so selection and noise are independent. Host code
-// counts the attacked rows with the same function.
+// noise draw reaches (element j uses draw j), so selection and noise are independent. Both backends
+// (and the tests) select with this one function.
 constexpr uint64_t adversarial_selection_draw = uint64_t{1} << 62;
 DPT_HOST_DEVICE_INLINE bool adversarial_row_selected(const SampleKeys& keys, int64_t global_row, float fraction) {
   return fraction >= 1.0f ||

@@ -341,7 +341,11 @@ const std::vector<LayerBuilder::Type>& LayerBuilder::types() {
        .build = [](LayerBuilder& b, const KeyReader& c) -> LayerPtr {
          if (!c.has("layer"))
            c.fail("layer", "time_distributed needs the layer to apply to each step: layer = { ... }");
-         return std::make_unique<TimeDistributed>(b.layer(c.child("layer")));
+         LayerPtr inner = b.layer(c.child("layer"));
+         const bool trainable = inner->trainable();  // trainable = false in the inner table freezes the wrapper
+         auto wrapper = std::make_unique<TimeDistributed>(std::move(inner));
+         wrapper->set_trainable(trainable);
+         return wrapper;
        }},
       {.name = "gaussian_sample",
        .about = "the VAE's sample from [mu, log variance], adding kl_weight x KL to the loss",
@@ -390,7 +394,7 @@ std::unique_ptr<Layer> LayerBuilder::layer(const ConfigNode& c) {
   if (!t) c.fail("type", "unknown layer type '" + type + "'; valid: " + layer_type_names());
   const bool trainable = c.get_bool("trainable", true);
   std::unique_ptr<Layer> layer = t->build(*this, KeyReader(c, t->keys));
-  layer->set_trainable(trainable);
+  if (!trainable) layer->set_trainable(false);
   return layer;
 }
 

@@ -27,6 +27,9 @@ ShardedReader::ShardedReader(std::shared_ptr<const DatasetFile> file, std::vecto
   if (o_.accumulate < 1 || o_.accumulate > b)
     fail_input("train.accumulate must be between 1 and batch_size " + std::to_string(b) + ", got " +
                std::to_string(o_.accumulate));
+  if (o_.shuffle == Shuffle::shard && o_.accumulate > b / o_.world)
+    fail_input("train.accumulate = " + std::to_string(o_.accumulate) + ": with shuffle = \"shard\" each rank splits " +
+               "its share of batch_size (" + std::to_string(b / o_.world) + " rows) into the micro-batches");
   if (!o_.mean.empty() && (static_cast<int64_t>(o_.mean.size()) != row_size_ || o_.inv_std.size() != o_.mean.size()))
     fail_input(p + ": normalization statistics have " + std::to_string(o_.mean.size()) + " features, the data " +
                std::to_string(row_size_));
@@ -147,18 +150,26 @@ void ShardedReader::fill(Slot& slot, const ReaderCursor& c) {
     global_rows = std::min(b, size() - first);
     std::tie(begin, end) = rank_slice(global_rows, o_.rank, o_.world);
   }
+  int64_t micro_rows = global_rows;
   if (o_.accumulate > 1) {
     // Micro-batch m is the m-th of `accumulate` consecutive slices of the global batch (shard:
-    // of this rank's share of it), split across the ranks like a whole batch.
+    // of each rank's share of it), split across the ranks like a whole batch. A last partial batch
+    // of fewer rows than micro-batches leaves some of them empty on every rank.
     const int64_t k = o_.accumulate, m = c.micro;
     if (o_.shuffle == Shuffle::shard) {
       const int64_t share = end - begin;
       end = begin + share * (m + 1) / k;
       begin += share * m / k;
+      micro_rows = 0;
+      for (int r = 0; r < o_.world; ++r) {
+        auto [s0, s1] = rank_slice(b, r, o_.world);
+        micro_rows += (s1 - s0) * (m + 1) / k - (s1 - s0) * m / k;
+      }
     } else {
       const int64_t m0 = global_rows * m / k, m1 = global_rows * (m + 1) / k;
       std::tie(begin, end) = rank_slice(m1 - m0, o_.rank, o_.world);
       begin += m0, end += m0;
+      micro_rows = m1 - m0;
     }
   }
   const int64_t n = end - begin;
@@ -190,6 +201,7 @@ void ShardedReader::fill(Slot& slot, const ReaderCursor& c) {
   bt.epoch = c.epoch;
   bt.step_in_epoch = c.step_in_epoch;
   bt.micro = c.micro;
+  bt.micro_rows = micro_rows;
   bt.global_rows = global_rows;
   bt.row0 = begin;
   bt.x = slot.x.rows_view(0, n);

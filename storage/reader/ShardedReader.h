@@ -69,6 +69,7 @@ struct Batch {
   int64_t global_rows = 0;          // rows in the whole global batch (all its micro-batches)
   int64_t row0 = 0;                 // position of local row 0 within the global batch
   int64_t micro = 0;                // which micro-batch of the global batch (accumulation)
+  int64_t micro_rows = 0;           // rows of this micro-batch on all ranks (global_rows without accumulation)
   Tensor x;                         // [rows, ...sample shape], host memory
   const int32_t* labels = nullptr;  // label_width per row (> 1: per-step class ids, -1 = padding)
   int64_t label_width = 1;

@@ -195,3 +195,56 @@ TEST_CASE("Frozen parameters are left out of the all-reduce: buckets cover the t
   CHECK(one.buckets()[0].begin == 64);
   CHECK(one.buckets()[1].end == 32);
 }
+
+TEST_CASE("Accumulation: a last batch with fewer rows than micro-batches; trainable = false inside time_distributed",
+          "[trainer][accumulate][finetune]") {
+  TempDir dir;
+  // 101 training rows in batches of 50: the third batch has one row, so 3 of its 4 micro-batches
+  // are empty (skipped; batch norm would refuse an empty batch).
+  const std::string data = synth_file(dir, "blobs", {.kind = "blobs", .n = 101, .seed = 2, .classes = 3, .dim = 5});
+  std::string toml = "seed = 4\n[data]\ntrain = \"" + data +
+                     "\"\n[model]\nkind = \"mlp\"\nhidden = [12]\n[optim]\nkind = \"momentum\"\nlr = 0.05\n"
+                     "[train]\nbatch_size = 50\nepochs = 4\n";
+  Run plain(dir, "plain", toml);
+  Run accumulated(dir, "accumulated", toml + "accumulate = 4\n");
+  const std::vector<float> a = plain.param("00_dense/weight"), b = accumulated.param("00_dense/weight");
+  double diff = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(double(a[i]) - b[i]));
+  CHECK(diff < 1e-5);
+  CHECK(plain.result.steps == 12);
+  CHECK(accumulated.result.steps == 12);
+  std::string bn = toml;
+  bn.replace(bn.find("kind = \"mlp\"\nhidden = [12]"), 26,
+             "kind = \"layers\"\nlayers = [{ type = \"dense\", units = 12 }, { type = \"batchnorm\" }, "
+             "{ type = \"relu\" }, { type = \"dense\", units = 3 }]");
+  Run with_bn(dir, "bn", bn + "accumulate = 4\n");
+  CHECK(with_bn.result.steps == 12);
+
+  const std::string seq = synth_file(dir, "seq", {.kind = "parity", .n = 64, .seed = 1, .dim = 6});
+  Run td(dir, "td",
+         "[data]\ntrain = \"" + seq +
+             "\"\n[model]\nkind = \"layers\"\nlayers = [{ type = \"time_distributed\", layer = { type = \"dense\", "
+             "units = 4, trainable = false } }, { type = \"flatten\" }, { type = \"dense\", units = 2 }]\n"
+             "[train]\nbatch_size = 16\nepochs = 1\n",
+         false);
+  CHECK(td.trainer->model().frozen_parameter_count() == 1 * 4 + 4);
+}
+
+TEST_CASE("Distillation: a teacher trained without normalization teaches a z-scored student", "[trainer][distill]") {
+  TempDir dir;
+  // Blobs far from the origin: z-scored rows are nothing like the raw ones the teacher knows.
+  DatasetContents blobs = synthesize({.kind = "blobs", .n = 600, .seed = 6, .classes = 4, .dim = 6, .noise = 2.0});
+  for (float& v : blobs.x) v = 3.0f * v + 40.0f;
+  const std::string data = dir.file("far.h5");
+  write_dataset_file(data, blobs);
+  std::string toml = blobs_config(data, "", "kind = \"adam\"\nlr = 0.01", 60);
+  Run teacher(dir, "teacher", toml);
+  // The student's rows are z-scored, the teacher's were raw: its input is mapped back per feature.
+  // Taught by the teacher alone (alpha = 0), the student gets the teacher's accuracy only if the
+  // teacher sees what it was trained on.
+  std::string student = "task = \"distill\"\n" + toml;
+  student.replace(student.find("test_fraction = 0.2"), 19, "test_fraction = 0.2\nnormalize = \"zscore\"");
+  Run taught(dir, "student", student + "[distill]\nteacher = \"" + teacher.result.model_path + "\"\nalpha = 0.0\n");
+  INFO("teacher " << teacher.result.test.accuracy << ", student " << taught.result.test.accuracy);
+  CHECK(taught.result.test.accuracy > teacher.result.test.accuracy - 0.05);
+}

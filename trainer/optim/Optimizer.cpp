@@ -20,15 +20,23 @@ int state_count(OptimizerKind k) {
   }
   return 0;
 }
-}  // namespace
 
-float mean_gradient_scale(const Tensor& grads, int64_t global_rows, double clip_norm) {
+// 1 / global_rows, scaled down so that the mean gradient's norm (from its sum of squares) is at
+// most clip_norm (> 0).
+float clipped_scale(double sum_squares, int64_t global_rows, double clip_norm) {
   double scale = 1.0 / static_cast<double>(global_rows);
   if (clip_norm > 0.0) {
-    const double norm = scale * std::sqrt(kernels(grads.device()).sum_squares(grads.numel(), grads.data()));
+    const double norm = scale * std::sqrt(sum_squares);
     if (norm > clip_norm) scale *= clip_norm / norm;
   }
   return static_cast<float>(scale);
+}
+
+}  // namespace
+
+float mean_gradient_scale(const Tensor& grads, int64_t global_rows, double clip_norm) {
+  const double sum = clip_norm > 0.0 ? kernels(grads.device()).sum_squares(grads.numel(), grads.data()) : 0.0;
+  return clipped_scale(sum, global_rows, clip_norm);
 }
 
 Optimizer::Optimizer(const OptimConfig& config, int64_t size, Device device)
@@ -45,6 +53,14 @@ Optimizer::Optimizer(const OptimConfig& config, const std::vector<FlatRange>& ra
   int n = state_count(config.kind);
   if (n >= 1) state1_ = Tensor::zeros({size}, device);
   if (n >= 2) state2_ = Tensor::zeros({size}, device);
+}
+
+float Optimizer::gradient_scale(const Tensor& grads, int64_t global_rows, double clip_norm) const {
+  double sum = 0.0;
+  if (clip_norm > 0.0)
+    for (const FlatRange& r : ranges_)
+      sum += kernels(grads.device()).sum_squares(r.end - r.begin, grads.data() + r.begin);
+  return clipped_scale(sum, global_rows, clip_norm);
 }
 
 void Optimizer::step(Tensor& params, const Tensor& grads, float lr, float grad_scale) {

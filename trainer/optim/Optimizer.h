@@ -22,6 +22,10 @@ class Optimizer {
   // Updates only the floats in `ranges` (a model's trainable ones: frozen layers get no state).
   Optimizer(const OptimConfig& config, const std::vector<FlatRange>& ranges, Device device);
 
+  // mean_gradient_scale() with the norm taken over the ranges this optimizer updates: a frozen
+  // range may hold rank-local gradients (a tied output writing into a frozen embedding), which
+  // must not steer clipping differently on each rank.
+  float gradient_scale(const Tensor& grads, int64_t global_rows, double clip_norm) const;
   // Applies one update with learning rate lr; grad_scale multiplies the gradient first.
   void step(Tensor& params, const Tensor& grads, float lr, float grad_scale = 1.0f);
   // Completed steps (Adam's bias correction counts them).

@@ -10,6 +10,9 @@ namespace dptrain {
 DistillTask::DistillTask(const TrainConfig& config, const ConfigNode& root, Communicator& comm)
     : Trainer(config, root, comm, Deferred{}) {
   const std::string& path = config_.distill.teacher;
+  // alpha CE(labels) needs the class ids of /y (soft targets in the file are not used here).
+  if (splits_.train.file->label_kind() != LabelKind::classes || splits_.train.file->labels().empty())
+    fail_input(splits_.train.file->path() + ": task = \"distill\" needs class labels in /y");
   if (loss().kind() != LossKind::softmax_cross_entropy || loss().reconstruction())
     fail_input("config: task = \"distill\" trains a classifier with cross_entropy; the student's loss is " +
                Loss::name(loss().kind()));
@@ -18,27 +21,44 @@ DistillTask::DistillTask(const TrainConfig& config, const ConfigNode& root, Comm
   // The teacher must score the same inputs over the same classes.
   if (!t.classification || teacher.loss != LossKind::softmax_cross_entropy)
     fail_input("distill.teacher = \"" + path + "\": not a classifier trained with cross_entropy");
-  if (t.num_classes != task_.num_classes || t.label_width != task_.label_width)
+  if (t.num_classes != task_.num_classes)
     fail_input("distill.teacher = \"" + path + "\": predicts " + std::to_string(t.num_classes) +
                " classes, the student's data has " + std::to_string(task_.num_classes));
+  if (t.label_width != task_.label_width)
+    fail_input("distill.teacher = \"" + path + "\": scores " + std::to_string(t.label_width) +
+               " positions per row, the student's data " + std::to_string(task_.label_width));
   if (teacher.model->input_shape() != model_->input_shape())
     fail_input("distill.teacher = \"" + path + "\": takes rows of " + teacher.model->input_shape().str() +
                ", the student's data has " + model_->input_shape().str());
   if (teacher.model->output_shape() != model_->output_shape())
     fail_input("distill.teacher = \"" + path + "\": its output is " + teacher.model->output_shape().str() +
                ", the student's " + model_->output_shape().str());
-  // Both see the batch as the reader normalized it: the teacher must have been trained with the
-  // same statistics (the same data, split and data.normalize).
-  auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-      if (std::fabs(a[i] - b[i]) > 1e-4f * std::max(1.0f, std::fabs(b[i]))) return false;
-    return true;
-  };
-  if (!same(teacher.meta.norm_mean, scaler().mean) || !same(teacher.meta.norm_std, scaler().std))
-    fail_input("distill.teacher = \"" + path +
-               "\": was trained with other feature normalization than this run's (data.normalize and the "
-               "training rows must be the same for teacher and student)");
+  // The reader normalizes rows with the student's statistics (data.normalize); a teacher trained
+  // with other ones (another fold of dptrain cv, or without normalization) sees its own:
+  // x_t = (x_s std_s + mean_s - mean_t) / std_t, per feature.
+  const int64_t features = model_->input_shape().numel();
+  const FeatureScaler& s = scaler();
+  const std::vector<float>&mt = teacher.meta.norm_mean, &st = teacher.meta.norm_std;
+  std::vector<float> gain(static_cast<size_t>(features), 1.0f), shift(static_cast<size_t>(features), 0.0f);
+  bool same = true;
+  for (size_t j = 0; j < gain.size(); ++j) {
+    const float std_s = s.empty() ? 1.0f : s.std[j], mean_s = s.empty() ? 0.0f : s.mean[j];
+    const float std_t = st.empty() ? 1.0f : st[j], mean_t = mt.empty() ? 0.0f : mt[j];
+    gain[j] = std_s / std_t;
+    shift[j] = (mean_s - mean_t) / std_t;
+    same = same && std::fabs(gain[j] - 1.0f) <= 1e-6f && std::fabs(shift[j]) <= 1e-6f;
+  }
+  if (!same) {
+    const Device device = session_.device();
+    teacher_gain_ = Tensor::zeros({features}, device);
+    teacher_shift_ = Tensor::zeros({features}, device);
+    from_host(teacher_gain_, gain);
+    from_host(teacher_shift_, shift);
+    teacher_zero_ = Tensor::zeros({features}, device);
+    teacher_one_ = Tensor::zeros({features}, device);
+    teacher_one_.fill(1.0f);
+    if (logs()) print("distill.teacher: its inputs are re-normalized to the statistics it was trained with");
+  }
   teacher_ = std::move(teacher.model);
   if (logs())
     print("distilling from " + path + " (" + with_commas(teacher_->parameter_count()) + " parameters): temperature " +
@@ -47,9 +67,19 @@ DistillTask::DistillTask(const TrainConfig& config, const ConfigNode& root, Comm
 }
 
 void DistillTask::training_loss(const Batch& batch, const Tensor& x, const Tensor& out, Tensor& dout, float* stats) {
-  // The teacher sees what the student sees (adversarial rows included), in evaluation mode.
+  // The teacher sees what the student sees (adversarial rows included), in evaluation mode, in
+  // its own normalization (batch norm's inference transform with mean 0 and variance 1 is the
+  // per-feature x * gain + shift).
   const StepContext ctx{.mode = Mode::eval, .seed = config_.seed, .row0 = batch.row0, .parameter_gradients = false};
-  const Tensor& soft = teacher_->forward(x, ctx);
+  const Tensor* in = &x;
+  if (!teacher_gain_.empty()) {
+    teacher_x_.resize(x.shape(), x.device());
+    kernels(x.device())
+        .batch_norm_forward(x.rows(), x.row_size(), 1, 0.0f, x.data(), teacher_zero_.data(), teacher_one_.data(),
+                            teacher_gain_.data(), teacher_shift_.data(), teacher_x_.data());
+    in = &teacher_x_;
+  }
+  const Tensor& soft = teacher_->forward(*in, ctx);
   dout.resize(out.shape(), out.device());
   const int64_t classes = task_.num_classes, rows = out.numel() / classes;
   kernels(out.device())

@@ -82,6 +82,7 @@ RoundReport SelfTraining::finish_round(Model& model, const ReaderOptions& reader
   mine.k = k_;
   if (!remaining.empty()) {
     ReaderOptions ro = reader_options;
+    ro.accumulate = 1;  // scoring reads whole batches
     ro.shuffle = Shuffle::none;
     ro.transform = nullptr;
     ro.labels = nullptr;

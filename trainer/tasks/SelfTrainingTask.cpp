@@ -50,6 +50,7 @@ SelfTrainingTask::SelfTrainingTask(const TrainConfig& config, const ConfigNode& 
   if (st.entropy_weight > 0.0) {
     ReaderOptions uo = reader_options_;
     uo.global_batch = st.entropy_batch_size ? st.entropy_batch_size : config_.train.batch_size;
+    uo.accumulate = 1;  // the entropy pass takes its whole batch once per step (docs/training-methods.md)
     uo.seed = config_.seed ^ 0x5e1f7a11ull;  // its own permutations
     uo.drop_last = false;
     unlabeled_reader_ = std::make_unique<ShardedReader>(splits_.unlabeled.file, splits_.unlabeled.rows, uo);
