@@ -240,6 +240,16 @@ TEST_CASE("dptrain cv reports each fold and the mean, dptrain eval --attack the 
   CHECK(metrics_events(dir.file("run/fold-0/metrics.jsonl"), "epoch").back().contains("val_top5_accuracy"));
   CHECK(cv.out.find("top-5") != std::string::npos);
 
+  // --resume keeps the finished folds (after a requeue): nothing is trained again, same results.
+  std::filesystem::remove(dir.file("run/fold-2/cv-fold.json"));
+  CliResult again = run_cli({"cv", dir.file("c.toml"), "--folds", "3", "--resume"});
+  REQUIRE(again.exit_code == 0);
+  CHECK(again.out.find("fold 1/3: finished earlier") != std::string::npos);
+  CHECK(again.out.find("fold 2/3: finished earlier") != std::string::npos);
+  CHECK(again.out.find("fold 3/3 ==") != std::string::npos);  // its final checkpoint: nothing left to train
+  const nlohmann::json resumed = nlohmann::json::parse(read_text(dir.file("run/cv.json")));
+  CHECK(resumed["val_accuracy"]["mean"].get<double>() == json["val_accuracy"]["mean"].get<double>());
+
   CliResult bad = run_cli({"cv", dir.file("c.toml"), "--folds", "1"});
   CHECK(bad.exit_code == 2);
   CHECK(bad.err.find("--folds") != std::string::npos);
