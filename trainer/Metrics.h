@@ -1,12 +1,14 @@
 // What a run reports: a progress line on the terminal (redrawn in place on a TTY, one line per
-// log interval otherwise) and a JSON-lines file with one record per logged step and per epoch.
-// Values are already all-reduced; only the ranks asked to log construct these.
+// log interval otherwise) and a JSON-lines file with one record per logged step and per epoch,
+// optionally also as CSV and TensorBoard event files (docs/observability.md). Values are already
+// all-reduced; only the ranks asked to log construct these.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <variant>
@@ -24,23 +26,45 @@ class JsonRecord {
   JsonRecord& add(const std::string& key, const std::string& value);
   // One line of JSON, without a newline.
   std::string str() const;
+  using Value = std::variant<double, int64_t, std::string>;
+  const std::vector<std::pair<std::string, Value>>& fields() const { return fields_; }
 
  private:
-  std::vector<std::pair<std::string, std::variant<double, int64_t, std::string>>> fields_;
+  std::vector<std::pair<std::string, Value>> fields_;
 };
 
+class EventFileWriter;
+
+// The run's logs: JSON lines, and optionally a CSV of every number (event,step,name,value) and
+// TensorBoard event files with one scalar series per event and key ("train/loss",
+// "epoch/val_accuracy", "test/accuracy"). Steps only increase within each series: start_at()
+// cuts what a killed run logged past its checkpoint, or what an earlier run left in out_dir.
 class MetricsLog {
  public:
+  struct Paths {
+    std::string jsonl, csv, tensorboard;  // "" = off; tensorboard is a directory
+  };
   MetricsLog() = default;
-  // Opens `path` for appending (resumed runs add to the same file); "" disables the log.
-  explicit MetricsLog(const std::string& path);
+  explicit MetricsLog(const Paths& paths);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
+
+  // Before the first record: the run goes on from `step` (0: a fresh run, whose logs start empty;
+  // else a resume from `checkpoint`, marked in the JSON lines by a "resume" record). Each log is
+  // cut at its first record of a later step.
+  void start_at(int64_t step, const std::string& checkpoint);
+  // The step of records that carry none (a test result).
+  void at_step(int64_t step) { step_ = step; }
   void write(const JsonRecord& record);
 
  private:
-  std::FILE* file_ = nullptr;
+  void open();
+
+  Paths paths_;
+  std::FILE *jsonl_ = nullptr, *csv_ = nullptr;
+  std::unique_ptr<EventFileWriter> events_;
+  int64_t step_ = 0;
 };
 
 class ProgressLine {

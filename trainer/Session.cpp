@@ -71,12 +71,21 @@ void Session::open() {
   coordination_ = std::make_unique<JobCoordination>(config_, comm_, [this](const std::string& line) { print(line); });
   if (!logs()) return;
   std::filesystem::create_directories(config_.out_dir);
-  log_ = std::make_unique<MetricsLog>(in_dir(config_.out_dir, config_.train.metrics_file));
+  MetricsLog::Paths paths;
+  paths.jsonl = in_dir(config_.out_dir, config_.train.metrics_file);
+  if (config_.logs.csv && !paths.jsonl.empty())
+    paths.csv = std::filesystem::path(paths.jsonl).replace_extension(".csv").string();
+  if (config_.logs.tensorboard && !paths.jsonl.empty())
+    paths.tensorboard = (std::filesystem::path(config_.out_dir) / "tensorboard").string();
+  log_ = std::make_unique<MetricsLog>(paths);
   progress_ = std::make_unique<ProgressLine>(config_.train.progress);
 }
 
 void Session::log(const JsonRecord& record) {
   if (log_) log_->write(record);
+  // Rank 0's records also feed the coordinator's history (the dashboard); queued, never waits.
+  if (CoordinatorClient* client = coordination_ && comm_.rank() == 0 ? coordination_->client() : nullptr)
+    client->report_record(record.str());
 }
 
 ReaderOptions Session::evaluation_reader_options(const FeatureScaler& scaler) const {
@@ -203,6 +212,8 @@ void Session::resume(Task& task, const std::string& spec) {
   }
   task.restore(read_checkpoint_file(path, specs));
   print("resumed from " + path + " at step " + std::to_string(step_) + task.resume_detail());
+  if (log_) log_->start_at(step_, path);  // what the run logged past its checkpoint goes
+  logs_started_ = true;
 }
 
 double Session::seconds_running() const {
@@ -212,12 +223,15 @@ double Session::seconds_running() const {
 bool Session::run(Task& task) {
   run_start_ = std::chrono::steady_clock::now();
   run_start_step_ = step_;
+  if (log_ && !logs_started_) log_->start_at(step_, "");  // a fresh run: its logs start empty
+  logs_started_ = true;
   while (!task.done()) {
     TestHooks::get().before_step(comm_.rank(), step_);
     cpu_planner_->before_step();
     const bool complete = task.train_step();
     cpu_planner_->after_step(complete);
     ++step_;
+    if (log_) log_->at_step(step_);
     if (auto* client = coordination_->client()) client->set_progress(step_, samples_per_s_);
     task.end_step();
     if (stop_.agreed()) {

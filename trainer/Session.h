@@ -121,6 +121,7 @@ class Session {
   std::unique_ptr<CpuPlanner> cpu_planner_;
   std::unique_ptr<JobCoordination> coordination_;
   std::unique_ptr<MetricsLog> log_;
+  bool logs_started_ = false;  // MetricsLog::start_at() ran (resume or run)
   std::unique_ptr<ProgressLine> progress_;
   int64_t step_ = 0;
   int64_t run_start_step_ = 0;

@@ -177,6 +177,12 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.train.progress = t.get_bool("progress", true);
   c.train.all_ranks_log = t.get_bool("all_ranks_log", false);
 
+  ConfigNode lg = root.child("log");
+  c.logs.tensorboard = lg.get_bool("tensorboard", false);
+  c.logs.csv = lg.get_bool("csv", false);
+  if ((c.logs.tensorboard || c.logs.csv) && c.train.metrics_file.empty())
+    lg.fail(c.logs.csv ? "csv" : "tensorboard", "needs train.metrics_file (the logs go beside it)");
+
   ConfigNode e = root.child("early_stopping");
   c.early_stopping.enabled = e.get_bool("enabled", false);
   c.early_stopping.metric = e.get_choice("metric", "val_loss", {"val_loss", "val_accuracy"});

@@ -67,6 +67,12 @@ struct LoopConfig {
   bool all_ranks_log = false;  // every rank prints and writes its own files
 };
 
+// [log]: more formats of the metrics log (docs/observability.md).
+struct LogConfig {
+  bool tensorboard = false;  // event files in <out_dir>/tensorboard
+  bool csv = false;          // <metrics_file without .jsonl>.csv: event,step,name,value
+};
+
 struct CommConfig {
   std::string backend = "auto";
   double bucket_mb = 25.0;
@@ -145,6 +151,7 @@ struct TrainConfig {
   ScheduleConfig schedule;
   EarlyStoppingConfig early_stopping;
   LoopConfig train;
+  LogConfig logs;  // [log]
   CommConfig comm;
   CheckpointConfig checkpoint;
   CoordinatorConfig coordinator;

@@ -18,7 +18,8 @@ TEST_CASE("metrics.jsonl lines with a NaN loss parse, NaN and infinities as null
   const std::string path = dir.file("metrics.jsonl");
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   {
-    MetricsLog log(path);
+    MetricsLog log({path, "", ""});
+    log.start_at(0, "");
     log.write(JsonRecord()
                   .add("event", std::string("step"))
                   .add("step", int64_t{20})
@@ -30,14 +31,17 @@ TEST_CASE("metrics.jsonl lines with a NaN loss parse, NaN and infinities as null
     log.write(JsonRecord().add("event", std::string("note \"quoted\"\n\ttab \\ \x01 caf\u00e9 \xff")).add("x", 1e300));
   }
   {
-    MetricsLog resumed(path);  // a resumed run appends
+    MetricsLog resumed({path, "", ""});  // a resumed run appends after a "resume" record
+    resumed.start_at(20, "ck.h5");
     resumed.write(JsonRecord().add("event", std::string("epoch")).add("epoch", int64_t{1}).add("train_loss", 0.25));
   }
   const std::string text = read_text(path);
   INFO(text);
-  CHECK(std::count(text.begin(), text.end(), '\n') == 3);  // one record per line
+  CHECK(std::count(text.begin(), text.end(), '\n') == 4);  // one record per line
   auto records = read_json_lines(path);
-  REQUIRE(records.size() == 3);
+  REQUIRE(records.size() == 4);
+  CHECK(records[2]["event"] == "resume");
+  CHECK(records[2]["step"] == 20);
 
   const auto& step = records[0];
   CHECK(step["event"] == "step");

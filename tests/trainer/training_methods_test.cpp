@@ -115,7 +115,7 @@ TEST_CASE("Fine-tuning: bad freeze paths and init_from files are refused by name
   CHECK(message.find("none of its parameters") != std::string::npos);
 }
 
-TEST_CASE("Distillation: alpha = 1 is plain cross-entropy; a mismatched teacher is refused by name",
+TEST_CASE("Distillation: alpha = 1 is plain cross-entropy, and a mismatched teacher is refused by name",
           "[trainer][distill]") {
   TempDir dir;
   SynthOptions s{.kind = "blobs", .n = 400, .seed = 5, .classes = 4, .dim = 6};
@@ -196,7 +196,7 @@ TEST_CASE("Frozen parameters are left out of the all-reduce: buckets cover the t
   CHECK(one.buckets()[1].end == 32);
 }
 
-TEST_CASE("Accumulation: a last batch with fewer rows than micro-batches; trainable = false inside time_distributed",
+TEST_CASE("Accumulation: a last batch with fewer rows than micro-batches, and trainable = false inside time_distributed",
           "[trainer][accumulate][finetune]") {
   TempDir dir;
   // 101 training rows in batches of 50: the third batch has one row, so 3 of its 4 micro-batches

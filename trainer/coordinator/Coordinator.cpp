@@ -1,13 +1,17 @@
 #include "trainer/coordinator/Coordinator.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "comm/control/BackgroundPriority.h"
 #include "comm/control/Crypto.h"
 #include "models/core/Error.h"
 #include "trainer/coordinator/CheckpointWire.h"
+#include "trainer/coordinator/DashboardPage.h"
 #include "trainer/coordinator/HttpStatusServer.h"
 
 namespace dptrain {
@@ -16,12 +20,32 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
+
+// A coordinator seeds its history from the last this many bytes of the run's metrics file.
+constexpr size_t max_seed_bytes = size_t{8} << 20;
 }  // namespace
 
 Coordinator::Coordinator(const CoordinatorOptions& options, Logger log)
     : options_(options), log_(std::move(log)), started_(std::chrono::steady_clock::now()) {
   if (options_.token.empty()) options_.token = make_job_token();
   store_ = std::make_unique<CheckpointStore>(options_.checkpoint_dir, options_.checkpoint_keep);
+  instance_ = std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count()) +
+              "-" + std::to_string(::getpid());
+  // Checkpoints of earlier attempts (a requeued job, a restarted supervisor) are events too.
+  const std::vector<std::string> found = store_->list();
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    long long step = -1;
+    if (std::sscanf(std::filesystem::path(*it).filename().c_str(), "ckpt-%lld", &step) != 1) continue;
+    std::error_code ec;
+    const auto written = std::filesystem::last_write_time(*it, ec);
+    JsonRecord e;
+    e.add("event", std::string("checkpoint")).add("step", static_cast<int64_t>(step)).add("path", *it);
+    if (!ec)
+      e.add("time", std::chrono::duration<double>(std::chrono::file_clock::to_sys(written).time_since_epoch()).count());
+    history_.add_event(e.add("found_at_start", int64_t{1}));
+  }
   writer_ = std::thread([this] { write_loop(); });
   ControlServer::Options so;
   so.bind_address = options_.bind_address;
@@ -35,13 +59,22 @@ Coordinator::Coordinator(const CoordinatorOptions& options, Logger log)
     if (options_.http_port >= 0)
       http_ = std::make_unique<HttpStatusServer>(options_.bind_address, static_cast<uint16_t>(options_.http_port),
                                                  [this](const std::string& target, std::string& type) {
-                                                   if (target == "/status") {
+                                                   const std::string path = target.substr(0, target.find('?'));
+                                                   if (path == "/status") {
                                                      type = "application/json";
                                                      return status_json();
                                                    }
-                                                   if (target == "/metrics") {
+                                                   if (path == "/metrics") {
                                                      type = "text/plain; version=0.0.4";
                                                      return metrics_text();
+                                                   }
+                                                   if (path == "/history") {
+                                                     type = "application/json";
+                                                     return history_json();
+                                                   }
+                                                   if (path == "/" || path == "/index.html") {
+                                                     type = "text/html; charset=utf-8";
+                                                     return std::string(dashboard_page());
                                                    }
                                                    return std::string();
                                                  });
@@ -76,6 +109,7 @@ void Coordinator::request_stop(const std::string& reason) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stop_reason_.empty()) return;
     stop_reason_ = reason;
+    history_.add_event(JsonRecord().add("event", std::string("stop")).add("reason", reason));
   }
   log_("coordinator: asking every worker to stop and checkpoint (" + reason + ")");
   ByteWriter w;
@@ -99,6 +133,11 @@ void Coordinator::note_restart(const std::string& why) {
   std::lock_guard<std::mutex> lock(mu_);
   ++restarts_;
   last_restart_reason_ = why;
+  history_.add_event(JsonRecord()
+                         .add("event", std::string("restart"))
+                         .add("restart", static_cast<int64_t>(restarts_))
+                         .add("reason", why)
+                         .add("checkpoint_step", last_.step));
 }
 
 std::vector<Coordinator::WorkerStatus> Coordinator::workers() const {
@@ -200,11 +239,16 @@ void Coordinator::on_frame(uint64_t session, FrameType type, ByteReader& r) {
       return;
     }
     case FrameType::metrics: {
+      // step, epoch, loss, accuracy, samples/s, lr, CPU plan [, one logged record as JSON]; a frame
+      // with step -1 carries only the record (CoordinatorClient::report_record).
       int64_t step = r.i64(), epoch = r.i64();
       double loss = r.f64(), acc = r.f64(), sps = r.f64(), lr = r.f64();
       std::string engines = r.str(1 << 12);
+      std::string record = r.left() ? r.str(max_record_bytes) : std::string();
       r.expect_end();
       std::lock_guard<std::mutex> lock(mu_);
+      if (!record.empty()) add_logged_record(record);
+      if (step < 0) return;
       step_ = step;
       epoch_ = epoch;
       loss_ = loss;
@@ -334,6 +378,11 @@ void Coordinator::write_loop() {
       if (ok) {
         last_ = {state->step, message};
         ++checkpoints_written_;
+        history_.add_event(
+            JsonRecord().add("event", std::string("checkpoint")).add("step", state->step).add("path", message));
+      } else {
+        history_.add_event(
+            JsonRecord().add("event", std::string("checkpoint_failed")).add("step", state->step).add("error", message));
       }
     }
     cv_.notify_all();
@@ -370,6 +419,30 @@ std::string Coordinator::status_json() const {
                  {"ranks", std::move(ranks)}};
   // Paths and host names are bytes, not always UTF-8: replace what is not rather than fail.
   return status.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+void Coordinator::add_logged_record(const std::string& json) {
+  // Rank 0 announces each start of the run with its metrics file: a coordinator that knows
+  // nothing of the run yet (a restarted supervisor, a requeued job) reads what was logged before.
+  const nlohmann::json record = nlohmann::json::parse(json, nullptr, false);
+  if (!record.is_object()) return;  // a malformed record is dropped, the worker is not blamed
+  if (record.value("event", std::string()) != "start") {
+    history_.add_record(json);
+    return;
+  }
+  const std::string file = record.value("metrics_file", std::string());
+  int64_t seeded = 0;
+  if (!seeded_ && !history_.has_records() && !file.empty()) seeded = history_.seed_from_file(file, max_seed_bytes);
+  seeded_ = true;
+  JsonRecord e;
+  e.add("event", std::string("start")).add("world", record.value("world", int64_t{0}));
+  if (seeded > 0) e.add("records_from_file", seeded);
+  history_.add_event(e);
+}
+
+std::string Coordinator::history_json() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return history_.json(options_.job, instance_);
 }
 
 std::string Coordinator::metrics_text() const {

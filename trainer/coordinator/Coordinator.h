@@ -1,8 +1,10 @@
 // The coordinator service (docs/design.md "Coordinator"): it registers a job's workers over the
 // control channel, tracks their heartbeats and metrics, assembles checkpoints from the ranks'
 // 1/N slices and writes them (atomic, sealed) on its own thread, tells workers to stop for a
-// pre-emption, and answers /status and /metrics. `dptrain launch` runs it in the supervisor;
-// a plain `mpirun dptrain train` runs it on a thread of rank 0.
+// pre-emption, and answers /status and /metrics. It also keeps a bounded history of what rank 0
+// logs and of its own events and serves it, with a live dashboard page, at GET /history and GET /
+// (docs/observability.md). `dptrain launch` runs it in the supervisor; a plain
+// `mpirun dptrain train` runs it on a thread of rank 0.
 #pragma once
 
 #include <chrono>
@@ -19,6 +21,7 @@
 
 #include "comm/control/ControlServer.h"
 #include "storage/checkpoint/CheckpointStore.h"
+#include "trainer/coordinator/MetricsHistory.h"
 
 namespace dptrain {
 
@@ -85,6 +88,9 @@ class Coordinator final : public ControlServer::Handler {
   // NaN or infinite number is null.
   std::string status_json() const;
   std::string metrics_text() const;
+  // The GET /history body (MetricsHistory::json): the records rank 0 logged and this
+  // coordinator's events (checkpoints, restarts, starts, stop requests), bounded.
+  std::string history_json() const;
   uint64_t refused_connections() const;
 
   // Sends a schedule frame to one rank or to all.
@@ -115,6 +121,7 @@ class Coordinator final : public ControlServer::Handler {
   void add_slice(int rank, ByteReader& r);
   void end_checkpoint(int rank, ByteReader& r);
   void write_loop();
+  void add_logged_record(const std::string& json);
   int rank_of(uint64_t session) const;
 
   CoordinatorOptions options_;
@@ -131,6 +138,9 @@ class Coordinator final : public ControlServer::Handler {
   int64_t step_ = -1, epoch_ = 0;
   double loss_ = 0.0, accuracy_ = 0.0, samples_per_s_ = 0.0, lr_ = 0.0;
   std::string cpu_engines_;  // rank 0's CPU product plan, in one line (CpuPlan::summary)
+  MetricsHistory history_;
+  std::string instance_;  // tells the dashboard a restarted coordinator from this one
+  bool seeded_ = false;   // the history was read from the run's metrics file (once)
   std::chrono::steady_clock::time_point started_;
   std::map<int64_t, Assembly> assemblies_;
   std::deque<std::unique_ptr<CheckpointState>> to_write_;

@@ -11,6 +11,7 @@
 #include "models/kernels/KernelBackend.h"
 #include "trainer/StopRequest.h"
 #include "trainer/coordinator/CheckpointWire.h"
+#include "trainer/coordinator/MetricsHistory.h"
 
 namespace dptrain {
 
@@ -89,19 +90,52 @@ void CoordinatorClient::on_frame(FrameType type, ByteReader& r) {
 }
 
 void CoordinatorClient::heartbeat_loop(double interval_s) {
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s));
+  auto next_beat = Clock::now();
   std::unique_lock<std::mutex> lock(mu_);
-  while (!closing_) {
+  while (true) {
+    std::deque<std::string> records;
+    records.swap(records_);
+    const bool closing = closing_;
     lock.unlock();
-    ByteWriter w;
-    w.i64(step_.load()).f64(samples_per_s_.load());
-    try {
-      client_->send(FrameType::heartbeat, w.bytes());
-    } catch (const Error&) {
-      // The coordinator is gone; the next checkpoint or the collective watchdog reports it.
+    // Records first, also when closing: the last ones (the test result) are logged just before.
+    // A record rides on a metrics frame with step -1 (numbers absent); see Coordinator::on_frame.
+    for (const std::string& json : records) {
+      if (!client_->connected()) break;
+      ByteWriter w;
+      w.i64(-1).i64(0).f64(0).f64(0).f64(0).f64(0).str("").str(json);
+      try {
+        client_->send(FrameType::metrics, w.bytes());
+      } catch (const Error&) {
+        break;
+      }
+    }
+    if (closing) return;
+    if (Clock::now() >= next_beat) {
+      ByteWriter w;
+      w.i64(step_.load()).f64(samples_per_s_.load());
+      try {
+        client_->send(FrameType::heartbeat, w.bytes());
+      } catch (const Error&) {
+        // The coordinator is gone; the next checkpoint or the collective watchdog reports it.
+      }
+      next_beat = Clock::now() + interval;
     }
     lock.lock();
-    cv_.wait_for(lock, std::chrono::duration<double>(interval_s), [&] { return closing_; });
+    cv_.wait_until(lock, next_beat, [&] { return closing_ || !records_.empty(); });
   }
+}
+
+void CoordinatorClient::report_record(std::string json) {
+  if (json.size() > max_record_bytes) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) return;
+    if (records_.size() >= max_queued_records) records_.pop_front();
+    records_.push_back(std::move(json));
+  }
+  cv_.notify_all();
 }
 
 void CoordinatorClient::set_progress(int64_t step, double samples_per_s) {

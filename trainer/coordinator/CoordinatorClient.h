@@ -1,5 +1,6 @@
 // A worker's link to the coordinator: registration and heartbeats (a background thread reporting
-// the current step), rank 0's metrics, and checkpoints — at a checkpoint step the rank's 1/N slice
+// the current step, which also forwards rank 0's logged records for the dashboard), rank 0's
+// metrics, and checkpoints — at a checkpoint step the rank's 1/N slice
 // of every flat buffer is copied into a staging buffer and a sender thread streams the slices
 // while the rank trains on; the coordinator writes the file and acknowledges it. Flats that stay
 // unchanged until the next parameter update (parameters, optimizer states) are copied by the
@@ -43,6 +44,11 @@ class CoordinatorClient {
   void set_progress(int64_t step, double samples_per_s);
   void report_metrics(int64_t step, int64_t epoch, double loss, double accuracy, double samples_per_s, double lr,
                       const std::string& cpu_engines = "");
+  // Queues one logged record (a JSON object, JsonRecord::str) for the coordinator's history; the
+  // heartbeat thread sends it, so the caller never waits on the network. Never fails: with the
+  // coordinator gone, or more than `max_queued_records` waiting, records are dropped.
+  void report_record(std::string json);
+  static constexpr size_t max_queued_records = 1024;
 
   // Streams this rank's share of a checkpoint: `meta` describes it (flats sized, data not held);
   // flats[i] points at flat buffer i on `device`. Returns once the share is staged; waits first if
@@ -86,6 +92,7 @@ class CoordinatorClient {
   bool copying_ = false;  // a staged job's deferred flats are not yet in staging_
   std::map<int64_t, std::pair<bool, std::string>> done_;
   std::deque<std::vector<uint8_t>> schedule_inbox_;
+  std::deque<std::string> records_;  // logged records not yet sent (report_record)
   std::string send_error_;
   std::thread heartbeat_, sender_;
 };

@@ -53,7 +53,7 @@ struct HttpStatusServer::Impl {
         response.result(http::status::ok);
       } else {
         response.result(http::status::not_found);
-        body = "not found: try /status or /metrics\n";
+        body = "not found: try /, /status, /history or /metrics\n";
       }
       response.set(http::field::content_type, type);
       response.body() = std::move(body);

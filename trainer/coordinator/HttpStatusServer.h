@@ -1,5 +1,6 @@
-// A small HTTP/1.1 server (Boost.Beast) for the coordinator's GET /status and GET /metrics, on
-// its own thread. One request per connection, bounded request size, loopback by default.
+// A small HTTP/1.1 server (Boost.Beast) for the coordinator's GET /status, /metrics, /history and
+// the dashboard page at /, on its own thread. One request per connection, bounded request size,
+// loopback by default.
 #pragma once
 
 #include <cstdint>

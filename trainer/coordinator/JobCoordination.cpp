@@ -8,6 +8,7 @@
 
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
+#include "trainer/Session.h"
 #include "trainer/tasks/PseudoLabelService.h"
 
 namespace dptrain {
@@ -62,6 +63,17 @@ JobCoordination::JobCoordination(const TrainConfig& config, Communicator& comm, 
     endpoint.token = shared.token;
   }
   client_ = std::make_unique<CoordinatorClient>(endpoint, comm_.rank(), comm_.size(), config_.coordinator.heartbeat_s);
+  if (comm_.rank() == 0) {
+    // Tells the coordinator where this run logs, so that one that has just started (a restarted
+    // supervisor, a requeued job) shows what was logged before it (docs/observability.md).
+    std::string metrics = in_dir(config_.out_dir, config_.train.metrics_file);
+    if (!metrics.empty()) metrics = std::filesystem::absolute(metrics).string();
+    client_->report_record(JsonRecord()
+                               .add("event", std::string("start"))
+                               .add("world", static_cast<int64_t>(comm_.size()))
+                               .add("metrics_file", metrics)
+                               .str());
+  }
 }
 
 // The client goes first: it sends out a staged checkpoint before the hosted coordinator stops.
