@@ -86,18 +86,7 @@ TEST_CASE("a GAN killed mid-alternation and resumed equals the uninterrupted run
   if ((kill_step / every * every) % 3 == 0) kill_step += every;  // the checkpoint falls inside a phase
   const int64_t resumed_at = kill_step / every * every;
   const std::string b_dir = dir.file("b");
-  {
-    BackgroundProcess b({dptrain_binary(), "train", config, "--set", "out_dir=\"" + b_dir + "\""},
-                        {"DPTRAIN_TEST_STALL=0:" + std::to_string(kill_step) + ":120"});
-    const std::string expect = CheckpointStore::file_name(resumed_at);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (read_text(b_dir + "/checkpoints/latest").find(expect) == std::string::npos &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    b.kill(SIGKILL);
-    CHECK(b.wait() == 128 + SIGKILL);
-  }
+  CHECK(train_until_killed(config, b_dir, kill_step, resumed_at) == 128 + SIGKILL);
   REQUIRE(!std::filesystem::exists(b_dir + "/generator.h5"));  // it really died mid-run
   CliResult c = run_cli({"train", config, "--set", "out_dir=\"" + b_dir + "\"", "--resume"});
   INFO(c.out << c.err);

@@ -55,18 +55,7 @@ void check_resume_exact(const std::string& model, const std::string& optim, uint
   Philox rng(99, RandomPurpose::synth, case_id);
   const int64_t kill_step = 15 + static_cast<int64_t>(rng.below(steps - 30));
   const std::string b_dir = dir.file("b");
-  {
-    BackgroundProcess b({dptrain_binary(), "train", dir.file("c.toml"), "--set", "out_dir=\"" + b_dir + "\""},
-                        {"DPTRAIN_TEST_STALL=0:" + std::to_string(kill_step) + ":120"});
-    const std::string expect = CheckpointStore::file_name(kill_step / every * every);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (read_text(b_dir + "/checkpoints/latest").find(expect) == std::string::npos &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    b.kill(SIGKILL);
-    CHECK(b.wait() == 128 + SIGKILL);
-  }
+  CHECK(train_until_killed(dir.file("c.toml"), b_dir, kill_step, kill_step / every * every) == 128 + SIGKILL);
   REQUIRE(!std::filesystem::exists(b_dir + "/model.h5"));  // it really died mid-run
   CliResult c = run_cli({"train", dir.file("c.toml"), "--set", "out_dir=\"" + b_dir + "\"", "--resume"});
   INFO(c.err);

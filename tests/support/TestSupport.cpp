@@ -19,6 +19,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 extern char** environ;
 
@@ -170,6 +171,20 @@ std::map<std::string, std::vector<float>> read_float_datasets(const std::string&
   H5Id f = h5_open_read(path);
   H5Ovisit(f, H5_INDEX_NAME, H5_ITER_INC, collect_float_dataset, &out);
   return out;
+}
+
+int train_until_killed(const std::string& config, const std::string& out_dir, int64_t kill_step,
+                       int64_t checkpoint_step) {
+  BackgroundProcess b({dptrain_binary(), "train", config, "--set", "out_dir=\"" + out_dir + "\""},
+                      {"DPTRAIN_TEST_STALL=0:" + std::to_string(kill_step) + ":120"});
+  const std::string expect = CheckpointStore::file_name(checkpoint_step);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (read_text(out_dir + "/checkpoints/latest").find(expect) == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  b.kill(SIGKILL);
+  return b.wait();
 }
 
 std::string newest_checkpoint(const std::string& out_dir) {

@@ -66,6 +66,12 @@ std::map<std::string, std::vector<float>> read_float_datasets(const std::string&
 // The newest checkpoint a run wrote under OUT_DIR/checkpoints; throws when there is none.
 std::string newest_checkpoint(const std::string& out_dir);
 
+// Starts `dptrain train CONFIG --set out_dir=OUT_DIR`, holds rank 0 at `kill_step` (the stall
+// test hook), waits up to a minute for the checkpoint of `checkpoint_step` to be published, then
+// kills it with SIGKILL; returns its wait status as BackgroundProcess::wait() does.
+int train_until_killed(const std::string& config, const std::string& out_dir, int64_t kill_step,
+                       int64_t checkpoint_step);
+
 std::string read_text(const std::string& path);
 void write_text(const std::string& path, const std::string& text);
 

@@ -101,36 +101,25 @@ for line in open(os.path.join(run, 'metrics.jsonl')):
 print('resumes %d' % sum(1 for line in open(os.path.join(run, 'metrics.jsonl')) if '"resume"' in line))
 )";
 
-CliResult check(const std::string& run) {
-  return run_program({"/usr/bin/python3", "-c", check_logs, run});
-}
+CliResult check(const std::string& run) { return run_program({"/usr/bin/python3", "-c", check_logs, run}); }
 
 }  // namespace
 
-TEST_CASE("TensorBoard and CSV logs decode, and steps only increase after a kill and --resume", "[metrics][tensorboard]") {
+TEST_CASE("TensorBoard and CSV logs decode, and steps only increase after a kill and --resume",
+          "[metrics][tensorboard]") {
   TempDir dir;
   write_dataset_file(dir.file("data.h5"), synthesize({.kind = "blobs", .n = 600, .seed = 3, .classes = 3, .dim = 4}));
   const int64_t steps = 90, every = 10, kill_step = 47;
   write_text(dir.file("c.toml"), "seed = 2\n[data]\ntrain = \"" + dir.file("data.h5") +
                                      "\"\nvalidation_fraction = 0.1\ntest_fraction = 0.1\n[model]\nkind = \"mlp\"\n"
                                      "hidden = [16]\n[train]\nbatch_size = 16\nepochs = 10\nmax_steps = " +
-                                     std::to_string(steps) + "\nlog_every = 5\nprogress = false\n[log]\n"
+                                     std::to_string(steps) +
+                                     "\nlog_every = 5\nprogress = false\n[log]\n"
                                      "tensorboard = true\ncsv = true\n[checkpoint]\nevery_steps = " +
                                      std::to_string(every) + "\n");
   const std::string run = dir.file("run");
   // Killed at step 47: it logged steps 45 and 47's epoch records past its checkpoint at step 40.
-  {
-    BackgroundProcess b({dptrain_binary(), "train", dir.file("c.toml"), "--set", "out_dir=\"" + run + "\""},
-                        {"DPTRAIN_TEST_STALL=0:" + std::to_string(kill_step) + ":120"});
-    const std::string expect = CheckpointStore::file_name(kill_step / every * every);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (read_text(run + "/checkpoints/latest").find(expect) == std::string::npos &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    b.kill(SIGKILL);
-    CHECK(b.wait() == 128 + SIGKILL);
-  }
+  CHECK(train_until_killed(dir.file("c.toml"), run, kill_step, kill_step / every * every) == 128 + SIGKILL);
   // What the killed run logged: steps beyond the checkpoint it will resume from.
   int64_t beyond = 0;
   for (const auto& e : std::filesystem::directory_iterator(run + "/tensorboard"))
