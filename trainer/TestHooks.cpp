@@ -16,6 +16,8 @@ const TestHooks& TestHooks::get() {
       h.stall_step = step;
     }
     if (const char* s = std::getenv("DPTRAIN_TEST_STEP_MS")) h.step_ms = std::atof(s);
+    if (const char* s = std::getenv("DPTRAIN_TEST_SLOW"))
+      if (std::sscanf(s, "%d:%lf", &h.slow_rank, &h.slow_ms) != 2) h.slow_rank = -1;
     return h;
   }();
   return hooks;
@@ -25,6 +27,10 @@ void TestHooks::before_step(int rank, int64_t step) const {
   if (rank == stall_rank && step == stall_step)
     std::this_thread::sleep_for(std::chrono::duration<double>(stall_seconds));
   if (step_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(step_ms));
+}
+
+void TestHooks::in_compute(int rank) const {
+  if (rank == slow_rank) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(slow_ms));
 }
 
 }  // namespace dptrain

@@ -2,6 +2,8 @@
 //   DPTRAIN_TEST_STALL=RANK:STEP:SECONDS  rank RANK sleeps SECONDS before step STEP (watchdog test)
 //   DPTRAIN_TEST_STEP_MS=MS               every step takes at least MS more milliseconds, so that a
 //                                         test can signal or kill a job at a step of its choosing
+//   DPTRAIN_TEST_SLOW=RANK:MS             rank RANK's forward and backward take MS more milliseconds
+//                                         every step (a straggler)
 #pragma once
 
 #include <cstdint>
@@ -13,10 +15,14 @@ struct TestHooks {
   int64_t stall_step = -1;
   double stall_seconds = 0.0;
   double step_ms = 0.0;
+  int slow_rank = -1;
+  double slow_ms = 0.0;
 
   static const TestHooks& get();
   // Sleeps when this rank and step are the ones to stall, and by step_ms before every step.
   void before_step(int rank, int64_t step) const;
+  // Sleeps slow_ms on the slow rank, inside the step's compute phase.
+  void in_compute(int rank) const;
 };
 
 }  // namespace dptrain

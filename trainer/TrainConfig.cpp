@@ -176,6 +176,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.train.metrics_file = t.get_string("metrics_file", "metrics.jsonl");
   c.train.progress = t.get_bool("progress", true);
   c.train.all_ranks_log = t.get_bool("all_ranks_log", false);
+  c.train.trace = t.get_string("trace", "");
 
   ConfigNode lg = root.child("log");
   c.logs.tensorboard = lg.get_bool("tensorboard", false);

@@ -65,6 +65,7 @@ struct LoopConfig {
   std::string metrics_file = "metrics.jsonl";
   bool progress = true;
   bool all_ranks_log = false;  // every rank prints and writes its own files
+  std::string trace;           // Chrome trace of every rank's step phases, written at the end
 };
 
 // [log]: more formats of the metrics log (docs/observability.md).

@@ -12,6 +12,7 @@
 #include "storage/checkpoint/ModelFile.h"
 #include "storage/image/PngWriter.h"
 #include "trainer/CommCrossRankSum.h"
+#include "trainer/TestHooks.h"
 
 namespace dptrain {
 
@@ -145,6 +146,7 @@ void Trainer::start() {
       print("note: cuda_graphs = true, but the step runs without graphs: " + why);
   }
   session_.open();
+  if (!config_.train.trace.empty()) timer_.keep_trace(trace_events);
 
   if (logs()) {
     print("dptrain: " + model_kind_ + " model, " + with_commas(model_->parameter_count()) + " parameters | " +
@@ -312,7 +314,9 @@ uint64_t Trainer::graph_key(const Batch& batch) const {
 }
 
 void Trainer::step_compute(StepContext& ctx) {
+  timer_.begin(session_.step());
   const Batch* batch = &micro_batch(0);
+  timer_.mark(StepTimer::data);
   interval_rows_ += batch->global_rows;
   const uint64_t key = graph_key(*batch);
   const float lr = static_cast<float>(schedule_->lr(session_.step()));
@@ -369,14 +373,20 @@ void Trainer::step_compute(StepContext& ctx) {
       model_->backward(dout_, ctx);
     }
     if (++m == micro_batches) break;
+    timer_.mark(StepTimer::compute);
     batch = &micro_batch(m);
+    timer_.mark(StepTimer::data);
   }
   if (second_pass()) add_second_pass(*batch, ctx);
+  TestHooks::get().in_compute(comm_.rank());
+  timer_.mark(StepTimer::compute);
   session_.end_step(*reducer_);
+  timer_.mark(StepTimer::allreduce);
   const float scale =
       optimizer_->gradient_scale(model_->grads(), batch->global_rows * batch->label_width, config_.optim.clip_norm);
   session_.coordination().before_update();  // a checkpoint of the last step may still be copying them
   optimizer_->step(model_->params(), model_->grads(), lr, scale);
+  timer_.mark(StepTimer::optimizer);
 }
 
 void Trainer::end_step() {
@@ -446,6 +456,43 @@ void Trainer::end_period(int64_t epoch) {
   stopped_early_ = stop;
 }
 
+namespace {
+// A rank's seconds per step spent other than waiting for the all-reduce (which a straggler's peers
+// spend waiting for it), from the all-reduced phases of every rank.
+double busy_seconds(const double* phases, int rank) {
+  const double* p = phases + rank * StepTimer::num_phases;
+  return p[StepTimer::data] + p[StepTimer::compute] + p[StepTimer::optimizer];
+}
+}  // namespace
+
+void Trainer::watch_stragglers(const double* phases) {
+  const int world = comm_.size();
+  stragglers_.clear();
+  if (world < 2) return;
+  slow_intervals_.resize(static_cast<size_t>(world), 0);
+  std::vector<double> busy(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) busy[static_cast<size_t>(r)] = busy_seconds(phases, r);
+  std::vector<double> sorted = busy;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = world % 2 ? sorted[world / 2] : 0.5 * (sorted[world / 2 - 1] + sorted[world / 2]);
+  for (int r = 0; r < world; ++r) {
+    int& slow = slow_intervals_[static_cast<size_t>(r)];
+    const double b = busy[static_cast<size_t>(r)];
+    if (b > straggler_factor * median && b - median > 1e-3) {
+      if (++slow == straggler_intervals && logs()) {
+        char line[200];
+        std::snprintf(line, sizeof line, "straggler: rank %d is busy %.1f ms a step against the ranks' median %.1f ms",
+                      r, 1e3 * b, 1e3 * median);
+        print(line);
+      }
+    } else {
+      if (slow >= straggler_intervals && logs()) print("straggler: rank " + std::to_string(r) + " keeps up again");
+      slow = 0;
+    }
+    if (slow >= straggler_intervals) stragglers_ += (stragglers_.empty() ? "" : ",") + std::to_string(r);
+  }
+}
+
 EvalResult Trainer::reduce_stats(const float* stats_host) {
   double sums[num_loss_stats];
   for (int i = 0; i < num_loss_stats; ++i) sums[i] = stats_host[i];
@@ -458,11 +505,20 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   float host[num_loss_stats];
   copy_memory(host, Device::cpu, stats_.data(), stats_.device(), sizeof host);
   stats_.fill(0.0f);
-  double sums[num_loss_stats];
+  // One all-reduce: the loss statistics, then every rank's step phases (each rank fills its own).
+  const int world = comm_.size(), phases = StepTimer::num_phases;
+  interval_sums_.assign(static_cast<size_t>(num_loss_stats + world * phases), 0.0);
+  double* sums = interval_sums_.data();
   for (int i = 0; i < num_loss_stats; ++i) sums[i] = host[i];
+  double phase_s[StepTimer::num_phases];
+  int64_t timed_steps = 0;
+  timer_.take(phase_s, timed_steps);
+  for (int p = 0; p < phases; ++p)
+    sums[num_loss_stats + comm_.rank() * phases + p] = timed_steps ? phase_s[p] / timed_steps : 0.0;
   const int64_t step = session_.step();
   comm_.set_operation("metrics all-reduce", step);
-  comm_.allreduce_sum(sums, num_loss_stats);
+  comm_.allreduce_sum(sums, static_cast<int64_t>(interval_sums_.size()));
+  watch_stragglers(sums + num_loss_stats);
   for (int i = 0; i < num_loss_stats; ++i) epoch_sums_[i] += sums[i];
   auto now = std::chrono::steady_clock::now();
   double dt = std::chrono::duration<double>(now - interval_start_).count();
@@ -497,6 +553,18 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
       .add("lr", schedule_->lr(step - 1))
       .add("samples_per_s", samples_per_s);
   if (task_.label_width > 1) record.add("tokens_per_s", tokens_per_s);  // scored positions (padding left out)
+  // This rank's phases per step (ms); the slowest rank's busy time (all but the all-reduce wait).
+  const double* mine = sums + num_loss_stats + comm_.rank() * StepTimer::num_phases;
+  for (int p = 0; p < StepTimer::num_phases; ++p)
+    record.add(std::string(StepTimer::name(static_cast<StepTimer::Phase>(p))) + "_ms", 1e3 * mine[p]);
+  if (comm_.size() > 1) {
+    int slowest = 0;
+    for (int r = 1; r < comm_.size(); ++r)
+      if (busy_seconds(sums + num_loss_stats, r) > busy_seconds(sums + num_loss_stats, slowest)) slowest = r;
+    record.add("slowest_rank", int64_t{slowest})
+        .add("slowest_busy_ms", 1e3 * busy_seconds(sums + num_loss_stats, slowest))
+        .add("stragglers", stragglers_);
+  }
   session_.log(record.add("time_s", since_start));
 }
 
@@ -541,6 +609,10 @@ TrainResult Trainer::run() {
 void Trainer::finish() {
   TrainResult& result = result_;
   result.steps = session_.step();
+  if (!config_.train.trace.empty()) {  // every rank's phases gathered into one file by rank 0
+    timer_.write_trace(comm_, config_.train.trace);
+    if (logs()) print("trace of the step phases written to " + config_.train.trace);
+  }
   session_.coordination().before_update();
   if (early_->restore(model_->params()) && logs())
     print("restored the parameters of epoch " + std::to_string(early_->state().best_epoch) + " (best " +

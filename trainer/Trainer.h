@@ -25,6 +25,7 @@
 #include "trainer/FeatureScaler.h"
 #include "trainer/NetworkFlats.h"
 #include "trainer/Session.h"
+#include "trainer/StepTimer.h"
 #include "trainer/TrainConfig.h"
 #include "trainer/optim/LrSchedule.h"
 #include "trainer/optim/Optimizer.h"
@@ -180,6 +181,13 @@ class Trainer : public Task {
   void end_period(int64_t epoch);
   void log_interval(int64_t epoch, int64_t step_in_epoch);
   EvalResult reduce_stats(const float* stats_host);
+  // Stragglers (docs/observability.md): a rank busy (all but the all-reduce wait) more than
+  // straggler_factor times the ranks' median, and 1 ms more, for straggler_intervals log
+  // intervals in a row. `phases`: every rank's seconds per step, phase by phase.
+  static constexpr size_t trace_events = 200000;  // per rank: about 50,000 steps
+  static constexpr double straggler_factor = 1.25;
+  static constexpr int straggler_intervals = 3;
+  void watch_stragglers(const double* phases);
   // The round just ended is the last one the run trains (last round, early stop, max_steps).
   bool schedule_over() const;
   NetworkFlats network_flats() const;
@@ -188,6 +196,10 @@ class Trainer : public Task {
   std::string model_kind_;
   std::unique_ptr<Loss> loss_;
   std::unique_ptr<Adversary> adversary_;  // [adversarial] training
+  StepTimer timer_;                       // this rank's step phases (and trace)
+  std::vector<double> interval_sums_;     // the metrics all-reduce: loss statistics, then each rank's phases
+  std::vector<int> slow_intervals_;       // per rank: consecutive log intervals slower than the median
+  std::string stragglers_;                // "2,5": the ranks slow for straggler_intervals intervals in a row
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<EarlyStopping> early_;
   std::string init_from_;  // model.init_from

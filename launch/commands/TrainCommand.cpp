@@ -27,6 +27,7 @@ int train_command(const Args& args) {
       .repeated("set", "KEY=VALUE", "override a config key, e.g. --set optim.lr=0.1")
       .optional_value("resume", "FILE", "continue from a checkpoint: the latest good one in checkpoint.dir, or FILE",
                       "latest")
+      .option("trace", "FILE", "write every rank's step phases as a Chrome trace (Perfetto) at the end")
       .epilog(
           "Config reference: docs/config.md. SIGUSR1 or SIGTERM: stop at the next step, checkpoint, exit 75 "
           "(requeue).\nExit codes: 0 done, 2 bad input or config, 3 a peer failed or timed out, 75 stopped on "
@@ -35,6 +36,7 @@ int train_command(const Args& args) {
   if (!p.parse(args)) return 0;
   ConfigNode root = ConfigNode::parse_file(p.get("CONFIG"));
   for (const auto& s : p.all("set")) root.apply_override(s);
+  if (p.has("trace")) root.apply_override("train.trace=\"" + p.get("trace") + "\"");
   TrainConfig config = read_train_config(root, p.get("CONFIG"));
   auto comm = make_run_communicator(config);
   install_stop_signal_handlers();  // SIGUSR1/SIGTERM: checkpoint at the next step and exit 75

@@ -166,3 +166,40 @@ TEST_CASE("A damaged event frame is named with its file and byte offset", "[metr
   CHECK(drop_events_after(dir.file("tb"), 1) == 0);
   CHECK(read_event_file(path, false).size() == 2);
 }
+
+TEST_CASE("A rank slowed by a hook is named a straggler, and the trace has a track per rank", "[metrics][trace][mpi]") {
+  TempDir dir;
+  write_dataset_file(dir.file("data.h5"), synthesize({.kind = "blobs", .n = 1200, .seed = 3, .dim = 8}));
+  write_text(dir.file("c.toml"), "seed = 2\nthreads = 1\n[data]\ntrain = \"" + dir.file("data.h5") +
+                                     "\"\n[model]\nkind = \"mlp\"\nhidden = [32]\n[train]\nbatch_size = 32\n"
+                                     "epochs = 2\nlog_every = 5\nprogress = false\n");
+  const std::string trace = dir.file("trace.json");
+  // Rank 1's compute phase takes 25 ms more every step: about twice the others' step.
+  CliResult r = run_program({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", "-x",
+                             "DPTRAIN_TEST_SLOW=1:25", dptrain_binary(), "train", dir.file("c.toml"), "--set",
+                             "out_dir=\"" + dir.file("run") + "\"", "--trace", trace});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("straggler: rank 1 is busy") != std::string::npos);
+  const auto steps = metrics_events(dir.file("run/metrics.jsonl"), "step");
+  REQUIRE(!steps.empty());
+  CHECK(steps.back()["stragglers"] == "1");
+  CHECK(steps.back()["slowest_rank"] == 1);
+  CHECK(steps.back()["allreduce_ms"].get<double>() > 15.0);  // rank 0 waits for rank 1 in the all-reduce
+  CliResult py = run_program({"/usr/bin/python3", "-c",
+                              "import json, sys\n"
+                              "t = json.load(open(sys.argv[1]))['traceEvents']\n"
+                              "tracks = {e['tid'] for e in t if e['ph'] == 'X'}\n"
+                              "names = {e['args']['name'] for e in t if e['ph'] == 'M'}\n"
+                              "phases = {e['name'] for e in t if e['ph'] == 'X'}\n"
+                              "slow = sum(e['dur'] for e in t if e['ph'] == 'X' and e['tid'] == 1 and "
+                              "e['name'] == 'compute')\n"
+                              "fast = sum(e['dur'] for e in t if e['ph'] == 'X' and e['tid'] == 0 and "
+                              "e['name'] == 'compute')\n"
+                              "print(sorted(tracks), sorted(names), sorted(phases), slow > 10 * fast)\n",
+                              trace});
+  INFO(py.err);
+  REQUIRE(py.exit_code == 0);
+  CHECK(py.out.find("[0, 1] ['rank 0', 'rank 1'] ['allreduce', 'compute', 'data', 'optimizer'] True") !=
+        std::string::npos);
+}

@@ -33,6 +33,9 @@ h2 { font-size: 14px; margin: 18px 0 6px; }
 .chart { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px 4px; }
 .chart figcaption { display: flex; flex-wrap: wrap; justify-content: space-between; gap: 2px 10px; }
 .chart .title { font-weight: 600; }
+.chart .scale { margin-left: 6px; padding: 0 5px; border: 1px solid var(--line); border-radius: 3px; background: none;
+                color: var(--muted); font-size: 11px; cursor: pointer; }
+.chart .scale[aria-pressed="true"] { color: var(--fg); border-color: var(--muted); }
 .legend { display: flex; flex-wrap: wrap; gap: 0 10px; color: var(--muted); font-size: 12px; }
 .legend i { display: inline-block; width: 10px; height: 3px; margin-right: 4px; vertical-align: middle; }
 .legend b { color: var(--fg); font-weight: 600; margin-left: 3px; }
@@ -43,6 +46,8 @@ svg text { font-size: 10px; fill: var(--muted); }
 .series { fill: none; stroke-width: 1.6; stroke-linejoin: round; }
 .mark-checkpoint { stroke: #868e96; stroke-dasharray: 3 3; }
 .mark-restart { stroke: #e03131; stroke-width: 1.5; }
+.scroll { max-height: 330px; overflow: auto; border: 1px solid var(--line); }
+.scroll table { border: 0; }
 .panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 0 16px; }
 table { width: 100%; border-collapse: collapse; background: var(--card); border: 1px solid var(--line); }
 th, td { padding: 3px 8px; border-bottom: 1px solid var(--grid); text-align: right; white-space: nowrap; }
@@ -69,8 +74,9 @@ tr[data-event="restart"] td, tr[data-event="checkpoint_failed"] td { color: #c92
     </section>
     <section>
       <h2>Checkpoints and restarts</h2>
-      <table id="events"><thead><tr><th>time</th><th>event</th><th>step</th><th class="text">detail</th></tr></thead>
-        <tbody></tbody></table>
+      <div class="scroll"><table id="events">
+        <thead><tr><th>time</th><th>event</th><th>step</th><th class="text">detail</th></tr></thead>
+        <tbody></tbody></table></div>
     </section>
   </div>
   <h2>Results</h2>
@@ -122,7 +128,7 @@ const SVGNS = 'http://www.w3.org/2000/svg';
 // What the page knows. Records and events of an earlier coordinator (before a supervisor
 // restart) are carried over where the new one has nothing of its own.
 const state = {status: null, history: null, instance: null, carried: [], carriedEvents: [],
-               failures: 0, lastOk: null, downSince: null};
+               failures: 0, lastOk: null, downSince: null, log: {}};
 
 function el(tag, attrs, text, ns) {
   const e = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
@@ -166,14 +172,20 @@ function events() {
   return state.carriedEvents.filter(e => !seen.has(e.event + '|' + e.step + '|' + e.time)).concat(own);
 }
 
-function drawChart(def, recs, evs) {
-  const W = 480, H = 220, L = 50, R = 10, T = 8, B = 22;
+// Drawn at its size on screen (W pixels wide), so that text keeps its size at any width.
+function drawChart(def, recs, evs, W) {
+  const H = 190, L = 50, R = 10, T = 8, B = 22, log = !!state.log[def.id];
   const series = def.series.map((s, i) => ({...s, color: PALETTE[i % PALETTE.length],
-    points: recs.filter(r => r.event === s.event && num(r.step) && num(r[s.key])).map(r => [r.step, r[s.key]])}));
+    points: recs.filter(r => r.event === s.event && num(r.step) && num(r[s.key]) && (!log || r[s.key] > 0))
+                .map(r => [r.step, log ? Math.log10(r[s.key]) : r[s.key]])}));
   const total = series.reduce((n, s) => n + s.points.length, 0);
   const fig = el('figure', {class: 'chart', id: 'chart-' + def.id, 'data-chart': def.id, 'data-points': total});
   const cap = el('figcaption');
-  cap.append(el('span', {class: 'title'}, def.title));
+  const title = el('span', {class: 'title'}, def.title);
+  const scale = el('button', {class: 'scale', type: 'button', 'aria-pressed': log, title: 'logarithmic scale'}, 'log');
+  scale.addEventListener('click', () => { state.log[def.id] = !log; render(); });
+  title.append(scale);
+  cap.append(title);
   const legend = el('span', {class: 'legend'});
   for (const s of series) {
     if (!s.points.length) continue;
@@ -181,7 +193,8 @@ function drawChart(def, recs, evs) {
     const swatch = el('i');
     swatch.style.background = s.color;
     item.append(swatch, s.label);
-    item.append(el('b', null, fmt(s.points[s.points.length - 1][1], def.percent)));
+    const last = s.points[s.points.length - 1][1];
+    item.append(el('b', null, fmt(log ? Math.pow(10, last) : last, def.percent)));
     legend.append(item);
   }
   cap.append(legend);
@@ -203,7 +216,7 @@ function drawChart(def, recs, evs) {
   const sy = y => T + (1 - (y - y0) / (y1 - y0 || 1)) * (H - T - B);
   for (const v of yt) {
     box.append(svg('line', {class: 'gridline', x1: L, x2: W - R, y1: sy(v), y2: sy(v)}));
-    box.append(svg('text', {x: L - 4, y: sy(v) + 3, 'text-anchor': 'end'}, fmt(v, def.percent)));
+    box.append(svg('text', {x: L - 4, y: sy(v) + 3, 'text-anchor': 'end'}, fmt(log ? Math.pow(10, v) : v, def.percent)));
   }
   for (const v of xt) box.append(svg('text', {x: sx(v), y: H - 6, 'text-anchor': 'middle'}, fmt(v)));
   box.append(svg('text', {x: W - R, y: H - 6, 'text-anchor': 'end'}, 'step'));
@@ -228,9 +241,15 @@ function drawChart(def, recs, evs) {
   return fig;
 }
 
+function chartWidth(box) {
+  const total = box.clientWidth || 1200, gap = 12, min = 270, chrome = 22;  // padding and border
+  const cols = Math.max(1, Math.floor((total + gap) / (min + gap)));
+  return Math.max(min - chrome, Math.floor((total - gap * (cols - 1)) / cols) - chrome);
+}
+
 function renderCharts(recs, evs) {
-  const box = document.getElementById('charts');
-  const drawn = CHARTS.map(def => drawChart(def, recs, evs));
+  const box = document.getElementById('charts'), W = chartWidth(box);
+  const drawn = CHARTS.map(def => drawChart(def, recs, evs, W));
   const any = drawn.some(f => +f.dataset.points > 0);
   box.replaceChildren(...drawn.filter((f, i) => +f.dataset.points > 0 || (!any && CHARTS[i].core)));
 }
@@ -373,6 +392,7 @@ async function poll() {
   setTimeout(poll, state.failures ? Math.min(10000, POLL_MS * Math.pow(2, Math.min(state.failures, 3))) : POLL_MS);
 }
 
+window.addEventListener('resize', render);
 render();
 poll();
 </script>

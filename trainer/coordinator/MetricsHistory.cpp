@@ -52,7 +52,8 @@ void MetricsHistory::thin(std::vector<Entry>& entries, size_t limit, int64_t& th
   // Every other record of the older half goes (the first one stays, so the curve keeps its start).
   const size_t half = entries.size() / 2;
   size_t kept = 0;
-  for (size_t i = 0; i < half; i += 2) entries[kept++] = std::move(entries[i]);
+  for (size_t i = 0; i < half; i += 2, ++kept)
+    if (i != kept) entries[kept] = std::move(entries[i]);
   const size_t removed = half - kept;
   entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(kept), entries.begin() + static_cast<std::ptrdiff_t>(half));
   thinned += static_cast<int64_t>(removed);
