@@ -424,18 +424,21 @@ std::string Coordinator::status_json() const {
 void Coordinator::add_logged_record(const std::string& json) {
   // Rank 0 announces each start of the run with its metrics file: a coordinator that knows
   // nothing of the run yet (a restarted supervisor, a requeued job) reads what was logged before.
+  // A malformed record is dropped (MetricsHistory::add_record refuses it); the worker is not blamed.
   const nlohmann::json record = nlohmann::json::parse(json, nullptr, false);
-  if (!record.is_object()) return;  // a malformed record is dropped, the worker is not blamed
-  if (record.value("event", std::string()) != "start") {
+  if (!record.is_object() || record.find("event") == record.end() || record["event"] != "start") {
     history_.add_record(json);
     return;
   }
-  const std::string file = record.value("metrics_file", std::string());
+  const auto file = record.find("metrics_file");
+  const auto world = record.find("world");
   int64_t seeded = 0;
-  if (!seeded_ && !history_.has_records() && !file.empty()) seeded = history_.seed_from_file(file, max_seed_bytes);
+  if (!seeded_ && !history_.has_records() && file != record.end() && file->is_string())
+    seeded = history_.seed_from_file(file->get<std::string>(), max_seed_bytes);
   seeded_ = true;
   JsonRecord e;
-  e.add("event", std::string("start")).add("world", record.value("world", int64_t{0}));
+  e.add("event", std::string("start"))
+      .add("world", world != record.end() && world->is_number_integer() ? world->get<int64_t>() : int64_t{0});
   if (seeded > 0) e.add("records_from_file", seeded);
   history_.add_event(e);
 }

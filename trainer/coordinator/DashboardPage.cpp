@@ -44,7 +44,7 @@ h2 { font-size: 14px; margin: 18px 0 6px; }
 svg text { font-size: 10px; fill: var(--muted); }
 .gridline { stroke: var(--grid); stroke-width: 1; }
 .series { fill: none; stroke-width: 1.6; stroke-linejoin: round; }
-.mark-checkpoint { stroke: #868e96; stroke-dasharray: 3 3; }
+.mark-checkpoint { stroke: #adb5bd; stroke-dasharray: 2 4; }
 .mark-restart { stroke: #e03131; stroke-width: 1.5; }
 .scroll { max-height: 330px; overflow: auto; border: 1px solid var(--line); }
 .scroll table { border: 0; }
@@ -53,7 +53,7 @@ table { width: 100%; border-collapse: collapse; background: var(--card); border:
 th, td { padding: 3px 8px; border-bottom: 1px solid var(--grid); text-align: right; white-space: nowrap; }
 th { color: var(--muted); font-weight: 600; background: #fafbfc; }
 th:first-child, td:first-child, .text { text-align: left; }
-td.text { white-space: normal; word-break: break-all; }
+td.text { white-space: normal; overflow-wrap: anywhere; }
 tr[data-state="late"] td { color: #c92a2a; }
 tr[data-event="restart"] td, tr[data-event="checkpoint_failed"] td { color: #c92a2a; }
 .none td { color: var(--muted); text-align: left; }
@@ -169,7 +169,8 @@ function records() {
 function events() {
   const own = state.history ? state.history.events : [];
   const seen = new Set(own.map(e => e.event + '|' + e.step + '|' + e.time));
-  return state.carriedEvents.filter(e => !seen.has(e.event + '|' + e.step + '|' + e.time)).concat(own);
+  return state.carriedEvents.filter(e => !seen.has(e.event + '|' + e.step + '|' + e.time)).concat(own)
+      .sort((a, b) => (a.time || 0) - (b.time || 0));
 }
 
 // Drawn at its size on screen (W pixels wide), so that text keeps its size at any width.
@@ -219,7 +220,7 @@ function drawChart(def, recs, evs, W) {
     box.append(svg('text', {x: L - 4, y: sy(v) + 3, 'text-anchor': 'end'}, fmt(log ? Math.pow(10, v) : v, def.percent)));
   }
   for (const v of xt) box.append(svg('text', {x: sx(v), y: H - 6, 'text-anchor': 'middle'}, fmt(v)));
-  box.append(svg('text', {x: W - R, y: H - 6, 'text-anchor': 'end'}, 'step'));
+  box.append(svg('text', {x: L - 4, y: H - 6, 'text-anchor': 'end'}, 'step'));
   for (const e of evs) {
     if (!num(e.step) || e.step < x0 || e.step > x1) continue;
     if (e.event !== 'checkpoint' && e.event !== 'restart') continue;
@@ -235,7 +236,7 @@ function drawChart(def, recs, evs, W) {
                               'data-points': s.points.length, d: d, stroke: s.color});
     path.append(svg('title', null, s.label));
     box.append(path);
-    if (s.points.length <= 60)  // sparse curves (epochs, rounds) get a dot per point
+    if (s.event !== 'step' || s.points.length <= 20)  // sparse curves (epochs, rounds): a dot per point
       for (const [x, y] of s.points) box.append(svg('circle', {cx: sx(x), cy: sy(y), r: 2.2, fill: s.color}));
   }
   return fig;

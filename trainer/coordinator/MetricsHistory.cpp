@@ -55,7 +55,8 @@ void MetricsHistory::thin(std::vector<Entry>& entries, size_t limit, int64_t& th
   for (size_t i = 0; i < half; i += 2, ++kept)
     if (i != kept) entries[kept] = std::move(entries[i]);
   const size_t removed = half - kept;
-  entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(kept), entries.begin() + static_cast<std::ptrdiff_t>(half));
+  entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(kept),
+                entries.begin() + static_cast<std::ptrdiff_t>(half));
   thinned += static_cast<int64_t>(removed);
 }
 
@@ -63,7 +64,8 @@ int64_t MetricsHistory::seed_from_file(const std::string& path, size_t max_bytes
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return 0;
   const std::streamoff size = in.tellg();
-  const std::streamoff from = size > static_cast<std::streamoff>(max_bytes) ? size - static_cast<std::streamoff>(max_bytes) : 0;
+  const std::streamoff from =
+      size > static_cast<std::streamoff>(max_bytes) ? size - static_cast<std::streamoff>(max_bytes) : 0;
   in.seekg(from);
   std::string line;
   if (from > 0) std::getline(in, line);  // the first line read is a partial one
