@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <limits>
 
+#include <nlohmann/json.hpp>
+
 #include "models/core/Error.h"
 #include "models/core/Hash.h"
 #include "models/layers/Sequential.h"
@@ -465,6 +467,22 @@ double busy_seconds(const double* phases, int rank) {
 }
 }  // namespace
 
+std::string Trainer::timing_record(int64_t step, const double* phases) const {
+  nlohmann::json per_rank = nlohmann::json::array();
+  for (int r = 0; r < comm_.size(); ++r) {
+    nlohmann::json p = nlohmann::json::array();
+    for (int i = 0; i < StepTimer::num_phases; ++i) p.push_back(1e3 * phases[r * StepTimer::num_phases + i]);
+    per_rank.push_back(std::move(p));
+  }
+  nlohmann::json stragglers = nlohmann::json::array();
+  for (int r = 0; r < comm_.size(); ++r)
+    if (slow_intervals_.size() > static_cast<size_t>(r) &&
+        slow_intervals_[static_cast<size_t>(r)] >= straggler_intervals)
+      stragglers.push_back(r);
+  return nlohmann::json{{"event", "timing"}, {"step", step}, {"phases_ms", per_rank}, {"stragglers", stragglers}}
+      .dump();
+}
+
 void Trainer::watch_stragglers(const double* phases) {
   const int world = comm_.size();
   stragglers_.clear();
@@ -529,6 +547,8 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
   interval_start_ = now;
   interval_rows_ = 0;
   session_.set_samples_per_s(samples_per_s);
+  if (auto* client = session_.coordination().client(); client && comm_.rank() == 0 && comm_.size() > 1)
+    client->report_record(timing_record(step, sums + num_loss_stats));
   if (auto* client = session_.coordination().client(); client && comm_.rank() == 0)
     client->report_metrics(step, epoch + 1, sums[stat_loss] / std::max(1.0, sums[stat_count]),
                            sums[stat_correct] / std::max(1.0, sums[stat_count]), samples_per_s, schedule_->lr(step - 1),

@@ -188,6 +188,8 @@ class Trainer : public Task {
   static constexpr double straggler_factor = 1.25;
   static constexpr int straggler_intervals = 3;
   void watch_stragglers(const double* phases);
+  // For the coordinator's /status and /metrics: every rank's phases (ms) and the stragglers.
+  std::string timing_record(int64_t step, const double* phases) const;
   // The round just ended is the last one the run trains (last round, early stop, max_steps).
   bool schedule_over() const;
   NetworkFlats network_flats() const;

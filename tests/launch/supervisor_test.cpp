@@ -23,12 +23,6 @@ using namespace dptrain::test;
 
 namespace {
 
-std::string http_get(int port, const std::string& path) {
-  CliResult r =
-      run_program({"curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(port) + path}, "", 10);
-  return r.exit_code == 0 ? r.out : "";
-}
-
 // A /status body parsed, or a discarded value when there is none (the job is not serving yet).
 nlohmann::json parse_status(const std::string& body) { return nlohmann::json::parse(body, nullptr, false); }
 
@@ -37,17 +31,6 @@ struct Job {
   int http_port = -1;  // read from the job's output: the config asks for any free port
   std::string config;
 };
-
-// The port of "status at http://HOST:PORT/status" in a job's output, or -1 before it is printed.
-int status_port(const std::string& log) {
-  const std::string mark = "status at http://";
-  auto at = log.rfind(mark);
-  if (at == std::string::npos) return -1;
-  auto colon = log.find(':', at + mark.size());
-  auto end = log.find("/status", at);
-  if (colon == std::string::npos || end == std::string::npos || end < colon) return -1;
-  return std::stoi(log.substr(colon + 1, end - colon - 1));
-}
 
 void make_job(Job& job) {
   SynthOptions s;

@@ -173,6 +173,22 @@ std::map<std::string, std::vector<float>> read_float_datasets(const std::string&
   return out;
 }
 
+std::string http_get(int port, const std::string& path) {
+  CliResult r =
+      run_program({"curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(port) + path}, "", 10);
+  return r.exit_code == 0 ? r.out : "";
+}
+
+int status_port(const std::string& log) {
+  const std::string mark = "status at http://";
+  auto at = log.rfind(mark);
+  if (at == std::string::npos) return -1;
+  auto colon = log.find(':', at + mark.size());
+  auto end = log.find("/status", at);
+  if (colon == std::string::npos || end == std::string::npos || end < colon) return -1;
+  return std::stoi(log.substr(colon + 1, end - colon - 1));
+}
+
 int train_until_killed(const std::string& config, const std::string& out_dir, int64_t kill_step,
                        int64_t checkpoint_step) {
   BackgroundProcess b({dptrain_binary(), "train", config, "--set", "out_dir=\"" + out_dir + "\""},

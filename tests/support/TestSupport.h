@@ -63,6 +63,11 @@ class BackgroundProcess {
 // Every float dataset of an HDF5 file by path ("params/00_dense/weight"), for bitwise comparisons.
 std::map<std::string, std::vector<float>> read_float_datasets(const std::string& path);
 
+// GET http://127.0.0.1:PORT/PATH with curl (5 s at most); "" when it fails.
+std::string http_get(int port, const std::string& path);
+// The port of "status at http://HOST:PORT/status" in a job's output, or -1 before it is printed.
+int status_port(const std::string& log);
+
 // The newest checkpoint a run wrote under OUT_DIR/checkpoints; throws when there is none.
 std::string newest_checkpoint(const std::string& out_dir);
 

@@ -43,23 +43,6 @@ std::vector<int64_t> steps_of(const nlohmann::json& history, const std::string& 
   return out;
 }
 
-std::string http_get(int port, const std::string& path) {
-  CliResult r =
-      run_program({"curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(port) + path}, "", 10);
-  return r.exit_code == 0 ? r.out : "";
-}
-
-// The port of "status at http://HOST:PORT/status" in a job's output, or -1 before it is printed.
-int status_port(const std::string& log) {
-  const std::string mark = "status at http://";
-  auto at = log.rfind(mark);
-  if (at == std::string::npos) return -1;
-  auto colon = log.find(':', at + mark.size());
-  auto end = log.find("/status", at);
-  if (colon == std::string::npos || end == std::string::npos || end < colon) return -1;
-  return std::stoi(log.substr(colon + 1, end - colon - 1));
-}
-
 // Headless Chromium: $DPTRAIN_CHROMIUM, else chromium or chromium-browser on PATH; "" if none.
 std::string find_chromium() {
   if (const char* c = std::getenv("DPTRAIN_CHROMIUM"); c && *c) return c;

@@ -167,20 +167,45 @@ TEST_CASE("A damaged event frame is named with its file and byte offset", "[metr
   CHECK(read_event_file(path, false).size() == 2);
 }
 
-TEST_CASE("A rank slowed by a hook is named a straggler, and the trace has a track per rank", "[metrics][trace][mpi]") {
+TEST_CASE("A rank slowed by a hook is named a straggler on /status, and the trace has a track per rank",
+          "[metrics][trace][mpi]") {
   TempDir dir;
   write_dataset_file(dir.file("data.h5"), synthesize({.kind = "blobs", .n = 1200, .seed = 3, .dim = 8}));
   write_text(dir.file("c.toml"), "seed = 2\nthreads = 1\n[data]\ntrain = \"" + dir.file("data.h5") +
                                      "\"\n[model]\nkind = \"mlp\"\nhidden = [32]\n[train]\nbatch_size = 32\n"
-                                     "epochs = 2\nlog_every = 5\nprogress = false\n");
-  const std::string trace = dir.file("trace.json");
+                                     "epochs = 8\nlog_every = 5\nprogress = false\n");
+  const std::string trace = dir.file("trace.json"), log = dir.file("run.log");
   // Rank 1's compute phase takes 25 ms more every step: about twice the others' step.
-  CliResult r = run_program({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", "-x",
-                             "DPTRAIN_TEST_SLOW=1:25", dptrain_binary(), "train", dir.file("c.toml"), "--set",
-                             "out_dir=\"" + dir.file("run") + "\"", "--trace", trace});
-  INFO(r.out << r.err);
-  REQUIRE(r.exit_code == 0);
-  CHECK(r.out.find("straggler: rank 1 is busy") != std::string::npos);
+  std::string line;
+  for (const std::string& a :
+       {std::string("mpirun"), std::string("-np"), std::string("2"), std::string("--oversubscribe"),
+        std::string("--bind-to"), std::string("none"), std::string("-x"), std::string("DPTRAIN_TEST_SLOW=1:25"),
+        dptrain_binary(), std::string("train"), dir.file("c.toml"), std::string("--set"),
+        "out_dir=\"" + dir.file("run") + "\"", std::string("--trace"), trace})
+    line += "'" + a + "' ";
+  BackgroundProcess run({"sh", "-c", "exec " + line + " > " + log + " 2>&1"});
+  // /status names it within 30 s (3 log intervals of 5 steps after the start).
+  nlohmann::json status;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const int port = status_port(read_text(log));
+    if (port > 0) status = nlohmann::json::parse(http_get(port, "/status"), nullptr, false);
+    if (status.is_object() && status["stragglers"] == nlohmann::json::array({1})) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  INFO(status.dump());
+  CHECK(status["stragglers"] == nlohmann::json::array({1}));
+  if (status.is_object() && status["ranks"].size() == 2) {
+    CHECK(status["ranks"][1]["straggler"] == true);
+    CHECK(status["ranks"][1]["compute_ms"].get<double>() > 20.0);
+    CHECK(http_get(status_port(read_text(log)), "/metrics")
+              .find("dptrain_step_phase_seconds{rank=\"1\",phase=\"compute\"}") != std::string::npos);
+  }
+  const int code = run.wait();
+  const std::string out = read_text(log);
+  INFO(out);
+  REQUIRE(code == 0);
+  CHECK(out.find("straggler: rank 1 is busy") != std::string::npos);
   const auto steps = metrics_events(dir.file("run/metrics.jsonl"), "step");
   REQUIRE(!steps.empty());
   CHECK(steps.back()["stragglers"] == "1");

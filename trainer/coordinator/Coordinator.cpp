@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -394,12 +395,20 @@ std::string Coordinator::status_json() const {
   using Json = nlohmann::ordered_json;  // keys in the order written here
   std::lock_guard<std::mutex> lock(mu_);
   Json ranks = Json::array();
-  for (const auto& [rank, w] : workers_)
-    ranks.push_back({{"rank", rank},
-                     {"pid", w.hello.pid},
-                     {"host", w.hello.host},
-                     {"step", w.step},
-                     {"heartbeat_age_s", std::round(seconds_since(w.last_heartbeat) * 1e3) / 1e3}});
+  for (const auto& [rank, w] : workers_) {
+    Json entry = {{"rank", rank},
+                  {"pid", w.hello.pid},
+                  {"host", w.hello.host},
+                  {"step", w.step},
+                  {"heartbeat_age_s", std::round(seconds_since(w.last_heartbeat) * 1e3) / 1e3}};
+    // Its step phases over the last log interval, in ms (as rank 0 gathered them).
+    if (rank >= 0 && static_cast<size_t>(rank) < phases_ms_.size())
+      for (int p = 0; p < StepTimer::num_phases; ++p)
+        entry[std::string(StepTimer::name(static_cast<StepTimer::Phase>(p))) + "_ms"] =
+            std::round(phases_ms_[static_cast<size_t>(rank)][static_cast<size_t>(p)] * 1e3) / 1e3;
+    entry["straggler"] = std::find(stragglers_.begin(), stragglers_.end(), rank) != stragglers_.end();
+    ranks.push_back(std::move(entry));
+  }
   // Numbers go out as nlohmann writes them (NaN and infinities as null); ages keep the
   // millisecond and tenth-of-a-second resolution they are meaningful to.
   Json status = {{"job", options_.job},
@@ -416,6 +425,7 @@ std::string Coordinator::status_json() const {
                  {"uptime_s", std::round(seconds_since(started_) * 10) / 10},
                  {"last_checkpoint", {{"step", last_.step}, {"path", last_.path}}},
                  {"cpu_engines", cpu_engines_},
+                 {"stragglers", stragglers_},
                  {"ranks", std::move(ranks)}};
   // Paths and host names are bytes, not always UTF-8: replace what is not rather than fail.
   return status.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
@@ -426,6 +436,10 @@ void Coordinator::add_logged_record(const std::string& json) {
   // nothing of the run yet (a restarted supervisor, a requeued job) reads what was logged before.
   // A malformed record is dropped (MetricsHistory::add_record refuses it); the worker is not blamed.
   const nlohmann::json record = nlohmann::json::parse(json, nullptr, false);
+  if (record.is_object() && record.value("event", "") == "timing") {
+    take_timing(record);
+    return;
+  }
   if (!record.is_object() || record.find("event") == record.end() || record["event"] != "start") {
     history_.add_record(json);
     return;
@@ -441,6 +455,24 @@ void Coordinator::add_logged_record(const std::string& json) {
       .add("world", world != record.end() && world->is_number_integer() ? world->get<int64_t>() : int64_t{0});
   if (seeded > 0) e.add("records_from_file", seeded);
   history_.add_event(e);
+}
+
+void Coordinator::take_timing(const nlohmann::json& record) {
+  // Rank 0's view of every rank's step phases at a log interval (trainer/StepTimer.h), and the
+  // ranks it counts as stragglers; a record of another shape is ignored.
+  const auto phases = record.find("phases_ms");
+  const auto stragglers = record.find("stragglers");
+  if (phases == record.end() || !phases->is_array() || stragglers == record.end() || !stragglers->is_array()) return;
+  phases_ms_.clear();
+  for (const auto& rank : *phases) {
+    std::array<double, StepTimer::num_phases> p{};
+    if (!rank.is_array() || rank.size() != p.size()) return;
+    for (size_t i = 0; i < p.size(); ++i) p[i] = rank[i].is_number() ? rank[i].get<double>() : 0.0;
+    phases_ms_.push_back(p);
+  }
+  stragglers_.clear();
+  for (const auto& r : *stragglers)
+    if (r.is_number_integer()) stragglers_.push_back(r.get<int>());
 }
 
 std::string Coordinator::history_json() const {
@@ -473,7 +505,27 @@ std::string Coordinator::metrics_text() const {
       static_cast<long long>(step_), loss_, accuracy_, samples_per_s_, workers_.size(), restarts_,
       static_cast<long long>(checkpoints_written_), static_cast<long long>(last_.step),
       static_cast<unsigned long long>(server_ ? server_->refused() : 0));
-  return buf;
+  std::string text = buf;
+  if (!phases_ms_.empty()) {
+    text +=
+        "# HELP dptrain_step_phase_seconds Seconds per step in each phase over the last log interval, by rank.\n"
+        "# TYPE dptrain_step_phase_seconds gauge\n";
+    for (size_t r = 0; r < phases_ms_.size(); ++r)
+      for (int p = 0; p < StepTimer::num_phases; ++p) {
+        std::snprintf(buf, sizeof buf, "dptrain_step_phase_seconds{rank=\"%zu\",phase=\"%s\"} %.9g\n", r,
+                      StepTimer::name(static_cast<StepTimer::Phase>(p)), phases_ms_[r][static_cast<size_t>(p)] / 1e3);
+        text += buf;
+      }
+    text +=
+        "# HELP dptrain_straggler 1 for a rank persistently slower than the ranks' median.\n"
+        "# TYPE dptrain_straggler gauge\n";
+    for (size_t r = 0; r < phases_ms_.size(); ++r) {
+      const bool slow = std::find(stragglers_.begin(), stragglers_.end(), static_cast<int>(r)) != stragglers_.end();
+      std::snprintf(buf, sizeof buf, "dptrain_straggler{rank=\"%zu\"} %d\n", r, slow ? 1 : 0);
+      text += buf;
+    }
+  }
+  return text;
 }
 
 }  // namespace dptrain

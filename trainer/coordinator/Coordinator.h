@@ -7,6 +7,7 @@
 // `mpirun dptrain train` runs it on a thread of rank 0.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -19,8 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "comm/control/ControlServer.h"
 #include "storage/checkpoint/CheckpointStore.h"
+#include "trainer/StepTimer.h"
 #include "trainer/coordinator/MetricsHistory.h"
 
 namespace dptrain {
@@ -122,6 +126,8 @@ class Coordinator final : public ControlServer::Handler {
   void end_checkpoint(int rank, ByteReader& r);
   void write_loop();
   void add_logged_record(const std::string& json);
+  // A "timing" record: every rank's step phases and the stragglers (for /status and /metrics).
+  void take_timing(const nlohmann::json& record);
   int rank_of(uint64_t session) const;
 
   CoordinatorOptions options_;
@@ -139,6 +145,8 @@ class Coordinator final : public ControlServer::Handler {
   double loss_ = 0.0, accuracy_ = 0.0, samples_per_s_ = 0.0, lr_ = 0.0;
   std::string cpu_engines_;  // rank 0's CPU product plan, in one line (CpuPlan::summary)
   MetricsHistory history_;
+  std::vector<std::array<double, StepTimer::num_phases>> phases_ms_;  // per rank, the last timing record's
+  std::vector<int> stragglers_;
   std::string instance_;  // tells the dashboard a restarted coordinator from this one
   bool seeded_ = false;   // the history was read from the run's metrics file (once)
   std::chrono::steady_clock::time_point started_;
