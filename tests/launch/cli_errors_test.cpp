@@ -109,15 +109,16 @@ TEST_CASE("a key the chosen model kind or layer type does not take names file, l
   write_raw(dir.file("ok.h5"), {16, 2}, std::vector<float>(32, 0.5f), std::vector<int32_t>(16, 0));
   const std::string data = dir.file("ok.h5");
   // depth is a resnet key: under mlp it was once read and ignored.
-  expect_bad_input(dir, model_config(data, "kind = \"mlp\"\nhidden = [4]\ndepth = 3"),
-                   "c.toml:7: unknown key 'depth' in [model]; valid keys: activation, dropout, freeze, hidden, init_from, "
-                   "kind, loss, pieces, slope");
+  expect_bad_input(
+      dir, model_config(data, "kind = \"mlp\"\nhidden = [4]\ndepth = 3"),
+      "c.toml:7: unknown key 'depth' in [model]; valid keys: activation, dropout, freeze, hidden, init_from, "
+      "kind, loss, pieces, slope");
   expect_bad_input(dir, model_config(data, "kind = \"softmax_regression\"\nhidden = [4]"),
                    "c.toml:6: unknown key 'hidden' in [model]; valid keys: freeze, init_from, kind, loss");
-  expect_bad_input(dir,
-                   model_config(data, "kind = \"layers\"\n[[model.layers]]\ntype = \"dense\"\nunits = 2\nfilters = 4"),
-                   "c.toml:9: unknown key 'filters' in [model.layers[0]]; valid keys: activation, bias, slope, trainable, "
-                   "type, units");
+  expect_bad_input(
+      dir, model_config(data, "kind = \"layers\"\n[[model.layers]]\ntype = \"dense\"\nunits = 2\nfilters = 4"),
+      "c.toml:9: unknown key 'filters' in [model.layers[0]]; valid keys: activation, bias, slope, trainable, "
+      "type, units");
   expect_bad_input(dir,
                    model_config(data, "kind = \"cnn\"\nblocks = [\n  { type = \"dropout\", p = 0.1, slope = 0.2 },\n]"),
                    "c.toml:7: unknown key 'slope' in [model.blocks[0]]; valid keys: p, trainable, type");

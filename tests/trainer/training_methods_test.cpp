@@ -196,8 +196,9 @@ TEST_CASE("Frozen parameters are left out of the all-reduce: buckets cover the t
   CHECK(one.buckets()[1].end == 32);
 }
 
-TEST_CASE("Accumulation: a last batch with fewer rows than micro-batches, and trainable = false inside time_distributed",
-          "[trainer][accumulate][finetune]") {
+TEST_CASE(
+    "Accumulation: a last batch with fewer rows than micro-batches, and trainable = false inside time_distributed",
+    "[trainer][accumulate][finetune]") {
   TempDir dir;
   // 101 training rows in batches of 50: the third batch has one row, so 3 of its 4 micro-batches
   // are empty (skipped; batch norm would refuse an empty batch).
