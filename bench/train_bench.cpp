@@ -21,6 +21,8 @@
 //                  [rss_first_step_kb=.. rss_start_kb=.. rss_tenth_kb=.. rss_end_kb=..]
 //                  [roofline_step_gflops=.. roofline_peak_gflops=.. roofline_ratio=.. (CPU clock)
 //                   roofline_wall_step_gflops=.. roofline_wall_peak_gflops=.. roofline_wall_ratio=..]
+//                  timer_ns_per_step=<float> timer_share=<float> (what the trainer's per-step phase
+//                  timing, trainer/StepTimer.h, costs: a step's begin and four marks, against step_ms)
 //                  loss=<float>
 #include <algorithm>
 #include <chrono>
@@ -47,6 +49,7 @@
 #include "models/layers/Pool2d.h"
 #include "models/layers/Sequential.h"
 #include "models/losses/Loss.h"
+#include "trainer/StepTimer.h"
 #include "trainer/optim/Optimizer.h"
 
 using namespace dptrain;
@@ -352,6 +355,21 @@ int main(int argc, char** argv) {
         "roofline_wall_peak_gflops=%.2f roofline_wall_ratio=%.4f",
         median(step_cpu), median(peak_cpu), median(ratio_cpu), median(step_wall), median(peak_wall),
         median(ratio_wall));
+  {
+    // The trainer times each step's phases (docs/observability.md): one begin and four marks a step.
+    StepTimer timer;
+    const int64_t n = 200000;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < n; ++i) {
+      timer.begin(i);
+      timer.mark(StepTimer::data);
+      timer.mark(StepTimer::compute);
+      timer.mark(StepTimer::allreduce);
+      timer.mark(StepTimer::optimizer);
+    }
+    const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / n;
+    std::printf(" timer_ns_per_step=%.1f timer_share=%.6f", ns, ns / (1e9 * secs / static_cast<double>(o.steps)));
+  }
   float sums[num_loss_stats];
   copy_memory(sums, Device::cpu, stats.data(), device, sizeof sums);
   std::printf(" loss=%.4f", sums[stat_loss] / std::max(1.0f, sums[stat_count]));
