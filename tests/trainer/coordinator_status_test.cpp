@@ -57,7 +57,7 @@ TEST_CASE("/status is valid JSON with a 2,000-character checkpoint path and a Na
   for (const auto& [key, value] : status.items()) keys.push_back(key);
   CHECK(keys == std::vector<std::string>{"job", "control_port", "phase", "step", "epoch", "loss", "accuracy",
                                          "samples_per_s", "lr", "ranks_alive", "restarts", "uptime_s",
-                                         "last_checkpoint", "cpu_engines", "ranks"});
+                                         "last_checkpoint", "cpu_engines", "stragglers", "ranks"});
   CHECK(status["job"] == "status \"test\"");
   CHECK(status["control_port"] == c.port());
   CHECK(status["phase"] == "training");
@@ -73,12 +73,14 @@ TEST_CASE("/status is valid JSON with a 2,000-character checkpoint path and a Na
   CHECK(status["last_checkpoint"]["step"] == 7);
   CHECK(status["last_checkpoint"]["path"] == path);  // intact: quotes, backslashes, UTF-8 and all
   CHECK(status["cpu_engines"] == "2 products: openblas 2");
+  CHECK(status["stragglers"] == nlohmann::ordered_json::array());  // no timing reported yet
   REQUIRE(status["ranks"].size() == 1);
   const auto& rank = status["ranks"][0];
   CHECK(rank["rank"] == 0);
   CHECK(rank["pid"] == 4242);
   CHECK(rank["host"] == "node\n\"7\"");
   CHECK(rank["step"] == -1);  // no heartbeat sent
+  CHECK(rank["straggler"] == false);
   CHECK(rank["heartbeat_age_s"].get<double>() >= 0.0);
   CHECK(rank["heartbeat_age_s"].get<double>() < 30.0);
 
