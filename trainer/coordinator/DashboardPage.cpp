@@ -137,6 +137,15 @@ function el(tag, attrs, text, ns) {
   return e;
 }
 const svg = (tag, attrs, text) => el(tag, attrs, text, SVGNS);
+// Puts `rows` in a table body, or one row saying `empty` across `columns` when there are none.
+function fillRows(body, rows, columns, empty) {
+  if (!rows.length) {
+    const tr = el('tr', {class: 'none'});
+    tr.append(el('td', {colspan: columns}, empty));
+    rows.push(tr);
+  }
+  body.replaceChildren(...rows);
+}
 const num = v => typeof v === 'number' && isFinite(v);
 
 function fmt(v, percent) {
@@ -288,12 +297,7 @@ function renderRanks() {
     for (const k of extra) tr.append(el('td', null, typeof r[k] === 'object' ? JSON.stringify(r[k]) : fmt(r[k])));
     return tr;
   });
-  if (!rows.length) {
-    const tr = el('tr', {class: 'none'});
-    tr.append(el('td', {colspan: 6}, state.status ? 'no rank registered' : 'no status yet'));
-    rows.push(tr);
-  }
-  table.tBodies[0].replaceChildren(...rows);
+  fillRows(table.tBodies[0], rows, 6, state.status ? 'no rank registered' : 'no status yet');
 }
 
 function detail(e) {
@@ -313,12 +317,7 @@ function renderEvents(evs) {
               el('td', null, num(e.step) && e.step >= 0 ? e.step : '—'), el('td', {class: 'text'}, detail(e)));
     return tr;
   });
-  if (!rows.length) {
-    const tr = el('tr', {class: 'none'});
-    tr.append(el('td', {colspan: 4}, 'none yet'));
-    rows.push(tr);
-  }
-  document.querySelector('#events tbody').replaceChildren(...rows);
+  fillRows(document.querySelector('#events tbody'), rows, 4, 'none yet');
 }
 
 function renderResults(recs) {
@@ -329,12 +328,8 @@ function renderResults(recs) {
     tr.append(el('td', null, r.event), el('td', null, num(r.step) ? r.step : '—'), el('td', {class: 'text'}, figures));
     return tr;
   });
-  if (!rows.length) {
-    const tr = el('tr', {class: 'none'});
-    tr.append(el('td', {colspan: 3}, 'test results, GAN coverage and self-training rounds appear here'));
-    rows.push(tr);
-  }
-  document.querySelector('#results tbody').replaceChildren(...rows);
+  fillRows(document.querySelector('#results tbody'), rows, 3,
+           'test results, GAN coverage and self-training rounds appear here');
 }
 
 function render() {
