@@ -21,6 +21,7 @@
 #include "bench/BenchSupport.h"
 #include "comm/Communicator.h"
 #include "comm/GradientReducer.h"
+#include "comm/backend/BackendRegistry.h"
 #include "models/core/Philox.h"
 #include "models/kernels/cpu/CpuKernels.h"
 #include "models/losses/Loss.h"
@@ -50,7 +51,9 @@ int reduce_mode(Communicator& comm, const Options& o) {
     reducer.finish();
   };
 #ifdef DPTRAIN_BENCH_MPI
-  const bool with_peer = comm.backend() == "mpi";
+  int mpi_up = 0;
+  MPI_Initialized(&mpi_up);
+  const bool with_peer = mpi_up != 0;
   auto peer = [&] {
     if (MPI_Allreduce(MPI_IN_PLACE, grads.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) !=
         MPI_SUCCESS)
@@ -159,11 +162,24 @@ int main(int argc, char** argv) {
              {"steps", "100"},
              {"warmup", "10"},
              {"overlap", "1"},
-             {"threads", "1"}},
+             {"threads", "1"},
+             {"backend", "auto"},
+             {"port", "29400"}},
             "dptrain_allreduce_bench --mode reduce|train [--floats N] [--iters N] [--rounds N] [--bucket-mb MB] "
-            "[--global-batch N] [--steps N] [--warmup N] [--overlap 0|1] [--threads N]");
+            "[--global-batch N] [--steps N] [--warmup N] [--overlap 0|1] [--threads N] [--backend auto|gloo --port P]\n"
+            "  --backend gloo (under mpirun): ours runs over Gloo (rendezvous on 127.0.0.1:P), the peer stays "
+            "MPI_Allreduce");
   try {
     auto comm = make_communicator("auto", 120.0);
+    if (o.str("backend") == "gloo") {
+      // MPI stays up for the peer; ours gets a Gloo communicator over the same ranks.
+      RankEnvironment env{.source = "bench", .rank = comm->rank(), .world = comm->size()};
+      env.rendezvous_host = "127.0.0.1";
+      env.rendezvous_port = static_cast<uint16_t>(o.num("port"));
+      env.token = "bench";
+      auto gloo = make_gloo_communicator(env, 120.0);
+      return o.str("mode") == "train" ? train_mode(*gloo, o) : reduce_mode(*gloo, o);
+    }
     return o.str("mode") == "train" ? train_mode(*comm, o) : reduce_mode(*comm, o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dptrain_allreduce_bench: %s\n", e.what());

@@ -192,7 +192,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   c.early_stopping.restore_best = e.get_bool("restore_best", true);
 
   ConfigNode m = root.child("comm");
-  c.comm.backend = m.get_choice("backend", "auto", {"auto", "local", "mpi", "nccl"});
+  c.comm.backend = m.get_choice("backend", "auto", {"auto", "local", "mpi", "nccl", "gloo"});
   c.comm.bucket_mb = positive(m, "bucket_mb", 25.0);
   c.comm.timeout_s = positive(m, "timeout_s", 300.0);
 

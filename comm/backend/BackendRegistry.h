@@ -7,6 +7,7 @@
 #include <string>
 
 #include "comm/Communicator.h"
+#include "comm/RankEnvironment.h"
 
 namespace dptrain {
 
@@ -27,6 +28,9 @@ bool mpi_backend_compiled();
 // The MPI communicator also implements CollectiveWatch.
 std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s);
 bool nccl_backend_compiled();
+// TCP collectives through Gloo for ranks a torchrun-style or srun --mpi=none launch started.
+bool gloo_backend_compiled();
+std::unique_ptr<Communicator> make_gloo_communicator(const RankEnvironment& env, double timeout_s);
 std::unique_ptr<Communicator> make_nccl_communicator(double timeout_s);
 
 }  // namespace dptrain

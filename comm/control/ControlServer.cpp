@@ -32,7 +32,8 @@ std::vector<uint8_t> encode_frame(FrameType type, const std::vector<uint8_t>& pa
 bool server_only(uint16_t type) {
   auto t = static_cast<FrameType>(type);
   return t == FrameType::challenge || t == FrameType::welcome || t == FrameType::reject ||
-         t == FrameType::checkpoint_done || t == FrameType::stop;
+         t == FrameType::checkpoint_done || t == FrameType::stop || t == FrameType::store_value ||
+         t == FrameType::peers_state;
 }
 
 }  // namespace

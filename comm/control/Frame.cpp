@@ -16,13 +16,20 @@ bool known_frame_type(uint16_t type) {
     case FrameType::checkpoint_done:
     case FrameType::stop:
     case FrameType::schedule:
+    case FrameType::store_set:
+    case FrameType::store_get:
+    case FrameType::store_value:
+    case FrameType::progress:
+    case FrameType::peers_query:
+    case FrameType::peers_state:
       return true;
   }
   return false;
 }
 
 bool bulk_frame_type(FrameType type) {
-  return type == FrameType::checkpoint_begin || type == FrameType::checkpoint_slice || type == FrameType::schedule;
+  return type == FrameType::checkpoint_begin || type == FrameType::checkpoint_slice || type == FrameType::schedule ||
+         type == FrameType::store_set || type == FrameType::store_value || type == FrameType::peers_state;
 }
 
 const char* frame_type_name(uint16_t type) {
@@ -51,6 +58,18 @@ const char* frame_type_name(uint16_t type) {
       return "stop";
     case FrameType::schedule:
       return "schedule";
+    case FrameType::store_set:
+      return "store_set";
+    case FrameType::store_get:
+      return "store_get";
+    case FrameType::store_value:
+      return "store_value";
+    case FrameType::progress:
+      return "progress";
+    case FrameType::peers_query:
+      return "peers_query";
+    case FrameType::peers_state:
+      return "peers_state";
   }
   return "unknown";
 }

@@ -31,6 +31,12 @@ enum class FrameType : uint16_t {
   checkpoint_done = 23,   // server: step, ok, path or error
   stop = 30,              // server: stop at the next step boundary, checkpoint, exit (requeue)
   schedule = 40,          // either way: schedule traffic (self-training selections, GAN state)
+  store_set = 50,         // worker: key, value (rendezvous, comm/control/Rendezvous.h)
+  store_get = 51,         // worker: key; answered by store_value once the key is set
+  store_value = 52,       // server: key, value
+  progress = 53,          // worker: collective sequence number and step (the watchdog's view)
+  peers_query = 54,       // worker: asks for peers_state
+  peers_state = 55,       // server: per rank: connected, sequence, step, host
 };
 
 // Whether `type` is one the protocol knows.

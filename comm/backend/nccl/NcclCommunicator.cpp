@@ -109,13 +109,19 @@ class NcclCommunicator::Request final : public CommRequest {
 };
 
 NcclCommunicator::NcclCommunicator(double timeout_s) : timeout_s_(timeout_s) {
-  if (launched_as_multiple_ranks()) {
+  RankEnvironment env;
+  if (launched_by_mpi()) {
     if (!mpi_backend_compiled())
       fail_input(
           "comm.backend = \"nccl\" with several ranks shares NCCL's unique id over MPI, and this dptrain was "
           "built without MPI; start one rank, or use a build with MPI");
     bootstrap_ = make_mpi_communicator(timeout_s);
     watch_ = dynamic_cast<CollectiveWatch*>(bootstrap_.get());
+  } else if (read_rank_environment(env)) {
+    // Started by torchrun's or SLURM's variables: the unique id travels over Gloo.
+    bootstrap_ = make_gloo_communicator(env, timeout_s);
+  }
+  if (bootstrap_) {
     rank_ = bootstrap_->rank();
     size_ = bootstrap_->size();
     local_rank_ = bootstrap_->local_rank();
