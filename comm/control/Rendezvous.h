@@ -2,7 +2,7 @@
 // serves a key-value table on the control channel (the coordinator's protocol: challenge, HMAC of
 // the job token, bounded frames) at MASTER_ADDR:MASTER_PORT; every rank, rank 0 included,
 // connects as a client. Gloo exchanges its pair addresses through it. The connection stays open
-// for the job: each rank posts how far it got (collective sequence number and step, twice a
+// for the job: each rank posts how far it got (collective sequence number and step, five times a
 // second, off the training thread), and the server notices a rank whose process is gone, so a
 // failed or stalled collective names the ranks at fault as the MPI backend's watchdog does.
 #pragma once

@@ -3,6 +3,7 @@
 # runs 2 ranks under `dptrain launch --launcher srun`; SLURM's warning (USR1 to the batch shell, as
 # `--signal=B:USR1@…` sends it) makes the job checkpoint, exit 75 and requeue itself; the requeued
 # job resumes and finishes, and its model is bitwise the model of an uninterrupted 2-rank run.
+# Then `srun --mpi=none -n 2` (ranks from SLURM's variables, over Gloo) trains to within 1e-5 of it.
 #   tests/launch/slurm_e2e.sh DPTRAIN SOURCE_DIR [STATE_FILE]   (CTest: label slurm; 77 = skipped)
 # STATE_FILE receives the cluster's directory, so that CTest's cleanup fixture can stop the daemons
 # even when this script is killed (a CTest timeout sends SIGKILL, which no trap sees).
@@ -160,5 +161,28 @@ for name in pa:
     if np.asarray(pa[name]).dtype.kind == "f":
         assert np.asarray(pa[name]).tobytes() == np.asarray(pb[name]).tobytes(), f"{os.path.basename(ca)}:{name} differs"
 print(f"bitwise equal: {len(a)} datasets ({floats} floats) of model.h5 and every float dataset of {os.path.basename(ca)}")
+EOF
+
+# Ranks that srun starts without an MPI plug-in (sites whose SLURM lacks PMIx): SLURM's variables,
+# the Gloo backend, rank 0's rendezvous on the step's first node; within 1e-5 of mpirun -np 2.
+say "srun --mpi=none -n 2 dptrain train (Gloo)"
+(cd "$work" && timeout 120 srun --mpi=none -n 2 --cpus-per-task=1 --time=5:00 --export=ALL,OMP_NUM_THREADS=1,OPENBLAS_NUM_THREADS=1 \
+  "$bin" train "$work/run.toml" --set "out_dir=\"$work/srun\"") >"$work/srun.log" 2>&1 ||
+  { cat "$work/srun.log" >&2; fail "srun --mpi=none failed"; }
+[[ $(grep -c "global batch 20 on 2 ranks (gloo" "$work/srun.log") -eq 1 ]] || { cat "$work/srun.log" >&2; fail "srun --mpi=none did not run 2 gloo ranks"; }
+/usr/bin/python3 - "$work/ref/model.h5" "$work/srun/model.h5" <<'EOF' || fail "the srun --mpi=none model differs from mpirun's by more than 1e-5"
+import sys
+import h5py, numpy as np
+def floats(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda k, o: out.__setitem__(k, np.asarray(o[()], dtype=np.float64))
+                     if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+    return out
+a, b = floats(sys.argv[1]), floats(sys.argv[2])
+assert a.keys() == b.keys() and a
+worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+print(f"srun --mpi=none vs mpirun -np 2 after 240 steps: largest difference {worst:.3g}")
+sys.exit(0 if worst <= 1e-5 else 1)
 EOF
 say "passed"

@@ -313,7 +313,7 @@ void GlooCommunicator::report_loop() {
   uint64_t sent = 0;
   std::unique_lock<std::mutex> lock(mu_);
   while (!closing_) {
-    report_cv_.wait_for(lock, std::chrono::milliseconds(500));
+    report_cv_.wait_for(lock, std::chrono::milliseconds(200));
     uint64_t now = entered_.load(std::memory_order_relaxed);
     if (now == sent || closing_) continue;
     lock.unlock();
