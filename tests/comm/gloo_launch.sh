@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Ranks started the torchrun way, without MPI (comm.backend auto -> gloo): two shells with RANK,
 # WORLD_SIZE, MASTER_ADDR and MASTER_PORT train 50 steps to within 1e-5 of `mpirun -np 2` (the
-# same world size, so in fact bitwise); killing one rank ends the other with exit code 3 naming
-# the rank; ranks whose configs differ are refused; conflicting variables are refused naming them.
+# same world size, so in fact bitwise); killing one rank, or one stalling past comm.timeout_s, ends
+# the other with exit code 3 naming the rank; ranks whose configs differ are refused; conflicting variables are refused naming them.
 #   tests/comm/gloo_launch.sh DPTRAIN        (CTest: label gloo; 77 = skipped)
 set -euo pipefail
 bin=$1
@@ -104,6 +104,17 @@ wait "${pids[0]}" || rc0=$?
 ((SECONDS - start <= 30)) || fail "rank 0 took $((SECONDS - start)) s to notice (comm.timeout_s = 20)"
 grep -q "rank 1 .*gone" "$work/kill.0.log" || fail "rank 0's error does not name rank 1"
 say "rank 0: $(grep -o 'error (rank 0).*' "$work/kill.0.log" | cut -c1-220)"
+
+say "rank 1 stalls at step 10: rank 0 must exit 3 within comm.timeout_s naming it"
+DPTRAIN_TEST_STALL=1:10:30 two_ranks stall --set comm.timeout_s=3
+start=$SECONDS
+rc0=0
+wait "${pids[0]}" || rc0=$?
+pkill -9 -P "${pids[1]}" || true
+[[ $rc0 == 3 ]] || fail "rank 0 exited $rc0 while rank 1 stalled (expected 3)"
+((SECONDS - start <= 15)) || fail "rank 0 took $((SECONDS - start)) s to give up (comm.timeout_s = 3)"
+grep -q "rank 1 .*last seen at step" "$work/stall.0.log" || fail "rank 0's error does not name rank 1 and its step"
+say "rank 0: $(grep -o 'error (rank 0).*' "$work/stall.0.log" | cut -c1-220)"
 
 say "ranks with different configs are refused"
 port=$(free_port)
