@@ -23,6 +23,7 @@ const Command commands[] = {
     {"cv", "k-fold cross-validation of a config: each fold's and the mean validation metrics", dptrain::cv_command},
     {"eval", "evaluate a trained model on a dataset", dptrain::eval_command},
     {"predict", "write a trained model's predictions for a dataset", dptrain::predict_command},
+    {"export", "write a trained model as safetensors (PyTorch names) or ONNX", dptrain::export_command},
     {"data", "synthesize, import or inspect dataset files", dptrain::data_command},
     {"checkpoint", "inspect and verify a checkpoint file", dptrain::checkpoint_command},
     {"sample", "draw samples from a trained GAN generator or generate text from a language model",

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "models/core/Error.h"
 
@@ -43,6 +44,15 @@ void write_atomically(const std::string& path, const std::function<void(const st
     std::remove(tmp.c_str());
     throw;
   }
+}
+
+void write_bytes_atomically(const std::string& path, const std::string& bytes) {
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) fail_input(path + ": cannot be written (" + std::strerror(errno) + ")");
+  });
 }
 
 }  // namespace dptrain

@@ -15,6 +15,9 @@ namespace dptrain {
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& write,
                       bool sync_directory = true);
 
+// write_atomically() of a file holding `bytes`; a failed write names `path`.
+void write_bytes_atomically(const std::string& path, const std::string& bytes);
+
 // fsyncs a file or directory by path (throws naming it on failure).
 void fsync_path(const std::string& path);
 

@@ -26,5 +26,6 @@ int checkpoint_command(const Args& args);
 int launch_command(const Args& args);
 int sample_command(const Args& args);
 int cv_command(const Args& args);
+int export_command(const Args& args);
 
 }  // namespace dptrain

@@ -18,6 +18,8 @@ class BatchNorm final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  float eps() const { return eps_; }
+  float momentum() const { return momentum_; }
 
  private:
   float momentum_, eps_;

@@ -18,6 +18,10 @@ class Concat final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  size_t branch_count() const { return branches_.size(); }
+  Layer& branch(size_t i) { return *branches_[i]; }
+  // Branch i's output sample shape (after setup).
+  const Shape& branch_shape(size_t i) const { return shapes_[i]; }
 
  private:
   std::vector<std::unique_ptr<Layer>> branches_;

@@ -26,6 +26,9 @@ class ConvTranspose2d final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  // What it computes, for exporters (storage/export); in_channels is known after setup.
+  const ConvTranspose2dOptions& options() const { return o_; }
+  int64_t in_channels() const { return in_channels_; }
 
  private:
   ConvTranspose2dOptions o_;

@@ -17,6 +17,12 @@ class Dense final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  // What it computes, for exporters (storage/export): in_features is known after setup.
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  bool has_bias() const { return has_bias_; }
+  Activation activation() const { return act_; }
+  float slope() const { return slope_; }
 
  private:
   int64_t in_ = 0, out_;

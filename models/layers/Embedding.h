@@ -28,6 +28,7 @@ class Embedding final : public Layer {
   Tensor& weight_grad() { return dweight_; }
   int64_t vocab() const { return vocab_; }
   int64_t dim() const { return dim_; }
+  int64_t pad_id() const { return pad_id_; }  // -1: no padding id
 
  private:
   int64_t vocab_, dim_, steps_ = 0;

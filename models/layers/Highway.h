@@ -16,6 +16,8 @@ class Highway final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  Activation activation() const { return act_; }
+  float slope() const { return slope_; }
 
  private:
   Activation act_;

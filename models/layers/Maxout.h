@@ -13,6 +13,7 @@ class Maxout final : public Layer {
   Shape setup(const Shape& in, ParamRegistry&) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  int64_t pieces() const { return pieces_; }
 
  private:
   int64_t pieces_, out_features_ = 0;

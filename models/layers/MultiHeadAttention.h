@@ -25,6 +25,9 @@ class MultiHeadAttention final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  int64_t heads() const { return heads_; }
+  bool causal() const { return causal_; }
+  bool masked() const { return mask_ != nullptr; }  // padding steps are left out
 
  private:
   SampleKeys dropout_keys(const StepContext& ctx) const;

@@ -21,6 +21,9 @@ class Pool2d final : public Layer {
   // Argmax per output of the last forward (max pooling), index within its input plane.
   const int32_t* argmax() const { return argmax_.data(); }
   const Conv2dGeometry& geometry() const { return g_; }
+  Kind pool_kind() const { return kind_; }
+  // Kernel 0: the window is the whole plane (global pooling).
+  bool global() const { return kernel_ == 0; }
 
  private:
   Kind kind_;

@@ -19,6 +19,9 @@ class PositionalEncoding final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  Kind encoding() const { return kind_; }
+  // Sinusoidal: the fixed table [T, dim] (after setup); empty for a learned one.
+  const std::vector<float>& sinusoids() const { return sinusoids_; }
 
  private:
   Kind kind_;

@@ -23,6 +23,9 @@ class Recurrent final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  Cell cell() const { return cell_; }
+  int64_t hidden() const { return hidden_; }
+  bool return_sequences() const { return return_sequences_; }
 
  private:
   int64_t gates() const { return cell_ == Cell::lstm ? 4 * hidden_ : cell_ == Cell::gru ? 3 * hidden_ : hidden_; }

@@ -14,6 +14,8 @@ class Reshape final : public Layer {
   Shape setup(const Shape& in, ParamRegistry&) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  // The output sample shape (a flatten's is known after setup).
+  const Shape& target() const { return target_; }
 
  private:
   Shape target_;

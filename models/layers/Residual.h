@@ -25,6 +25,8 @@ class Residual final : public Layer {
 
   Layer& body() { return *body_; }
   Layer* shortcut() { return shortcut_.get(); }
+  Activation activation() const { return act_; }
+  float slope() const { return slope_; }
 
  private:
   std::unique_ptr<Layer> body_, shortcut_;

@@ -16,6 +16,7 @@ class SequencePool final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  bool masked() const { return mask_ != nullptr; }  // padding steps are left out of the mean
 
  private:
   std::shared_ptr<const SequenceMask> mask_;

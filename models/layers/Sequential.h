@@ -22,6 +22,8 @@ class Sequential final : public Layer {
 
   size_t size() const { return layers_.size(); }
   Layer& layer(size_t i) { return *layers_[i]; }
+  // The sample shape child i produces (after setup).
+  const Shape& output_shape(size_t i) const { return out_shapes_[i]; }
   // One line per layer: path, description, output shape.
   std::vector<std::string> summary() const;
 

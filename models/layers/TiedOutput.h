@@ -17,6 +17,8 @@ class TiedOutput final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  const Embedding& embedding() const { return embedding_; }
+  bool has_bias() const { return has_bias_; }
 
  private:
   Embedding& embedding_;

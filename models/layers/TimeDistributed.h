@@ -18,6 +18,7 @@ class TimeDistributed final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  Layer& inner() { return *inner_; }
 
  private:
   std::unique_ptr<Layer> inner_;

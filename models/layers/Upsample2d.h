@@ -14,6 +14,8 @@ class Upsample2d final : public Layer {
   Shape setup(const Shape& in, ParamRegistry& registry) override;
   void forward(const Tensor& in, Tensor& out, const StepContext& ctx) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override;
+  int64_t scale_h() const { return sh_; }
+  int64_t scale_w() const { return sw_; }
 
  private:
   int64_t sh_, sw_;

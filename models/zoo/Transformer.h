@@ -34,6 +34,8 @@ class TransformerBlock final : public Layer {
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, const StepContext& ctx) override {
     body_->backward(in, out, dout, din, ctx);
   }
+  // Its layers (after setup): residual(layernorm, attention, dropout), residual(layernorm, MLP, dropout).
+  Sequential& body() { return *body_; }
 
  private:
   TransformerBlockOptions options_;
