@@ -188,6 +188,10 @@ int Supervisor::run() {
       say("the workers rejected their input (exit code 2); not restarting");
       return 2;
     }
+    if (code == 4) {  // a restart would meet the same step again
+      say("the run diverged: its summed gradient stopped being finite (exit code 4); not restarting");
+      return 4;
+    }
     if (failure.empty()) failure = o_.launcher + " " + describe_exit(status);
     std::string lost = coordinator.lost_worker();
     if (!lost.empty()) failure += "; " + lost;

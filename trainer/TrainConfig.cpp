@@ -169,6 +169,7 @@ TrainConfig read_train_config(const ConfigNode& root, const std::string& source)
   if (c.train.max_steps < 0) t.fail("max_steps", "must be >= 0 (0 = run all epochs)");
   c.train.drop_last = t.get_bool("drop_last", false);
   c.train.accumulate = positive_int(t, "accumulate", 1);
+  c.train.nonfinite = t.get_choice("nonfinite", "stop", {"stop", "skip", "off"});
   if (c.train.accumulate > c.train.batch_size)
     t.fail("accumulate", "must be at most batch_size (" + std::to_string(c.train.batch_size) +
                              "): each step splits the global batch into this many micro-batches");

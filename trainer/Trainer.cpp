@@ -1,5 +1,6 @@
 #include "trainer/Trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -121,6 +122,7 @@ void Trainer::start() {
   on_ready_ = [this](int64_t offset) { reducer_->ready_from(offset); };
   if (comm_.size() > 1) cross_rank_ = std::make_unique<CommCrossRankSum>(comm_);
   stats_ = Tensor::zeros({num_loss_stats}, device);
+  stats_before_ = Tensor::zeros({num_loss_stats}, device);
   if (config_.cuda_graphs) {
     std::string why;
     if (device != Device::cuda)
@@ -360,6 +362,8 @@ void Trainer::step_compute(StepContext& ctx) {
   // (layers accumulate), and only the last one's backward starts the all-reduce. With entropy
   // minimization the gradients are final after the second pass, which runs once per step.
   const int64_t micro_batches = config_.train.accumulate;
+  if (config_.train.nonfinite == "skip")  // a skipped step's losses leave the logged sums
+    copy_memory(stats_before_.data(), stats_.device(), stats_.data(), stats_.device(), stats_.numel() * sizeof(float));
   model_->zero_grad();
   for (int64_t m = 0;;) {
     ctx.row0 = batch->row0;  // its position in the global batch keys per-sample draws
@@ -372,6 +376,7 @@ void Trainer::step_compute(StepContext& ctx) {
                      : batch->x;
       const Tensor& out = model_->forward(x, ctx);
       training_loss(*batch, x, out, dout_, stats_.data());
+      TestHooks::get().poison_gradient(comm_.rank(), ctx.step, dout_.data(), dout_.device());
       model_->backward(dout_, ctx);
     }
     if (++m == micro_batches) break;
@@ -384,11 +389,47 @@ void Trainer::step_compute(StepContext& ctx) {
   timer_.mark(StepTimer::compute);
   session_.end_step(*reducer_);
   timer_.mark(StepTimer::allreduce);
+  // The summed gradient is the same on every rank, so all decide alike here, without a message.
+  // "skip" must look before the update (one more read of the gradient; clipping reads it anyway);
+  // "stop" looks in the update's own pass: the job ends at such a step, saving nothing of it.
+  const bool skip = config_.train.nonfinite == "skip";
+  const bool pre_check = skip || (config_.train.nonfinite == "stop" && config_.optim.clip_norm > 0.0);
+  const double sum_squares =
+      pre_check || config_.optim.clip_norm > 0.0 ? optimizer_->gradient_sum_squares(model_->grads()) : 0.0;
+  if (pre_check && !std::isfinite(sum_squares)) return nonfinite_step();  // throws, or skips the update
   const float scale =
-      optimizer_->gradient_scale(model_->grads(), batch->global_rows * batch->label_width, config_.optim.clip_norm);
+      optimizer_->gradient_scale(sum_squares, batch->global_rows * batch->label_width, config_.optim.clip_norm);
   session_.coordination().before_update();  // a checkpoint of the last step may still be copying them
-  optimizer_->step(model_->params(), model_->grads(), lr, scale);
+  const bool in_pass = config_.train.nonfinite == "stop" && !pre_check;
+  if (!optimizer_->step(model_->params(), model_->grads(), lr, scale, in_pass)) nonfinite_step();  // throws
   timer_.mark(StepTimer::optimizer);
+}
+
+void Trainer::nonfinite_step() {
+  // Where it went wrong: the first parameter (in layer order) whose summed gradient holds a NaN
+  // or an infinity. Only on this rare path are the gradients read on the host (the optimizer
+  // does not change them).
+  const Tensor& grads = model_->grads();
+  std::vector<float> host(static_cast<size_t>(grads.numel()));
+  copy_memory(host.data(), Device::cpu, grads.data(), grads.device(), host.size() * sizeof(float));
+  std::string where = "a parameter";
+  for (const ParamInfo& p : model_->param_infos()) {
+    const float* g = host.data() + p.offset;
+    if (!std::all_of(g, g + p.shape.numel(), [](float v) { return std::isfinite(v); })) {
+      where = p.path;
+      break;
+    }
+  }
+  const std::string step = std::to_string(session_.step() + 1);  // numbered as checkpoints and logs count
+  if (config_.train.nonfinite == "stop")
+    throw Error(ErrorKind::diverged,
+                "step " + step + ": the summed gradient is not finite (first in " + where +
+                    "); stopped at this step, saving nothing of it (the last checkpoint is the latest good one). "
+                    "Lower optim.lr, set optim.clip_norm, or set train.nonfinite = \"skip\"");
+  ++skipped_steps_;
+  copy_memory(stats_.data(), stats_.device(), stats_before_.data(), stats_.device(), stats_.numel() * sizeof(float));
+  print("step " + step + ": the summed gradient is not finite (first in " + where + "); step skipped (" +
+        std::to_string(skipped_steps_) + " so far)");
 }
 
 void Trainer::end_step() {
@@ -573,6 +614,7 @@ void Trainer::log_interval(int64_t epoch, int64_t step_in_epoch) {
       .add("lr", schedule_->lr(step - 1))
       .add("samples_per_s", samples_per_s);
   if (task_.label_width > 1) record.add("tokens_per_s", tokens_per_s);  // scored positions (padding left out)
+  if (config_.train.nonfinite == "skip") record.add("skipped_steps", skipped_steps_);
   // This rank's phases per step (ms); the slowest rank's busy time (all but the all-reduce wait).
   const double* mine = sums + num_loss_stats + comm_.rank() * StepTimer::num_phases;
   for (int p = 0; p < StepTimer::num_phases; ++p)

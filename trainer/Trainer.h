@@ -174,6 +174,10 @@ class Trainer : public Task {
   // all-reduces), then the optimizer; replayed as one CUDA graph when cuda_graphs applies
   // (graph_key says when).
   void step_compute(StepContext& ctx);
+  // A summed gradient that is not finite: train.nonfinite = "stop" throws (exit code 4) naming
+  // the step and the first parameter at fault; "skip" leaves parameters and optimizer untouched,
+  // takes the step's losses back out of the logged sums and counts it.
+  void nonfinite_step();
   // The key a captured step depends on, or 0 when this step cannot be captured.
   uint64_t graph_key(const Batch& batch) const;
   // The end of a reporting period (an epoch, or a round counted in steps): training and
@@ -210,6 +214,8 @@ class Trainer : public Task {
   int64_t epoch_end_ = 0, step_end_ = 0;  // the current round's (begin_round)
   std::unique_ptr<CrossRankSum> cross_rank_;
   Tensor dout_, stats_;  // stats_: LossStat sums since the last log, on the model's device
+  Tensor stats_before_;  // train.nonfinite = "skip": stats_ before the step's losses
+  int64_t skipped_steps_ = 0;  // steps skipped for a non-finite gradient (saved)
   // GPU data path: batches staged through pinned memory, one batch ahead of the step.
   const Batch* staged_ahead_ = nullptr;
   ReaderCursor ahead_cursor_;

@@ -25,6 +25,7 @@ struct SupervisedFields {
   LrSchedule::State schedule;
   EarlyStopping::State early;
   bool stopped_early = false;
+  int64_t skipped_steps = 0;  // train.nonfinite = "skip"
   double epoch_sums[num_loss_stats] = {};
   std::vector<float> interval_sums;
   int64_t round_start_epoch = 0, round_start_step = 0;
@@ -42,6 +43,7 @@ struct SupervisedFields {
     f("early_best_epoch", early.best_epoch);
     f("early_bad_epochs", early.bad_epochs);
     f("stopped_early", stopped_early);
+    f("skipped_steps", skipped_steps);
     f("metrics_epoch", epoch_sums);
     f("metrics_interval", interval_sums);
     f("round_start_epoch", round_start_epoch);
@@ -89,6 +91,7 @@ CheckpointState Trainer::checkpoint_state(bool with_data) {
   v.schedule = schedule_->state();
   v.early = early_->state();
   v.stopped_early = stopped_early_;
+  v.skipped_steps = skipped_steps_;
   std::copy(std::begin(epoch_sums_), std::end(epoch_sums_), v.epoch_sums);
   v.interval_sums = to_host(stats_);
   v.round_start_epoch = round_start_epoch_;
@@ -133,6 +136,7 @@ void Trainer::restore(const CheckpointState& s) {
   v.interval_sums.resize(static_cast<size_t>(stats_.numel()), 0.0f);  // saved before the statistics grew: 0
   from_host(stats_, v.interval_sums);
   stopped_early_ = v.stopped_early;
+  skipped_steps_ = v.skipped_steps;
   session_.cpu_planner().restore(s);
   session_.restored_at(s.step);
   round_start_epoch_ = v.round_start_epoch;

@@ -30,7 +30,7 @@ int train_command(const Args& args) {
       .option("trace", "FILE", "write every rank's step phases as a Chrome trace (Perfetto) at the end")
       .epilog(
           "Config reference: docs/config.md. SIGUSR1 or SIGTERM: stop at the next step, checkpoint, exit 75 "
-          "(requeue).\nExit codes: 0 done, 2 bad input or config, 3 a peer failed or timed out, 75 stopped on "
+          "(requeue).\nExit codes: 0 done, 2 bad input or config, 3 a peer failed or timed out, 4 the summed gradient stopped being finite (train.nonfinite), 75 stopped on "
           "request (requeue), 1 anything else.\n\nModel kinds ([model] kind = ...):\n" +
           model_kinds_help() + "\nLayer types ({ type = ... } in [model] blocks or layers):\n" + layer_types_help());
   if (!p.parse(args)) return 0;
@@ -51,8 +51,11 @@ int train_command(const Args& args) {
     if (p.has("resume")) trainer->resume(p.get("resume"));
     if (trainer->run().requeue) return requeue_exit_code;
   } catch (const Error& e) {
-    // The other ranks may be waiting in a collective for this one: end the whole job.
-    if (comm->size() > 1) {
+    // The other ranks may be waiting in a collective for this one: end the whole job. A diverged
+    // step is seen by every rank alike (the summed gradient), and they all end by themselves.
+    if (comm->size() > 1 && e.kind() == ErrorKind::diverged) {
+      if (comm->rank() != 0) return e.exit_code();
+    } else if (comm->size() > 1) {
       std::fprintf(stderr, "dptrain train: error (rank %d): %s\n", comm->rank(), e.what());
       comm->abort(e.exit_code());
     }

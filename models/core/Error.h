@@ -12,6 +12,7 @@ enum class ErrorKind {
   internal = 1,   // anything else: exit code 1
   bad_input = 2,  // bad config, data file, checkpoint or command line: exit code 2
   peer = 3,       // a peer failed, stalled or disagreed: exit code 3
+  diverged = 4,   // the summed gradient stopped being finite (train.nonfinite = "stop"): exit code 4
 };
 
 class Error : public std::runtime_error {

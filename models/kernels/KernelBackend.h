@@ -342,6 +342,11 @@ class KernelBackend {
   // One fused optimizer pass over n parameters; state1/state2 as the kind needs them.
   virtual void optimizer_update(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
                                 float* state2) = 0;
+  // The same update, returning whether all n gradients were finite (train.nonfinite = "stop":
+  // the job ends at such a step, so the update need not be held back). The CPU checks in the
+  // same pass, at no cost to a memory-bound loop; CUDA reduces the gradients first.
+  virtual bool optimizer_update_checked(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
+                                        float* state2) = 0;
   // x = min(max(x, lo), hi) over n floats (weight clipping after a step: the Wasserstein critic's).
   virtual void clamp(int64_t n, float lo, float hi, float* x) = 0;
 };

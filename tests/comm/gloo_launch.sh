@@ -2,7 +2,8 @@
 # Ranks started the torchrun way, without MPI (comm.backend auto -> gloo): two shells with RANK,
 # WORLD_SIZE, MASTER_ADDR and MASTER_PORT train 50 steps to within 1e-5 of `mpirun -np 2` (the
 # same world size, so in fact bitwise); killing one rank, or one stalling past comm.timeout_s, ends
-# the other with exit code 3 naming the rank; ranks whose configs differ are refused; conflicting variables are refused naming them.
+# the other with exit code 3 naming the rank; a non-finite gradient on one rank stops both with
+# exit code 4; ranks whose configs differ are refused; conflicting variables are refused naming them.
 #   tests/comm/gloo_launch.sh DPTRAIN        (CTest: label gloo; 77 = skipped)
 set -euo pipefail
 bin=$1
@@ -115,6 +116,15 @@ pkill -9 -P "${pids[1]}" || true
 ((SECONDS - start <= 15)) || fail "rank 0 took $((SECONDS - start)) s to give up (comm.timeout_s = 3)"
 grep -q "rank 1 .*last seen at step" "$work/stall.0.log" || fail "rank 0's error does not name rank 1 and its step"
 say "rank 0: $(grep -o 'error (rank 0).*' "$work/stall.0.log" | cut -c1-220)"
+
+say "a non-finite gradient on rank 1 stops both ranks at the same step with exit code 4"
+DPTRAIN_TEST_NONFINITE=1:5 two_ranks nonfinite
+rc0=0 rc1=0
+wait "${pids[0]}" || rc0=$?
+wait "${pids[1]}" || rc1=$?
+[[ $rc0 == 4 && $rc1 == 4 ]] || fail "non-finite gradient: ranks exited $rc0 and $rc1 (expected 4 and 4)"
+grep -q "step 6: the summed gradient is not finite" "$work/nonfinite.0.log" || fail "rank 0 does not name step 6"
+[[ ! -e $work/nonfinite/model.h5 ]] || fail "a model was written from the non-finite state"
 
 say "ranks with different configs are refused"
 port=$(free_port)

@@ -426,6 +426,7 @@ std::string Coordinator::status_json() const {
                  {"last_checkpoint", {{"step", last_.step}, {"path", last_.path}}},
                  {"cpu_engines", cpu_engines_},
                  {"stragglers", stragglers_},
+                 {"skipped_steps", skipped_steps_},
                  {"ranks", std::move(ranks)}};
   // Paths and host names are bytes, not always UTF-8: replace what is not rather than fail.
   return status.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
@@ -436,6 +437,8 @@ void Coordinator::add_logged_record(const std::string& json) {
   // nothing of the run yet (a restarted supervisor, a requeued job) reads what was logged before.
   // A malformed record is dropped (MetricsHistory::add_record refuses it); the worker is not blamed.
   const nlohmann::json record = nlohmann::json::parse(json, nullptr, false);
+  if (record.is_object() && record.contains("skipped_steps") && record["skipped_steps"].is_number_integer())
+    skipped_steps_ = record["skipped_steps"].get<int64_t>();
   if (record.is_object() && record.value("event", "") == "timing") {
     take_timing(record);
     return;

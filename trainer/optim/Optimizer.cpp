@@ -56,14 +56,20 @@ Optimizer::Optimizer(const OptimConfig& config, const std::vector<FlatRange>& ra
 }
 
 float Optimizer::gradient_scale(const Tensor& grads, int64_t global_rows, double clip_norm) const {
-  double sum = 0.0;
-  if (clip_norm > 0.0)
-    for (const FlatRange& r : ranges_)
-      sum += kernels(grads.device()).sum_squares(r.end - r.begin, grads.data() + r.begin);
-  return clipped_scale(sum, global_rows, clip_norm);
+  return clipped_scale(clip_norm > 0.0 ? gradient_sum_squares(grads) : 0.0, global_rows, clip_norm);
 }
 
-void Optimizer::step(Tensor& params, const Tensor& grads, float lr, float grad_scale) {
+float Optimizer::gradient_scale(double sum_squares, int64_t global_rows, double clip_norm) const {
+  return clipped_scale(sum_squares, global_rows, clip_norm);
+}
+
+double Optimizer::gradient_sum_squares(const Tensor& grads) const {
+  double sum = 0.0;
+  for (const FlatRange& r : ranges_) sum += kernels(grads.device()).sum_squares(r.end - r.begin, grads.data() + r.begin);
+  return sum;
+}
+
+bool Optimizer::step(Tensor& params, const Tensor& grads, float lr, float grad_scale, bool check) {
   ++steps_;
   OptimizerStep s;
   s.kind = config_.kind;
@@ -81,13 +87,20 @@ void Optimizer::step(Tensor& params, const Tensor& grads, float lr, float grad_s
   s.bias_correction2 = static_cast<float>(1.0 - std::pow(config_.beta2, static_cast<double>(steps_)));
   KernelBackend& k = kernels(params.device());
   int64_t at = 0;  // in the states
+  bool finite = true;
   for (const FlatRange& r : ranges_) {
     const int64_t n = r.end - r.begin;
-    k.optimizer_update(s, n, params.data() + r.begin, grads.data() + r.begin,
-                       state1_.empty() ? nullptr : state1_.data() + at,
-                       state2_.empty() ? nullptr : state2_.data() + at);
+    float* w = params.data() + r.begin;
+    const float* g = grads.data() + r.begin;
+    float* s1 = state1_.empty() ? nullptr : state1_.data() + at;
+    float* s2 = state2_.empty() ? nullptr : state2_.data() + at;
+    if (check)
+      finite &= k.optimizer_update_checked(s, n, w, g, s1, s2);
+    else
+      k.optimizer_update(s, n, w, g, s1, s2);
     at += n;
   }
+  return finite;
 }
 
 std::vector<std::pair<std::string, Tensor*>> Optimizer::states() {

@@ -26,8 +26,14 @@ class Optimizer {
   // range may hold rank-local gradients (a tied output writing into a frozen embedding), which
   // must not steer clipping differently on each rank.
   float gradient_scale(const Tensor& grads, int64_t global_rows, double clip_norm) const;
-  // Applies one update with learning rate lr; grad_scale multiplies the gradient first.
-  void step(Tensor& params, const Tensor& grads, float lr, float grad_scale = 1.0f);
+  // The same from the sum of squares over those ranges (gradient_sum_squares): a step that also
+  // checks the gradient is finite reads it once for both.
+  float gradient_scale(double sum_squares, int64_t global_rows, double clip_norm) const;
+  double gradient_sum_squares(const Tensor& grads) const;
+  // Applies one update with learning rate lr; grad_scale multiplies the gradient first. With
+  // `check`, returns whether every gradient it read was finite (checked in the same pass on the
+  // CPU); the update is applied either way.
+  bool step(Tensor& params, const Tensor& grads, float lr, float grad_scale = 1.0f, bool check = false);
   // Completed steps (Adam's bias correction counts them).
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }

@@ -155,6 +155,8 @@ class CpuKernels final : public KernelBackend {
                 float* stats) override;
 
   // CpuOptimizer.cpp: the optimizer step and weight clipping.
+  bool optimizer_update_checked(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
+                                float* state2) override;
   void optimizer_update(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
                         float* state2) override;
   void clamp(int64_t n, float lo, float hi, float* x) override;
@@ -233,5 +235,7 @@ void cpu_unpacked_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t 
 
 // One fused pass of the optimizer over n parameters: a loop per kind, so each vectorizes.
 void cpu_optimizer_update(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m, float* v);
+// The same, returning whether every g[i] was finite (checked in the same pass).
+bool cpu_optimizer_update_checked(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m, float* v);
 
 }  // namespace dptrain

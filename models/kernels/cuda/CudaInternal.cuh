@@ -221,6 +221,8 @@ class CudaKernels final : public KernelBackend {
                    float* out_c = nullptr);
 
   // CudaOptim.cu
+  bool optimizer_update_checked(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
+                                float* state2) override;
   void optimizer_update(const OptimizerStep& step, int64_t n, float* w, const float* g, float* state1,
                         float* state2) override;
   void clamp(int64_t n, float lo, float hi, float* x) override;

@@ -1,6 +1,8 @@
 // The optimizer step of the CUDA backend: one fused kernel over the flat buffers (docs/design.md rule 1),
 // a template instance per optimizer kind with the per-element update the CPU's pass uses too
 // (KernelMath.h), so that each element reads w, g and its states once and writes them once.
+#include <cmath>
+
 #include "models/kernels/cuda/CudaInternal.cuh"
 
 namespace dptrain::cuda {
@@ -39,6 +41,15 @@ __global__ void clamp_kernel(int64_t n, float lo, float hi, float* x) {
 }
 
 }  // namespace
+
+bool CudaKernels::optimizer_update_checked(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m,
+                                           float* v) {
+  // The sum of squares is finite exactly when every gradient is (in double, squares of floats
+  // cannot overflow it); one reduction and a copy to the host, before the update.
+  const bool finite = n <= 0 || std::isfinite(sum_squares(n, g));
+  optimizer_update(s, n, w, g, m, v);
+  return finite;
+}
 
 void CudaKernels::optimizer_update(const OptimizerStep& s, int64_t n, float* w, const float* g, float* m, float* v) {
   if (n <= 0) return;
