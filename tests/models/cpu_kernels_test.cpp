@@ -227,6 +227,35 @@ TEST_CASE("each optimizer kind's pass follows its formula", "[models][cpu]") {
     }
 }
 
+TEST_CASE("the checked optimizer pass updates as the plain one and finds every non-finite gradient", "[models][cpu]") {
+  OptimizerStep s;
+  s.kind = OptimizerKind::adam;
+  s.lr = 0.01f;
+  s.bias_correction1 = 0.1f;
+  s.bias_correction2 = 0.001f;
+  for (int64_t n : {1, 7, 64, 1000, 200003}) {  // below and above the threaded size, odd tails
+    std::vector<float> g(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) g[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i));
+    std::vector<float> w(g.size(), 0.5f), m(g.size()), v(g.size());
+    std::vector<float> w2 = w, m2 = m, v2 = v;
+    CHECK(cpu_optimizer_update_checked(s, n, w.data(), g.data(), m.data(), v.data()));
+    cpu_optimizer_update(s, n, w2.data(), g.data(), m2.data(), v2.data());
+    CHECK(w == w2);
+    CHECK(m == m2);
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity()})
+      for (int64_t at : {int64_t{0}, n / 2, n - 1}) {
+        std::vector<float> gb = g;
+        gb[static_cast<size_t>(at)] = bad;
+        INFO("n " << n << " at " << at << " value " << bad);
+        CHECK_FALSE(cpu_optimizer_update_checked(s, n, w.data(), gb.data(), m.data(), v.data()));
+      }
+    // The largest finite values are finite.
+    std::vector<float> big(g.size(), std::numeric_limits<float>::max());
+    CHECK(cpu_optimizer_update_checked(s, n, w.data(), big.data(), m.data(), v.data()));
+  }
+}
+
 TEST_CASE("im2col and col2im follow their definitions", "[models][cpu]") {
   Philox rng(7, RandomPurpose::synth, 77);
   for (int trial = 0; trial < 60; ++trial) {
