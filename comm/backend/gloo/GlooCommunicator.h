@@ -1,7 +1,8 @@
 // The Gloo backend: TCP collectives for ranks that no MPI launcher started (torchrun's variables,
 // srun --mpi=none; comm/RankEnvironment.h). Rank 0 serves the rendezvous (comm/control/Rendezvous.h)
 // through which Gloo connects its full mesh; every collective then runs on one communication
-// thread in the order the ranks issued them, so the non-blocking all-reduce of the gradient
+// thread in the order the ranks issued them (large float sums round the MPI backend's ring, over
+// Gloo's point-to-point buffers, so both backends give the same bits), so the non-blocking all-reduce of the gradient
 // buckets overlaps the backward pass as with MPI. Gloo's own timeout (comm.timeout_s) ends a
 // collective that stalls; a failed or timed-out collective asks the rendezvous which ranks are
 // gone or behind and names them (exit code 3).
@@ -22,7 +23,8 @@ namespace gloo {
 class Context;
 namespace transport {
 class Device;
-}
+class UnboundBuffer;
+}  // namespace transport
 }  // namespace gloo
 
 namespace dptrain {
@@ -74,6 +76,8 @@ class GlooCommunicator final : public Communicator {
   void work_loop();
   void report_loop();
   void execute(const Op& op);
+  void ring_sum(float* data, int64_t count, uint64_t sequence);
+  ::gloo::transport::UnboundBuffer& unbound(float* data, size_t bytes);
   std::string diagnose(const Op& op, const std::string& cause);
 
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
@@ -86,6 +90,10 @@ class GlooCommunicator final : public Communicator {
   std::shared_ptr<gloo::transport::Device> device_;
   std::shared_ptr<gloo::Context> context_;
   std::unique_ptr<GlooRequest> sync_;  // the blocking collectives' request
+  // ring_sum's state, used on the communication thread only.
+  std::vector<float> incoming_;  // one segment from the left
+  std::unique_ptr<::gloo::transport::UnboundBuffer> incoming_buffer_;
+  std::vector<std::unique_ptr<::gloo::transport::UnboundBuffer>> unbound_;
 
   std::mutex mu_;
   std::condition_variable cv_;       // work queued, or closing

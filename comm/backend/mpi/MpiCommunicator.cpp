@@ -1,7 +1,9 @@
 #include "comm/backend/mpi/MpiCommunicator.h"
 
 #include <sched.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdio>
@@ -70,6 +72,13 @@ MpiCommunicator::MpiCommunicator(double timeout_s) : timeout_s_(timeout_s) {
   MPI_Comm_size(local, &local_size_);
   MPI_Comm_free(&local);
   set_error_rank(rank_);
+  // Every rank's host name, for the watchdog's messages once ranks run on several machines.
+  constexpr int host_bytes = 64;
+  char mine[host_bytes] = {};
+  ::gethostname(mine, host_bytes - 1);
+  std::vector<char> all(static_cast<size_t>(size_) * host_bytes);
+  DPT_MPI(MPI_Allgather(mine, host_bytes, MPI_CHAR, all.data(), host_bytes, MPI_CHAR, world_));
+  for (int r = 0; r < size_; ++r) hosts_.emplace_back(all.data() + static_cast<size_t>(r) * host_bytes);
   seen_.assign(static_cast<size_t>(size_), 0);
   seen_step_.assign(static_cast<size_t>(size_), -1);
   outbox_.assign(static_cast<size_t>(2 * size_), 0);
@@ -163,6 +172,7 @@ std::string MpiCommunicator::missing_ranks(uint64_t sequence) {
   for (int r = 0; r < size_; ++r) {
     if (seen_[static_cast<size_t>(r)] >= sequence) continue;
     missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+    if (std::count(hosts_.begin(), hosts_.end(), hosts_[0]) != size_) missing += " on " + hosts_[static_cast<size_t>(r)];
     int64_t s = seen_step_[static_cast<size_t>(r)];
     missing += s >= 0 ? " (last seen at step " + std::to_string(s) + ")" : " (not seen since start-up)";
   }

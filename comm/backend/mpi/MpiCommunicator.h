@@ -59,6 +59,7 @@ class MpiCommunicator final : public Communicator, public CollectiveWatch {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   double timeout_s_;
   uint64_t sequence_ = 0;
+  std::vector<std::string> hosts_;  // every rank's host name
   std::vector<uint64_t> seen_;      // latest collective each rank announced
   std::vector<int64_t> seen_step_;  // and its training step
   std::vector<uint64_t> outbox_;    // send buffers of announcements in flight

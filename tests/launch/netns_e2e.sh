@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Several machines, made of network namespaces (scripts/netns-cluster): 3 hosts on a bridge, one
+# rank each, started by mpirun through a launcher agent that enters a host's namespace instead of
+# ssh, over Open MPI's TCP transport on the bridge; the coordinator on host 0's bridge address.
+#  - 3 hosts x 1 rank after 50 steps: bitwise equal to 3 ranks on one host, within 1e-5 of 1 rank;
+#    /status lists each rank's host;
+#  - with 5 ms delay and 1 % loss on every host (tc netem): the same bits, and the time ratio;
+#  - one host's link cut mid-run: the job ends with exit code 3 within comm.timeout_s + 10 s,
+#    rank 0 naming the rank and host that stopped answering.
+#   tests/launch/netns_e2e.sh DPTRAIN SOURCE_DIR     (CTest: label netns; 77 = skipped)
+# The CTest cleanup fixture netns_e2e_stop removes the hosts even when this script is killed.
+set -euo pipefail
+bin=$1
+src=$2
+export DPTRAIN_NETNS_PREFIX=${DPTRAIN_NETNS_PREFIX:-dptt}
+cluster=$src/scripts/netns-cluster
+skip() { echo "SKIP: $*"; exit 77; }
+[[ $(id -u) -eq 0 ]] || skip "network namespaces need root"
+for b in ip tc mpirun unshare curl; do command -v "$b" >/dev/null || skip "$b is not installed"; done
+ip netns add "$DPTRAIN_NETNS_PREFIX-probe" 2>/dev/null || skip "cannot make network namespaces here"
+ip netns del "$DPTRAIN_NETNS_PREFIX-probe"
+
+work=$(mktemp -d /tmp/dptrain-netns.XXXXXX)
+cleanup() {
+  local rc=$?
+  "$cluster" down || true
+  if [[ $rc -ne 0 && $rc -ne 77 ]]; then echo "netns_e2e: FAILED (exit code $rc); files kept under $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() {
+  echo "netns_e2e: $*" >&2
+  for f in "$work"/*.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }; done
+  exit 1
+}
+started=$SECONDS
+say() { echo "netns_e2e [$((SECONDS - started)) s]: $*"; }
+
+"$cluster" down
+"$cluster" up 3 >/dev/null
+"$cluster" hostfile >"$work/hostfile"
+host0=$("$cluster" addr 0)
+say "3 hosts: $(tr '\n' ' ' <"$work/hostfile")"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# mpirun runs on host 0 (its daemons call back to it there); the agent starts the others' daemons.
+# Keepalives on its links to them let mpirun notice a lost host in seconds, not minutes: without,
+# it waits on the unreachable daemon after the job's abort.
+hosts_mpirun=(mpirun -np 3 --hostfile "$work/hostfile" --mca plm_rsh_agent "$cluster agent"
+  --mca btl tcp,self --mca btl_tcp_if_include 10.213.0.0/24 --mca oob_tcp_if_include 10.213.0.0/24
+  --mca oob_tcp_keepalive_time 6 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3
+  -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x DPTRAIN_TEST_STEP_MS -x DPTRAIN_CACHE_DIR)
+
+"$bin" data synth blobs --n 1200 --dim 6 --seed 5 --out "$work/data.h5" >/dev/null
+# 50 steps of 24 rows; one engine, so that no timing decides which product a run uses.
+cat >"$work/run.toml" <<EOF
+seed = 9
+out_dir = "$work/unused"
+cpu_engine = "openblas"
+[data]
+train = "$work/data.h5"
+normalize = "zscore"
+[model]
+kind = "mlp"
+hidden = [32, 16]
+dropout = 0.1
+[optim]
+kind = "adam"
+lr = 0.005
+[train]
+batch_size = 24
+epochs = 1
+max_steps = 50
+progress = false
+log_every = 10
+[coordinator]
+bind = "$host0"
+http_port = 18080
+EOF
+
+compare() {  # compare A B TOLERANCE: every float dataset of two model files
+  /usr/bin/python3 - "$1" "$2" "$3" <<'EOF'
+import sys
+import h5py, numpy as np
+def floats(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda k, o: out.__setitem__(k, np.asarray(o[()], dtype=np.float64))
+                     if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+    return out
+a, b = floats(sys.argv[1]), floats(sys.argv[2])
+assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
+worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+print(f"largest difference {worst:.3g}")
+sys.exit(0 if worst <= float(sys.argv[3]) else 1)
+EOF
+}
+
+say "references: 1 rank, and 3 ranks on one host"
+"$bin" train "$work/run.toml" --set "out_dir=\"$work/one\"" --set 'coordinator.bind="127.0.0.1"' >"$work/one.log" 2>&1 ||
+  fail "the 1-rank reference failed"
+timeout 120 mpirun -np 3 --oversubscribe --bind-to none "$bin" train "$work/run.toml" --set "out_dir=\"$work/same\"" \
+  --set 'coordinator.bind="127.0.0.1"' >"$work/same.log" 2>&1 || fail "the 3-rank one-host reference failed"
+
+say "3 hosts x 1 rank (mpirun through the namespace agent, TCP on the bridge)"
+t0=$(date +%s.%N)
+DPTRAIN_TEST_STEP_MS=40 timeout 180 "$cluster" exec 0 "${hosts_mpirun[@]}" "$bin" train "$work/run.toml" \
+  --set "out_dir=\"$work/hosts\"" >"$work/hosts.log" 2>&1 &
+job=$!
+status=""
+for _ in $(seq 150); do
+  status=$("$cluster" exec 0 curl -s -m 2 "http://$host0:18080/status" 2>/dev/null || true)
+  [[ $status == *'"host":"h2"'* && $status == *'"host":"h1"'* && $status == *'"host":"h0"'* ]] && break
+  sleep 0.2
+done
+wait "$job" || fail "the 3-host run failed"
+t_clean=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+[[ $status == *'"host":"h0"'* && $status == *'"host":"h1"'* && $status == *'"host":"h2"'* ]] ||
+  fail "/status did not list the ranks' hosts h0, h1, h2: $status"
+grep -q "on 3 ranks (mpi" "$work/hosts.log" || fail "the 3-host run did not report 3 MPI ranks"
+say "3 hosts vs 3 ranks on one host: $(compare "$work/hosts/model.h5" "$work/same/model.h5" 0)" ||
+  fail "3 hosts differ from 3 ranks on one host"
+say "3 hosts vs 1 rank: $(compare "$work/hosts/model.h5" "$work/one/model.h5" 1e-5)" ||
+  fail "3 hosts differ from 1 rank by more than 1e-5"
+
+say "5 ms delay and 1 % loss on every host (tc netem)"
+if ip netns exec "$DPTRAIN_NETNS_PREFIX-h0" tc qdisc add dev eth0 root netem delay 5ms loss 1% 2>"$work/netem.err"; then
+  for h in 1 2; do ip netns exec "$DPTRAIN_NETNS_PREFIX-h$h" tc qdisc add dev eth0 root netem delay 5ms loss 1%; done
+  t0=$(date +%s.%N)
+  DPTRAIN_TEST_STEP_MS=40 timeout 300 "$cluster" exec 0 "${hosts_mpirun[@]}" "$bin" train "$work/run.toml" \
+    --set "out_dir=\"$work/netem\"" >"$work/netem.log" 2>&1 || fail "the run over the lossy network failed"
+  t_netem=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+  say "lossy vs clean network: $(compare "$work/netem/model.h5" "$work/hosts/model.h5" 0); wall time $t_netem s vs $t_clean s (ratio $(awk -v a="$t_netem" -v b="$t_clean" 'BEGIN { printf "%.2f", a / b }'))" ||
+    fail "the run over the lossy network ended differently"
+  for h in 0 1 2; do ip netns exec "$DPTRAIN_NETNS_PREFIX-h$h" tc qdisc del dev eth0 root; done
+else
+  # The kernel of some machines lacks sch_netem (and cannot load modules); the rest still runs.
+  say "NOT RUN: tc netem is not available in this kernel ($(head -n 1 "$work/netem.err")); the lossy-network part is skipped"
+fi
+
+say "cutting host 2's link mid-run (comm.timeout_s = 5)"
+DPTRAIN_TEST_STEP_MS=40 timeout 120 "$cluster" exec 0 "${hosts_mpirun[@]}" "$bin" train "$work/run.toml" \
+  --set "out_dir=\"$work/cut\"" --set train.max_steps=100000 --set train.epochs=1000 --set comm.timeout_s=5 \
+  >"$work/cut.log" 2>&1 &
+job=$!
+for _ in $(seq 200); do grep -q "step 20\b\|epoch 1/" "$work/cut.log" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+ip -n "$DPTRAIN_NETNS_PREFIX-h2" link set eth0 down
+cut_at=$SECONDS
+rc=0
+wait "$job" || rc=$?
+took=$((SECONDS - cut_at))
+[[ $rc == 3 ]] || fail "the job exited $rc after host 2 was cut off (expected 3)"
+((took <= 15)) || fail "the job took $took s to end (comm.timeout_s = 5, + 10 s allowed)"
+grep -q "rank 2 on h2" "$work/cut.log" || fail "the error does not name rank 2 on h2"
+say "ended in $took s: $(grep -o 'error (rank 0).*' "$work/cut.log" | head -n 1 | cut -c1-200)"
+say "passed"
