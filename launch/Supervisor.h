@@ -25,7 +25,7 @@ struct SupervisorOptions {
 class Supervisor {
  public:
   Supervisor(const SupervisorOptions& options, const TrainConfig& config);
-  // Runs the job to its end; returns the exit code (0, 75 requeue, 2 bad input, 3 gave up).
+  // Runs the job to its end; returns the exit code (0, 75 requeue, 2 bad input, 3 gave up, 4 diverged).
   int run();
 
  private:

@@ -64,7 +64,7 @@ int launch_command(const Args& raw) {
       .repeated("launcher-arg", "ARG", "an extra argument for mpirun/srun, e.g. --launcher-arg=--hostfile=hosts")
       .epilog(
           "Exit codes: 0 done, 75 stopped on request after a checkpoint (requeue), 2 bad input, 3 failed after "
-          "the allowed restarts.");
+          "the allowed restarts, 4 the run diverged (not restarted).");
   if (!p.parse(args)) return 0;
   SupervisorOptions o;
   o.ranks = static_cast<int>(p.get_int("ranks"));

@@ -12,6 +12,21 @@ namespace dptrain {
 
 namespace fs = std::filesystem;
 
+namespace {
+// "812 kB", "3.4 MB", "1.2 GB".
+std::string human_bytes(uintmax_t bytes) {
+  const double b = static_cast<double>(bytes);
+  char text[32];
+  if (b >= 1e9)
+    std::snprintf(text, sizeof text, "%.1f GB", b / 1e9);
+  else if (b >= 1e6)
+    std::snprintf(text, sizeof text, "%.1f MB", b / 1e6);
+  else
+    std::snprintf(text, sizeof text, "%.0f kB", b / 1e3);
+  return text;
+}
+}  // namespace
+
 CheckpointStore::CheckpointStore(std::string dir, int64_t keep)
     : dir_(std::move(dir)), keep_(std::max<int64_t>(1, keep)) {}
 
@@ -54,12 +69,22 @@ std::string CheckpointStore::save(const CheckpointState& state) {
   // fsync of the directory then makes both renames durable (one disk flush, not two). A crash
   // before it leaves at worst a pointer to a file that is not there, or the previous pointer,
   // and resolve() falls back to the newest good checkpoint either way.
-  write_checkpoint_file(path, state, /*sync_directory=*/false);
-  write_atomically((fs::path(dir_) / "latest").string(), [&](const std::string& tmp) {
-    std::ofstream out(tmp);
-    out << file_name(state.step) << "\n";
-    if (!out.flush()) throw Error(ErrorKind::internal, tmp + ": cannot write the latest pointer");
-  });
+  try {
+    write_checkpoint_file(path, state, /*sync_directory=*/false);
+    write_atomically((fs::path(dir_) / "latest").string(), [&](const std::string& tmp) {
+      std::ofstream out(tmp);
+      out << file_name(state.step) << "\n";
+      if (!out.flush()) throw Error(ErrorKind::internal, tmp + ": cannot write the latest pointer");
+    });
+  } catch (const Error& e) {
+    // A full disk shows as a failed HDF5 write: say where, and how much room there is. The
+    // temporary file is gone and `latest` still names the previous complete checkpoint.
+    std::string room;
+    const fs::space_info space = fs::space(dir_, ec);
+    if (!ec) room = "; " + human_bytes(space.available) + " free of " + human_bytes(space.capacity) + " there";
+    throw Error(e.kind(), "checkpoint of step " + std::to_string(state.step) + " not written to " + dir_ + room +
+                              " (" + e.what() + "); the latest complete checkpoint is unchanged");
+  }
   std::vector<std::string> all = list();  // also waits for the previous save's removal
   if (all.size() > static_cast<size_t>(keep_)) {
     std::vector<std::string> old(all.begin() + keep_, all.end());

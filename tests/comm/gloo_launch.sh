@@ -7,6 +7,7 @@
 #   tests/comm/gloo_launch.sh DPTRAIN        (CTest: label gloo; 77 = skipped)
 set -euo pipefail
 bin=$1
+compare=$(dirname "$0")/../support/compare_models.py
 work=$(mktemp -d /tmp/dptrain-gloo.XXXXXX)
 pids=()
 cleanup() {
@@ -74,21 +75,9 @@ if command -v mpirun >/dev/null; then
   say "reference: mpirun -np 2"
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 mpirun -np 2 --oversubscribe --bind-to none \
     "$bin" train "$work/run.toml" --set "out_dir=\"$work/mpi\"" >"$work/mpi.log" 2>&1 || fail "the mpirun reference failed"
-  /usr/bin/python3 - "$work/gloo/model.h5" "$work/mpi/model.h5" <<'EOF' || fail "the gloo model differs from the mpirun model"
-import sys
-import h5py, numpy as np
-def floats(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda k, o: out.__setitem__(k, np.asarray(o[()], dtype=np.float64))
-                     if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
-    return out
-a, b = floats(sys.argv[1]), floats(sys.argv[2])
-assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
-worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-print(f"gloo_launch: {len(a)} float datasets, largest difference gloo vs mpirun after 50 steps: {worst:.3g}")
-sys.exit(0 if worst <= 1e-5 else 1)
-EOF
+  r=$(/usr/bin/python3 "$compare" "$work/gloo/model.h5" "$work/mpi/model.h5" 1e-5) ||
+    fail "the gloo model differs from the mpirun model by more than 1e-5: $r"
+  say "gloo vs mpirun after 50 steps: $r"
 else
   say "mpirun not installed: the comparison with mpirun -np 2 is skipped"
 fi

@@ -78,23 +78,7 @@ bind = "$host0"
 http_port = 18080
 EOF
 
-compare() {  # compare A B TOLERANCE: every float dataset of two model files
-  /usr/bin/python3 - "$1" "$2" "$3" <<'EOF'
-import sys
-import h5py, numpy as np
-def floats(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda k, o: out.__setitem__(k, np.asarray(o[()], dtype=np.float64))
-                     if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
-    return out
-a, b = floats(sys.argv[1]), floats(sys.argv[2])
-assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
-worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-print(f"largest difference {worst:.3g}")
-sys.exit(0 if worst <= float(sys.argv[3]) else 1)
-EOF
-}
+compare() { /usr/bin/python3 "$src/tests/support/compare_models.py" "$@"; }  # A B TOLERANCE
 
 say "references: 1 rank, and 3 ranks on one host"
 "$bin" train "$work/run.toml" --set "out_dir=\"$work/one\"" --set 'coordinator.bind="127.0.0.1"' >"$work/one.log" 2>&1 ||
@@ -118,10 +102,10 @@ t_clean=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 [[ $status == *'"host":"h0"'* && $status == *'"host":"h1"'* && $status == *'"host":"h2"'* ]] ||
   fail "/status did not list the ranks' hosts h0, h1, h2: $status"
 grep -q "on 3 ranks (mpi" "$work/hosts.log" || fail "the 3-host run did not report 3 MPI ranks"
-say "3 hosts vs 3 ranks on one host: $(compare "$work/hosts/model.h5" "$work/same/model.h5" 0)" ||
-  fail "3 hosts differ from 3 ranks on one host"
-say "3 hosts vs 1 rank: $(compare "$work/hosts/model.h5" "$work/one/model.h5" 1e-5)" ||
-  fail "3 hosts differ from 1 rank by more than 1e-5"
+r=$(compare "$work/hosts/model.h5" "$work/same/model.h5" 0) || fail "3 hosts differ from 3 ranks on one host: $r"
+say "3 hosts vs 3 ranks on one host: $r"
+r=$(compare "$work/hosts/model.h5" "$work/one/model.h5" 1e-5) || fail "3 hosts differ from 1 rank by more than 1e-5: $r"
+say "3 hosts vs 1 rank: $r"
 
 say "5 ms delay and 1 % loss on every host (tc netem)"
 if ip netns exec "$DPTRAIN_NETNS_PREFIX-h0" tc qdisc add dev eth0 root netem delay 5ms loss 1% 2>"$work/netem.err"; then
@@ -130,8 +114,8 @@ if ip netns exec "$DPTRAIN_NETNS_PREFIX-h0" tc qdisc add dev eth0 root netem del
   DPTRAIN_TEST_STEP_MS=40 timeout 300 "$cluster" exec 0 "${hosts_mpirun[@]}" "$bin" train "$work/run.toml" \
     --set "out_dir=\"$work/netem\"" >"$work/netem.log" 2>&1 || fail "the run over the lossy network failed"
   t_netem=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
-  say "lossy vs clean network: $(compare "$work/netem/model.h5" "$work/hosts/model.h5" 0); wall time $t_netem s vs $t_clean s (ratio $(awk -v a="$t_netem" -v b="$t_clean" 'BEGIN { printf "%.2f", a / b }'))" ||
-    fail "the run over the lossy network ended differently"
+  r=$(compare "$work/netem/model.h5" "$work/hosts/model.h5" 0) || fail "the run over the lossy network ended differently: $r"
+  say "lossy vs clean network: $r; wall time $t_netem s vs $t_clean s (ratio $(awk -v a="$t_netem" -v b="$t_clean" 'BEGIN { printf "%.2f", a / b }'))"
   for h in 0 1 2; do ip netns exec "$DPTRAIN_NETNS_PREFIX-h$h" tc qdisc del dev eth0 root; done
 else
   # The kernel of some machines lacks sch_netem (and cannot load modules); the rest still runs.

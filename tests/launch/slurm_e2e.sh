@@ -170,19 +170,7 @@ say "srun --mpi=none -n 2 dptrain train (Gloo)"
   "$bin" train "$work/run.toml" --set "out_dir=\"$work/srun\"") >"$work/srun.log" 2>&1 ||
   { cat "$work/srun.log" >&2; fail "srun --mpi=none failed"; }
 [[ $(grep -c "global batch 20 on 2 ranks (gloo" "$work/srun.log") -eq 1 ]] || { cat "$work/srun.log" >&2; fail "srun --mpi=none did not run 2 gloo ranks"; }
-/usr/bin/python3 - "$work/ref/model.h5" "$work/srun/model.h5" <<'EOF' || fail "the srun --mpi=none model differs from mpirun's by more than 1e-5"
-import sys
-import h5py, numpy as np
-def floats(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda k, o: out.__setitem__(k, np.asarray(o[()], dtype=np.float64))
-                     if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
-    return out
-a, b = floats(sys.argv[1]), floats(sys.argv[2])
-assert a.keys() == b.keys() and a
-worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-print(f"srun --mpi=none vs mpirun -np 2 after 240 steps: largest difference {worst:.3g}")
-sys.exit(0 if worst <= 1e-5 else 1)
-EOF
+r=$(/usr/bin/python3 "$src/tests/support/compare_models.py" "$work/ref/model.h5" "$work/srun/model.h5" 1e-5) ||
+  fail "the srun --mpi=none model differs from mpirun's by more than 1e-5: $r"
+say "srun --mpi=none vs mpirun -np 2 after 240 steps: $r"
 say "passed"

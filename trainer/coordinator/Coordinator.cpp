@@ -369,7 +369,7 @@ void Coordinator::write_loop() {
     } catch (const std::exception& e) {
       ok = false;
       message = e.what();
-      log_("coordinator: checkpoint of step " + std::to_string(state->step) + " failed: " + message);
+      log_("coordinator: " + message + "; training goes on");
     }
     w.u8(ok ? 1 : 0).str(message);
     {

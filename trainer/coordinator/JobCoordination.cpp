@@ -91,7 +91,13 @@ std::string JobCoordination::checkpoint(const std::function<CheckpointState(bool
     return wait ? client_->wait_checkpoint(meta.step, config_.coordinator.checkpoint_timeout_s) : "";
   }
   if (comm_.rank() != 0) return "";
-  return store_->save(state(true));
+  try {
+    return store_->save(state(true));
+  } catch (const Error& e) {
+    if (wait) throw;  // the run's last checkpoint (or a stop's): it must not end as if saved
+    print_("warning: " + std::string(e.what()) + "; training goes on");  // a periodic one, as the coordinator does
+    return "";
+  }
 }
 
 std::string JobCoordination::choose_checkpoint(const std::string& spec) {
