@@ -37,9 +37,10 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, doub
   if (b == "nccl") return make_nccl_communicator(timeout_s);  // bootstraps over MPI or Gloo
   if (b == "gloo") {
     if (!by_variables)
-      fail_input(by_mpi ? "comm.backend = \"gloo\" but mpirun/srun started this process with MPI; use \"mpi\" or \"auto\""
-                        : "comm.backend = \"gloo\" needs torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, "
-                          "MASTER_PORT) or an srun task (SLURM_PROCID, SLURM_STEP_NUM_TASKS) describing several ranks");
+      fail_input(by_mpi
+                     ? "comm.backend = \"gloo\" but mpirun/srun started this process with MPI; use \"mpi\" or \"auto\""
+                     : "comm.backend = \"gloo\" needs torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, "
+                       "MASTER_PORT) or an srun task (SLURM_PROCID, SLURM_STEP_NUM_TASKS) describing several ranks");
     return make_gloo_communicator(env, timeout_s);
   }
   fail_input("unknown comm.backend '" + backend + "'; valid: auto, local, mpi, nccl, gloo");

@@ -89,7 +89,8 @@ std::string first_slurm_host(const std::string& list) {
   if (open == std::string::npos) return first;
   // "node[03-05,9]": the prefix and the first number of the first range, zero padding kept.
   size_t stop = first.find_first_of("-,]", open + 1);
-  return first.substr(0, open) + first.substr(open + 1, stop == std::string::npos ? std::string::npos : stop - open - 1);
+  return first.substr(0, open) +
+         first.substr(open + 1, stop == std::string::npos ? std::string::npos : stop - open - 1);
 }
 
 bool read_rank_environment(RankEnvironment& out, const EnvLookup& lookup) {
@@ -110,10 +111,11 @@ bool read_rank_environment(RankEnvironment& out, const EnvLookup& lookup) {
     if (differ(torch.rank, slurm.rank))
       conflict = "RANK=" + std::to_string(torch.rank) + " but SLURM_PROCID=" + std::to_string(slurm.rank);
     else if (differ(torch.world, slurm.world))
-      conflict = "WORLD_SIZE=" + std::to_string(torch.world) + " but SLURM_STEP_NUM_TASKS=" + std::to_string(slurm.world);
+      conflict =
+          "WORLD_SIZE=" + std::to_string(torch.world) + " but SLURM_STEP_NUM_TASKS=" + std::to_string(slurm.world);
     else if (differ(torch.local_rank, slurm.local_rank))
-      conflict = "LOCAL_RANK=" + std::to_string(torch.local_rank) + " but SLURM_LOCALID=" +
-                 std::to_string(slurm.local_rank);
+      conflict =
+          "LOCAL_RANK=" + std::to_string(torch.local_rank) + " but SLURM_LOCALID=" + std::to_string(slurm.local_rank);
     if (!conflict.empty())
       fail_input("conflicting rank variables: " + conflict +
                  "; unset one set, or say which to follow with DPTRAIN_RANKS_FROM=torchrun or slurm");

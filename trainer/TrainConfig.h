@@ -60,7 +60,7 @@ struct LoopConfig {
   int64_t epochs = 10;
   int64_t max_steps = 0;  // 0: epochs decide
   bool drop_last = false;
-  int64_t accumulate = 1;  // micro-batches per optimizer step (gradient accumulation)
+  int64_t accumulate = 1;          // micro-batches per optimizer step (gradient accumulation)
   std::string nonfinite = "stop";  // a non-finite summed gradient: "stop" (exit 4), "skip" the step, "off"
   int64_t log_every = 50;
   std::string metrics_file = "metrics.jsonl";

@@ -213,8 +213,8 @@ class Trainer : public Task {
   std::unique_ptr<GradientReducer> reducer_;
   int64_t epoch_end_ = 0, step_end_ = 0;  // the current round's (begin_round)
   std::unique_ptr<CrossRankSum> cross_rank_;
-  Tensor dout_, stats_;  // stats_: LossStat sums since the last log, on the model's device
-  Tensor stats_before_;  // train.nonfinite = "skip": stats_ before the step's losses
+  Tensor dout_, stats_;        // stats_: LossStat sums since the last log, on the model's device
+  Tensor stats_before_;        // train.nonfinite = "skip": stats_ before the step's losses
   int64_t skipped_steps_ = 0;  // steps skipped for a non-finite gradient (saved)
   // GPU data path: batches staged through pinned memory, one batch ahead of the step.
   const Batch* staged_ahead_ = nullptr;

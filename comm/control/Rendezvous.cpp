@@ -21,8 +21,7 @@ std::vector<uint8_t> value_frame(const std::string& key, const std::vector<uint8
 
 }  // namespace
 
-RendezvousServer::RendezvousServer(const std::string& bind_address, uint16_t port, const std::string& token,
-                                   int world)
+RendezvousServer::RendezvousServer(const std::string& bind_address, uint16_t port, const std::string& token, int world)
     : peers_(static_cast<size_t>(world)) {
   ControlServer::Options o;
   o.bind_address = bind_address;
@@ -125,7 +124,8 @@ RendezvousClient::RendezvousClient(const std::string& host, uint16_t port, const
     client_ = std::make_unique<ControlClient>(host, port, token, hello, connect_timeout_s,
                                               [this](FrameType type, ByteReader& r) { on_frame(type, r); });
   } catch (const Error& e) {
-    throw Error(e.kind(), std::string("rendezvous with rank 0 at ") + where_ + " (MASTER_ADDR:MASTER_PORT): " + e.what());
+    throw Error(e.kind(),
+                std::string("rendezvous with rank 0 at ") + where_ + " (MASTER_ADDR:MASTER_PORT): " + e.what());
   }
 }
 
@@ -174,8 +174,9 @@ std::vector<char> RendezvousClient::get(const std::string& key, double timeout_s
   ByteWriter w;
   w.str(key);
   client_->send(FrameType::store_get, w.bytes());
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_s));
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_s));
   std::unique_lock<std::mutex> lock(mu_);
   while (!values_.count(key)) {
     if (!client_->connected())

@@ -30,7 +30,8 @@ int train_command(const Args& args) {
       .option("trace", "FILE", "write every rank's step phases as a Chrome trace (Perfetto) at the end")
       .epilog(
           "Config reference: docs/config.md. SIGUSR1 or SIGTERM: stop at the next step, checkpoint, exit 75 "
-          "(requeue).\nExit codes: 0 done, 2 bad input or config, 3 a peer failed or timed out, 4 the summed gradient stopped being finite (train.nonfinite), 75 stopped on "
+          "(requeue).\nExit codes: 0 done, 2 bad input or config, 3 a peer failed or timed out, 4 the summed gradient "
+          "stopped being finite (train.nonfinite), 75 stopped on "
           "request (requeue), 1 anything else.\n\nModel kinds ([model] kind = ...):\n" +
           model_kinds_help() + "\nLayer types ({ type = ... } in [model] blocks or layers):\n" + layer_types_help());
   if (!p.parse(args)) return 0;

@@ -82,8 +82,8 @@ std::string CheckpointStore::save(const CheckpointState& state) {
     std::string room;
     const fs::space_info space = fs::space(dir_, ec);
     if (!ec) room = "; " + human_bytes(space.available) + " free of " + human_bytes(space.capacity) + " there";
-    throw Error(e.kind(), "checkpoint of step " + std::to_string(state.step) + " not written to " + dir_ + room +
-                              " (" + e.what() + "); the latest complete checkpoint is unchanged");
+    throw Error(e.kind(), "checkpoint of step " + std::to_string(state.step) + " not written to " + dir_ + room + " (" +
+                              e.what() + "); the latest complete checkpoint is unchanged");
   }
   std::vector<std::string> all = list();  // also waits for the previous save's removal
   if (all.size() > static_cast<size_t>(keep_)) {

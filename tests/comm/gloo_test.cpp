@@ -65,15 +65,11 @@ TEST_CASE("torchrun and srun variables give the rank, world and rendezvous", "[g
 
   // Every rank of a job derives the same token; another job on the same address another one.
   RankEnvironment other;
-  read_rank_environment(other, env_of({{"RANK", "0"},
-                                       {"WORLD_SIZE", "4"},
-                                       {"MASTER_ADDR", "10.0.0.7"},
-                                       {"MASTER_PORT", "29500"}}));
+  read_rank_environment(
+      other, env_of({{"RANK", "0"}, {"WORLD_SIZE", "4"}, {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "29500"}}));
   CHECK(other.token == e.token);
-  read_rank_environment(other, env_of({{"RANK", "0"},
-                                       {"WORLD_SIZE", "3"},
-                                       {"MASTER_ADDR", "10.0.0.7"},
-                                       {"MASTER_PORT", "29500"}}));
+  read_rank_environment(
+      other, env_of({{"RANK", "0"}, {"WORLD_SIZE", "3"}, {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "29500"}}));
   CHECK(other.token != e.token);
   read_rank_environment(other, env_of({{"RANK", "0"},
                                        {"WORLD_SIZE", "4"},
@@ -121,8 +117,7 @@ TEST_CASE("conflicting or half-given rank variables are refused naming them", "[
                                                    {"SLURM_PROCID", "0"},
                                                    {"SLURM_STEP_NUM_TASKS", "2"},
                                                    {"SLURM_STEP_NODELIST", "localhost"}};
-  CHECK_THAT(env_error(both), Contains("RANK=1 but SLURM_PROCID=0") &&
-                                  Contains("DPTRAIN_RANKS_FROM"));
+  CHECK_THAT(env_error(both), Contains("RANK=1 but SLURM_PROCID=0") && Contains("DPTRAIN_RANKS_FROM"));
   auto chosen = both;
   chosen["DPTRAIN_RANKS_FROM"] = "slurm";
   RankEnvironment e;
@@ -149,8 +144,8 @@ TEST_CASE("conflicting or half-given rank variables are refused naming them", "[
 TEST_CASE("an MPI launcher is told apart from srun without an MPI plug-in", "[gloo]") {
   CHECK(launched_by_mpi(env_of({{"OMPI_COMM_WORLD_SIZE", "2"}})));
   CHECK_FALSE(launched_by_mpi(env_of({{"OMPI_COMM_WORLD_SIZE", "1"}, {"PMIX_RANK", "0"}})));
-  CHECK(launched_by_mpi(env_of({{"PMIX_RANK", "1"}, {"SLURM_STEP_NUM_TASKS", "2"}})));  // srun --mpi=pmix
-  CHECK(launched_by_mpi(env_of({{"PMI_SIZE", "2"}})));                                  // srun --mpi=pmi2
+  CHECK(launched_by_mpi(env_of({{"PMIX_RANK", "1"}, {"SLURM_STEP_NUM_TASKS", "2"}})));           // srun --mpi=pmix
+  CHECK(launched_by_mpi(env_of({{"PMI_SIZE", "2"}})));                                           // srun --mpi=pmi2
   CHECK_FALSE(launched_by_mpi(env_of({{"SLURM_PROCID", "1"}, {"SLURM_STEP_NUM_TASKS", "2"}})));  // --mpi=none
 }
 

@@ -14,8 +14,8 @@ using Catch::Contains;
 namespace {
 
 std::string write_config(const TempDir& dir, const std::string& extra) {
-  CliResult data = run_cli({"data", "synth", "blobs", "--n", "400", "--dim", "6", "--seed", "5", "--out",
-                            dir.file("data.h5")});
+  CliResult data =
+      run_cli({"data", "synth", "blobs", "--n", "400", "--dim", "6", "--seed", "5", "--out", dir.file("data.h5")});
   REQUIRE(data.exit_code == 0);
   const std::string config = dir.file("run.toml");
   write_text(config, "seed = 3\nout_dir = \"" + dir.file("out") + "\"\n[data]\ntrain = \"" + dir.file("data.h5") +

@@ -144,7 +144,7 @@ class Coordinator final : public ControlServer::Handler {
   int64_t step_ = -1, epoch_ = 0;
   double loss_ = 0.0, accuracy_ = 0.0, samples_per_s_ = 0.0, lr_ = 0.0;
   int64_t skipped_steps_ = 0;  // train.nonfinite = "skip": steps skipped so far (rank 0's step records)
-  std::string cpu_engines_;  // rank 0's CPU product plan, in one line (CpuPlan::summary)
+  std::string cpu_engines_;    // rank 0's CPU product plan, in one line (CpuPlan::summary)
   MetricsHistory history_;
   std::vector<std::array<double, StepTimer::num_phases>> phases_ms_;  // per rank, the last timing record's
   std::vector<int> stragglers_;

@@ -65,7 +65,8 @@ float Optimizer::gradient_scale(double sum_squares, int64_t global_rows, double 
 
 double Optimizer::gradient_sum_squares(const Tensor& grads) const {
   double sum = 0.0;
-  for (const FlatRange& r : ranges_) sum += kernels(grads.device()).sum_squares(r.end - r.begin, grads.data() + r.begin);
+  for (const FlatRange& r : ranges_)
+    sum += kernels(grads.device()).sum_squares(r.end - r.begin, grads.data() + r.begin);
   return sum;
 }
 

@@ -4,10 +4,6 @@
 #include <netdb.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
@@ -18,6 +14,10 @@
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
 #include <gloo/transport/unbound_buffer.h>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "comm/backend/BackendRegistry.h"
@@ -28,13 +28,13 @@
 namespace dptrain {
 
 // Gloo calls that throw become failures of the collective in flight; this names the call.
-#define DPT_GLOO(call)                      \
-  do {                                      \
-    try {                                   \
-      call;                                 \
-    } catch (const ::gloo::Exception& e) {  \
-      throw GlooFailure(e.what());          \
-    }                                       \
+#define DPT_GLOO(call)                     \
+  do {                                     \
+    try {                                  \
+      call;                                \
+    } catch (const ::gloo::Exception& e) { \
+      throw GlooFailure(e.what());         \
+    }                                      \
   } while (0)
 
 namespace {

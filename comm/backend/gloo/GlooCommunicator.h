@@ -96,10 +96,10 @@ class GlooCommunicator final : public Communicator {
   std::vector<std::unique_ptr<::gloo::transport::UnboundBuffer>> unbound_;
 
   std::mutex mu_;
-  std::condition_variable cv_;       // work queued, or closing
-  std::condition_variable done_cv_;  // a collective finished
+  std::condition_variable cv_;         // work queued, or closing
+  std::condition_variable done_cv_;    // a collective finished
   std::condition_variable report_cv_;  // closing (wakes the progress reporter)
-  std::vector<Op> queue_;  // a ring: collectives [head_, tail_) wait or run, in issue order
+  std::vector<Op> queue_;              // a ring: collectives [head_, tail_) wait or run, in issue order
   uint64_t head_ = 0, tail_ = 0;
   std::string broken_;  // the first failure: every later collective fails with it
   bool closing_ = false;

@@ -172,7 +172,8 @@ std::string MpiCommunicator::missing_ranks(uint64_t sequence) {
   for (int r = 0; r < size_; ++r) {
     if (seen_[static_cast<size_t>(r)] >= sequence) continue;
     missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-    if (std::count(hosts_.begin(), hosts_.end(), hosts_[0]) != size_) missing += " on " + hosts_[static_cast<size_t>(r)];
+    if (std::count(hosts_.begin(), hosts_.end(), hosts_[0]) != size_)
+      missing += " on " + hosts_[static_cast<size_t>(r)];
     int64_t s = seen_step_[static_cast<size_t>(r)];
     missing += s >= 0 ? " (last seen at step " + std::to_string(s) + ")" : " (not seen since start-up)";
   }
