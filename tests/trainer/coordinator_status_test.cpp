@@ -57,7 +57,7 @@ TEST_CASE("/status is valid JSON with a 2,000-character checkpoint path and a Na
   for (const auto& [key, value] : status.items()) keys.push_back(key);
   CHECK(keys == std::vector<std::string>{"job", "control_port", "phase", "step", "epoch", "loss", "accuracy",
                                          "samples_per_s", "lr", "ranks_alive", "restarts", "uptime_s",
-                                         "last_checkpoint", "cpu_engines", "stragglers", "ranks"});
+                                         "last_checkpoint", "cpu_engines", "stragglers", "skipped_steps", "ranks"});
   CHECK(status["job"] == "status \"test\"");
   CHECK(status["control_port"] == c.port());
   CHECK(status["phase"] == "training");
