@@ -173,7 +173,10 @@ int main(int argc, char** argv) {
     auto comm = make_communicator("auto", 120.0);
     if (o.str("backend") == "gloo") {
       // MPI stays up for the peer; ours gets a Gloo communicator over the same ranks.
-      RankEnvironment env{.source = "bench", .rank = comm->rank(), .world = comm->size()};
+      RankEnvironment env;
+      env.source = "bench";
+      env.rank = comm->rank();
+      env.world = comm->size();
       env.rendezvous_host = "127.0.0.1";
       env.rendezvous_port = static_cast<uint16_t>(o.num("port"));
       env.token = "bench";

@@ -200,7 +200,10 @@ TEST_CASE("gloo collectives over three ranks agree with their sums", "[gloo]") {
         if (!ok) errors[r] += std::string(errors[r].empty() ? "" : "; ") + what;
       };
       try {
-        RankEnvironment env{.source = "test", .rank = r, .world = world};
+        RankEnvironment env;
+        env.source = "test";
+        env.rank = r;
+        env.world = world;
         env.rendezvous_host = "127.0.0.1";
         env.rendezvous_port = port;
         env.token = "t";
