@@ -36,14 +36,21 @@ RendezvousServer::~RendezvousServer() { server_.reset(); }
 
 void RendezvousServer::on_connect(uint64_t session, const HelloInfo& hello) {
   std::lock_guard<std::mutex> lock(mu_);
+  // A refused rank hears why (a reject frame) before its connection closes.
+  auto refuse = [&](const std::string& why) {
+    ByteWriter w;
+    w.str(why);
+    server_->send(session, FrameType::reject, w.take());
+    server_->close(session, why);
+  };
   if (hello.world != static_cast<int>(peers_.size())) {
-    server_->close(session, "world " + std::to_string(hello.world) + " differs from the rendezvous' " +
-                                std::to_string(peers_.size()));
+    refuse("this rank says the world is " + std::to_string(hello.world) + " ranks, rank 0 says " +
+           std::to_string(peers_.size()) + " (WORLD_SIZE or SLURM_STEP_NUM_TASKS differ between ranks)");
     return;
   }
   PeerState& p = peers_[static_cast<size_t>(hello.rank)];
   if (p.connected) {
-    server_->close(session, "rank " + std::to_string(hello.rank) + " is connected already");
+    refuse("rank " + std::to_string(hello.rank) + " is connected already (two processes with the same RANK?)");
     return;
   }
   rank_of_[session] = hello.rank;
@@ -150,6 +157,8 @@ void RendezvousClient::on_frame(FrameType type, ByteReader& r) {
     }
     peers_ = std::move(peers);
     ++peers_answers_;
+  } else if (type == FrameType::reject) {
+    refused_ = r.str(1024);
   }
   cv_.notify_all();
 }
@@ -179,6 +188,8 @@ std::vector<char> RendezvousClient::get(const std::string& key, double timeout_s
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_s));
   std::unique_lock<std::mutex> lock(mu_);
   while (!values_.count(key)) {
+    if (!refused_.empty())
+      throw Error(ErrorKind::bad_input, "the rendezvous at " + where_ + " refused us: " + refused_);
     if (!client_->connected())
       throw Error(ErrorKind::peer, "lost the rendezvous at " + where_ + " (rank 0) while waiting for '" + key + "'");
     cv_.wait_for(lock, std::chrono::milliseconds(100));

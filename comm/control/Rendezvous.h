@@ -75,6 +75,7 @@ class RendezvousClient {
   std::map<std::string, std::vector<char>> values_;
   std::vector<PeerState> peers_;
   uint64_t peers_answers_ = 0;
+  std::string refused_;  // rank 0's reason, when it refused this rank
   std::unique_ptr<ControlClient> client_;
 };
 

@@ -181,6 +181,10 @@ TEST_CASE("the rendezvous hands values to ranks that wait for them and tracks wh
   CHECK_THROWS_WITH(RendezvousClient("127.0.0.1", server.port(), "wrong-token", 1, 2, 5.0),
                     Contains("rendezvous with rank 0 at 127.0.0.1:"));
   CHECK_THROWS_WITH(a.get("never-set", 0.3), Contains("'never-set' was not set"));
+  // A rank that disagrees on the world size hears why (bad input), not that rank 0 was lost.
+  RendezvousClient odd("127.0.0.1", server.port(), "job-token", 1, 3, 5.0);
+  CHECK_THROWS_WITH(odd.get("address-of-0", 5.0),
+                    Contains("refused us: this rank says the world is 3 ranks, rank 0 says 2"));
 }
 
 TEST_CASE("gloo collectives over three ranks agree with their sums", "[gloo]") {

@@ -339,33 +339,38 @@ void GlooCommunicator::ring_sum(float* data, int64_t count, uint64_t sequence) {
 // but give it a moment.
 std::string GlooCommunicator::diagnose(const Op& op, const std::string& cause) {
   std::string head = std::string(op.what) + (op.step >= 0 ? " at step " + std::to_string(op.step) : "");
-  std::string missing;
+  std::vector<std::string> missing;
   try {
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    std::string behind;
+    std::vector<std::string> behind;
     while (true) {
       std::vector<PeerState> peers = client_->peers(5.0);
       missing.clear();
       behind.clear();
+      // Hosts are named once the ranks run on more than one (as the MPI backend's watchdog does).
+      const bool hosts_differ =
+          std::any_of(peers.begin(), peers.end(), [&](const PeerState& p) { return p.host != peers[0].host; });
       for (int r = 0; r < static_cast<int>(peers.size()); ++r) {
         const PeerState& p = peers[static_cast<size_t>(r)];
-        std::string at = p.step >= 0 ? "last seen at step " + std::to_string(p.step) : "not seen since start-up";
-        std::string host = p.host.empty() ? "" : " on " + p.host;
+        const std::string at = p.step >= 0 ? "last seen at step " + std::to_string(p.step) : "not seen since start-up";
+        const std::string who = std::to_string(r) + (hosts_differ ? " on " + p.host : "");
         if (!p.connected)
-          missing += (missing.empty() ? "" : ", ") + std::to_string(r) + host + " (gone; " + at + ")";
+          missing.push_back(who + " (gone; " + at + ")");
         else if (r != rank_ && p.sequence < op.sequence)
-          behind += (behind.empty() ? "" : ", ") + std::to_string(r) + host + " (" + at + ")";
+          behind.push_back(who + " (" + at + ")");
       }
       if (!missing.empty() || std::chrono::steady_clock::now() > until) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     if (missing.empty()) missing = behind;
   } catch (const Error&) {
-    missing = "0 (gone: it serves the rendezvous at " + client_->where() + ", which no longer answers)";
+    missing = {"0 (gone: it serves the rendezvous at " + client_->where() + ", which no longer answers)"};
   }
   std::string msg = head + " failed over gloo: " + cause + "; ";
   if (missing.empty()) return msg + "every rank is connected and arrived, so the transport itself failed";
-  return msg + (missing.find(',') == std::string::npos ? "rank " : "ranks ") + missing + " did not arrive";
+  msg += missing.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < missing.size(); ++i) msg += (i ? ", " : "") + missing[i];
+  return msg + " did not arrive";
 }
 
 void GlooCommunicator::report_loop() {
