@@ -160,6 +160,26 @@ bool Coordinator::wait_checkpoint(int64_t step, double timeout_s) {
   return finished_.count(step) && finished_[step];
 }
 
+void Coordinator::finish_checkpoint(int64_t step, double idle_s) {
+  std::unique_lock<std::mutex> lock(mu_);
+  int64_t seen = -1;
+  while (true) {
+    if (finished_.count(step)) return;
+    // Complete but not yet written, or still gathering from ranks that are all connected.
+    bool pending = writing_ == step;
+    for (const auto& s : to_write_) pending |= s->step == step;
+    auto it = assemblies_.find(step);
+    if (!pending && it == assemblies_.end() && seen >= 0) return;  // superseded or abandoned
+    if (it != assemblies_.end() && !pending)
+      for (int r = 0; r < it->second.world; ++r)
+        if (!it->second.ended[static_cast<size_t>(r)] && !workers_.count(r)) return;  // left without its share
+    if (received_frames_ == seen && !pending) return;                                 // nothing arrived for idle_s
+    seen = received_frames_;
+    cv_.wait_for(lock, std::chrono::duration<double>(idle_s),
+                 [&] { return received_frames_ != seen || finished_.count(step) > 0; });
+  }
+}
+
 void Coordinator::set_schedule_service(ScheduleService* service) {
   std::lock_guard<std::mutex> lock(mu_);
   schedule_ = service;
@@ -213,6 +233,7 @@ void Coordinator::on_disconnect(uint64_t session, const std::string& reason) {
     lost_ = "rank " + std::to_string(rank) + " (pid " + std::to_string(w.hello.pid) + " on " + w.hello.host +
             ") disconnected at step " + std::to_string(w.step) + " (" + reason + ")";
   workers_.erase(rank);
+  cv_.notify_all();  // a checkpoint waiting for its share cannot complete (finish_checkpoint)
 }
 
 std::string Coordinator::lost_worker() const {
@@ -288,6 +309,8 @@ void Coordinator::begin_checkpoint(int rank, ByteReader& r) {
   if (meta.step != step || world < 1 || rank >= world || meta.world_size != world)
     throw ProtocolError("inconsistent checkpoint_begin");
   std::lock_guard<std::mutex> lock(mu_);
+  ++received_frames_;
+  cv_.notify_all();
   // A newer checkpoint supersedes incomplete older ones (their ranks died or moved on).
   for (auto it = assemblies_.begin(); it != assemblies_.end();) it = it->first < step ? assemblies_.erase(it) : ++it;
   Assembly& a = assemblies_[step];
@@ -311,6 +334,8 @@ void Coordinator::add_slice(int rank, ByteReader& r) {
   const uint8_t* data = r.take(count * sizeof(float));
   r.expect_end();
   std::lock_guard<std::mutex> lock(mu_);
+  ++received_frames_;
+  cv_.notify_all();
   auto it = assemblies_.find(step);
   if (it == assemblies_.end()) return;  // superseded: drop quietly
   Assembly& a = it->second;
@@ -327,6 +352,8 @@ void Coordinator::end_checkpoint(int rank, ByteReader& r) {
   int64_t step = r.i64();
   r.expect_end();
   std::lock_guard<std::mutex> lock(mu_);
+  ++received_frames_;
+  cv_.notify_all();
   auto it = assemblies_.find(step);
   if (it == assemblies_.end()) return;
   Assembly& a = it->second;
@@ -359,6 +386,7 @@ void Coordinator::write_loop() {
       if (to_write_.empty()) return;
       state = std::move(to_write_.front());
       to_write_.pop_front();
+      writing_ = state->step;
     }
     ByteWriter w;
     w.i64(state->step);
@@ -374,6 +402,7 @@ void Coordinator::write_loop() {
     w.u8(ok ? 1 : 0).str(message);
     {
       std::lock_guard<std::mutex> lock(mu_);
+      writing_ = -1;
       finished_[state->step] = ok;
       if (finished_.size() > 64) finished_.erase(finished_.begin());
       if (ok) {

@@ -88,6 +88,10 @@ class Coordinator final : public ControlServer::Handler {
   LastCheckpoint last_checkpoint() const;
   // Blocks until the checkpoint of `step` is written (or failed, or timeout); true if written.
   bool wait_checkpoint(int64_t step, double timeout_s);
+  // For a coordinator about to stop with its job (the one rank 0 hosts): waits until the
+  // checkpoint of `step`, whose shares are on their way, is written or cannot be (a rank left
+  // before sending its share), giving up once nothing has arrived for `idle_s` (a stalled rank).
+  void finish_checkpoint(int64_t step, double idle_s);
   // The GET /status body (docs/design.md "Coordinator"): one JSON object ending in a newline; a
   // NaN or infinite number is null.
   std::string status_json() const;
@@ -155,6 +159,8 @@ class Coordinator final : public ControlServer::Handler {
   std::deque<std::unique_ptr<CheckpointState>> to_write_;
   LastCheckpoint last_;
   std::map<int64_t, bool> finished_;  // step -> written ok
+  int64_t received_frames_ = 0;       // checkpoint frames so far: finish_checkpoint's sign of progress
+  int64_t writing_ = -1;              // the step the writer is saving, or -1
   int64_t checkpoints_written_ = 0;
   bool stopping_writer_ = false;
   ScheduleService* schedule_ = nullptr;

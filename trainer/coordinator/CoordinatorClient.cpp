@@ -239,6 +239,7 @@ void CoordinatorClient::send_loop() {
       ByteWriter end;
       end.i64(job.step);
       client_->send(FrameType::checkpoint_end, end.bytes());
+      sent_step_ = job.step;
       lock.lock();
     } catch (const std::exception& e) {
       lock.lock();

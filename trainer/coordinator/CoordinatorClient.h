@@ -63,6 +63,8 @@ class CoordinatorClient {
   // Waits until the coordinator has written the checkpoint of `step`; throws a peer error naming
   // what went wrong (write failed, coordinator lost, timeout).
   std::string wait_checkpoint(int64_t step, double timeout_s);
+  // The step of the last checkpoint share sent out whole, or -1.
+  int64_t last_sent_step() const { return sent_step_.load(); }
 
   void send_schedule(const std::vector<uint8_t>& payload);
   // The next schedule frame from the coordinator (waits up to timeout_s; throws on timeout).
@@ -83,6 +85,7 @@ class CoordinatorClient {
   int rank_, world_;
   std::unique_ptr<ControlClient> client_;
   std::atomic<int64_t> step_{-1};
+  std::atomic<int64_t> sent_step_{-1};
   std::atomic<double> samples_per_s_{0.0};
   std::mutex mu_;
   std::condition_variable cv_;

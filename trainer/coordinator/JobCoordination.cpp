@@ -76,9 +76,12 @@ JobCoordination::JobCoordination(const TrainConfig& config, Communicator& comm, 
   }
 }
 
-// The client goes first: it sends out a staged checkpoint before the hosted coordinator stops.
+// The client goes first: it sends out a staged checkpoint; a hosted coordinator then writes it
+// before it stops, also when the run ends on an error (the last good state of a diverged run).
 JobCoordination::~JobCoordination() {
+  const int64_t sent = client_ ? client_->last_sent_step() : -1;
   client_.reset();
+  if (coordinator_ && sent >= 0) coordinator_->finish_checkpoint(sent, 2.0);
   coordinator_.reset();
 }
 
