@@ -1,5 +1,6 @@
 #include "launch/Supervisor.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -35,8 +36,8 @@ std::string exe_path() {
 }
 
 // Starts argv in a process group of its own (so the whole job can be ended at once) with extra
-// environment entries that never appear on a command line.
-pid_t spawn_job(const std::vector<std::string>& argv, const std::vector<std::string>& env_extra) {
+// environment entries that never appear on a command line; `quiet`: its output goes to /dev/null.
+pid_t spawn_job(const std::vector<std::string>& argv, const std::vector<std::string>& env_extra, bool quiet = false) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e) {
     std::string s = *e;
@@ -61,8 +62,15 @@ pid_t spawn_job(const std::vector<std::string>& argv, const std::vector<std::str
   sigaddset(&defaults, SIGUSR1);
   sigaddset(&defaults, SIGTERM);
   posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  if (quiet) {
+    posix_spawn_file_actions_addopen(&files, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&files, 1, 2);
+  }
   pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], nullptr, &attr, args.data(), envp.data());
+  int rc = posix_spawnp(&pid, args[0], &files, &attr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&files);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) fail_input("launch: cannot start " + argv[0] + ": " + std::strerror(rc));
   return pid;
@@ -97,14 +105,35 @@ Supervisor::Supervisor(const SupervisorOptions& options, const TrainConfig& conf
     fail_input("dptrain launch: --launcher local starts one process; use mpirun or srun for " +
                std::to_string(o_.ranks) + " ranks");
   if (o_.max_restarts < 0) fail_input("dptrain launch: --max-restarts must be >= 0");
+  ranks_ = o_.ranks;
+  if (o_.min_ranks == 0) o_.min_ranks = o_.ranks;
+  if (o_.min_ranks < 1 || o_.min_ranks > o_.ranks)
+    fail_input("dptrain launch: --min-ranks must be between 1 and -n (" + std::to_string(o_.ranks) + "), got " +
+               std::to_string(o_.min_ranks));
+  if (!o_.hostfile.empty()) {
+    if (o_.launcher != "mpirun")
+      fail_input("dptrain launch: --hostfile is mpirun's; with --launcher " + o_.launcher +
+                 " the allocation names the hosts");
+    hosts_ = HostList::read(o_.hostfile);
+    hostfile_ = o_.hostfile;
+  }
+  if (o_.min_ranks < o_.ranks && !hosts_)
+    fail_input(
+        "dptrain launch: --min-ranks restarts on the hosts that remain: it needs --launcher mpirun and "
+        "--hostfile FILE, to know the hosts");
 }
 
 std::vector<std::string> Supervisor::worker_command() const {
   std::vector<std::string> cmd;
-  const std::string n = std::to_string(o_.ranks);
+  const std::string n = std::to_string(ranks_);
   if (o_.launcher == "mpirun") {
     cmd = {"mpirun", "-np", n, "--bind-to", "none", "-x", "DPTRAIN_COORDINATOR", "-x", "DPTRAIN_JOB_TOKEN"};
-    if (static_cast<unsigned>(o_.ranks) > std::thread::hardware_concurrency()) cmd.push_back("--oversubscribe");
+    if (!hostfile_.empty()) {
+      cmd.push_back("--hostfile");
+      cmd.push_back(hostfile_);
+    } else if (static_cast<unsigned>(ranks_) > std::thread::hardware_concurrency()) {
+      cmd.push_back("--oversubscribe");
+    }
   } else if (o_.launcher == "srun") {
     // --export=ALL: the workers need DPTRAIN_COORDINATOR and DPTRAIN_JOB_TOKEN even in a job submitted
     // with `sbatch --export=NONE` (or a list), whose SLURM_EXPORT_ENV srun would otherwise obey; without
@@ -143,7 +172,8 @@ int Supervisor::run() {
 
   for (int attempt = 0;; ++attempt) {
     auto cmd = worker_command();
-    say("starting " + std::to_string(o_.ranks) + " rank" + (o_.ranks > 1 ? "s" : "") + " with " + o_.launcher +
+    say("starting " + std::to_string(ranks_) + " rank" + (ranks_ > 1 ? "s" : "") + " with " + o_.launcher +
+        (hosts_ ? " on " + hosts_->names() : std::string()) +
         (attempt ? " (restart " + std::to_string(attempt) + " of " + std::to_string(o_.max_restarts) + ")" : ""));
     pid_t pid = spawn_job(cmd, env);
     std::string failure;
@@ -160,6 +190,13 @@ int Supervisor::run() {
       }
       if (stop_sent && std::chrono::steady_clock::now() - stop_time > std::chrono::duration<double>(o_.stop_grace_s)) {
         say("the workers did not stop within " + std::to_string(static_cast<int>(o_.stop_grace_s)) + " s; ending them");
+        end_group(pid);
+      }
+      // A rank failed (it left without a goodbye) and the launcher is still waiting, e.g. mpirun on
+      // the daemon of a host it can no longer reach.
+      if (failure.empty() && !stop_sent && coordinator.seconds_since_lost() > o_.lost_grace_s) {
+        failure = o_.launcher + " did not end the job " + std::to_string(static_cast<int>(o_.lost_grace_s)) +
+                  " s after a rank failed";
         end_group(pid);
       }
       if (failure.empty() && !stop_sent)
@@ -205,7 +242,67 @@ int Supervisor::run() {
     say("job failed: " + failure + "; restarting from " +
         (last.step >= 0 ? "the checkpoint of step " + std::to_string(last.step)
                         : std::string("the latest checkpoint")));
+    if (ranks_ > o_.min_ranks && !drop_lost_hosts()) return 3;
   }
+}
+
+bool Supervisor::drop_lost_hosts() {
+  const std::vector<int> on = hosts_->placement(ranks_);
+  // One probe per host in use, all at once: the same launcher path as the job (agent, daemon,
+  // its connection back), starting this dptrain there.
+  std::vector<pid_t> probes(on.size(), -1);
+  for (size_t i = 0; i < on.size(); ++i) {
+    if (on[i] == 0) continue;
+    std::vector<std::string> cmd = {"mpirun", "-np", "1", "--host", hosts_->hosts()[i].name + ":1"};
+    cmd.insert(cmd.end(), o_.launcher_args.begin(), o_.launcher_args.end());
+    cmd.push_back(exe_path());
+    cmd.push_back("--version");
+    probes[i] = spawn_job(cmd, {}, true);
+  }
+  std::vector<std::string> why(on.size());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o_.probe_timeout_s);
+  for (bool waiting = true; waiting;) {
+    waiting = false;
+    for (size_t i = 0; i < probes.size(); ++i) {
+      if (probes[i] < 0) continue;
+      int status = 0;
+      if (::waitpid(probes[i], &status, WNOHANG) == probes[i]) {
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) why[i] = "the probe " + describe_exit(status);
+        probes[i] = -1;
+      } else if (std::chrono::steady_clock::now() > deadline) {
+        end_group(probes[i]);
+        ::waitpid(probes[i], &status, 0);
+        why[i] = "no answer to the probe in " + std::to_string(static_cast<int>(o_.probe_timeout_s)) + " s";
+        probes[i] = -1;
+      } else {
+        waiting = true;
+      }
+    }
+    if (waiting) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::vector<size_t> lost;
+  int remaining = ranks_;
+  for (size_t i = 0; i < on.size(); ++i)
+    if (!why[i].empty()) {
+      lost.push_back(i);
+      remaining -= on[i];
+      say("host " + hosts_->hosts()[i].name + " (" + std::to_string(on[i]) + " rank" + (on[i] > 1 ? "s" : "") +
+          ") is lost: " + why[i]);
+    }
+  if (lost.empty()) return true;  // every host answers: restart as before
+  if (remaining < o_.min_ranks) {
+    say("job failed: " + std::to_string(remaining) + " rank" + (remaining == 1 ? "" : "s") +
+        " would remain on the hosts that answer, fewer than --min-ranks " + std::to_string(o_.min_ranks));
+    return false;
+  }
+  hosts_ = hosts_->without(lost);
+  hostfile_ = (std::filesystem::path(config_.out_dir) / "launch-hostfile").string();
+  std::filesystem::create_directories(config_.out_dir);
+  hosts_->write(hostfile_);
+  say("restarting on the " + std::to_string(remaining) + " ranks that remain (--min-ranks " +
+      std::to_string(o_.min_ranks) + "), hosts " + hosts_->names() + "; the run resumes on the smaller world size");
+  ranks_ = remaining;
+  return true;
 }
 
 }  // namespace dptrain

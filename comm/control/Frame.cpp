@@ -10,6 +10,7 @@ bool known_frame_type(uint16_t type) {
     case FrameType::reject:
     case FrameType::heartbeat:
     case FrameType::metrics:
+    case FrameType::goodbye:
     case FrameType::checkpoint_begin:
     case FrameType::checkpoint_slice:
     case FrameType::checkpoint_end:
@@ -46,6 +47,8 @@ const char* frame_type_name(uint16_t type) {
       return "heartbeat";
     case FrameType::metrics:
       return "metrics";
+    case FrameType::goodbye:
+      return "goodbye";
     case FrameType::checkpoint_begin:
       return "checkpoint_begin";
     case FrameType::checkpoint_slice:

@@ -25,6 +25,7 @@ enum class FrameType : uint16_t {
   reject = 4,             // server: reason; the connection closes
   heartbeat = 10,         // worker: step, samples/s
   metrics = 11,           // worker: step and all-reduced metrics (rank 0)
+  goodbye = 12,           // worker: its part of the job ended cleanly; the connection closes next
   checkpoint_begin = 20,  // worker: step, its slice plan; rank 0 adds the checkpoint's metadata
   checkpoint_slice = 21,  // worker: step, group, offset, floats
   checkpoint_end = 22,    // worker: step

@@ -60,6 +60,10 @@ int launch_command(const Args& raw) {
       .option("launcher", "NAME", "mpirun, srun (inside a SLURM allocation) or local (one process)", "mpirun")
       .option("max-restarts", "R", "restarts after failures before giving up (exit code 3)", "3")
       .option("gpus", "all|N", "one rank per GPU on this machine: every visible GPU, or the first N")
+      .option("hostfile", "FILE", "mpirun's hostfile (its hosts and slots)")
+      .option("min-ranks", "M",
+              "after a failure, drop the hosts that no longer answer and restart on the ranks that remain, "
+              "down to M (needs --hostfile)")
       .repeated("set", "KEY=VALUE", "override a config key in every worker")
       .repeated("launcher-arg", "ARG", "an extra argument for mpirun/srun, e.g. --launcher-arg=--hostfile=hosts")
       .epilog(
@@ -73,6 +77,8 @@ int launch_command(const Args& raw) {
   o.config_path = p.get("CONFIG");
   o.overrides = p.all("set");
   o.launcher_args = p.all("launcher-arg");
+  if (p.has("hostfile")) o.hostfile = p.get("hostfile");
+  if (p.has("min-ranks")) o.min_ranks = static_cast<int>(p.get_int("min-ranks"));
   if (p.has("gpus")) apply_gpus(p.get("gpus"), p.has("ranks"), p.has("launcher"), o);
   ConfigNode root = ConfigNode::parse_file(o.config_path);
   for (const auto& s : o.overrides) root.apply_override(s);

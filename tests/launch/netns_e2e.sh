@@ -6,7 +6,10 @@
 #    /status lists each rank's host;
 #  - with 5 ms delay and 1 % loss on every host (tc netem): the same bits, and the time ratio;
 #  - one host's link cut mid-run: the job ends with exit code 3 within comm.timeout_s + 10 s,
-#    rank 0 naming the rank and host that stopped answering.
+#    rank 0 naming the rank and host that stopped answering;
+#  - under `dptrain launch --hostfile F --min-ranks 2`, the same cut: the supervisor finds the host
+#    lost (a probe), restarts from the last checkpoint on the 2 hosts that remain, and finishes
+#    within 1e-5 of one rank.
 #   tests/launch/netns_e2e.sh DPTRAIN SOURCE_DIR     (CTest: label netns; 77 = skipped)
 # The CTest cleanup fixture netns_e2e_stop removes the hosts even when this script is killed.
 set -euo pipefail
@@ -138,4 +141,31 @@ took=$((SECONDS - cut_at))
 ((took <= 15)) || fail "the job took $took s to end (comm.timeout_s = 5, + 10 s allowed)"
 grep -q "rank 2 on h2" "$work/cut.log" || fail "the error does not name rank 2 on h2"
 say "ended in $took s: $(grep -o 'error (rank 0).*' "$work/cut.log" | head -n 1 | cut -c1-200)"
+ip -n "$DPTRAIN_NETNS_PREFIX-h2" link set eth0 up
+
+say "dptrain launch -n 3 --min-ranks 2, host 2's link cut mid-run: it goes on from the last checkpoint on 2 hosts"
+"$bin" train "$work/run.toml" --set "out_dir=\"$work/one150\"" --set 'coordinator.bind="127.0.0.1"' \
+  --set train.max_steps=150 >"$work/one150.log" 2>&1 || fail "the 150-step 1-rank reference failed"
+launch_args=()
+for a in "${hosts_mpirun[@]:5}"; do launch_args+=("--launcher-arg=$a"); done  # its options after -np 3 --hostfile F
+DPTRAIN_TEST_STEP_MS=40 timeout 240 "$cluster" exec 0 "$bin" launch -n 3 --hostfile "$work/hostfile" --min-ranks 2 \
+  "${launch_args[@]}" "$work/run.toml" --set "out_dir=\"$work/elastic\"" --set train.max_steps=150 \
+  --set comm.timeout_s=5 --set checkpoint.every_steps=10 >"$work/elastic.log" 2>&1 &
+job=$!
+for _ in $(seq 300); do [[ -f $work/elastic/checkpoints/ckpt-0000000040.h5 ]] && break; sleep 0.1; done
+[[ -f $work/elastic/checkpoints/ckpt-0000000040.h5 ]] || fail "the launched job wrote no checkpoint of step 40"
+ip -n "$DPTRAIN_NETNS_PREFIX-h2" link set eth0 down
+cut_at=$SECONDS
+rc=0
+wait "$job" || rc=$?
+took=$((SECONDS - cut_at))
+[[ $rc == 0 ]] || fail "dptrain launch --min-ranks 2 exited $rc after host 2 was cut off (expected 0)"
+grep -q "host $("$cluster" addr 2) (1 rank) is lost" "$work/elastic.log" || fail "the supervisor did not say host 2 is lost"
+grep -q "restarting on the 2 ranks that remain" "$work/elastic.log" || fail "the supervisor did not restart on 2 ranks"
+grep -q "on 2 ranks (mpi" "$work/elastic.log" || fail "the restarted job did not run on 2 ranks"
+r=$(compare "$work/elastic/model.h5" "$work/one150/model.h5" 1e-5) ||
+  fail "the run that lost a host differs from 1 rank by more than 1e-5 after 150 steps: $r"
+say "$(grep -o 'restarting on the 2 ranks.*' "$work/elastic.log" | head -n 1)"
+say "resumed from: $(grep -o 'resumed from.*' "$work/elastic.log" | tail -n 1 | cut -c1-120)"
+say "3 hosts, then 2, vs 1 rank after 150 steps: $r; finished $took s after the cut"
 say "passed"

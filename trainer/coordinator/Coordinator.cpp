@@ -229,9 +229,11 @@ void Coordinator::on_disconnect(uint64_t session, const std::string& reason) {
   int rank = rank_of(session);
   if (rank < 0) return;
   const Worker& w = workers_[rank];
-  if (lost_.empty())
+  if (lost_.empty() && !w.goodbye) {
+    lost_at_ = std::chrono::steady_clock::now();
     lost_ = "rank " + std::to_string(rank) + " (pid " + std::to_string(w.hello.pid) + " on " + w.hello.host +
             ") disconnected at step " + std::to_string(w.step) + " (" + reason + ")";
+  }
   workers_.erase(rank);
   cv_.notify_all();  // a checkpoint waiting for its share cannot complete (finish_checkpoint)
 }
@@ -239,6 +241,11 @@ void Coordinator::on_disconnect(uint64_t session, const std::string& reason) {
 std::string Coordinator::lost_worker() const {
   std::lock_guard<std::mutex> lock(mu_);
   return lost_;
+}
+
+double Coordinator::seconds_since_lost() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lost_.empty() ? -1.0 : seconds_since(lost_at_);
 }
 
 void Coordinator::on_frame(uint64_t session, FrameType type, ByteReader& r) {
@@ -258,6 +265,12 @@ void Coordinator::on_frame(uint64_t session, FrameType type, ByteReader& r) {
       w.last_heartbeat = std::chrono::steady_clock::now();
       w.step = step;
       w.samples_per_s = sps;
+      return;
+    }
+    case FrameType::goodbye: {
+      r.expect_end();
+      std::lock_guard<std::mutex> lock(mu_);
+      workers_[rank].goodbye = true;
       return;
     }
     case FrameType::metrics: {

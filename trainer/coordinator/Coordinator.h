@@ -69,8 +69,10 @@ class Coordinator final : public ControlServer::Handler {
   // Forgets the workers of a failed attempt (the supervisor restarts the job).
   void reset_workers();
   // The first worker lost since the last reset ("rank 1 (pid 42 on node3) lost at step 57: ..."),
-  // or "" when none was.
+  // or "" when none was: one whose connection closed without a goodbye (it failed or was killed).
   std::string lost_worker() const;
+  // Seconds since that worker was lost, or -1 when none was.
+  double seconds_since_lost() const;
   void note_restart(const std::string& why);
 
   struct WorkerStatus {
@@ -118,6 +120,7 @@ class Coordinator final : public ControlServer::Handler {
     std::chrono::steady_clock::time_point last_heartbeat;
     int64_t step = -1;
     double samples_per_s = 0.0;
+    bool goodbye = false;  // it said its part ended cleanly
   };
   struct Assembly {
     std::unique_ptr<CheckpointState> state;
@@ -143,6 +146,7 @@ class Coordinator final : public ControlServer::Handler {
   std::string stop_reason_;
   int restarts_ = 0;
   std::string lost_;
+  std::chrono::steady_clock::time_point lost_at_;
   std::string last_restart_reason_;
   // latest metrics from rank 0
   int64_t step_ = -1, epoch_ = 0;

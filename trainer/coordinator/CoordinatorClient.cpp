@@ -58,6 +58,12 @@ CoordinatorClient::~CoordinatorClient() {
   cv_.notify_all();
   if (sender_.joinable()) sender_.join();  // a staged checkpoint is sent out first
   if (heartbeat_.joinable()) heartbeat_.join();
+  if (goodbye_ && client_->connected()) {
+    try {
+      client_->send(FrameType::goodbye, {});
+    } catch (const std::exception&) {  // gone already: it counts this rank as lost, as it may
+    }
+  }
   client_.reset();
 }
 

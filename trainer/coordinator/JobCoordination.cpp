@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 
 #include "models/core/Error.h"
@@ -78,8 +79,10 @@ JobCoordination::JobCoordination(const TrainConfig& config, Communicator& comm, 
 
 // The client goes first: it sends out a staged checkpoint; a hosted coordinator then writes it
 // before it stops, also when the run ends on an error (the last good state of a diverged run).
+// Leaving without an exception in flight is a clean end: the client says goodbye.
 JobCoordination::~JobCoordination() {
   const int64_t sent = client_ ? client_->last_sent_step() : -1;
+  if (client_ && std::uncaught_exceptions() == 0) client_->say_goodbye_on_close();
   client_.reset();
   if (coordinator_ && sent >= 0) coordinator_->finish_checkpoint(sent, 2.0);
   coordinator_.reset();
