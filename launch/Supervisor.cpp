@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -163,7 +164,15 @@ int Supervisor::run() {
   Coordinator coordinator(co, say);
   schedule = make_schedule_service(config_, coordinator);  // self-training selections
   if (schedule) coordinator.set_schedule_service(schedule.get());
-  const std::string reach = co.bind_address == "0.0.0.0" ? "127.0.0.1" : co.bind_address;
+  // Workers on this machine reach a wildcard address through loopback; on other machines (a
+  // hostfile of several hosts, an allocation of several nodes) they need this machine's name.
+  const char* nodes = std::getenv("SLURM_JOB_NUM_NODES");
+  const bool several_hosts =
+      hosts_ ? hosts_->hosts().size() > 1 : o_.launcher == "srun" && nodes && std::atoi(nodes) > 1;
+  char hostname[256] = {};
+  ::gethostname(hostname, sizeof hostname - 1);
+  const std::string reach =
+      co.bind_address == "0.0.0.0" ? (several_hosts ? std::string(hostname) : "127.0.0.1") : co.bind_address;
   const std::vector<std::string> env = {"DPTRAIN_COORDINATOR=" + reach + ":" + std::to_string(coordinator.port()),
                                         "DPTRAIN_JOB_TOKEN=" + coordinator.token()};
   if (coordinator.http_port() >= 0)

@@ -4,19 +4,28 @@
 # `--signal=B:USR1@…` sends it) makes the job checkpoint, exit 75 and requeue itself; the requeued
 # job resumes and finishes, and its model is bitwise the model of an uninterrupted 2-rank run.
 # Then `srun --mpi=none -n 2` (ranks from SLURM's variables, over Gloo) trains to within 1e-5 of it.
-#   tests/launch/slurm_e2e.sh DPTRAIN SOURCE_DIR [STATE_FILE]   (CTest: label slurm; 77 = skipped)
+# With NODES = 2 the cluster is 2 nodes in network namespaces (scripts/netns-cluster, prefix dpts;
+# scripts/slurm-local --netns), one rank on each, the coordinator reached over their bridge.
+#   tests/launch/slurm_e2e.sh DPTRAIN SOURCE_DIR [STATE_FILE [NODES]]   (CTest: label slurm; 77 = skipped)
 # STATE_FILE receives the cluster's directory, so that CTest's cleanup fixture can stop the daemons
 # even when this script is killed (a CTest timeout sends SIGKILL, which no trap sees).
 set -euo pipefail
 bin=$1
 src=$2
 state_file=${3:-}
+nodes=${4:-1}
 skip() { echo "SKIP: $*"; exit 77; }
 for b in slurmctld slurmd munged; do
   command -v "$b" >/dev/null || [[ -x /usr/sbin/$b ]] || skip "$b is not installed (scripts/setup installs slurmctld slurmd slurm-client munge)"
 done
 for b in sbatch scontrol scancel mpirun; do command -v "$b" >/dev/null || skip "$b is not installed"; done
 [[ $(id -u) -eq 0 ]] || skip "the local SLURM cluster runs its daemons as root"
+export DPTRAIN_NETNS_PREFIX=dpts
+if ((nodes > 1)); then
+  command -v ip >/dev/null || skip "ip (iproute2) is not installed"
+  ip netns add "$DPTRAIN_NETNS_PREFIX-probe" 2>/dev/null || skip "cannot make network namespaces here"
+  ip netns del "$DPTRAIN_NETNS_PREFIX-probe"
+fi
 
 work=$(mktemp -d /tmp/dptrain-slurm-e2e.XXXXXX)
 cluster=$work/cluster
@@ -25,6 +34,7 @@ export SLURM_CONF=$cluster/slurm.conf
 cleanup() {
   local rc=$?
   "$src/scripts/slurm-local" stop "$cluster" || true
+  ((nodes == 1)) || "$src/scripts/netns-cluster" down || true
   if [[ $rc -ne 0 ]]; then
     echo "slurm_e2e: FAILED (exit code $rc); the job's files are kept under $work" >&2
   elif [[ -n ${SLURM_E2E_KEEP:-} ]]; then
@@ -38,13 +48,21 @@ trap 'exit 130' INT TERM
 fail() {
   echo "slurm_e2e: $*" >&2
   for f in "$work"/job-*.out; do [[ -f $f ]] && { echo "--- $f" >&2; cat "$f" >&2; }; done
-  [[ -n ${job:-} ]] && scontrol show job "$job" >&2 || true
+  [[ -n ${job:-} ]] && on_cluster scontrol show job "$job" >&2 || true
   exit 1
 }
 started=$SECONDS
 say() { echo "slurm_e2e [$((SECONDS - started)) s]: $*"; }
 
-"$src/scripts/slurm-local" start "$cluster"
+# SLURM's client commands, run where they reach the cluster (on host h0 with NODES = 2).
+on_cluster() { "$src/scripts/slurm-local" exec "$cluster" "$@"; }
+if ((nodes > 1)); then
+  "$src/scripts/netns-cluster" down
+  "$src/scripts/netns-cluster" up "$nodes" >/dev/null
+  "$src/scripts/slurm-local" start "$cluster" --netns "$nodes"
+else
+  "$src/scripts/slurm-local" start "$cluster"
+fi
 
 # 4 epochs of 60 steps of 20 rows; 30 ms more per step (DPTRAIN_TEST_STEP_MS) leaves time to signal.
 "$bin" data synth blobs --n 1200 --dim 6 --seed 5 --out "$work/data.h5" >/dev/null
@@ -68,6 +86,8 @@ progress = false
 log_every = 20
 [checkpoint]
 every_steps = 10
+[coordinator]
+bind = "$( ((nodes > 1)) && echo 0.0.0.0 || echo 127.0.0.1)"
 EOF
 
 # The uninterrupted reference: the same config on 2 ranks under mpirun, outside SLURM.
@@ -84,13 +104,13 @@ OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 # where the variable may have forced Haswell ones, and the last bits differ).
 say "sbatch launch/slurm/train.sbatch"
 kernels=${OPENBLAS_CORETYPE:+,OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}${DPTRAIN_CPU_ENGINE:+,DPTRAIN_CPU_ENGINE=$DPTRAIN_CPU_ENGINE}
-job=$(cd "$work" && sbatch --parsable --ntasks=2 --cpus-per-task=1 --time=10:00 --output="$work/job-%j.out" \
+job=$(cd "$work" && on_cluster sbatch --parsable --nodes="$nodes" --ntasks=2 --cpus-per-task=1 --time=10:00 --output="$work/job-%j.out" \
   --export="CONFIG=$work/run.toml,DPTRAIN=$bin,DPTRAIN_TEST_STEP_MS=30,OMP_NUM_THREADS=1,OPENBLAS_NUM_THREADS=1,PATH=$PATH,SLURM_CONF=$SLURM_CONF$kernels" \
   "$src/launch/slurm/train.sbatch")
 job=${job%%;*}
 out=$work/job-$job.out
 
-job_field() { scontrol show job "$job" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
+job_field() { on_cluster scontrol show job "$job" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 finished() {
   local s
   s=$(job_field JobState)
@@ -110,7 +130,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 have_checkpoint() { compgen -G "$work/job/checkpoints/ckpt-*.h5" >/dev/null; }
 wait_for 60 "checkpoint from the first run" have_checkpoint
 say "job $job has checkpointed; SLURM's warning: scancel --signal=USR1 --batch $job"
-scancel --signal=USR1 --batch "$job"
+on_cluster scancel --signal=USR1 --batch "$job"
 
 requeued() { [[ $(job_field Restarts) -ge 1 ]]; }
 wait_for 30 "requeue" requeued
@@ -130,7 +150,10 @@ stopped=$(sed -n 's/.*stopped on request after the checkpoint of step \([0-9]*\)
 [[ -n $stopped && $stopped -gt 0 && $stopped -lt 240 ]] || fail "the stop checkpoint was not mid-run (step '${stopped}')"
 grep -q "resumed from $work/job/checkpoints/ckpt-$(printf %010d "$stopped").h5 at step $stopped" "$out" ||
   fail "the requeued job did not resume from the checkpoint of step $stopped"
-say "stopped at step $stopped of 240, resumed there, finished"
+if ((nodes > 1)); then
+  [[ $(grep -c "restart count [01]) on h\[0-1\]" "$out") -eq 2 ]] || fail "both runs should span the nodes h[0-1]"
+fi
+say "stopped at step $stopped of 240, resumed there, finished$( ((nodes > 1)) && echo " (both runs on nodes h[0-1])")"
 
 # Bitwise: every dataset of the final model and of the last checkpoint's parameters.
 /usr/bin/python3 - "$work/ref" "$work/job" <<'EOF' || fail "the requeued job's model differs from the reference"
@@ -166,7 +189,7 @@ EOF
 # Ranks that srun starts without an MPI plug-in (sites whose SLURM lacks PMIx): SLURM's variables,
 # the Gloo backend, rank 0's rendezvous on the step's first node; within 1e-5 of mpirun -np 2.
 say "srun --mpi=none -n 2 dptrain train (Gloo)"
-(cd "$work" && timeout 120 srun --mpi=none -n 2 --cpus-per-task=1 --time=5:00 --export=ALL,OMP_NUM_THREADS=1,OPENBLAS_NUM_THREADS=1 \
+(cd "$work" && timeout 120 "$src/scripts/slurm-local" exec "$cluster" srun --mpi=none -N "$nodes" -n 2 --cpus-per-task=1 --time=5:00 --export=ALL,OMP_NUM_THREADS=1,OPENBLAS_NUM_THREADS=1 \
   "$bin" train "$work/run.toml" --set "out_dir=\"$work/srun\"") >"$work/srun.log" 2>&1 ||
   { cat "$work/srun.log" >&2; fail "srun --mpi=none failed"; }
 [[ $(grep -c "global batch 20 on 2 ranks (gloo" "$work/srun.log") -eq 1 ]] || { cat "$work/srun.log" >&2; fail "srun --mpi=none did not run 2 gloo ranks"; }
