@@ -227,6 +227,13 @@ TEST_CASE("gloo collectives over three ranks agree with their sums", "[gloo]") {
         bool big_ok = true;
         for (size_t i = 0; i < big.size(); ++i) big_ok &= big[i] == static_cast<float>(3 * (i % 7) + 3);
         expect(big_ok, "big_ok");
+        // A blocking sum over the ring, segments of another length.
+        std::vector<float> mid(700'003);
+        for (size_t i = 0; i < mid.size(); ++i) mid[i] = static_cast<float>((i % 5) * (r + 1));
+        comm->allreduce_sum(mid.data(), static_cast<int64_t>(mid.size()));
+        bool mid_ok = true;
+        for (size_t i = 0; i < mid.size(); ++i) mid_ok &= mid[i] == static_cast<float>(6 * (i % 5));
+        expect(mid_ok, "mid_ok");
         sums[r] = small;
         double d[2] = {0.5 * r, -1.0 * r};
         comm->allreduce_max(d, 2);
