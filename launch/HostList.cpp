@@ -20,6 +20,7 @@ HostList HostList::read(const std::string& path) {
     HostEntry e;
     if (!(words >> e.name)) continue;
     e.line = text;
+    e.line_number = number;
     for (std::string w; words >> w;) {
       if (w.rfind("slots=", 0) != 0) continue;
       const std::string v = w.substr(6);
@@ -37,17 +38,31 @@ HostList HostList::read(const std::string& path) {
 
 std::vector<int> HostList::placement(int ranks) const {
   std::vector<int> on(hosts_.size(), 0);
-  int slots = 0;
-  for (const auto& h : hosts_) slots += h.slots;
-  // Full rounds of every slot, then the rest host by host in order.
-  for (size_t i = 0; i < hosts_.size(); ++i) on[i] = ranks / slots * hosts_[i].slots;
-  int left = ranks % slots;
+  int left = ranks;
   for (size_t i = 0; i < hosts_.size() && left > 0; ++i) {
-    const int here = std::min(left, hosts_[i].slots);
-    on[i] += here;
-    left -= here;
+    on[i] = std::min(left, hosts_[i].slots);
+    left -= on[i];
   }
   return on;
+}
+
+void HostList::require_slots(const std::string& path, int ranks, const std::string& why) const {
+  int slots = 0;
+  for (const auto& h : hosts_) {
+    if (h.slots == 0)
+      fail_input(path + ":" + std::to_string(h.line_number) + ": " + h.name + " has no slots=N; " + why +
+                 " needs every host's slot count to know which ranks run where");
+    slots += h.slots;
+  }
+  if (slots < ranks)
+    fail_input(path + ": its hosts have " + std::to_string(slots) + " slots, fewer than the " + std::to_string(ranks) +
+               " ranks asked for; " + why + " needs one slot per rank");
+}
+
+bool HostList::names_other_hosts(const std::string& this_host) const {
+  for (const auto& h : hosts_)
+    if (h.name != "localhost" && h.name.rfind("127.", 0) != 0 && h.name != this_host) return true;
+  return false;
 }
 
 HostList HostList::without(const std::vector<size_t>& lost) const {

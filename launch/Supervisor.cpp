@@ -65,7 +65,8 @@ pid_t spawn_job(const std::vector<std::string>& argv, const std::vector<std::str
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawn_file_actions_t files;
   posix_spawn_file_actions_init(&files);
-  if (quiet) {
+  if (quiet) {  // and no input: a probe in a background process group must not read a terminal
+    posix_spawn_file_actions_addopen(&files, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&files, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&files, 1, 2);
   }
@@ -77,13 +78,27 @@ pid_t spawn_job(const std::vector<std::string>& argv, const std::vector<std::str
   return pid;
 }
 
-void end_group(pid_t group) {
-  ::kill(-group, SIGTERM);
-  for (int i = 0; i < 50; ++i) {  // 5 s to exit cleanly, then SIGKILL
-    if (::kill(-group, 0) != 0) return;
+// Ends the process group led by `leader` (SIGTERM, 5 s to exit, then SIGKILL), reaps the leader
+// and returns its wait status; what is left of the group is killed.
+int end_group(pid_t leader) {
+  int status = 0;
+  ::kill(-leader, SIGTERM);
+  for (int i = 0; i < 50; ++i) {
+    if (::waitpid(leader, &status, WNOHANG) == leader) {
+      ::kill(-leader, SIGKILL);
+      return status;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ::kill(-group, SIGKILL);
+  ::kill(-leader, SIGKILL);
+  ::waitpid(leader, &status, 0);
+  return status;
+}
+
+std::string this_host() {
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  return name;
 }
 
 std::string describe_exit(int status) {
@@ -122,6 +137,12 @@ Supervisor::Supervisor(const SupervisorOptions& options, const TrainConfig& conf
     fail_input(
         "dptrain launch: --min-ranks restarts on the hosts that remain: it needs --launcher mpirun and "
         "--hostfile FILE, to know the hosts");
+  if (o_.min_ranks < o_.ranks) hosts_->require_slots(o_.hostfile, o_.ranks, "--min-ranks");
+  const std::string& bind = config_.coordinator.bind;
+  if (hosts_ && hosts_->names_other_hosts(this_host()) && (bind == "localhost" || bind.rfind("127.", 0) == 0))
+    fail_input("dptrain launch: " + o_.hostfile + " names other hosts (" + hosts_->names() +
+               ") but coordinator.bind is \"" + bind +
+               "\", which they cannot reach; set it to this machine's address on their network, or \"0.0.0.0\"");
 }
 
 std::vector<std::string> Supervisor::worker_command() const {
@@ -165,14 +186,11 @@ int Supervisor::run() {
   schedule = make_schedule_service(config_, coordinator);  // self-training selections
   if (schedule) coordinator.set_schedule_service(schedule.get());
   // Workers on this machine reach a wildcard address through loopback; on other machines (a
-  // hostfile of several hosts, an allocation of several nodes) they need this machine's name.
+  // hostfile naming other hosts, an allocation of several nodes) they need this machine's name.
   const char* nodes = std::getenv("SLURM_JOB_NUM_NODES");
-  const bool several_hosts =
-      hosts_ ? hosts_->hosts().size() > 1 : o_.launcher == "srun" && nodes && std::atoi(nodes) > 1;
-  char hostname[256] = {};
-  ::gethostname(hostname, sizeof hostname - 1);
-  const std::string reach =
-      co.bind_address == "0.0.0.0" ? (several_hosts ? std::string(hostname) : "127.0.0.1") : co.bind_address;
+  const bool elsewhere =
+      hosts_ ? hosts_->names_other_hosts(this_host()) : o_.launcher == "srun" && nodes && std::atoi(nodes) > 1;
+  const std::string reach = co.bind_address == "0.0.0.0" ? (elsewhere ? this_host() : "127.0.0.1") : co.bind_address;
   const std::vector<std::string> env = {"DPTRAIN_COORDINATOR=" + reach + ":" + std::to_string(coordinator.port()),
                                         "DPTRAIN_JOB_TOKEN=" + coordinator.token()};
   if (coordinator.http_port() >= 0)
@@ -187,9 +205,9 @@ int Supervisor::run() {
     pid_t pid = spawn_job(cmd, env);
     std::string failure;
     int status = 0;
-    bool stop_sent = false;
+    bool stop_sent = false, ended = false;  // ended: end_group reaped the launcher
     auto stop_time = std::chrono::steady_clock::now();
-    while (true) {
+    while (!ended) {
       pid_t done = ::waitpid(pid, &status, WNOHANG);
       if (done == pid) break;
       if (stop_requested() && !stop_sent) {
@@ -199,21 +217,24 @@ int Supervisor::run() {
       }
       if (stop_sent && std::chrono::steady_clock::now() - stop_time > std::chrono::duration<double>(o_.stop_grace_s)) {
         say("the workers did not stop within " + std::to_string(static_cast<int>(o_.stop_grace_s)) + " s; ending them");
-        end_group(pid);
+        status = end_group(pid);
+        ended = true;
       }
       // A rank failed (it left without a goodbye) and the launcher is still waiting, e.g. mpirun on
       // the daemon of a host it can no longer reach.
       if (failure.empty() && !stop_sent && coordinator.seconds_since_lost() > o_.lost_grace_s) {
         failure = o_.launcher + " did not end the job " + std::to_string(static_cast<int>(o_.lost_grace_s)) +
                   " s after a rank failed";
-        end_group(pid);
+        status = end_group(pid);
+        ended = true;
       }
       if (failure.empty() && !stop_sent)
         for (const auto& w : coordinator.workers())
           if (w.heartbeat_age_s > config_.coordinator.heartbeat_timeout_s) {
             failure = "rank " + std::to_string(w.rank) + " (pid " + std::to_string(w.pid) + ") sent no heartbeat for " +
                       std::to_string(static_cast<int>(w.heartbeat_age_s)) + " s";
-            end_group(pid);
+            status = end_group(pid);
+            ended = true;
             break;
           }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -278,14 +299,20 @@ bool Supervisor::drop_lost_hosts() {
       if (::waitpid(probes[i], &status, WNOHANG) == probes[i]) {
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) why[i] = "the probe " + describe_exit(status);
         probes[i] = -1;
-      } else if (std::chrono::steady_clock::now() > deadline) {
-        end_group(probes[i]);
-        ::waitpid(probes[i], &status, 0);
-        why[i] = "no answer to the probe in " + std::to_string(static_cast<int>(o_.probe_timeout_s)) + " s";
-        probes[i] = -1;
       } else {
         waiting = true;
       }
+    }
+    if (waiting && std::chrono::steady_clock::now() > deadline) {
+      for (pid_t p : probes)  // all at once, then reap them one by one
+        if (p > 0) ::kill(-p, SIGTERM);
+      for (size_t i = 0; i < probes.size(); ++i)
+        if (probes[i] > 0) {
+          end_group(probes[i]);
+          why[i] = "no answer to the probe in " + std::to_string(static_cast<int>(o_.probe_timeout_s)) + " s";
+          probes[i] = -1;
+        }
+      waiting = false;
     }
     if (waiting) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

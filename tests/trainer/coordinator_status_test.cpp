@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <functional>
 #include <limits>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "support/TestSupport.h"
 #include "trainer/coordinator/CheckpointWire.h"
 #include "trainer/coordinator/Coordinator.h"
+#include "trainer/coordinator/CoordinatorClient.h"
 
 using namespace dptrain;
 using namespace dptrain::test;
@@ -100,4 +102,40 @@ TEST_CASE("/status is valid JSON with a 2,000-character checkpoint path and a Na
 
   c.request_stop("test");
   CHECK(nlohmann::json::parse(c.status_json())["phase"] == "stopping");
+}
+
+TEST_CASE("a rank that closes with a goodbye is not lost; one that closes without is", "[coordinator]") {
+  TempDir dir;
+  CoordinatorOptions o;
+  o.checkpoint_dir = dir.file("checkpoints");
+  Coordinator c(o, [](const std::string&) {});
+  auto wait_for = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return done();
+  };
+  {
+    CoordinatorClient client({"127.0.0.1", c.port(), c.token()}, 0, 2, 0.05);
+    REQUIRE(wait_for([&] { return c.workers().size() == 1; }));
+    client.close(true);
+  }
+  REQUIRE(wait_for([&] { return c.workers().empty(); }));
+  CHECK(c.lost_worker().empty());
+  CHECK(c.seconds_since_lost() < 0);
+  {
+    CoordinatorClient client({"127.0.0.1", c.port(), c.token()}, 1, 2, 0.05);
+    REQUIRE(wait_for([&] { return c.workers().size() == 1; }));
+  }  // closed without a goodbye, as on an error
+  REQUIRE(wait_for([&] { return !c.lost_worker().empty(); }));
+  CHECK_THAT(c.lost_worker(), Catch::Contains("rank 1 (pid "));
+  CHECK(c.seconds_since_lost() >= 0);
+  // A restart forgets it; a rank that reconnects and leaves cleanly is not lost.
+  c.reset_workers();
+  CHECK(c.lost_worker().empty());
+  {
+    CoordinatorClient client({"127.0.0.1", c.port(), c.token()}, 1, 2, 0.05);
+    REQUIRE(wait_for([&] { return c.workers().size() == 1; }));
+    client.close(true);
+  }
+  REQUIRE(wait_for([&] { return c.workers().empty(); }));
+  CHECK(c.lost_worker().empty());
 }

@@ -211,6 +211,7 @@ void Coordinator::on_connect(uint64_t session, const HelloInfo& hello) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     Worker& w = workers_[hello.rank];
+    w = Worker{};  // a rank that reconnects starts afresh (no goodbye yet)
     w.session = session;
     w.hello = hello;
     w.last_heartbeat = std::chrono::steady_clock::now();
@@ -270,7 +271,8 @@ void Coordinator::on_frame(uint64_t session, FrameType type, ByteReader& r) {
     case FrameType::goodbye: {
       r.expect_end();
       std::lock_guard<std::mutex> lock(mu_);
-      workers_[rank].goodbye = true;
+      auto it = workers_.find(rank);  // still this session's (not reset for a restart meanwhile)
+      if (it != workers_.end() && it->second.session == session) it->second.goodbye = true;
       return;
     }
     case FrameType::metrics: {

@@ -50,7 +50,9 @@ CoordinatorClient::CoordinatorClient(const CoordinatorEndpoint& endpoint, int ra
   sender_ = std::thread([this] { send_loop(); });
 }
 
-CoordinatorClient::~CoordinatorClient() {
+CoordinatorClient::~CoordinatorClient() { close(false); }
+
+void CoordinatorClient::close(bool goodbye) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     closing_ = true;
@@ -58,7 +60,8 @@ CoordinatorClient::~CoordinatorClient() {
   cv_.notify_all();
   if (sender_.joinable()) sender_.join();  // a staged checkpoint is sent out first
   if (heartbeat_.joinable()) heartbeat_.join();
-  if (goodbye_ && client_->connected()) {
+  if (!client_) return;
+  if (goodbye && client_->connected()) {
     try {
       client_->send(FrameType::goodbye, {});
     } catch (const std::exception&) {  // gone already: it counts this rank as lost, as it may

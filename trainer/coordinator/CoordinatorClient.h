@@ -63,9 +63,10 @@ class CoordinatorClient {
   // Waits until the coordinator has written the checkpoint of `step`; throws a peer error naming
   // what went wrong (write failed, coordinator lost, timeout).
   std::string wait_checkpoint(int64_t step, double timeout_s);
-  // This rank's part of the job ended cleanly (done, or stopped on request): closing then sends a
-  // goodbye, so that the coordinator does not count the closed connection as a lost rank.
-  void say_goodbye_on_close() { goodbye_ = true; }
+  // Sends out a staged checkpoint, stops the threads and, when `goodbye` (this rank's part of the
+  // job ended cleanly: done, or stopped on request), tells the coordinator so, so that it does
+  // not count the closing connection as a lost rank. The destructor closes without a goodbye.
+  void close(bool goodbye);
   // The step of the last checkpoint share sent out whole, or -1.
   int64_t last_sent_step() const { return sent_step_.load(); }
 
@@ -89,7 +90,6 @@ class CoordinatorClient {
   std::unique_ptr<ControlClient> client_;
   std::atomic<int64_t> step_{-1};
   std::atomic<int64_t> sent_step_{-1};
-  std::atomic<bool> goodbye_{false};
   std::atomic<double> samples_per_s_{0.0};
   std::mutex mu_;
   std::condition_variable cv_;

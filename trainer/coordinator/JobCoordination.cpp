@@ -79,11 +79,15 @@ JobCoordination::JobCoordination(const TrainConfig& config, Communicator& comm, 
 
 // The client goes first: it sends out a staged checkpoint; a hosted coordinator then writes it
 // before it stops, also when the run ends on an error (the last good state of a diverged run).
-// Leaving without an exception in flight is a clean end: the client says goodbye.
+// Leaving without an exception in flight is a clean end: the client says goodbye. The step of the
+// last share is read once the client has closed (its sender may be sending one still).
 JobCoordination::~JobCoordination() {
-  const int64_t sent = client_ ? client_->last_sent_step() : -1;
-  if (client_ && std::uncaught_exceptions() == 0) client_->say_goodbye_on_close();
-  client_.reset();
+  int64_t sent = -1;
+  if (client_) {
+    client_->close(std::uncaught_exceptions() == 0);
+    sent = client_->last_sent_step();
+    client_.reset();
+  }
   if (coordinator_ && sent >= 0) coordinator_->finish_checkpoint(sent, 2.0);
   coordinator_.reset();
 }
