@@ -174,8 +174,16 @@ void Session::checkpoint(Task& task, bool force) {
   // The every_seconds decision is rank 0's clock, carried to every rank by the control lane.
   const bool due = force || checkpoint_due_ || (c.every_steps > 0 && step_ % c.every_steps == 0);
   checkpoint_due_ = false;
-  if (!due || step_ == last_checkpoint_step_) return;
+  if (!due) return;
+  if (step_ == last_checkpoint_step_) {
+    // Handed over already (a periodic one at this step, streamed without waiting); a forced one
+    // (the run's end, a stop) must not end the run before it is written.
+    if (force && !last_checkpoint_waited_) coordination_->wait_checkpoint(step_);
+    last_checkpoint_waited_ |= force;
+    return;
+  }
   last_checkpoint_step_ = step_;
+  last_checkpoint_waited_ = force;
   last_checkpoint_time_ = std::chrono::steady_clock::now();
   // Every rank hands over its 1/N share and trains on while it streams (a forced checkpoint waits
   // for the write); without a coordinator rank 0 writes alone.
@@ -189,6 +197,7 @@ void Session::checkpoint(Task& task, bool force) {
 void Session::restored_at(int64_t step) {
   step_ = step;
   last_checkpoint_step_ = step;
+  last_checkpoint_waited_ = true;  // on disk already
 }
 
 void Session::resume(Task& task, const std::string& spec) {

@@ -104,7 +104,7 @@ TEST_CASE("/status is valid JSON with a 2,000-character checkpoint path and a Na
   CHECK(nlohmann::json::parse(c.status_json())["phase"] == "stopping");
 }
 
-TEST_CASE("a rank that closes with a goodbye is not lost; one that closes without is", "[coordinator]") {
+TEST_CASE("a rank that closes with a goodbye is not lost, one that closes without is", "[coordinator]") {
   TempDir dir;
   CoordinatorOptions o;
   o.checkpoint_dir = dir.file("checkpoints");
@@ -138,4 +138,39 @@ TEST_CASE("a rank that closes with a goodbye is not lost; one that closes withou
   }
   REQUIRE(wait_for([&] { return c.workers().empty(); }));
   CHECK(c.lost_worker().empty());
+}
+
+TEST_CASE("a rank whose shares lag completes its checkpoints, one that skipped a step drops it", "[coordinator]") {
+  TempDir dir;
+  CoordinatorOptions o;
+  o.checkpoint_dir = dir.file("checkpoints");
+  Coordinator c(o, [](const std::string&) {});
+  HelloInfo h0, h1;
+  h0.world = h1.world = 2;
+  h1.rank = 1;
+  ControlClient rank0("127.0.0.1", c.port(), c.token(), h0, 10, [](FrameType, ByteReader&) {});
+  ControlClient rank1("127.0.0.1", c.port(), c.token(), h1, 10, [](FrameType, ByteReader&) {});
+  // Rank 0 is a checkpoint ahead: step 20 begins while rank 1 is still sending step 10's share.
+  begin_checkpoint_share(rank0, 10, 2);
+  end_checkpoint_share(rank0, 10, 0, 2);
+  begin_checkpoint_share(rank1, 10, 2);
+  begin_checkpoint_share(rank0, 20, 2);
+  end_checkpoint_share(rank0, 20, 0, 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // rank 0's frames are in first
+  end_checkpoint_share(rank1, 10, 1, 2);
+  CHECK(c.wait_checkpoint(10, 30));
+  begin_checkpoint_share(rank1, 20, 2);
+  end_checkpoint_share(rank1, 20, 1, 2);
+  CHECK(c.wait_checkpoint(20, 30));
+  // Rank 1 goes from step 20 to 40 (as after a failed send): step 30 can no longer complete.
+  begin_checkpoint_share(rank0, 30, 2);
+  end_checkpoint_share(rank0, 30, 0, 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  begin_checkpoint_share(rank1, 40, 2);
+  end_checkpoint_share(rank1, 40, 1, 2);
+  begin_checkpoint_share(rank0, 40, 2);
+  end_checkpoint_share(rank0, 40, 0, 2);
+  CHECK(c.wait_checkpoint(40, 30));
+  CHECK_FALSE(c.wait_checkpoint(30, 0.2));
+  CHECK(c.last_checkpoint().step == 40);
 }

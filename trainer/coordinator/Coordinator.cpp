@@ -326,8 +326,16 @@ void Coordinator::begin_checkpoint(int rank, ByteReader& r) {
   std::lock_guard<std::mutex> lock(mu_);
   ++received_frames_;
   cv_.notify_all();
-  // A newer checkpoint supersedes incomplete older ones (their ranks died or moved on).
-  for (auto it = assemblies_.begin(); it != assemblies_.end();) it = it->first < step ? assemblies_.erase(it) : ++it;
+  // A rank sends its shares in step order and skips none, so an older checkpoint it has not ended
+  // can no longer complete (it was restarted, or it failed to send); older ones it has ended wait
+  // for the ranks that lag. At most max_assemblies are kept (a lagging rank cannot fall further
+  // behind than one share: staging waits for its previous send).
+  constexpr size_t max_assemblies = 8;
+  for (auto it = assemblies_.begin(); it != assemblies_.end();) {
+    const Assembly& old = it->second;
+    const bool skipped = it->first < step && rank < old.world && !old.ended[static_cast<size_t>(rank)];
+    it = skipped || (it->first < step && assemblies_.size() >= max_assemblies) ? assemblies_.erase(it) : ++it;
+  }
   Assembly& a = assemblies_[step];
   if (!a.state) {
     a.state = std::make_unique<CheckpointState>(std::move(meta));

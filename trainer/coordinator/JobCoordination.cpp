@@ -110,6 +110,11 @@ std::string JobCoordination::checkpoint(const std::function<CheckpointState(bool
   }
 }
 
+std::string JobCoordination::wait_checkpoint(int64_t step) {
+  // Without a coordinator rank 0 wrote it before checkpoint() returned.
+  return client_ ? client_->wait_checkpoint(step, config_.coordinator.checkpoint_timeout_s) : "";
+}
+
 std::string JobCoordination::choose_checkpoint(const std::string& spec) {
   char path[4096] = {};
   if (comm_.rank() == 0) {

@@ -37,6 +37,9 @@ class JobCoordination {
   std::string checkpoint(const std::function<CheckpointState(bool with_data)>& state,
                          const std::vector<const float*>& flats, Device device, bool wait,
                          const std::vector<bool>& until_update = {});
+  // Waits until the checkpoint of `step`, already handed over, is written (a forced checkpoint at
+  // the step of a periodic one); returns its path when known.
+  std::string wait_checkpoint(int64_t step);
   // Call before changing a flat that was checkpointed `until_update`: waits for its copy.
   void before_update() {
     if (client_) client_->wait_staged();
