@@ -137,6 +137,15 @@ if [[ -n $how ]]; then
   fi
 fi
 
+# cut_and_wait: cuts host 2's link and waits for $job; sets rc (its exit code) and took (seconds since the cut).
+cut_and_wait() {
+  ip -n "$DPTRAIN_NETNS_PREFIX-h2" link set eth0 down
+  local at=$SECONDS
+  rc=0
+  wait "$job" || rc=$?
+  took=$((SECONDS - at))
+}
+
 say "cutting host 2's link mid-run (comm.timeout_s = 5)"
 DPTRAIN_TEST_STEP_MS=40 timeout 120 "$cluster" exec 0 "${hosts_mpirun[@]}" "$bin" train "$work/run.toml" \
   --set "out_dir=\"$work/cut\"" --set train.max_steps=100000 --set train.epochs=1000 --set comm.timeout_s=5 \
@@ -144,11 +153,7 @@ DPTRAIN_TEST_STEP_MS=40 timeout 120 "$cluster" exec 0 "${hosts_mpirun[@]}" "$bin
 job=$!
 for _ in $(seq 200); do grep -q "step 20\b\|epoch 1/" "$work/cut.log" 2>/dev/null && break; sleep 0.1; done
 sleep 1
-ip -n "$DPTRAIN_NETNS_PREFIX-h2" link set eth0 down
-cut_at=$SECONDS
-rc=0
-wait "$job" || rc=$?
-took=$((SECONDS - cut_at))
+cut_and_wait
 [[ $rc == 3 ]] || fail "the job exited $rc after host 2 was cut off (expected 3)"
 ((took <= 15)) || fail "the job took $took s to end (comm.timeout_s = 5, + 10 s allowed)"
 grep -q "rank 2 on h2" "$work/cut.log" || fail "the error does not name rank 2 on h2"
@@ -166,11 +171,7 @@ DPTRAIN_TEST_STEP_MS=40 timeout 240 "$cluster" exec 0 "$bin" launch -n 3 --hostf
 job=$!
 for _ in $(seq 300); do [[ -f $work/elastic/checkpoints/ckpt-0000000040.h5 ]] && break; sleep 0.1; done
 [[ -f $work/elastic/checkpoints/ckpt-0000000040.h5 ]] || fail "the launched job wrote no checkpoint of step 40"
-ip -n "$DPTRAIN_NETNS_PREFIX-h2" link set eth0 down
-cut_at=$SECONDS
-rc=0
-wait "$job" || rc=$?
-took=$((SECONDS - cut_at))
+cut_and_wait
 [[ $rc == 0 ]] || fail "dptrain launch --min-ranks 2 exited $rc after host 2 was cut off (expected 0)"
 grep -q "host $("$cluster" addr 2) (1 rank) is lost" "$work/elastic.log" || fail "the supervisor did not say host 2 is lost"
 grep -q "restarting on the 2 ranks that remain" "$work/elastic.log" || fail "the supervisor did not restart on 2 ranks"
