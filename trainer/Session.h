@@ -126,10 +126,10 @@ class Session {
   int64_t step_ = 0;
   int64_t run_start_step_ = 0;
   std::chrono::steady_clock::time_point run_start_, last_checkpoint_time_;
-  int64_t last_checkpoint_step_ = -1;  // checkpointed, or restored from
+  int64_t last_checkpoint_step_ = -1;   // checkpointed, or restored from
   bool last_checkpoint_waited_ = true;  // false: handed over without waiting for the write
-  bool checkpoint_due_ = false;  // rank 0's clock said so (control lane)
-  StopSighting stop_;            // some rank was asked to stop (control lane)
+  bool checkpoint_due_ = false;         // rank 0's clock said so (control lane)
+  StopSighting stop_;                   // some rank was asked to stop (control lane)
   double samples_per_s_ = 0.0;
 };
 
